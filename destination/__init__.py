@@ -1,0 +1,1 @@
+"""Where a block is replayed: the destination port and its adapters (embedded ledger, QLDB)."""

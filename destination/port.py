@@ -1,0 +1,120 @@
+"""The ``Destination`` port: where settled blocks are replayed, exactly once.
+
+Guarantees every adapter gives (``tests/contract/test_destination_contract.py`` checks them):
+
+- The destination holds the checkpoint of each (ledger, strand): the last block (and, for a block
+  applied in parts, the last part) it applied, with that block's hash.
+- ``apply`` runs every operation of every given block part, and writes the new checkpoint, in one
+  destination transaction. Inside that transaction it first compares the stored checkpoint with
+  ``expected``; when they differ it applies nothing and raises ``CheckpointMismatch``. A driver that
+  retries a commit whose answer was lost therefore cannot apply a block twice.
+- Revision operations map source document ids to destination document ids in the destination,
+  in the same transaction, so a later revision of the same source document finds its copy.
+- Nothing is half-applied: an operation that fails aborts the whole transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from journal.records import BlockAddress
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """The last applied position of one strand. ``part`` is None when block ``sequence_no`` was
+    applied whole; ``k`` when only its parts ``0..k`` were (a block split by a transaction
+    limit, DESIGN.md rule 2)."""
+
+    ledger: str
+    strand_id: str
+    sequence_no: int
+    block_hash: bytes
+    part: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementOp:
+    """Run a literal PartiQL statement as the source ran it."""
+
+    text: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevisionOp:
+    """Make the destination's copy of a source document equal a revision: insert it (no copy
+    yet), replace it (``data`` set), or delete it (``data`` None). ``data`` is the Ion value of the
+    REVISION_DETAILS, passed to the destination as an Ion value (never as text)."""
+
+    table_name: str
+    table_id: str
+    document_id: str
+    version: int
+    data: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockReplay:
+    """One block, or one part of a block, to apply. ``part``/``parts`` are None for a whole block."""
+
+    block_id: str
+    ledger: str
+    address: BlockAddress
+    block_hash: bytes
+    mode: Literal["statements", "revisions"]
+    ops: tuple[StatementOp | RevisionOp, ...]
+    part: int | None = None
+    parts: int | None = None
+    # Source table id -> table name, so DDL naming source ids can be translated (rule 7).
+    table_names: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_last_part(self) -> bool:
+        return self.part is None or self.parts is None or self.part == self.parts - 1
+
+    def checkpoint(self) -> Checkpoint:
+        """The checkpoint that applying this block (part) moves the strand to."""
+        return Checkpoint(
+            ledger=self.ledger,
+            strand_id=self.address.strand_id,
+            sequence_no=self.address.sequence_no,
+            block_hash=self.block_hash,
+            part=None if self.is_last_part else self.part,
+        )
+
+
+@dataclass(slots=True)
+class ApplyReport:
+    statements: int = 0
+    revisions: int = 0
+    documents_written: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """What one destination transaction may hold; None means unbounded."""
+
+    documents: int | None = None
+    bytes: int | None = None
+
+
+class Destination(Protocol):
+    """Port of the replica. Adapters: ``EmbeddedDestination`` (the embedded ledger),
+    ``QldbDestination`` (pyqldb)."""
+
+    limits: Limits
+
+    def checkpoint(self, ledger: str, strand_id: str) -> Checkpoint | None:
+        """The stored checkpoint of the strand, or None when nothing was applied yet."""
+        ...
+
+    def apply(self, blocks: Sequence[BlockReplay], expected: Checkpoint | None) -> ApplyReport:
+        """Apply the blocks in order and move the checkpoint to the last one's, atomically, if and
+        only if the stored checkpoint equals ``expected``; else raise ``CheckpointMismatch``."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,82 @@
+"""A canonical, library-version-independent fingerprint of Ion values.
+
+Two copies of one stream record are the same record when their content is the same, whatever
+amazon.ion version wrote or read them, and whichever QLDB stream of the ledger carried them (the
+stream id in ``qldbStreamArn`` is left out). The fingerprint types every scalar (a decimal 1.0 is
+not the int 1, a timestamp keeps its precision and offset), sorts struct fields, and keeps list
+order and annotations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from amazon.ion.core import IonType
+
+
+def _enc(value: Any, out: list[bytes]) -> None:
+    t = getattr(value, "ion_type", None)
+    ann = getattr(value, "ion_annotations", ()) or ()
+    if ann:
+        out.append(b"@" + repr([str(a) for a in ann]).encode())
+    if value is None or t is IonType.NULL or getattr(value, "is_null", False):
+        out.append(b"n" + (t.name.encode() if t is not None else b"NULL"))
+        return
+    if isinstance(value, bool):
+        out.append(b"b1" if value else b"b0")
+    elif isinstance(value, int):
+        out.append(b"i" + str(int(value)).encode())
+    elif isinstance(value, float):
+        out.append(b"f" + float(value).hex().encode())
+    elif isinstance(value, Decimal):
+        out.append(b"d" + str(Decimal(value)).encode())
+    elif isinstance(value, datetime):
+        precision = getattr(value, "precision", None)
+        fraction = getattr(value, "fractional_precision", None)
+        out.append(b"t" + value.isoformat().encode() + f"|{precision}|{fraction}".encode())
+    elif isinstance(value, str):
+        kind = b"y" if t is IonType.SYMBOL else b"s"
+        data = str(value).encode("utf-8")
+        out.append(kind + str(len(data)).encode() + b":" + data)
+    elif isinstance(value, bytes | bytearray):
+        kind = b"c" if t is IonType.CLOB else b"x"
+        out.append(kind + str(len(value)).encode() + b":" + bytes(value))
+    elif isinstance(value, Mapping):
+        items = []
+        for k in value:
+            sub: list[bytes] = []
+            _enc(value[k], sub)
+            key = str(k).encode("utf-8")
+            items.append(str(len(key)).encode() + b":" + key + b"=" + b"".join(sub))
+        items.sort()
+        out.append(b"{" + b",".join(items) + b"}")
+    elif isinstance(value, list | tuple):
+        parts: list[bytes] = []
+        for v in value:
+            sub = []
+            _enc(v, sub)
+            parts.append(b"".join(sub))
+        kind = b"(" if t is IonType.SEXP else b"["
+        out.append(kind + b",".join(parts) + b"]")
+    else:
+        raise TypeError(f"not an Ion value: {type(value).__name__}")
+
+
+def fingerprint(value: Any) -> str:
+    """SHA-256 hex of the canonical encoding of ``value``."""
+    out: list[bytes] = []
+    _enc(value, out)
+    return hashlib.sha256(b"".join(out)).hexdigest()
+
+
+def record_fingerprint(value: Mapping[str, Any]) -> str:
+    """Fingerprint of a top-level stream record without the stream id of its ARN."""
+    arn = str(value.get("qldbStreamArn", ""))
+    ledger_part = arn.rsplit("/", 1)[0] if "/stream/" in arn else arn
+    stripped = {k: v for k, v in value.items() if k != "qldbStreamArn"}
+    stripped["qldbStreamArn"] = ledger_part
+    return fingerprint(stripped)

@@ -1,0 +1,57 @@
+"""The project's own error hierarchy. Each error carries what it concerns (a field, a record, a
+block, a file) and its docstring states what it means. Adapters turn vendor errors into these."""
+
+from __future__ import annotations
+
+
+class SettleError(Exception):
+    """Base of every error qldb-settle raises on purpose."""
+
+
+class RecordError(SettleError):
+    """A stream record was refused: a field is missing, mistyped or out of range."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field} {reason}")
+
+
+class DecodeError(SettleError):
+    """Input could not be decoded (base64, KPL aggregate, gzip, Ion, JSON)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"{kind}: {reason}")
+
+
+class InputError(SettleError):
+    """Input is not what the command reads at all (missing file, not JSON or Ion): exit 2."""
+
+
+class TransientError(SettleError):
+    """The buffer or destination could not be reached after retries; nothing was lost, run it
+    again: exit 3."""
+
+
+class LeaseHeld(SettleError):
+    """Another settler holds the lease; this one does nothing this cycle."""
+
+
+class CheckpointMismatch(SettleError):
+    """The destination's checkpoint is no longer the one this cycle started from (compare-and-set
+    failed): another writer moved it, or a retried commit already landed. Nothing was applied."""
+
+
+class ReplayError(SettleError):
+    """A block could not be replayed into the destination; the settler halts at that block."""
+
+    def __init__(self, block: str, reason: str) -> None:
+        self.block = block
+        self.reason = reason
+        super().__init__(f"block {block}: {reason}")
+
+
+class ConfigError(SettleError):
+    """A setting or URL is malformed: exit 2."""

@@ -1,0 +1,1 @@
+"""The embedded ledger: QLDB's PartiQL subset over SQLite, with its own hash-chained journal."""

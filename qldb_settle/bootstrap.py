@@ -1,0 +1,45 @@
+"""The composition root: turn settings (URLs) into adapters of the two ports.
+
+Adapters are imported only when chosen, so the ingest Lambda never imports pyqldb or ionhash.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from journal.errors import ConfigError
+from qldb_settle.settings import Settings
+
+if TYPE_CHECKING:
+    from buffer.port import SettlingBuffer
+    from destination.port import Destination
+
+
+def open_buffer(settings: Settings, *, opensearch_auth: str = "auto") -> SettlingBuffer:
+    url = settings.buffer
+    scheme, _, rest = url.partition(":")
+    if scheme == "sqlite" and rest:
+        from buffer.sqlite import SqliteBuffer
+
+        return SqliteBuffer(rest)
+    if scheme == "opensearch" and rest.startswith(("http://", "https://")):
+        from buffer.opensearch import OpenSearchBuffer
+
+        return OpenSearchBuffer.from_url(
+            rest, index_prefix=settings.index_prefix, auth=opensearch_auth
+        )
+    raise ConfigError(f"buffer URL {url!r} is not sqlite:PATH or opensearch:http(s)://HOST[:PORT]")
+
+
+def open_destination(settings: Settings) -> Destination:
+    url = settings.destination
+    scheme, _, rest = url.partition(":")
+    if scheme == "embedded" and rest:
+        from destination.embedded import EmbeddedDestination
+
+        return EmbeddedDestination(rest)
+    if scheme == "qldb" and rest:
+        from destination.qldb import QldbDestination
+
+        return QldbDestination(ledger_name=rest, endpoint=settings.qldb_endpoint)
+    raise ConfigError(f"destination URL {url!r} is not embedded:PATH or qldb:LEDGER_NAME")

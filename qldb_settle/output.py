@@ -1,0 +1,103 @@
+"""Shared command-line plumbing: flags that name their environment variable, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from qldb_settle.settings import DEFAULT, ENV_NAME, Settings
+
+
+def iso_ms(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds (DESIGN.md), e.g. ``2020-07-03T20:36:44.181Z``."""
+    if value is None:
+        return None
+    v = value.astimezone(UTC)
+    return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 instant (``Z`` or an offset; a bare date or time without zone is UTC)."""
+    t = text.strip()
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    value = datetime.fromisoformat(t)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def add_buffer(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--buffer",
+        metavar="URL",
+        help=(
+            "settling buffer: sqlite:PATH or opensearch:http(s)://HOST[:PORT] "
+            f"(env {ENV_NAME['buffer']}, default {DEFAULT['buffer']})"
+        ),
+    )
+
+
+def add_destination(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--destination",
+        metavar="URL",
+        help=(
+            "replica: embedded:PATH or qldb:LEDGER_NAME "
+            f"(env {ENV_NAME['destination']}, default {DEFAULT['destination']})"
+        ),
+    )
+
+
+def add_common_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--index-prefix",
+        metavar="P",
+        help=f"OpenSearch index prefix (env {ENV_NAME['index_prefix']}, "
+        f"default {DEFAULT['index_prefix']})",
+    )
+    p.add_argument(
+        "--qldb-endpoint",
+        metavar="URL",
+        help=f"QLDB session endpoint for qldb: destinations (env {ENV_NAME['qldb_endpoint']}, "
+        "default the AWS endpoint of AWS_REGION)",
+    )
+    p.add_argument(
+        "--opensearch-auth",
+        choices=("auto", "sigv4", "none"),
+        default="auto",
+        help="OpenSearch authentication: SigV4 for *.amazonaws.com hosts (auto), or forced",
+    )
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by whichever flags this command has."""
+    return Settings.from_env(
+        buffer=getattr(args, "buffer", None),
+        destination=getattr(args, "destination", None),
+        window_seconds=getattr(args, "window", None),
+        early_release=True if getattr(args, "early_release", False) else None,
+        index_prefix=getattr(args, "index_prefix", None),
+        qldb_endpoint=getattr(args, "qldb_endpoint", None),
+    )
+
+
+def print_json(obj: Mapping[str, Any]) -> None:
+    json.dump(obj, sys.stdout, indent=None, sort_keys=False, default=_default)
+    sys.stdout.write("\n")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_ms(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"not JSON-able: {type(value).__name__}")

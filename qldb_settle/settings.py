@@ -1,0 +1,68 @@
+"""One frozen settings object: environment, overridden by explicit arguments and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from journal.errors import ConfigError
+
+# (field, environment variable, default): the table of DESIGN.md "Configuration".
+ENV: tuple[tuple[str, str, str], ...] = (
+    ("buffer", "QLDB_SETTLE_BUFFER", "sqlite:qldb-settle-buffer.db"),
+    ("destination", "QLDB_SETTLE_DESTINATION", "embedded:qldb-settle-replica.db"),
+    ("window_seconds", "QLDB_SETTLE_WINDOW_SECONDS", "120"),
+    ("early_release", "QLDB_SETTLE_EARLY_RELEASE", "false"),
+    ("index_prefix", "QLDB_SETTLE_INDEX_PREFIX", "qldb-settle"),
+    ("qldb_endpoint", "QLDB_SETTLE_QLDB_ENDPOINT", ""),
+)
+ENV_NAME = {name: var for name, var, _ in ENV}
+DEFAULT = {name: default for name, _, default in ENV}
+
+
+def _bool(text: str, var: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{var} must be true or false, not {text!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    buffer: str = DEFAULT["buffer"]
+    destination: str = DEFAULT["destination"]
+    window_seconds: float = float(DEFAULT["window_seconds"])
+    early_release: bool = False
+    index_prefix: str = DEFAULT["index_prefix"]
+    qldb_endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``env`` (default ``os.environ``); non-None ``overrides`` win."""
+        env = os.environ if env is None else env
+        raw = {name: env.get(var, DEFAULT[name]) for name, var, _ in ENV}
+        try:
+            window = float(raw["window_seconds"])
+        except ValueError:
+            raise ConfigError(
+                f"QLDB_SETTLE_WINDOW_SECONDS must be a number of seconds, not "
+                f"{raw['window_seconds']!r}"
+            ) from None
+        settings = cls(
+            buffer=raw["buffer"],
+            destination=raw["destination"],
+            window_seconds=window,
+            early_release=_bool(raw["early_release"], "QLDB_SETTLE_EARLY_RELEASE"),
+            index_prefix=raw["index_prefix"],
+            qldb_endpoint=raw["qldb_endpoint"] or None,
+        )
+        known = {f.name for f in fields(cls)}
+        given = {k: v for k, v in overrides.items() if v is not None and k in known}
+        settings = replace(settings, **given)
+        if settings.window_seconds < 0:
+            raise ConfigError(f"the settle window must not be negative ({settings.window_seconds})")
+        return settings

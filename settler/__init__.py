@@ -1,0 +1,1 @@
+"""Where a block is released: settle, verify and replay in commit order, exactly once."""
