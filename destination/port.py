@@ -58,7 +58,7 @@ class RevisionOp:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BlockReplay:
-    """One block, or one part of a block, to apply. ``part``/``parts`` are None for a whole block."""
+    """One block, or one part of a block; ``part``/``parts`` are None for a whole block."""
 
     block_id: str
     ledger: str
