@@ -47,9 +47,10 @@ def _enc(value: Any, out: list[bytes]) -> None:
         out.append(kind + str(len(value)).encode() + b":" + bytes(value))
     elif isinstance(value, Mapping):
         items = []
-        for k in value:
+        # items(), not keys: an Ion struct may repeat a field name, and every copy counts.
+        for k, v in value.items():
             sub: list[bytes] = []
-            _enc(value[k], sub)
+            _enc(v, sub)
             key = str(k).encode("utf-8")
             items.append(str(len(key)).encode() + b":" + key + b"=" + b"".join(sub))
         items.sort()
@@ -76,7 +77,7 @@ def fingerprint(value: Any) -> str:
 def record_fingerprint(value: Mapping[str, Any]) -> str:
     """Fingerprint of a top-level stream record without the stream id of its ARN."""
     arn = str(value.get("qldbStreamArn", ""))
-    ledger_part = arn.rsplit("/", 1)[0] if "/stream/" in arn else arn
+    ledger_part = arn.rsplit("/", 1)[0] if ":stream/" in arn else arn
     stripped = {k: v for k, v in value.items() if k != "qldbStreamArn"}
     stripped["qldbStreamArn"] = ledger_part
     return fingerprint(stripped)
