@@ -1,0 +1,437 @@
+"""Parse QLDB PartiQL statements (``grammar.lark``) into the typed tree of ``ledger.nodes``.
+
+``parse(text)`` returns a cached ``Parsed`` (the same text is parsed once per process) or raises
+``ParseError`` pointing at the offending token by line and column. Imports only lark, the
+standard library and amazon.ion: the ingest Lambda classifies statements with it.
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ledger.errors import ParseError
+from ledger.nodes import (
+    MISSING,
+    And,
+    BagExpr,
+    Between,
+    Binary,
+    Call,
+    Compare,
+    CreateIndex,
+    CreateTable,
+    Delete,
+    DmlOp,
+    DropIndex,
+    DropTable,
+    Expr,
+    Field,
+    Index,
+    InList,
+    InsertIntoOp,
+    InsertMany,
+    InsertValue,
+    IsType,
+    Like,
+    ListExpr,
+    Lit,
+    Negate,
+    Not,
+    Or,
+    Param,
+    Parsed,
+    Path,
+    RemoveOp,
+    Select,
+    SelectItem,
+    SetOp,
+    Source,
+    Statement,
+    Step,
+    StructExpr,
+    UndropTable,
+    Update,
+)
+
+MAX_STATEMENT_CHARS = 100_000
+COMMITTED_PREFIX = "_ql_committed_"
+
+# Functions the engine evaluates (lower-case). ``utcnow`` is the non-deterministic one.
+FUNCTIONS = frozenset(
+    {
+        "utcnow", "upper", "lower", "char_length", "character_length", "size", "cardinality",
+        "exists", "coalesce", "nullif", "substring", "trim", "to_string", "abs", "mod",
+    }
+)  # fmt: skip
+NONDETERMINISTIC = frozenset({"utcnow"})
+SOURCE_FUNCTIONS = frozenset({"history"})
+
+
+class _Fail(Exception):
+    """Raised inside the tree builder; turned into ``ParseError`` with the token's position."""
+
+    def __init__(self, token: Token, message: str) -> None:
+        self.token = token
+        self.message = message
+        super().__init__(message)
+
+
+def _unquote(text: str, quote: str) -> str:
+    return text[1:-1].replace(quote + quote, quote)
+
+
+def _name(token: Token) -> str:
+    return _unquote(str(token), '"') if token.type == "QUOTED_IDENT" else str(token)
+
+
+class _Builder(Transformer[Token, Any]):
+    """Builds ``ledger.nodes`` bottom-up, inline with the LALR parse (no intermediate tree)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params = 0
+
+    # --- literals
+    def string(self, t: list[Token]) -> Lit:
+        return Lit(_unquote(str(t[0]), "'"))
+
+    def int_(self, t: list[Token]) -> Lit:
+        return Lit(int(t[0]))
+
+    def decimal(self, t: list[Token]) -> Lit:
+        return Lit(Decimal(str(t[0])))
+
+    def float_(self, t: list[Token]) -> Lit:
+        return Lit(float(t[0]))
+
+    def ion(self, t: list[Token]) -> Lit:
+        from amazon.ion import simpleion
+
+        body = str(t[0])[1:-1]
+        try:
+            return Lit(simpleion.loads(body))
+        except Exception as exc:
+            raise _Fail(t[0], f"is not a single Ion value ({exc})") from None
+
+    def true(self, _: list[Token]) -> Lit:
+        return Lit(True)
+
+    def false(self, _: list[Token]) -> Lit:
+        return Lit(False)
+
+    def null(self, _: list[Token]) -> Lit:
+        return Lit(None)
+
+    def missing(self, _: list[Token]) -> Lit:
+        return Lit(MISSING)
+
+    def param(self, _: list[Token]) -> Param:
+        p = Param(self.params)
+        self.params += 1
+        return p
+
+    def struct_lit(self, t: list[Any]) -> StructExpr:
+        return StructExpr(tuple(f for f in t if f is not None))
+
+    def struct_field(self, t: list[Any]) -> tuple[str, Expr]:
+        return (_unquote(str(t[0]), "'"), t[1])
+
+    def list_lit(self, t: list[Any]) -> ListExpr:
+        return ListExpr(tuple(x for x in t if x is not None))
+
+    def bag_lit(self, t: list[Any]) -> BagExpr:
+        return BagExpr(tuple(x for x in t[1:-1] if x is not None))
+
+    # --- paths and calls
+    def name_root(self, t: list[Token]) -> str:
+        return str(t[0])
+
+    def quoted_root(self, t: list[Token]) -> str:
+        return _name(t[0])
+
+    def field_step(self, t: list[Token]) -> Field:
+        return Field(str(t[0]))
+
+    def quoted_step(self, t: list[Token]) -> Field:
+        return Field(_name(t[0]))
+
+    def index_step(self, t: list[Any]) -> Step:
+        e = t[0]
+        if isinstance(e, Lit) and isinstance(e.value, str):
+            return Field(e.value)
+        return Index(e)
+
+    def path(self, t: list[Any]) -> Path:
+        return Path(t[0], tuple(t[1:]))
+
+    def call(self, t: list[Any]) -> Call:
+        name = str(t[0]).lower()
+        if name not in FUNCTIONS:
+            raise _Fail(t[0], "is not a function this ledger supports")
+        return Call(name, tuple(a for a in t[1:] if a is not None))
+
+    # --- operators
+    def negate(self, t: list[Any]) -> Expr:
+        e = t[1]
+        if (
+            isinstance(e, Lit)
+            and isinstance(e.value, int | float | Decimal)
+            and not isinstance(e.value, bool)
+        ):
+            return Lit(-e.value)
+        return Negate(e)
+
+    def binary(self, t: list[Any]) -> Binary:
+        return Binary(str(t[1]), t[0], t[2])  # type: ignore[arg-type]
+
+    def compare(self, t: list[Any]) -> Compare:
+        op = str(t[1])
+        return Compare("<>" if op == "!=" else op, t[0], t[2])  # type: ignore[arg-type]
+
+    def and_(self, t: list[Any]) -> And:
+        return And(t[0], t[2])
+
+    def or_(self, t: list[Any]) -> Or:
+        return Or(t[0], t[2])
+
+    def not_(self, t: list[Any]) -> Not:
+        return Not(t[1])
+
+    def in_list(self, t: list[Any]) -> InList:
+        items = tuple(x for x in t[3:] if x is not None)
+        return InList(t[0], items, None, t[1] is not None)
+
+    def in_value(self, t: list[Any]) -> InList:
+        return InList(t[0], None, t[3], t[1] is not None)
+
+    def between(self, t: list[Any]) -> Between:
+        return Between(t[0], t[3], t[5], t[1] is not None)
+
+    def like(self, t: list[Any]) -> Like:
+        escape = t[5] if len(t) > 5 else None
+        return Like(t[0], t[3], escape, t[1] is not None)
+
+    def is_type(self, t: list[Any]) -> IsType:
+        kind = str(t[3]).lower()
+        return IsType(t[0], "null" if kind == "null" else "missing", t[2] is not None)
+
+    # --- sources
+    def plain_name(self, t: list[Token]) -> tuple[str, Token]:
+        return (str(t[0]), t[0])
+
+    def quoted_name(self, t: list[Token]) -> tuple[str, Token]:
+        return (_name(t[0]), t[0])
+
+    def schema_name(self, t: list[Token]) -> tuple[str, Token]:
+        name = f"{t[0]}.{t[1]}"
+        if name.lower() != "information_schema.user_tables":
+            raise _Fail(t[0], "is not a schema this ledger knows (information_schema.user_tables)")
+        return (name.lower(), t[0])
+
+    def source_ref(self, t: list[Any]) -> Source:
+        name, _ = t[0]
+        if name == "information_schema.user_tables":
+            return Source(name, None, None, "user_tables")
+        if name.startswith(COMMITTED_PREFIX):
+            return Source(name[len(COMMITTED_PREFIX) :], None, None, "committed")
+        return Source(name, None, None, "table")
+
+    def function_source(self, t: list[Any]) -> Source:
+        fn = str(t[0]).lower()
+        if fn not in SOURCE_FUNCTIONS:
+            raise _Fail(t[0], "is not a table function this ledger supports (history)")
+        name, _ = t[1]
+        return Source(name, None, None, "history", tuple(t[2:]))
+
+    def source(self, t: list[Any]) -> Source:
+        ref: Source = t[0]
+        alias = by = None
+        rest = [x for x in t[1:] if x is not None]
+        for i, tok in enumerate(rest):
+            if isinstance(tok, Token) and tok.type == "IDENT":
+                if i > 0 and isinstance(rest[i - 1], Token) and rest[i - 1].type == "BY":
+                    by = str(tok)
+                else:
+                    alias = str(tok)
+        return Source(ref.table, alias, by, ref.kind, ref.args)
+
+    def where(self, t: list[Any]) -> Expr:
+        return t[1]  # type: ignore[no-any-return]
+
+    # --- DDL
+    def option(self, t: list[Any]) -> tuple[str, Expr]:
+        return (str(t[0]), t[2])
+
+    def _options(self, t: list[Any]) -> tuple[tuple[str, Expr], ...]:
+        return tuple(x for x in t if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str))
+
+    def create_table(self, t: list[Any]) -> CreateTable:
+        return CreateTable(t[2][0], self._options(t[3:]))
+
+    def drop_table(self, t: list[Any]) -> DropTable:
+        return DropTable(t[2][0])
+
+    def undrop_table(self, t: list[Any]) -> UndropTable:
+        return UndropTable(_name(t[2]))
+
+    def create_index(self, t: list[Any]) -> CreateIndex:
+        path: Path = t[4]
+        return CreateIndex(t[3][0], path)
+
+    def drop_index(self, t: list[Any]) -> DropIndex:
+        return DropIndex(_name(t[2]), t[4][0], self._options(t[5:]))
+
+    # --- DML
+    def insert_value(self, t: list[Any]) -> InsertValue:
+        return InsertValue(t[2][0], t[4])
+
+    def insert_many(self, t: list[Any]) -> InsertMany:
+        return InsertMany(t[2][0], t[3])
+
+    def assignment(self, t: list[Any]) -> tuple[Path, Expr]:
+        return (t[0], t[2])
+
+    def set_clause(self, t: list[Any]) -> SetOp:
+        return SetOp(tuple(t[1:]))
+
+    def remove_clause(self, t: list[Any]) -> RemoveOp:
+        return RemoveOp(t[1])
+
+    def insert_into_clause(self, t: list[Any]) -> InsertIntoOp:
+        return InsertIntoOp(t[2], t[4], t[6] if len(t) > 6 else None)
+
+    def _dml_ops(self, t: list[Any]) -> tuple[DmlOp, ...]:
+        return tuple(x for x in t if isinstance(x, SetOp | RemoveOp | InsertIntoOp))
+
+    def update(self, t: list[Any]) -> Update:
+        ops = self._dml_ops(t)
+        where = t[-1] if not isinstance(t[-1], SetOp | RemoveOp | InsertIntoOp) else None
+        return Update(t[1], ops, where, "update")
+
+    def delete(self, t: list[Any]) -> Delete:
+        return Delete(t[2], t[3])
+
+    def from_dml(self, t: list[Any]) -> Update:
+        return Update(t[1], self._dml_ops(t[3:]), t[2], "from")
+
+    # --- SELECT
+    def star(self, _: list[Any]) -> tuple[None, None]:
+        return (None, None)
+
+    def select_value(self, t: list[Any]) -> tuple[None, Expr]:
+        return (None, t[1])
+
+    def select_item(self, t: list[Any]) -> SelectItem:
+        alias = str(t[2]) if len(t) > 2 and t[2] is not None else None
+        return SelectItem(t[0], alias)
+
+    def select_items(self, t: list[Any]) -> tuple[tuple[SelectItem, ...], None]:
+        return (tuple(t), None)
+
+    def select(self, t: list[Any]) -> Select:
+        items, value = t[1]
+        return Select(items, value, t[3], t[4])
+
+    def start(self, t: list[Any]) -> Statement:
+        return t[0]  # type: ignore[no-any-return]
+
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def _parser() -> tuple[Lark, _Builder]:
+    """The LALR parser, built once on first use (grammar loading costs tens of milliseconds)."""
+    built = _state.get("parser")
+    if built is None:
+        grammar = resources.files("ledger").joinpath("grammar.lark").read_text(encoding="utf-8")
+        builder = _Builder()
+        lark = Lark(
+            grammar,
+            parser="lalr",
+            lexer="contextual",
+            transformer=builder,
+            propagate_positions=False,
+            maybe_placeholders=True,
+        )
+        built = (lark, builder)
+        _state["parser"] = built
+    return built
+
+
+def _position(text: str, line: int, column: int) -> str:
+    lines = text.splitlines() or [""]
+    src = lines[line - 1] if 0 < line <= len(lines) else ""
+    return f"line {line}, column {column}: {src[max(0, column - 30) : column + 30]!r}"
+
+
+_SYMBOLS = {
+    "LPAR": "(", "RPAR": ")", "LSQB": "[", "RSQB": "]", "LBRACE": "{", "RBRACE": "}",
+    "LBAG": "<<", "RBAG": ">>", "QMARK": "?", "SEMICOLON": ";", "COMMA": ",", "DOT": ".",
+    "COLON": ":", "EQ": "=", "STAR": "*", "SUB": "-", "$END": "end of statement",
+    "IDENT": "a name", "QUOTED_IDENT": '"quoted name"', "STRING": "'string'", "ION": "`ion`",
+    "INT": "integer", "DECIMAL": "decimal", "FLOAT": "float", "COMPARE": "comparison",
+}  # fmt: skip
+
+
+def _expected(names: set[str] | frozenset[str]) -> str:
+    shown = sorted(_SYMBOLS.get(n, n) for n in names if not n.startswith("__"))
+    return ", ".join(shown[:16]) + (", ..." if len(shown) > 16 else "")
+
+
+def _describe_unexpected(text: str, exc: UnexpectedInput) -> str:
+    if isinstance(exc, UnexpectedEOF):
+        return f"unexpected end of statement (expected {_expected(set(exc.expected))})"
+    if isinstance(exc, UnexpectedToken):
+        token = exc.token
+        expected = _expected(set(exc.accepts or exc.expected))
+        if token.type == "$END":
+            return f"unexpected end of statement (expected {expected})"
+        return (
+            f"unexpected {str(token)!r} at {_position(text, exc.line, exc.column)} "
+            f"(expected {expected})"
+        )
+    if isinstance(exc, UnexpectedCharacters):
+        pos = exc.pos_in_stream or 0
+        ch = text[pos] if pos < len(text) else ""
+        return f"unexpected character {ch!r} at {_position(text, exc.line, exc.column)}"
+    return str(exc)
+
+
+@lru_cache(maxsize=8192)
+def parse(text: str) -> Parsed:
+    """Parse one statement; raises ``ParseError`` (with the statement and the position)."""
+    if len(text) > MAX_STATEMENT_CHARS:
+        raise ParseError(
+            text, f"is {len(text)} characters, over QLDB's limit of {MAX_STATEMENT_CHARS}"
+        )
+    if not text.strip():
+        raise ParseError(text, "is empty")
+    with _lock:
+        lark, builder = _parser()
+        builder.params = 0
+        try:
+            statement: Statement = lark.parse(text)  # type: ignore[assignment]
+        except UnexpectedInput as exc:
+            raise ParseError(text, _describe_unexpected(text, exc)) from None
+        except _Fail as exc:
+            raise ParseError(text, _token_message(text, exc)) from None
+        except Exception as exc:  # a builder callback error surfaces wrapped by lark
+            inner = getattr(exc, "orig_exc", None)
+            if isinstance(inner, _Fail):
+                raise ParseError(text, _token_message(text, inner)) from None
+            raise
+        return Parsed(text=text, statement=statement, parameters=builder.params)
+
+
+def _token_message(text: str, exc: _Fail) -> str:
+    tok = exc.token
+    where = _position(text, tok.line or 1, tok.column or 1)
+    return f"{str(tok)[:60]!r} {exc.message} at {where}"
