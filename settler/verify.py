@@ -1,0 +1,300 @@
+"""Verify a buffered block before it is replayed (DESIGN.md rule 6). Pure: no I/O, no clock.
+
+What is checked, in this order (the first mismatch is the failure, naming the block and what
+mismatched):
+
+- ``entriesHash`` is the pairwise Merkle root (``dot``) of ``entriesHashList``;
+- ``blockHash`` is ``dot(entriesHash, previousBlockHash)``;
+- the chain link: when the block is the very next one after ``previous`` (``sequenceNo`` =
+  previous + 1, same strand, previous applied whole and its hash known), its
+  ``previousBlockHash`` is the previous block's ``blockHash``;
+- every buffered revision: its hash equals the ``revisionSummaries`` entry of its document, the
+  hash appears in ``entriesHashList``, its ``txId`` is the block's transaction, and, where it
+  carries ``data``, the hash is ``dot(IonHash(data), IonHash(metadata))`` (the revision content
+  is what the source committed);
+- the ``statementDigest`` of every statement without parameters is the Ion hash (SHA-256) of its
+  text. A statement with parameters cannot be checked (QLDB does not stream parameter values):
+  it is counted as unverified with that reason; so is every statement when ionhash cannot be
+  imported.
+
+ionhash is imported here only, lazily: the ingest path never imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from buffer.port import BufferedBlock
+from destination.port import Checkpoint
+from journal.hashes import block_hash, dot, merkle_root
+
+log = logging.getLogger(__name__)
+
+PARAMETERS_NOT_STREAMED = "parameters not streamed"
+IONHASH_UNAVAILABLE = "ionhash unavailable"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnverifiedDigest:
+    """A statement whose digest could not be checked, and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verification:
+    """The outcome of verifying one block. ``failure`` is None when every check passed."""
+
+    block_id: str
+    failure: str | None
+    digests_verified: int
+    unverified: tuple[UnverifiedDigest, ...]
+    revisions_checked: int
+    chain_checked: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def digests_unverified(self) -> int:
+        return len(self.unverified)
+
+    @classmethod
+    def failed(cls, block_id: str, reason: str) -> Verification:
+        return cls(
+            block_id=block_id,
+            failure=reason,
+            digests_verified=0,
+            unverified=(),
+            revisions_checked=0,
+            chain_checked=False,
+        )
+
+
+# --- ionhash, lazily -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _ion_hasher() -> Callable[[Any], bytes] | None:
+    """``value -> SHA-256 Ion hash``, or None when ionhash does not import here."""
+    try:
+        import ionhash  # noqa: F401  (adds ``ion_hash`` to amazon.ion's simple types)
+        from amazon.ion import simpleion
+        from amazon.ion.simple_types import _IonNature
+    except Exception as exc:  # ImportError, or ionhash failing against a newer amazon.ion
+        log.warning("ionhash unavailable, statement digests are not verified: %s", exc)
+        return None
+
+    def hash_value(value: Any) -> bytes:
+        if isinstance(value, _IonNature):
+            try:
+                return bytes(value.ion_hash("SHA256"))
+            except AttributeError:  # a plain Python value nested inside
+                pass
+        # Plain Python values get their Ion types by a round trip through Ion binary.
+        return bytes(simpleion.loads(simpleion.dumps(value)).ion_hash("SHA256"))
+
+    return hash_value
+
+
+def ionhash_available() -> bool:
+    return _ion_hasher() is not None
+
+
+@lru_cache(maxsize=4096)
+def _text_hash(text: str) -> bytes:
+    from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyText
+
+    hasher = _ion_hasher()
+    assert hasher is not None
+    return hasher(IonPyText.from_value(IonType.STRING, text))
+
+
+def statement_hash(text: str) -> bytes | None:
+    """The Ion hash (SHA-256) of a statement's text, or None when ionhash is unavailable."""
+    if _ion_hasher() is None:
+        return None
+    return _text_hash(text)
+
+
+def revision_hash(data: Any, metadata: Any) -> bytes | None:
+    """``dot(IonHash(data), IonHash(metadata))``, or None when ionhash is unavailable."""
+    hasher = _ion_hasher()
+    if hasher is None:
+        return None
+    return dot(hasher(data), hasher(metadata))
+
+
+# --- parameters ----------------------------------------------------------------------------------
+
+
+def has_parameters(text: str) -> bool:
+    """True when the PartiQL text holds a ``?`` placeholder outside string literals, quoted
+    identifiers, backtick Ion literals and comments."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "?":
+            return True
+        if c in "'\"`":
+            j = i + 1
+            while j < n:
+                if text[j] == c:
+                    if c != "`" and j + 1 < n and text[j + 1] == c:  # '' and "" escape a quote
+                        j += 2
+                        continue
+                    break
+                j += 1
+            i = j + 1
+        elif text.startswith("--", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        else:
+            i += 1
+    return False
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+
+def _ion_timestamp(value: Any) -> Any:
+    """``value`` as an Ion timestamp: kept when it already carries its Ion precision, else with
+    millisecond precision (QLDB writes ``txTime`` to the millisecond) when that loses nothing."""
+    from amazon.ion.core import Timestamp, TimestampPrecision
+
+    if getattr(value, "precision", None) is not None:
+        return value
+    return Timestamp(
+        value.year, value.month, value.day, value.hour, value.minute, value.second,
+        value.microsecond, tzinfo=value.tzinfo, precision=TimestampPrecision.SECOND,
+        fractional_precision=3 if value.microsecond % 1000 == 0 else 6,
+    )  # fmt: skip
+
+
+def _metadata_struct(block: BufferedBlock, document_id: str) -> Any:
+    """The REVISION_DETAILS ``metadata`` struct as QLDB hashed it (field order does not matter
+    to the Ion hash; field types and timestamp precision do)."""
+    from amazon.ion import simpleion
+
+    meta = block.revisions[document_id].metadata
+    struct = {
+        "id": meta.id,
+        "version": meta.version,
+        "txTime": _ion_timestamp(meta.tx_time),
+        "txId": meta.tx_id,
+    }
+    return simpleion.loads(simpleion.dumps(struct, binary=True))
+
+
+def verify_block(
+    block: BufferedBlock, previous: Checkpoint | None = None, *, check_content: bool = True
+) -> Verification:
+    """Verify ``block``; ``previous`` is the position it follows (the destination's checkpoint,
+    or the block before it in the same group). See the module docstring for what is checked."""
+    s = block.summary
+    bid = s.block_id
+    entries = merkle_root(s.entries_hash_list)
+    if entries != s.entries_hash:
+        return Verification.failed(
+            bid,
+            f"block {bid}: entriesHash {s.entries_hash.hex()} is not the Merkle root of "
+            f"entriesHashList ({entries.hex()})",
+        )
+    expected_block_hash = block_hash(s.entries_hash, s.previous_block_hash)
+    if expected_block_hash != s.block_hash:
+        return Verification.failed(
+            bid,
+            f"block {bid}: blockHash {s.block_hash.hex()} is not dot(entriesHash, "
+            f"previousBlockHash) ({expected_block_hash.hex()})",
+        )
+
+    chain_checked = False
+    if (
+        previous is not None
+        and previous.ledger == s.ledger
+        and previous.strand_id == s.address.strand_id
+        and previous.part is None
+        and previous.block_hash
+        and s.address.sequence_no == previous.sequence_no + 1
+    ):
+        chain_checked = True
+        if s.previous_block_hash != previous.block_hash:
+            return Verification.failed(
+                bid,
+                f"block {bid}: previousBlockHash {s.previous_block_hash.hex()} does not link to "
+                f"block {previous.sequence_no} ({previous.block_hash.hex()})",
+            )
+
+    summaries = {r.document_id: r.hash for r in s.user_revisions}
+    listed = set(s.entries_hash_list)
+    hasher = _ion_hasher() if check_content else None
+    checked = 0
+    for doc_id, rev in sorted(block.revisions.items()):
+        where = f"block {bid}: revision {doc_id} version {rev.version}"
+        if doc_id not in summaries:
+            return Verification.failed(bid, f"{where} is not in revisionSummaries")
+        if rev.hash != summaries[doc_id]:
+            return Verification.failed(
+                bid,
+                f"{where}: hash {rev.hash.hex()} differs from revisionSummaries "
+                f"({summaries[doc_id].hex()})",
+            )
+        if rev.hash not in listed:
+            return Verification.failed(
+                bid, f"{where}: hash {rev.hash.hex()} not in entriesHashList"
+            )
+        if rev.metadata.tx_id != s.transaction_id:
+            return Verification.failed(
+                bid, f"{where}: txId {rev.metadata.tx_id} is not the block's {s.transaction_id}"
+            )
+        if hasher is not None and rev.data is not None:
+            content = dot(hasher(rev.data), hasher(_metadata_struct(block, doc_id)))
+            if content != rev.hash:
+                return Verification.failed(
+                    bid,
+                    f"{where}: data and metadata hash to {content.hex()}, not the revision hash "
+                    f"{rev.hash.hex()}",
+                )
+            checked += 1
+
+    verified = 0
+    unverified: list[UnverifiedDigest] = []
+    for st in s.statements:
+        if has_parameters(st.text):
+            text_hash = statement_hash(st.text)
+            if text_hash is not None and text_hash == st.digest:
+                verified += 1  # a '?' the scanner misread: the digest proves the text anyway
+            else:
+                unverified.append(UnverifiedDigest(index=st.index, reason=PARAMETERS_NOT_STREAMED))
+            continue
+        text_hash = statement_hash(st.text)
+        if text_hash is None:
+            unverified.append(UnverifiedDigest(index=st.index, reason=IONHASH_UNAVAILABLE))
+        elif text_hash != st.digest:
+            return Verification.failed(
+                bid,
+                f"block {bid}: statement {st.index} text does not match its statementDigest "
+                f"({st.digest.hex()} expected, text hashes to {text_hash.hex()}): "
+                f"{st.text[:80]!r}",
+            )
+        else:
+            verified += 1
+
+    return Verification(
+        block_id=bid,
+        failure=None,
+        digests_verified=verified,
+        unverified=tuple(unverified),
+        revisions_checked=checked,
+        chain_checked=chain_checked,
+    )
