@@ -70,6 +70,11 @@ class BlockReplay:
     parts: int | None = None
     # Source table id -> table name, so DDL naming source ids can be translated (rule 7).
     table_names: tuple[tuple[str, str], ...] = ()
+    # "statements" mode only: the block's user revisions (in revisionSummaries order), so the
+    # destination can record, in the same transaction, which document its statements wrote is
+    # the copy of which source document (the one whose data equals the revision's data); a later
+    # block replayed from revisions then finds that copy. Empty in "revisions" mode.
+    revisions: tuple[RevisionOp, ...] = ()
 
     @property
     def is_last_part(self) -> bool:
