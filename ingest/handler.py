@@ -1,0 +1,115 @@
+"""The ingest Lambda: a Kinesis batch in, ``{"batchItemFailures": [...]}`` out.
+
+Thin: decode the event (``ingest.decode``), put it into the buffer (``ingest.service``), turn the
+report into the response and the EMF metrics. The buffer is built once per container, lazily,
+from the environment (``Settings.from_env`` and ``bootstrap.open_buffer``); tests give their own
+with ``use_buffer``.
+
+Failures: a Kinesis record whose items the buffer could not take because of a ``TransientError``
+is reported, and so is every record after it (Kinesis retries from the lowest failed sequence
+number; order within the shard is kept). A rejected record is *not* a failure: reporting it would
+block the shard forever; it is kept in the buffer with its reason and counted.
+
+aws-lambda-powertools is imported here only, and only when metrics are published (the core
+never imports it; without it, metrics are skipped with a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from buffer.port import SettlingBuffer
+from ingest.decode import DecodedItem, decode_kinesis_event
+from ingest.service import IngestReport, ingest_items
+from journal.errors import TransientError
+from journal.records import RECORD_TYPES
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "QldbSettle"
+# The ingest metric names the CDK dashboard and alarms use (infra/metrics.py holds the same).
+RECORDS_RECEIVED = "RecordsReceived"  # dimension RecordType
+STATEMENTS_BUFFERED = "StatementsBuffered"
+REVISIONS_BUFFERED = "RevisionsBuffered"
+DUPLICATES = "Duplicates"
+CONFLICTS = "Conflicts"
+LATE_RECORDS = "LateRecords"
+REJECTED_RECORDS = "RejectedRecords"
+INGEST_DELAY = "IngestDelay"  # milliseconds
+OUT_OF_ORDERNESS = "OutOfOrderness"  # sequence numbers
+
+_buffer: SettlingBuffer | None = None
+
+
+def use_buffer(buffer: SettlingBuffer | None) -> None:
+    """Replace the composition root's buffer (tests), or forget it (None: rebuilt from the
+    environment on the next invocation)."""
+    global _buffer  # noqa: PLW0603 - one lazy composition root per container
+    _buffer = buffer
+
+
+def _get_buffer() -> SettlingBuffer:
+    global _buffer  # noqa: PLW0603
+    if _buffer is None:
+        from qldb_settle.bootstrap import open_buffer
+        from qldb_settle.settings import Settings
+
+        _buffer = open_buffer(Settings.from_env())
+    return _buffer
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    decoded = decode_kinesis_event(event)
+    items: list[DecodedItem] = []
+    owner: list[int] = []  # index of the Kinesis record each item came from
+    for i, rec in enumerate(decoded):
+        items.extend(rec.items)
+        owner.extend([i] * len(rec.items))
+    report = ingest_items(_get_buffer(), items)
+    failures: list[str] = []
+    if report.unstored_from is not None:
+        first = owner[report.unstored_from]
+        failures = [s for r in decoded[first:] if (s := r.sequence_number) is not None]
+        if not failures:
+            # Nothing to name: fail the whole batch rather than lose what was not stored.
+            raise TransientError(report.transient or "buffer unavailable")
+    log.info(
+        "ingested %d records from %d Kinesis records: stored %s, %d duplicates, %d conflicts, "
+        "%d late, %d rejected, %d Kinesis records to retry",
+        report.records, len(decoded), report.put.stored, report.put.duplicates,
+        report.put.conflicts, report.put.late, report.put.rejected, len(failures),
+    )  # fmt: skip
+    publish_metrics(report)
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in failures]}
+
+
+def publish_metrics(report: IngestReport) -> None:
+    """The ingest metrics of DESIGN.md as CloudWatch EMF (printed to stdout)."""
+    try:
+        from aws_lambda_powertools import Metrics
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+    except ImportError:
+        log.warning("aws_lambda_powertools is not importable: ingest metrics not published")
+        return
+    for record_type in RECORD_TYPES:
+        with single_metric(
+            name=RECORDS_RECEIVED,
+            unit=MetricUnit.Count,
+            value=report.received.get(record_type, 0),
+            namespace=NAMESPACE,
+        ) as metric:
+            metric.add_dimension(name="RecordType", value=record_type)
+    metrics = Metrics(namespace=NAMESPACE)
+    put = report.put
+    metrics.add_metric(STATEMENTS_BUFFERED, MetricUnit.Count, put.stored.get("statements", 0))
+    metrics.add_metric(REVISIONS_BUFFERED, MetricUnit.Count, put.stored.get("revisions", 0))
+    metrics.add_metric(DUPLICATES, MetricUnit.Count, put.duplicates)
+    metrics.add_metric(CONFLICTS, MetricUnit.Count, put.conflicts)
+    metrics.add_metric(LATE_RECORDS, MetricUnit.Count, put.late)
+    metrics.add_metric(REJECTED_RECORDS, MetricUnit.Count, put.rejected)
+    for delay in report.ingest_delays_ms:
+        metrics.add_metric(INGEST_DELAY, MetricUnit.Milliseconds, delay)
+    for distance in report.out_of_orderness:
+        metrics.add_metric(OUT_OF_ORDERNESS, MetricUnit.Count, distance)
+    metrics.flush_metrics()

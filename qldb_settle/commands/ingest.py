@@ -1,0 +1,124 @@
+"""``qldb-settle ingest [--buffer URL] [--json] FILE_OR_DIR...``: stream data into the buffer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from qldb_settle.output import add_buffer, add_common_settings, add_json, print_json, settings_from
+
+if TYPE_CHECKING:
+    from ingest.service import IngestReport, Progress
+
+EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
+# Below this much input the progress bar would only flicker.
+_PROGRESS_MIN_BYTES = 1024 * 1024
+_PROGRESS_MIN_FILES = 20
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "ingest",
+        help="decode stream data (Lambda Kinesis events, Ion files, Firehose objects) into the "
+        "settling buffer",
+        description=(
+            "Decode Lambda Kinesis event JSON, raw Ion (text or binary) and Firehose backup "
+            "objects (concatenated Ion binary, plain or GZIP) and store their records in the "
+            "settling buffer, create-if-absent. Directories are read recursively in sorted "
+            "order. Input that cannot be decoded is kept as rejected (see `qldb-settle "
+            "rejected`). Exit 1 when anything was rejected or conflicted (everything else is "
+            "stored), 2 when a path is missing or a file is not such input at all (the other "
+            "files are still ingested), 3 when the buffer is unavailable (run it again)."
+        ),
+    )
+    add_buffer(p)
+    add_common_settings(p)
+    add_json(p)
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="files or directories")
+    p.set_defaults(run=run)
+
+
+@contextmanager
+def _progress(show: bool, total: int) -> Iterator[Progress | None]:
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
+    from rich.progress import Progress as ProgressBar
+
+    with ProgressBar(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("ingesting", total=total)
+
+        def update(done: int, _total: int) -> None:
+            bar.update(task, completed=done)
+
+        yield update
+
+
+def run(args: argparse.Namespace) -> int:
+    from ingest.service import ingest_paths, input_files
+    from qldb_settle.bootstrap import open_buffer
+
+    files = input_files(args.paths)  # a missing path: InputError (exit 2), nothing stored
+    total = sum(f.stat().st_size for f in files)
+    show = (
+        not args.json
+        and sys.stderr.isatty()
+        and (total >= _PROGRESS_MIN_BYTES or len(files) >= _PROGRESS_MIN_FILES)
+    )
+    settings = settings_from(args)
+    buffer = open_buffer(settings, opensearch_auth=args.opensearch_auth)
+    try:
+        with _progress(show, total) as update:
+            report = ingest_paths(buffer, args.paths, progress=update)
+    finally:
+        buffer.close()
+
+    if args.json:
+        print_json(report.as_json())
+    else:
+        _print_summary(report, settings.buffer)
+    for _, reason in report.unreadable:
+        print(f"qldb-settle ingest: {reason}", file=sys.stderr)
+    if report.transient is not None:
+        print(
+            f"qldb-settle ingest: {report.transient} (stopped after {report.records} records; "
+            "nothing was lost; run it again)",
+            file=sys.stderr,
+        )
+        return EXIT_TRANSIENT
+    if report.unreadable:
+        return EXIT_USAGE
+    return EXIT_ATTENTION if report.needs_attention else EXIT_OK
+
+
+def _print_summary(report: IngestReport, buffer_url: str) -> None:
+    put = report.put
+    s = put.stored
+    print(f"ingested {report.records} records from {report.files} files into {buffer_url}")
+    print(
+        f"  stored: {s.get('blocks', 0)} blocks, {s.get('statements', 0)} statements, "
+        f"{s.get('revisions', 0)} revisions, {s.get('control', 0)} control records"
+    )
+    print(
+        f"  duplicates: {put.duplicates}  conflicts: {put.conflicts}  late: {put.late}  "
+        f"rejected: {put.rejected}"
+    )
+    if report.rejected_by_kind:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.rejected_by_kind.items()))
+        print(f"  rejected by kind: {kinds}")
+    if put.rejected or put.conflicts:
+        print("  needs attention: list them with `qldb-settle rejected`")
+    if report.unreadable:
+        print(f"  not input at all: {len(report.unreadable)} files (see stderr)")

@@ -1,0 +1,84 @@
+"""``qldb-settle rejected [--buffer URL] [--json]``: what the buffer kept but could not store."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+
+from qldb_settle.output import (
+    add_buffer,
+    add_common_settings,
+    add_json,
+    iso_ms,
+    print_json,
+    settings_from,
+)
+
+EXIT_OK, EXIT_ATTENTION = 0, 1
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "rejected",
+        help="list rejected input and conflicting duplicates kept in the buffer",
+        description=(
+            "List every rejection the buffer keeps, oldest first: input that could not be "
+            "decoded (kind base64, aggregate, gzip, json, ion, record-type, field, oversized) "
+            "and conflicting copies of stored records (kind conflict), each with where it came "
+            "from, the reason and its raw bytes (base64 in --json). Exit 1 while any of them is "
+            "unresolved, 0 otherwise."
+        ),
+    )
+    add_buffer(p)
+    add_common_settings(p)
+    add_json(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from qldb_settle.bootstrap import open_buffer
+
+    buffer = open_buffer(settings_from(args), opensearch_auth=args.opensearch_auth)
+    try:
+        rejections = list(buffer.rejected())
+        unresolved = buffer.unresolved_rejections()
+    finally:
+        buffer.close()
+    rows: list[dict[str, object]] = [
+        {
+            "origin": r.origin,
+            "kind": r.kind,
+            "reason": r.reason,
+            "arrived_at": iso_ms(r.arrived_at),
+            "record_id": r.record_id,
+            "size": len(r.raw),
+            "sha256": hashlib.sha256(r.raw).hexdigest(),
+            "raw": base64.b64encode(r.raw).decode("ascii"),
+        }
+        for r in rejections
+    ]
+    if args.json:
+        print_json({"rejected": rows, "count": len(rows), "unresolved": unresolved})
+    else:
+        _print_table(rows, unresolved)
+    return EXIT_ATTENTION if unresolved else EXIT_OK
+
+
+def _print_table(rows: list[dict[str, object]], unresolved: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print("no rejected records")
+        return
+    table = Table(title=f"{len(rows)} rejected ({unresolved} unresolved)")
+    for col in ("kind", "origin", "reason", "bytes", "record id"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["kind"]), str(r["origin"]), str(r["reason"]), str(r["size"]),
+            str(r["record_id"] or ""),
+        )  # fmt: skip
+    console.print(table)
