@@ -6,21 +6,29 @@ checks each of them against every adapter):
 - ``put`` is create-if-absent by the deterministic record id of DESIGN.md. A record whose id is
   already stored with the same fingerprint is a *duplicate*; with a different fingerprint it is a
   *conflict*: the first copy stays, the other is kept with the rejected records, and the block it
-  belongs to is flagged so the settler quarantines it when it comes up. A block summary whose
-  sequence number is at or below the strand's replayed mark is stored as *late*; so is a revision
-  of such a block. Every record given to ``put`` is counted exactly once in the report.
+  belongs to is flagged so the settler quarantines it when it comes up. "First" is the copy that
+  came first in the stream, the earliest ``(arrived_at, origin)`` (unknown arrival last), so the
+  outcome does not depend on the order ``put`` sees the copies; a copy already released (its block
+  no longer pending) stays whatever arrives later. Of duplicates, the earliest copy's provenance
+  is kept likewise. The flag lasts until the operator acknowledges the conflict's rejection.
+  A block summary whose sequence number is at or below the strand's replayed mark, or inside a
+  gap the settler passed, is stored as *late*; so is a revision of such a block. Every record
+  (and every rejection) given to ``put`` is counted exactly once in the report.
 - ``put`` is idempotent and order-insensitive: any permutation of the same records, any
   repetition and any split into calls leaves the same state (``dump`` is equal).
-- Rejected input is kept with its raw bytes and reason and listed by ``rejected``.
+- Rejected input is kept with its raw bytes and reason and listed by ``rejected``, deduplicated by
+  ``Rejection.rejection_id`` (raw bytes, kind, reason), until an operator acknowledges it.
 - ``pending`` returns blocks of one strand in commit order (``sequenceNo``) strictly after a
   sequence number, with the revisions buffered for them; its cost grows with ``limit``, not with
   what is buffered behind it.
 - Marks and the lease are conditional writes: two settlers never both hold the lease.
-- Retention may delete the statements and revisions of replayed blocks, never block headers.
+- Retention may delete the statements and revisions of replayed blocks, never block headers: a
+  block (or a revision of it) re-delivered after ``purge_replayed`` is still a duplicate.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,7 +65,8 @@ class Rejection:
 
     ``kind`` is one of ``base64``, ``aggregate``, ``gzip``, ``json``, ``ion``, ``record-type``,
     ``field``, ``oversized``, ``conflict``. ``record_id`` is set for conflicts (the id whose first
-    copy was kept).
+    copy was kept). ``resolved_at``/``resolved_by``/``resolution`` are set by the buffer once an
+    operator acknowledged the rejection (``SettlingBuffer.acknowledge_rejections``).
     """
 
     origin: str
@@ -66,6 +75,20 @@ class Rejection:
     reason: str
     arrived_at: datetime | None = None
     record_id: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+
+    @property
+    def rejection_id(self) -> str:
+        """Stable id of a rejection: the same bytes rejected for the same reason are one."""
+        return rejection_id(self.raw, self.kind, self.reason)
+
+
+def rejection_id(raw: bytes, kind: str, reason: str) -> str:
+    """24 hex digits of SHA-256 over (kind, reason, SHA-256 of the raw bytes)."""
+    digest = hashlib.sha256(raw).digest()
+    return hashlib.sha256(f"{kind}\n{reason}\n".encode() + digest).hexdigest()[:24]
 
 
 @dataclass(slots=True)
@@ -201,7 +224,10 @@ class SettlingBuffer(Protocol):
         ...
 
     def mark(self, marks: Sequence[Mark]) -> None:
-        """Record state changes of blocks (replayed, quarantined, late, skipped, pending)."""
+        """Record state changes of blocks (replayed, quarantined, late, skipped, pending), all or
+        nothing. Marking a block replayed or skipped raises the strand's replayed mark to its
+        sequence number. A mark naming a block that is not buffered raises ``InputError`` and
+        changes nothing."""
         ...
 
     def replayed_through(self, ledger: str, strand_id: str) -> int | None:
@@ -232,7 +258,25 @@ class SettlingBuffer(Protocol):
         """Rejections not yet resolved by an operator (they may hold a missing block)."""
         ...
 
-    def stats(self, now: datetime) -> BufferStats: ...
+    def acknowledge_rejections(
+        self, ids: Sequence[str], reason: str, actor: str, at: datetime
+    ) -> int:
+        """Mark rejections (by ``Rejection.rejection_id``) resolved by an operator, with who, why
+        and when; a conflict's block is no longer flagged once its rejections are acknowledged.
+        Returns how many were newly acknowledged (unknown or already resolved ids count 0)."""
+        ...
+
+    def purge_replayed(self, older_than: datetime) -> int:
+        """Retention: delete the statements and revisions of replayed blocks committed before
+        ``older_than``; block headers stay. Returns the number of blocks purged."""
+        ...
+
+    def stats(self, now: datetime) -> BufferStats:
+        """Counts (``rejected`` without conflicts, ``conflicts`` the conflicting copies kept),
+        the oldest pending commit time, the highest sequence number seen per ``ledger/strand``
+        (block summaries and revisions), and a bounded sample of ingest delays (arrival − commit
+        of block summaries, in ms, the largest observed always included)."""
+        ...
 
     def acquire_lease(self, owner: str, ttl_seconds: float, now: datetime) -> bool:
         """Take or renew the settler lease; False when another owner holds an unexpired one."""
