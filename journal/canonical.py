@@ -18,15 +18,31 @@ from typing import Any
 from amazon.ion.core import IonType
 
 
+def _typed_null(value: Any) -> bool:
+    """A typed null (``null.string``...): amazon.ion loads it as an ``IonPyNull`` whose
+    ``ion_type`` is the type, not NULL."""
+    return type(value).__name__ == "IonPyNull"
+
+
+def _symbol_text(token: Any) -> str:
+    """A symbol's text; amazon.ion gives a ``SymbolToken`` (whose sid depends on the encoding
+    and version that read it) or a plain string."""
+    text = getattr(token, "text", token)
+    return "$?" if text is None else str(text)
+
+
 def _enc(value: Any, out: list[bytes]) -> None:
     t = getattr(value, "ion_type", None)
     ann = getattr(value, "ion_annotations", ()) or ()
     if ann:
-        out.append(b"@" + repr([str(a) for a in ann]).encode())
-    if value is None or t is IonType.NULL or getattr(value, "is_null", False):
+        out.append(b"@" + repr([_symbol_text(a) for a in ann]).encode())
+    if value is None or t is IonType.NULL or getattr(value, "is_null", False) or _typed_null(value):
         out.append(b"n" + (t.name.encode() if t is not None else b"NULL"))
         return
-    if isinstance(value, bool):
+    if t is IonType.SYMBOL:
+        data = _symbol_text(value).encode("utf-8")
+        out.append(b"y" + str(len(data)).encode() + b":" + data)
+    elif t is IonType.BOOL or isinstance(value, bool):  # amazon.ion 0.9.3 loads bools as ints
         out.append(b"b1" if value else b"b0")
     elif isinstance(value, int):
         out.append(b"i" + str(int(value)).encode())
@@ -36,6 +52,8 @@ def _enc(value: Any, out: list[bytes]) -> None:
         out.append(b"d" + str(Decimal(value)).encode())
     elif isinstance(value, datetime):
         precision = getattr(value, "precision", None)
+        # amazon.ion 0.9.3 gives a TimestampPrecision enum, 0.15 its int value: encode the int.
+        precision = getattr(precision, "value", precision)
         fraction = getattr(value, "fractional_precision", None)
         out.append(b"t" + value.isoformat().encode() + f"|{precision}|{fraction}".encode())
     elif isinstance(value, str):
