@@ -1,0 +1,603 @@
+"""One settle cycle (DESIGN.md rules 1-5): release settled blocks in commit order, verify, replay
+each exactly once, mark.
+
+Per strand, the destination's checkpoint is the truth: the buffer's marks are repaired from it
+first (a crash between a destination commit and the marks is mended here; a pending block at or
+below the checkpoint that lies in a gap the settler passed is late, not replayed). Then the
+pending blocks after the checkpoint are taken in ``sequenceNo`` order and each is
+
+- **held** while its commit time is younger than the window, unless early release is on and the
+  chain proves it is the very next block (``sequenceNo`` = checkpoint + 1 and
+  ``previousBlockHash`` = the checkpoint's ``blockHash``);
+- **held** while a revision it needs is not buffered (reported once older than the window);
+- preceded by a **gap** (missing sequence numbers) passed only by the window rule, never while the
+  buffer holds unresolved rejected records (unless allowed), and recorded before it is passed;
+- **verified** and **planned**; a conflicted block, or one failing verification, planning or
+  replay, is quarantined with its reason and the line halts there (nothing after it replayed);
+- **grouped** with the blocks after it (up to ``group_size`` and the destination's limits) into
+  one ``Destination.apply`` with the compare-and-set checkpoint. A ``CheckpointMismatch`` means
+  the checkpoint moved under the cycle: it is re-read and the marks repaired, nothing is applied
+  twice. A replay error in a group applies the blocks before the failing one and quarantines it.
+- **marked** replayed once the destination committed.
+
+Time is injected: ``now`` is the cycle's instant, ``deadline`` a callable the cycle asks before
+each destination transaction. ``faults`` is called with the name of each step (``STEPS``) so a
+test can crash the cycle there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from buffer.port import BufferedBlock, Gap, Mark, SettlingBuffer
+from destination.port import BlockReplay, Checkpoint, Destination
+from journal.errors import (
+    CheckpointMismatch,
+    LeaseHeld,
+    ReplayError,
+    SettleError,
+    TransientError,
+)
+from journal.records import BlockAddress, block_id
+from settler.plan import Plan, fits, plan_block
+from settler.report import SettleReport
+from settler.verify import verify_block
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP_SIZE = 50
+DEFAULT_PAGE_SIZE = 500
+DEFAULT_LEASE_SECONDS = 900.0
+MAX_CHECKPOINT_RETRIES = 5
+
+STEPS = (
+    "leased",  # the lease is held
+    "checkpoint",  # a strand's destination checkpoint was read
+    "repaired",  # the buffer's marks were repaired from it
+    "read",  # a page of pending blocks was read
+    "gap_recorded",  # a gap about to be passed was recorded
+    "applying",  # just before a destination transaction
+    "applied",  # the destination committed; the buffer's marks are not written yet
+    "marked",  # the blocks of that transaction are marked replayed
+    "quarantined",  # a block was marked quarantined
+    "done",  # every strand handled, before the lease is released
+)
+
+Faults = Callable[[str], None]
+Deadline = Callable[[], bool]
+
+
+class _Stop(Exception):
+    """The line of this strand stops here (held, halted or out of time)."""
+
+
+@dataclass(slots=True)
+class _Item:
+    block: BufferedBlock
+    plan: Plan
+    gap: Gap | None
+    early: bool
+    digests: tuple[int, int, tuple[str, ...]]
+
+
+@dataclass(slots=True)
+class _Strand:
+    ledger: str
+    strand_id: str
+    expected: Checkpoint | None  # the destination's checkpoint, as last read or written
+    position: Checkpoint | None  # the last block accepted (in the group, or applied)
+    group: list[_Item] = field(default_factory=list)
+    stop_at: int | None = None  # lowest quarantined sequence number: the line cannot pass it
+    stop_reason: str | None = None
+
+
+def _virtual_checkpoint(block: BufferedBlock) -> Checkpoint:
+    s = block.summary
+    return Checkpoint(
+        ledger=s.ledger,
+        strand_id=s.address.strand_id,
+        sequence_no=s.address.sequence_no,
+        block_hash=s.block_hash,
+    )
+
+
+def _ms(delta: timedelta) -> float:
+    return delta.total_seconds() * 1000.0
+
+
+class _Cycle:
+    def __init__(
+        self,
+        buffer: SettlingBuffer,
+        destination: Destination,
+        *,
+        now: datetime,
+        window_seconds: float,
+        early_release: bool,
+        deadline: Deadline | None,
+        owner: str,
+        group_size: int,
+        page_size: int,
+        allow_gaps_with_rejections: bool,
+        faults: Faults | None,
+    ) -> None:
+        self.buffer = buffer
+        self.destination = destination
+        self.now = now
+        self.window = timedelta(seconds=window_seconds)
+        self.early_release = early_release
+        self.deadline = deadline
+        self.owner = owner
+        self.group_size = max(1, group_size)
+        self.page_size = max(1, page_size)
+        self.allow_gaps = allow_gaps_with_rejections
+        self.fault = faults or (lambda step: None)
+        self.report = SettleReport()
+
+    # --- per strand -------------------------------------------------------------------------------
+
+    def strand(self, ledger: str, strand_id: str) -> None:
+        for _ in range(MAX_CHECKPOINT_RETRIES):
+            cp = self.destination.checkpoint(ledger, strand_id)
+            self.fault("checkpoint")
+            self._repair(ledger, strand_id, cp)
+            self.fault("repaired")
+            st = _Strand(ledger=ledger, strand_id=strand_id, expected=cp, position=cp)
+            self._find_quarantined(st)
+            try:
+                self._release(st)
+                self._flush(st)
+            except _Stop:
+                pass
+            except CheckpointMismatch as exc:
+                log.warning("%s/%s: %s; re-reading the checkpoint", ledger, strand_id, exc)
+                continue
+            if st.expected is not None:
+                self.report.checkpoints.append(st.expected)
+            return
+        raise TransientError(
+            f"the checkpoint of {ledger}/{strand_id} kept moving under the settler "
+            f"({MAX_CHECKPOINT_RETRIES} times): is another settler writing to the destination?"
+        )
+
+    def _through(self, cp: Checkpoint | None) -> int:
+        """The highest sequence number the checkpoint says is fully applied (-1: none)."""
+        if cp is None:
+            return -1
+        return cp.sequence_no if cp.part is None else cp.sequence_no - 1
+
+    def _repair(self, ledger: str, strand_id: str, cp: Checkpoint | None) -> None:
+        through = self._through(cp)
+        if through < 0:
+            return
+        mark = self.buffer.replayed_through(ledger, strand_id)
+        if mark is not None and mark >= through:
+            return
+        gaps = [g for g in self.buffer.gaps() if (g.ledger, g.strand_id) == (ledger, strand_id)]
+        gaps = [g for g in gaps if g.last > (mark if mark is not None else -1)]
+        if gaps:
+            # Blocks that arrived inside a gap the settler passed before its marks were written
+            # are late: the checkpoint went past them without them.
+            late: list[Mark] = []
+            after = mark if mark is not None else -1
+            while after < through:
+                page = self.buffer.pending(ledger, strand_id, after, self.page_size)
+                if not page:
+                    break
+                for b in page:
+                    seq = b.summary.address.sequence_no
+                    if seq > through:
+                        break
+                    if any(g.first <= seq <= g.last for g in gaps):
+                        late.append(
+                            Mark(
+                                block_id=b.block_id,
+                                state="late",
+                                at=self.now,
+                                reason="arrived inside a gap the settler had passed",
+                                actor=self.owner,
+                            )
+                        )
+                after = page[-1].summary.address.sequence_no
+            if late:
+                self.buffer.mark(late)
+        changed = self.buffer.repair(ledger, strand_id, through, self.now)
+        if changed:
+            log.info(
+                "%s/%s: %d block marks repaired from the destination checkpoint %d",
+                ledger, strand_id, changed, through,
+            )  # fmt: skip
+        self.report.repaired += changed
+
+    def _find_quarantined(self, st: _Strand) -> None:
+        through = self._through(st.position)
+        rows = [
+            r
+            for r in self.buffer.blocks("quarantined")
+            if (r.ledger, r.strand_id) == (st.ledger, st.strand_id) and r.sequence_no > through
+        ]
+        if rows:
+            first = min(rows, key=lambda r: r.sequence_no)
+            st.stop_at = first.sequence_no
+            st.stop_reason = (
+                f"block {first.block_id} is quarantined ({first.reason or 'no reason recorded'}):"
+                " resolve it (qldb-settle resolve --retry|--skip)"
+            )
+
+    # --- release ----------------------------------------------------------------------------------
+
+    def _release(self, st: _Strand) -> None:
+        after = self._through(st.position)
+        while True:
+            self._check_deadline(st)
+            page = self.buffer.pending(st.ledger, st.strand_id, after, self.page_size)
+            self.fault("read")
+            if not page:
+                break
+            for i, block in enumerate(page):
+                self._consider(st, block, page[i:])
+            after = page[-1].summary.address.sequence_no
+        if st.stop_at is not None:
+            self._flush(st)
+            self.report.halt(st.stop_reason or "")
+
+    def _hold(self, st: _Strand, rest: Sequence[BufferedBlock]) -> None:
+        self.report.held_by_window += len(rest)
+        self._flush(st)
+        raise _Stop
+
+    def _halt(self, st: _Strand, reason: str) -> None:
+        self._flush(st)
+        self.report.halt(reason)
+        raise _Stop
+
+    def _quarantine(self, st: _Strand, block: BufferedBlock, reason: str) -> None:
+        self._flush(st)
+        self.buffer.mark(
+            [
+                Mark(
+                    block_id=block.block_id,
+                    state="quarantined",
+                    at=self.now,
+                    reason=reason,
+                    actor=self.owner,
+                )
+            ]
+        )
+        self.fault("quarantined")
+        log.error("quarantined %s: %s", block.block_id, reason)
+        self.report.quarantined_now.append((block.block_id, reason))
+        self.report.halt(f"block {block.block_id} quarantined: {reason}")
+        raise _Stop
+
+    def _consider(self, st: _Strand, block: BufferedBlock, rest: Sequence[BufferedBlock]) -> None:
+        s = block.summary
+        seq = s.address.sequence_no
+        pos = st.position
+        if st.stop_at is not None and seq >= st.stop_at:
+            self._halt(st, st.stop_reason or "")
+        if pos is not None and pos.part is not None:
+            if seq != pos.sequence_no:
+                self._halt(
+                    st,
+                    f"the checkpoint names part {pos.part} of block {pos.sequence_no}, which is "
+                    "not pending",
+                )
+            self._resume_parts(st, block)
+            return
+
+        settled = s.commit_time + self.window <= self.now
+        gap: Gap | None = None
+        if pos is not None and seq > pos.sequence_no + 1:
+            first, last = pos.sequence_no + 1, seq - 1
+            if not settled:
+                self._hold(st, rest)
+            if self.buffer.unresolved_rejections() > 0 and not self.allow_gaps:
+                self._halt(
+                    st,
+                    f"gap {first}..{last} before block {block.block_id} not passed: the buffer "
+                    "holds unresolved rejected records that could be the missing block "
+                    "(qldb-settle rejected; acknowledge them, or allow gaps)",
+                )
+            gap = Gap(
+                ledger=st.ledger, strand_id=st.strand_id, first=first, last=last, passed_at=self.now
+            )
+
+        if block.conflicted:
+            self._quarantine(
+                st,
+                block,
+                "a record of this block arrived again with different content (conflict; the "
+                "other copy is kept with the rejected records)",
+            )
+        missing = block.missing_revisions
+        if missing:
+            if settled:
+                self.report.waiting.append((block.block_id, missing))
+                self.report.held_by_window += len(rest)
+                self._halt(
+                    st,
+                    f"block {block.block_id} is still missing revisions of {', '.join(missing)} "
+                    f"{_ms(self.now - s.commit_time) / 1000:.0f} s after its commit",
+                )
+            self._hold(st, rest)
+
+        early = False
+        if not settled:
+            early = (
+                self.early_release
+                and pos is not None
+                and pos.part is None
+                and seq == pos.sequence_no + 1
+                and bool(pos.block_hash)
+                and s.previous_block_hash == pos.block_hash
+            )
+            if not early:
+                self._hold(st, rest)
+
+        result = verify_block(block, pos)
+        if not result.ok:
+            self._quarantine(st, block, result.failure or "verification failed")
+        plan = plan_block(block, self.destination.limits)
+        if plan.quarantine is not None:
+            self._quarantine(st, block, plan.quarantine)
+
+        item = _Item(
+            block=block,
+            plan=plan,
+            gap=gap,
+            early=early,
+            digests=(
+                result.digests_verified,
+                result.digests_unverified,
+                tuple(u.reason for u in result.unverified),
+            ),
+        )
+        if plan.split:
+            self._flush(st)
+            self._apply_parts(st, item, plan.replays)
+            return
+        if st.group and (
+            len(st.group) >= self.group_size
+            or not fits([i.plan for i in st.group] + [plan], self.destination.limits)
+        ):
+            self._flush(st)
+        st.group.append(item)
+        st.position = _virtual_checkpoint(block)
+
+    # --- apply ------------------------------------------------------------------------------------
+
+    def _check_deadline(self, st: _Strand) -> None:
+        if self.deadline is not None and self.deadline():
+            self.report.deadline_reached = True
+            st.group.clear()
+            st.position = st.expected
+            raise _Stop
+
+    def _record_gaps(self, items: Sequence[_Item]) -> None:
+        gaps = [i.gap for i in items if i.gap is not None]
+        if not gaps:
+            return
+        known = {(g.ledger, g.strand_id, g.first, g.last) for g in self.buffer.gaps()}
+        for gap in gaps:
+            if (gap.ledger, gap.strand_id, gap.first, gap.last) not in known:
+                self.buffer.record_gap(gap)
+        self.fault("gap_recorded")
+
+    def _apply(self, st: _Strand, replays: Sequence[BlockReplay]) -> None:
+        self.fault("applying")
+        self.destination.apply(replays, st.expected)
+        st.expected = replays[-1].checkpoint()
+        self.fault("applied")
+
+    def _done(self, items: Sequence[_Item]) -> None:
+        self.buffer.mark(
+            [
+                Mark(block_id=i.block.block_id, state="replayed", at=self.now, actor=self.owner)
+                for i in items
+            ]
+        )
+        self.fault("marked")
+        r = self.report
+        for i in items:
+            r.blocks += 1
+            r.statements += i.plan.statements
+            r.revisions += i.plan.revisions
+            r.early_released += int(i.early)
+            if i.gap is not None:
+                r.gaps_passed += 1
+                r.gaps.append(i.gap)
+            verified, unverified, reasons = i.digests
+            r.digests_verified += verified
+            r.digests_unverified += unverified
+            for reason in reasons:
+                r.unverified_reasons[reason] = r.unverified_reasons.get(reason, 0) + 1
+            r.lag_ms.append(_ms(self.now - i.block.summary.commit_time))
+            r.split_blocks += int(i.plan.split)
+
+    def _flush(self, st: _Strand) -> None:
+        """Apply the group in one destination transaction (or, when one of its blocks fails,
+        the blocks before it one by one and quarantine that block)."""
+        if not st.group:
+            return
+        items, st.group = st.group, []
+        self._check_deadline_before_apply(st, items)
+        self._record_gaps(items)
+        try:
+            self._apply(st, [i.plan.replays[0] for i in items])
+        except (CheckpointMismatch, TransientError, LeaseHeld):
+            raise
+        except SettleError as exc:
+            if len(items) == 1:
+                self._quarantine(st, items[0].block, _replay_reason(exc))
+            log.warning("a group of %d blocks failed (%s); applying one by one", len(items), exc)
+            for item in items:
+                try:
+                    self._apply(st, item.plan.replays)
+                except (CheckpointMismatch, TransientError, LeaseHeld):
+                    raise
+                except SettleError as one:
+                    self._quarantine(st, item.block, _replay_reason(one))
+                self._done([item])
+            st.position = st.expected
+            return
+        self._done(items)
+        st.position = st.expected
+
+    def _check_deadline_before_apply(self, st: _Strand, items: Sequence[_Item]) -> None:
+        if self.deadline is not None and self.deadline():
+            self.report.deadline_reached = True
+            st.position = st.expected
+            raise _Stop
+
+    def _apply_parts(self, st: _Strand, item: _Item, parts: Sequence[BlockReplay]) -> None:
+        self._record_gaps([item])
+        for part in parts:
+            self._check_deadline_before_apply(st, [item])
+            try:
+                self._apply(st, [part])
+            except (CheckpointMismatch, TransientError, LeaseHeld):
+                raise
+            except SettleError as exc:
+                if part.part:
+                    self._halt_partial(st, item.block, part, exc)
+                self._quarantine(st, item.block, _replay_reason(exc))
+        log.warning(
+            "block %s was applied in %d parts (over the destination's transaction limit): the "
+            "replica passed through states the source never had",
+            item.block.block_id, len(parts),
+        )  # fmt: skip
+        self._done([item])
+        st.position = st.expected
+
+    def _halt_partial(
+        self, st: _Strand, block: BufferedBlock, part: BlockReplay, exc: SettleError
+    ) -> None:
+        self._quarantine(
+            st,
+            block,
+            f"part {part.part} of {part.parts} failed after earlier parts were applied "
+            f"(the replica holds a partly applied block): {_replay_reason(exc)}",
+        )
+
+    def _resume_parts(self, st: _Strand, block: BufferedBlock) -> None:
+        pos = st.position
+        assert pos is not None and pos.part is not None
+        if block.summary.block_hash != pos.block_hash:
+            self._halt(
+                st,
+                f"the checkpoint names part {pos.part} of block {block.block_id} with hash "
+                f"{pos.block_hash.hex()}, but the buffered block's hash is "
+                f"{block.summary.block_hash.hex()}",
+            )
+        result = verify_block(block, None)
+        if not result.ok:
+            self._quarantine(st, block, result.failure or "verification failed")
+        plan = plan_block(block, self.destination.limits)
+        if (
+            plan.quarantine is not None
+            or not plan.split
+            or (plan.replays[0].parts or 0) <= (pos.part + 1)
+        ):
+            self._halt(
+                st,
+                f"block {block.block_id} was partly applied (through part {pos.part}) but its "
+                "plan no longer splits the same way: the destination's limits changed?",
+            )
+        item = _Item(
+            block=block,
+            plan=plan,
+            gap=None,
+            early=False,
+            digests=(
+                result.digests_verified,
+                result.digests_unverified,
+                tuple(u.reason for u in result.unverified),
+            ),
+        )
+        self._apply_parts(st, item, plan.replays[pos.part + 1 :])
+
+
+def _replay_reason(exc: SettleError) -> str:
+    if isinstance(exc, ReplayError):
+        return f"replay failed: {exc.reason}"
+    return f"replay failed: {exc}"
+
+
+def settle(
+    buffer: SettlingBuffer,
+    destination: Destination,
+    *,
+    now: datetime,
+    window_seconds: float,
+    early_release: bool = False,
+    deadline: Deadline | None = None,
+    owner: str = "qldb-settle-settler",
+    group_size: int = DEFAULT_GROUP_SIZE,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    allow_gaps_with_rejections: bool = False,
+    faults: Faults | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+) -> SettleReport:
+    """Run one settle cycle as of ``now`` (see the module docstring) and report what it did.
+
+    Raises ``LeaseHeld`` when another settler holds the lease, ``TransientError`` when the
+    buffer or destination cannot be reached (nothing is lost: run it again)."""
+    if not buffer.acquire_lease(owner, lease_seconds, now):
+        raise LeaseHeld(f"another settler holds the lease of the buffer (this is {owner!r})")
+    fault = faults or (lambda step: None)
+    try:
+        fault("leased")
+        cycle = _Cycle(
+            buffer,
+            destination,
+            now=now,
+            window_seconds=window_seconds,
+            early_release=early_release,
+            deadline=deadline,
+            owner=owner,
+            group_size=group_size,
+            page_size=page_size,
+            allow_gaps_with_rejections=allow_gaps_with_rejections,
+            faults=fault,
+        )
+        for ledger, strand_id in buffer.strands():
+            cycle.strand(ledger, strand_id)
+            if cycle.report.deadline_reached:
+                break
+        report = cycle.report
+        stats = buffer.stats(now)
+        report.late = int(stats.blocks.get("late", 0))
+        report.quarantined = int(stats.blocks.get("quarantined", 0))
+        report.buffer_depth = int(stats.blocks.get("pending", 0))
+        if stats.oldest_pending_commit is not None:
+            report.oldest_pending_age_ms = _ms(now - stats.oldest_pending_commit)
+        fault("done")
+        return report
+    finally:
+        buffer.release_lease(owner)
+
+
+def set_start(destination: Destination, start: Checkpoint) -> None:
+    """Operator: make the replica start after ``start`` (a block already in the replica, e.g.
+    restored from a snapshot), by writing that checkpoint with an empty transaction. Only when
+    the strand has no checkpoint yet (compare-and-set against None)."""
+    destination.apply(
+        [
+            BlockReplay(
+                block_id=block_id(start.ledger, BlockAddress(start.strand_id, start.sequence_no)),
+                ledger=start.ledger,
+                address=BlockAddress(start.strand_id, start.sequence_no),
+                block_hash=start.block_hash,
+                mode="statements",
+                ops=(),
+            )
+        ],
+        None,
+    )
+
+
+__all__ = ["STEPS", "SettleReport", "set_start", "settle"]
