@@ -102,13 +102,17 @@ def record_item(
         record = record_from_ion(value)
     except RecordError as exc:
         return reject("oversized" if _is_statement_limit(exc) else "field", str(exc))
+    try:
+        fingerprint = record_fingerprint(value)
+    except (TypeError, ValueError) as exc:  # a value amazon.ion produced but we cannot encode
+        return reject("ion", f"cannot fingerprint the record: {exc}")
     kinds: tuple[str, ...] = ()
     if isinstance(record, BlockSummary):
         kinds = tuple(_statement_kind(s.text) for s in record.statements)
     return Incoming(
         record=record,
         raw=raw,
-        fingerprint=record_fingerprint(value),
+        fingerprint=fingerprint,
         origin=origin,
         arrived_at=arrived_at,
         statement_kinds=kinds,
