@@ -1,0 +1,6 @@
+"""Where it runs in AWS: the CDK app (ledgers, stream, ingest, buffer, settler, monitoring).
+
+One module per construct; ``infra.stacks`` composes them into the three stacks and wires the
+grants; ``infra.app`` is the app (``python -m infra.app``). Every setting is a CDK context key
+documented in ``infra.config`` (and, generated from it, in ``cdk.json``).
+"""

@@ -1,0 +1,445 @@
+"""The app's configuration: every CDK context key, with its default and meaning, in one table.
+
+``cdk.json`` is generated from ``CONTEXT`` (``python -m infra.config > cdk.json``; a test keeps
+them equal), so the context documents itself: each key is preceded by a ``// key`` entry holding
+its meaning. Values given with ``cdk synth -c key=value`` arrive as strings and are parsed here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from journal.errors import ConfigError
+
+Scalar = str | int | bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextKey:
+    name: str
+    default: Scalar
+    meaning: str
+
+
+# The order of this table is the order of cdk.json and of docs/deploy.md.
+CONTEXT: tuple[ContextKey, ...] = (
+    ContextKey(
+        name="serviceName",
+        default="qldb-settle",
+        meaning="prefix of stack names, the OpenSearch domain, the SSM parameter, the dashboard "
+        "and the Powertools service names (lower case letters, digits and hyphens, 3-20 chars)",
+    ),
+    # Ledgers (QLDB reached end of support on 2025-07-31: off unless you still can create them).
+    ContextKey(
+        name="deployLedgers",
+        default=False,
+        meaning="create the source and destination QLDB ledgers (stack <serviceName>-ledgers); "
+        "off: the ledgers already exist (QLDB can no longer be created after its end of support)",
+    ),
+    ContextKey(
+        name="sourceLedgerName",
+        default="qldb-settle-source",
+        meaning="the source ledger: created when deployLedgers, streamed when deployJournalStream",
+    ),
+    ContextKey(
+        name="destinationLedgerName",
+        default="qldb-settle-replica",
+        meaning="the destination ledger the settler replays into (qldb:SendCommand is granted on "
+        "this ledger only); created when deployLedgers, otherwise it must exist",
+    ),
+    ContextKey(
+        name="destinationPermissionsMode",
+        default="STANDARD",
+        meaning="STANDARD or ALLOW_ALL: the destination ledger's permissions mode; STANDARD also "
+        "grants the PartiQL actions replay needs on that ledger's tables",
+    ),
+    # Stream.
+    ContextKey(
+        name="existingStreamArn",
+        default="",
+        meaning="ARN of an existing Kinesis stream of QLDB journal records to settle; empty: the "
+        "stack <serviceName>-streaming creates the stream, its KMS key and the Firehose backup",
+    ),
+    ContextKey(
+        name="existingStreamKeyArn",
+        default="",
+        meaning="KMS key ARN of existingStreamArn when it is encrypted with a customer key "
+        "(the ingest function is granted kms:Decrypt on it); empty: none",
+    ),
+    ContextKey(
+        name="shardCount",
+        default=4,
+        meaning="shards of the created Kinesis stream",
+    ),
+    ContextKey(
+        name="streamRetentionHours",
+        default=24,
+        meaning="retention of the created stream (24-8760): how long redrive can re-read a range",
+    ),
+    ContextKey(
+        name="deployJournalStream",
+        default=False,
+        meaning="create the QLDB journal stream from sourceLedgerName into the created Kinesis "
+        "stream (aggregation on); needs a ledger that QLDB still serves",
+    ),
+    ContextKey(
+        name="journalStreamStartTime",
+        default="2020-01-01T00:00:00Z",
+        meaning="InclusiveStartTime of the journal stream (ISO 8601 UTC)",
+    ),
+    # Ingest.
+    ContextKey(
+        name="startingPosition",
+        default="TRIM_HORIZON",
+        meaning="where the ingest event source mapping starts: TRIM_HORIZON, LATEST or "
+        "AT_TIMESTAMP (then startingPositionTimestamp)",
+    ),
+    ContextKey(
+        name="startingPositionTimestamp",
+        default="",
+        meaning="ISO 8601 UTC instant for startingPosition AT_TIMESTAMP; empty otherwise",
+    ),
+    ContextKey(
+        name="ingestBatchSize",
+        default=100,
+        meaning="Kinesis records per ingest invocation (1-10000)",
+    ),
+    ContextKey(
+        name="ingestBatchingWindowSeconds",
+        default=1,
+        meaning="how long the event source mapping gathers records before invoking (0-300)",
+    ),
+    ContextKey(
+        name="ingestParallelizationFactor",
+        default=2,
+        meaning="concurrent ingest batches per shard (1-10): the buffer reorders, so >1 is safe",
+    ),
+    ContextKey(
+        name="ingestRetryAttempts",
+        default=10,
+        meaning="retries of a failing batch (bisected on error) before its shard and sequence "
+        "range goes to the on-failure queue (0-10000)",
+    ),
+    ContextKey(
+        name="ingestMaxRecordAgeSeconds",
+        default=86400,
+        meaning="records older than this go to the on-failure queue instead of being retried "
+        "(60-604800); keep it below the stream retention so redrive can still re-read them",
+    ),
+    ContextKey(name="ingestMemoryMb", default=512, meaning="memory of the ingest function"),
+    ContextKey(name="ingestTimeoutSeconds", default=60, meaning="timeout of the ingest function"),
+    # Buffer.
+    ContextKey(
+        name="indexPrefix",
+        default="qldb-settle",
+        meaning="OpenSearch index prefix (QLDB_SETTLE_INDEX_PREFIX of both functions)",
+    ),
+    ContextKey(
+        name="openSearchVersion",
+        default="2.19",
+        meaning="OpenSearch engine version of the buffer domain",
+    ),
+    ContextKey(
+        name="openSearchInstanceType",
+        default="r6g.large.search",
+        meaning="data node instance type of the buffer domain",
+    ),
+    ContextKey(
+        name="openSearchDataNodes",
+        default=2,
+        meaning="data nodes (a multiple of openSearchAvailabilityZones)",
+    ),
+    ContextKey(
+        name="openSearchAvailabilityZones",
+        default=2,
+        meaning="1, 2 or 3: zone awareness of the buffer domain (1 turns it off)",
+    ),
+    ContextKey(
+        name="openSearchVolumeGb",
+        default=20,
+        meaning="gp3 EBS volume per data node, GiB",
+    ),
+    ContextKey(
+        name="openSearchMasterNodes",
+        default=0,
+        meaning="dedicated master nodes: 0 (none), 3 or 5",
+    ),
+    ContextKey(
+        name="openSearchMasterInstanceType",
+        default="m6g.large.search",
+        meaning="instance type of the dedicated master nodes, when openSearchMasterNodes > 0",
+    ),
+    # Settler.
+    ContextKey(
+        name="settleWindowSeconds",
+        default=120,
+        meaning="first value of the settle window SSM parameter (/<serviceName>/"
+        "settle-window-seconds); the settler reads the parameter each cycle, so change it "
+        "there at run time; changing this key changes only the parameter's value",
+    ),
+    ContextKey(
+        name="earlyRelease",
+        default=False,
+        meaning="QLDB_SETTLE_EARLY_RELEASE: release a block the hash chain proves next before "
+        "its window",
+    ),
+    ContextKey(
+        name="settleRateMinutes",
+        default=1,
+        meaning="the settler runs every this many minutes (EventBridge schedule)",
+    ),
+    ContextKey(name="settlerMemoryMb", default=1024, meaning="memory of the settler function"),
+    ContextKey(
+        name="settlerTimeoutSeconds",
+        default=60,
+        meaning="timeout of the settler function; a cycle stops before it (at most 900)",
+    ),
+    ContextKey(
+        name="logRetentionDays",
+        default=30,
+        meaning="retention of the functions' and the domain's log groups (a CloudWatch value)",
+    ),
+    # Monitoring.
+    ContextKey(
+        name="lagAlarmSeconds",
+        default=300,
+        meaning="the replay-lag alarm fires when lag exceeds this: the window plus a margin. "
+        "It is a key of its own because the window may change at run time (SSM); keep it "
+        "above the window",
+    ),
+    ContextKey(
+        name="iteratorAgeAlarmSeconds",
+        default=600,
+        meaning="the iterator-age alarm fires when the ingest function falls this far behind "
+        "the stream",
+    ),
+    ContextKey(
+        name="alarmTopicArn",
+        default="",
+        meaning="SNS topic ARN the alarms notify; empty: alarms without actions",
+    ),
+    # Packaging.
+    ContextKey(
+        name="lambdaLayers",
+        default="build/layers",
+        meaning="folder (relative to the project root, or absolute) holding the ingest/ and "
+        "settler/ dependency layers built by python -m infra.build_layers; 'none' synthesizes "
+        "without layers, for template checks only (the functions would not run)",
+    ),
+)
+
+DEFAULTS: dict[str, Scalar] = {k.name: k.default for k in CONTEXT}
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{2,19}$")
+_LEDGER = re.compile(r"^(?!^.*--)(?!^[0-9]+$)(?!^-)(?!.*-$)^[A-Za-z0-9-]{1,32}$")
+_STARTING = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The parsed context, one field per key of ``CONTEXT`` (snake case)."""
+
+    service_name: str
+    deploy_ledgers: bool
+    source_ledger_name: str
+    destination_ledger_name: str
+    destination_permissions_mode: str
+    existing_stream_arn: str
+    existing_stream_key_arn: str
+    shard_count: int
+    stream_retention_hours: int
+    deploy_journal_stream: bool
+    journal_stream_start_time: str
+    starting_position: str
+    starting_position_timestamp: str
+    ingest_batch_size: int
+    ingest_batching_window_seconds: int
+    ingest_parallelization_factor: int
+    ingest_retry_attempts: int
+    ingest_max_record_age_seconds: int
+    ingest_memory_mb: int
+    ingest_timeout_seconds: int
+    index_prefix: str
+    open_search_version: str
+    open_search_instance_type: str
+    open_search_data_nodes: int
+    open_search_availability_zones: int
+    open_search_volume_gb: int
+    open_search_master_nodes: int
+    open_search_master_instance_type: str
+    settle_window_seconds: int
+    early_release: bool
+    settle_rate_minutes: int
+    settler_memory_mb: int
+    settler_timeout_seconds: int
+    log_retention_days: int
+    lag_alarm_seconds: int
+    iterator_age_alarm_seconds: int
+    alarm_topic_arn: str
+    lambda_layers: str
+
+    @classmethod
+    def defaults(cls) -> Config:
+        return cls.from_context(lambda _key: None)
+
+    @classmethod
+    def from_context(cls, lookup: Callable[[str], Any]) -> Config:
+        """Parse every key through ``lookup`` (e.g. ``app.node.try_get_context``); a missing key
+        takes its default. Raises ``ConfigError`` naming the key for a malformed value."""
+        values: dict[str, Any] = {}
+        for key in CONTEXT:
+            raw = lookup(key.name)
+            values[_snake(key.name)] = key.default if raw is None else _parse(key, raw)
+        config = cls(**values)
+        config.check()
+        return config
+
+    @property
+    def creates_stream(self) -> bool:
+        return not self.existing_stream_arn
+
+    def check(self) -> None:
+        """Cross-field and range checks, each naming its context key."""
+        _require(_NAME.match(self.service_name) is not None, "serviceName", self.service_name)
+        for name in ("sourceLedgerName", "destinationLedgerName"):
+            value = getattr(self, _snake(name))
+            _require(_LEDGER.match(value) is not None, name, value)
+        _require(
+            self.destination_permissions_mode in ("STANDARD", "ALLOW_ALL"),
+            "destinationPermissionsMode",
+            self.destination_permissions_mode,
+        )
+        if self.existing_stream_arn:
+            _require(
+                self.existing_stream_arn.startswith("arn:")
+                and ":stream/" in self.existing_stream_arn,
+                "existingStreamArn",
+                self.existing_stream_arn,
+            )
+            _require(
+                not self.deploy_journal_stream,
+                "deployJournalStream",
+                "true (the journal stream is created only into the stream this app creates)",
+            )
+        if self.existing_stream_key_arn:
+            _require(
+                self.existing_stream_key_arn.startswith("arn:"),
+                "existingStreamKeyArn",
+                self.existing_stream_key_arn,
+            )
+        _range("shardCount", self.shard_count, 1, 10000)
+        _range("streamRetentionHours", self.stream_retention_hours, 24, 8760)
+        _iso("journalStreamStartTime", self.journal_stream_start_time)
+        _require(self.starting_position in _STARTING, "startingPosition", self.starting_position)
+        if self.starting_position == "AT_TIMESTAMP":
+            _iso("startingPositionTimestamp", self.starting_position_timestamp)
+        _range("ingestBatchSize", self.ingest_batch_size, 1, 10000)
+        _range("ingestBatchingWindowSeconds", self.ingest_batching_window_seconds, 0, 300)
+        _range("ingestParallelizationFactor", self.ingest_parallelization_factor, 1, 10)
+        _range("ingestRetryAttempts", self.ingest_retry_attempts, 0, 10000)
+        _range("ingestMaxRecordAgeSeconds", self.ingest_max_record_age_seconds, 60, 604800)
+        _range("ingestMemoryMb", self.ingest_memory_mb, 128, 10240)
+        _range("ingestTimeoutSeconds", self.ingest_timeout_seconds, 1, 900)
+        _range("openSearchDataNodes", self.open_search_data_nodes, 1, 80)
+        _range("openSearchAvailabilityZones", self.open_search_availability_zones, 1, 3)
+        _require(
+            self.open_search_data_nodes % self.open_search_availability_zones == 0,
+            "openSearchDataNodes",
+            f"{self.open_search_data_nodes} (not a multiple of openSearchAvailabilityZones)",
+        )
+        _range("openSearchVolumeGb", self.open_search_volume_gb, 10, 16384)
+        _require(
+            self.open_search_master_nodes in (0, 3, 5),
+            "openSearchMasterNodes",
+            self.open_search_master_nodes,
+        )
+        _range("settleWindowSeconds", self.settle_window_seconds, 0, 86400)
+        _range("settleRateMinutes", self.settle_rate_minutes, 1, 1440)
+        _range("settlerMemoryMb", self.settler_memory_mb, 128, 10240)
+        _range("settlerTimeoutSeconds", self.settler_timeout_seconds, 1, 900)
+        _require(
+            self.log_retention_days in _RETENTION_DAYS, "logRetentionDays", self.log_retention_days
+        )
+        _range("lagAlarmSeconds", self.lag_alarm_seconds, 1, 7 * 86400)
+        _range("iteratorAgeAlarmSeconds", self.iterator_age_alarm_seconds, 1, 7 * 86400)
+        if self.alarm_topic_arn:
+            _require(self.alarm_topic_arn.startswith("arn:"), "alarmTopicArn", self.alarm_topic_arn)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _parse(key: ContextKey, raw: Any) -> Scalar:
+    if isinstance(key.default, bool):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off", ""):
+            return False
+        raise ConfigError(f"context {key.name} must be true or false, not {raw!r}")
+    if isinstance(key.default, int):
+        if isinstance(raw, bool):
+            raise ConfigError(f"context {key.name} must be a whole number, not {raw!r}")
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"context {key.name} must be a whole number, not {raw!r}") from None
+    return str(raw).strip()
+
+
+def _require(ok: bool, name: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"context {name} is not valid: {value!r}")
+
+
+def _range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"context {name} must be between {low} and {high}, not {value}")
+
+
+def _iso(name: str, value: str) -> None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"context {name} must be an ISO 8601 instant, not {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ConfigError(f"context {name} must name its time zone (e.g. Z), not {value!r}")
+
+
+def cdk_json() -> dict[str, Any]:
+    """The content of ``cdk.json``: the app command and every context key, each preceded by a
+    ``// key`` entry stating its meaning and default."""
+    context: dict[str, Any] = {
+        "//": "qldb-settle context: each key follows a '// key' entry with its meaning and "
+        "default. Generated by `python -m infra.config > cdk.json` from infra/config.py.",
+    }
+    for key in CONTEXT:
+        context[f"// {key.name}"] = f"{key.meaning} (default {json.dumps(key.default)})"
+        context[key.name] = key.default
+    return {
+        "app": ".venv/bin/python -m infra.app",
+        "watch": {"include": ["infra/**"], "exclude": ["build/**", "cdk.out/**"]},
+        "context": context,
+    }
+
+
+def render_cdk_json() -> str:
+    return json.dumps(cdk_json(), indent=2) + "\n"
+
+
+def context_table() -> Mapping[str, tuple[Scalar, str]]:
+    return {k.name: (k.default, k.meaning) for k in CONTEXT}
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_cdk_json())

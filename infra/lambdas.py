@@ -1,0 +1,105 @@
+"""What both functions share: a role of their own, a log group, the code and the layer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import metrics
+
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+}
+ARCHITECTURE = lambda_.Architecture.X86_64
+
+
+def project_function(
+    scope: Construct,
+    *,
+    description: str,
+    handler: str,
+    code_dir: Path,
+    layer_dir: Path | None,
+    environment: Mapping[str, str],
+    memory_mb: int,
+    timeout_seconds: int,
+    log_retention_days: int,
+    service: str,
+    reserved_concurrency: int | None = None,
+) -> tuple[lambda_.Function, iam.Role]:
+    """A Python 3.11 function from a plain code folder (no bundling), with its own role whose
+    only standing permission is writing its own log group (no AWS managed policy)."""
+    log_group = logs.LogGroup(
+        scope,
+        "Logs",
+        retention=RETENTION[log_retention_days],
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    role = iam.Role(
+        scope,
+        "Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=description,
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn],
+        )
+    )
+    layers = []
+    if layer_dir is not None:
+        layers.append(
+            lambda_.LayerVersion(
+                scope,
+                "Dependencies",
+                code=lambda_.Code.from_asset(str(layer_dir)),
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[ARCHITECTURE],
+                description=f"{service}: third-party packages (infra/build_layers.py)",
+            )
+        )
+    function = lambda_.Function(
+        scope,
+        "Function",
+        description=description,
+        runtime=RUNTIME,
+        architecture=ARCHITECTURE,
+        handler=handler,
+        code=lambda_.Code.from_asset(str(code_dir)),
+        layers=layers,
+        role=role,
+        log_group=log_group,
+        memory_size=memory_mb,
+        timeout=Duration.seconds(timeout_seconds),
+        reserved_concurrent_executions=reserved_concurrency,
+        environment={
+            "POWERTOOLS_SERVICE_NAME": service,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
+            **environment,
+        },
+    )
+    return function, role

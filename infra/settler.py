@@ -1,0 +1,113 @@
+"""Where a block is released in AWS: the settler function on an EventBridge schedule.
+
+Reserved concurrency 1 (with the buffer's lease, never two settlers), the settle window as an SSM
+parameter the settler reads each cycle (its first value from ``settleWindowSeconds``; change it
+there at run time), and least-privilege grants: ``qldb:SendCommand`` on the destination ledger
+only (plus, for a STANDARD-mode ledger, the PartiQL actions replay uses on that ledger's tables),
+read on its own parameter. The OpenSearch grant is wired by the stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.lambdas import project_function
+from infra.packaging import HANDLERS
+
+# What replaying a block does on a STANDARD-mode ledger (statements and revisions, the
+# checkpoint and id-map tables, DDL with their ids); never history() or redaction.
+PARTIQL_ACTIONS = (
+    "qldb:PartiQLCreateTable",
+    "qldb:PartiQLDropTable",
+    "qldb:PartiQLUndropTable",
+    "qldb:PartiQLCreateIndex",
+    "qldb:PartiQLDropIndex",
+    "qldb:PartiQLInsert",
+    "qldb:PartiQLUpdate",
+    "qldb:PartiQLDelete",
+    "qldb:PartiQLSelect",
+)
+
+
+class Settler(Construct):
+    """The settler Lambda (``settler.handler.handler``), its schedule and its window."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code_dir: Path,
+        layer_dir: Path | None,
+        environment: Mapping[str, str],
+        service: str,
+        window_parameter_name: str,
+        window_seconds: int,
+        rate_minutes: int,
+        destination_ledger_name: str,
+        destination_permissions_mode: str,
+        memory_mb: int,
+        timeout_seconds: int,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.window = ssm.StringParameter(
+            self,
+            "Window",
+            parameter_name=window_parameter_name,
+            string_value=str(window_seconds),
+            description="qldb-settle settle window in seconds, read by the settler each cycle",
+        )
+        self.function, self.role = project_function(
+            self,
+            description="qldb-settle settler: replay settled blocks in commit order, once",
+            handler=HANDLERS["settler"],
+            code_dir=code_dir,
+            layer_dir=layer_dir,
+            environment={
+                **environment,
+                "QLDB_SETTLE_DESTINATION": f"qldb:{destination_ledger_name}",
+                "QLDB_SETTLE_WINDOW_PARAMETER": window_parameter_name,
+            },
+            memory_mb=memory_mb,
+            timeout_seconds=timeout_seconds,
+            log_retention_days=log_retention_days,
+            service=service,
+            reserved_concurrency=1,
+        )
+        # A tick that finds the settler still running is throttled (reserved concurrency 1):
+        # drop it rather than queue it, the next tick comes soon.
+        self.function.configure_async_invoke(retry_attempts=0, max_event_age=Duration.minutes(1))
+        self.window.grant_read(self.role)
+        ledger_arn = (
+            f"arn:{Aws.PARTITION}:qldb:{Aws.REGION}:{Aws.ACCOUNT_ID}:ledger/"
+            f"{destination_ledger_name}"
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["qldb:SendCommand"], resources=[ledger_arn])
+        )
+        if destination_permissions_mode == "STANDARD":
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=list(PARTIQL_ACTIONS),
+                    resources=[
+                        f"{ledger_arn}/table/*",
+                        f"{ledger_arn}/information_schema/user_tables",
+                    ],
+                )
+            )
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="run one settle cycle",
+            schedule=events.Schedule.rate(Duration.minutes(rate_minutes)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )

@@ -1,0 +1,172 @@
+"""The three stacks: ledgers and streaming (the blog's two), and the settling service.
+
+Each stack composes the constructs of one concern; the grants between them are wired here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from infra import metrics
+from infra.buffer import BufferDomain
+from infra.config import Config
+from infra.ingest import IngestFunction
+from infra.ledgers import Ledgers
+from infra.monitoring import Monitoring
+from infra.settler import Settler
+from infra.stream import JournalStream
+
+
+class LedgersStack(Stack):
+    """The source and destination QLDB ledgers (only with ``deployLedgers``)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kw: Any) -> None:
+        super().__init__(scope, construct_id, **kw)
+        self.ledgers = Ledgers(
+            self,
+            "Ledgers",
+            source_name=config.source_ledger_name,
+            destination_name=config.destination_ledger_name,
+            permissions_mode=config.destination_permissions_mode,
+        )
+
+
+class StreamingStack(Stack):
+    """The Kinesis stream (KMS CMK), its Firehose backup to S3, and optionally the QLDB
+    journal stream into it."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kw: Any) -> None:
+        super().__init__(scope, construct_id, **kw)
+        self.journal = JournalStream(
+            self,
+            "Journal",
+            shard_count=config.shard_count,
+            retention_hours=config.stream_retention_hours,
+            source_ledger_name=(
+                config.source_ledger_name if config.deploy_journal_stream else None
+            ),
+            start_time=config.journal_stream_start_time,
+        )
+        CfnOutput(self, "StreamArn", value=self.journal.stream.stream_arn)
+        CfnOutput(self, "BackupBucket", value=self.journal.backup.bucket_name)
+
+
+class ServiceStack(Stack):
+    """The settling service: ingest, buffer, settler, monitoring.
+
+    ``stream`` is the stream of the streaming stack, or None to read the existing stream of
+    ``existingStreamArn``. ``layer_dirs`` None: no dependency layers (template checks only).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        stream: kinesis.IStream | None,
+        code_dirs: dict[str, Path],
+        layer_dirs: dict[str, Path] | None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kw)
+        if stream is None:
+            key = (
+                kms.Key.from_key_arn(self, "ExistingStreamKey", config.existing_stream_key_arn)
+                if config.existing_stream_key_arn
+                else None
+            )
+            stream = kinesis.Stream.from_stream_attributes(
+                self, "ExistingStream", stream_arn=config.existing_stream_arn, encryption_key=key
+            )
+        ingest_service, settler_service = metrics.service_names(config.service_name)
+
+        self.buffer = BufferDomain(
+            self,
+            "Buffer",
+            domain_name=config.service_name,
+            version=config.open_search_version,
+            instance_type=config.open_search_instance_type,
+            data_nodes=config.open_search_data_nodes,
+            availability_zones=config.open_search_availability_zones,
+            volume_gb=config.open_search_volume_gb,
+            master_nodes=config.open_search_master_nodes,
+            master_instance_type=config.open_search_master_instance_type,
+            log_retention_days=config.log_retention_days,
+        )
+        environment = {
+            "QLDB_SETTLE_BUFFER": self.buffer.url,
+            "QLDB_SETTLE_INDEX_PREFIX": config.index_prefix,
+            "QLDB_SETTLE_EARLY_RELEASE": "true" if config.early_release else "false",
+        }
+        self.ingest = IngestFunction(
+            self,
+            "Ingest",
+            stream=stream,
+            code_dir=code_dirs["ingest"],
+            layer_dir=layer_dirs["ingest"] if layer_dirs else None,
+            environment=environment,
+            service=ingest_service,
+            starting_position=config.starting_position,
+            starting_position_timestamp=config.starting_position_timestamp,
+            batch_size=config.ingest_batch_size,
+            batching_window_seconds=config.ingest_batching_window_seconds,
+            parallelization_factor=config.ingest_parallelization_factor,
+            retry_attempts=config.ingest_retry_attempts,
+            max_record_age_seconds=config.ingest_max_record_age_seconds,
+            memory_mb=config.ingest_memory_mb,
+            timeout_seconds=config.ingest_timeout_seconds,
+            log_retention_days=config.log_retention_days,
+        )
+        self.settler = Settler(
+            self,
+            "Settler",
+            code_dir=code_dirs["settler"],
+            layer_dir=layer_dirs["settler"] if layer_dirs else None,
+            environment=environment,
+            service=settler_service,
+            window_parameter_name=window_parameter_name(config.service_name),
+            window_seconds=config.settle_window_seconds,
+            rate_minutes=config.settle_rate_minutes,
+            destination_ledger_name=config.destination_ledger_name,
+            destination_permissions_mode=config.destination_permissions_mode,
+            memory_mb=config.settler_memory_mb,
+            timeout_seconds=config.settler_timeout_seconds,
+            log_retention_days=config.log_retention_days,
+        )
+        self.buffer.grant_http(self.ingest.role)
+        self.buffer.grant_http(self.settler.role)
+
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            dashboard_name=f"{config.service_name}-Ordering",
+            alarm_prefix=config.service_name,
+            ingest_service=ingest_service,
+            settler_service=settler_service,
+            ingest_function=self.ingest.function,
+            settler_function=self.settler.function,
+            failure_queue=self.ingest.failure_queue,
+            lag_alarm_seconds=config.lag_alarm_seconds,
+            iterator_age_alarm_seconds=config.iterator_age_alarm_seconds,
+            alarm_topic_arn=config.alarm_topic_arn,
+        )
+        CfnOutput(
+            self,
+            "FailedRangesQueueUrl",
+            value=self.ingest.failure_queue.queue_url,
+            description="qldb-settle redrive --queue <this>",
+        )
+        CfnOutput(self, "BufferUrl", value=self.buffer.url, description="--buffer for the CLI")
+        CfnOutput(self, "WindowParameter", value=self.settler.window.parameter_name)
+        CfnOutput(self, "Dashboard", value=f"{config.service_name}-Ordering")
+
+
+def window_parameter_name(service_name: str) -> str:
+    return f"/{service_name}/settle-window-seconds"
