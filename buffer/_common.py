@@ -1,0 +1,340 @@
+"""Adapter-independent policy of the settling buffer, shared by ``SqliteBuffer`` and
+``OpenSearchBuffer`` so both decide the same way:
+
+- which copy of a record is kept: ``copy_key`` orders copies by ``(arrived_at, origin)`` (unknown
+  arrival last, then fingerprint and raw bytes as tie-breakers), ``classify_copy`` says whether a
+  copy of a stored id is a duplicate or a conflict and whether it replaces the stored copy;
+- when a new record is late (``is_late``);
+- how a conflicting copy becomes a rejection (``conflict_rejection``) and which block it flags
+  (``concerned_block``);
+- how a block summary is flattened to a JSON-able body and rebuilt without parsing Ion
+  (``summary_body`` / ``summary_from_body``: amazon.ion 0.9.3 needs milliseconds per record, JSON
+  microseconds), and how revision data is kept lossless as Ion binary (``encode_data`` /
+  ``decode_data``, ``revision_from_parts``);
+- time as integer microseconds since the epoch (``to_us`` / ``from_us``), ingest delays;
+- the canonical ``dump`` shape (``DUMP_KEYS``), so tests read both adapters' dumps alike:
+
+  ``blocks``      {block_id: {ledger, strand_id, sequence_no, state, commit_time, transaction_id,
+                  block_hash, fingerprint, statements, revisions_expected, statement_kinds,
+                  reason, actor, updated_at, purged}}
+  ``statements``  {statement_id: {block_id, index, start_time, text, digest, kind, state}}
+  ``revisions``   {revision_id: {block_id, document_id, version, fingerprint, late}}
+  ``control``     {record_id: {control_type, fingerprint}}
+  ``rejected``    {rejection_id: {kind, reason, record_id, block_id, raw_sha256, resolved_at,
+                  resolved_by, resolution}}
+  ``strands``     {"ledger/strand": {replayed_through, highest_sequence_seen, has_blocks}}
+  ``gaps``        [{ledger, strand_id, first, last, passed_at}]
+  ``counts``      {blocks: {state: n}, statements, revisions, control, rejected, conflicts, gaps}
+  ``provenance``  {record or rejection id: {origin, arrived_at, raw_sha256, arn}}
+
+  Everything but ``provenance`` is content: equal input gives equal content whatever the order,
+  repetition or split. ``provenance`` (which copy, from where, when) is equal too when the same
+  copies are given, but differs when the same records come through a different KPL grouping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from amazon.ion import simpleion
+
+from buffer.port import Incoming, Rejection
+from journal.records import (
+    BlockAddress,
+    BlockSummary,
+    DocumentInfo,
+    RedactedRevision,
+    RevisionDetails,
+    RevisionMetadata,
+    RevisionSummary,
+    StatementInfo,
+    StreamRecord,
+    StreamRef,
+)
+
+SCHEMA_VERSION = 1
+CONFLICT = "conflict"
+DELAY_SAMPLE = 10_000
+
+DUMP_KEYS = (
+    "blocks", "statements", "revisions", "control", "rejected", "strands", "gaps", "counts",
+    "provenance",
+)  # fmt: skip
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+# --- time -----------------------------------------------------------------------------------------
+
+
+def to_us(value: datetime) -> int:
+    """Integer microseconds since the epoch; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // _US
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def opt_us(value: datetime | None) -> int | None:
+    return None if value is None else to_us(value)
+
+
+def opt_from_us(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+def time_text(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with microseconds (dump and storage text)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def delay_ms(arrived_at: datetime | None, commit_time: datetime) -> float | None:
+    """Ingest delay: arrival − commit, in milliseconds (None when the arrival is unknown)."""
+    if arrived_at is None:
+        return None
+    return (to_us(arrived_at) - to_us(commit_time)) / 1000.0
+
+
+# --- which copy is kept ---------------------------------------------------------------------------
+
+CopyKey = tuple[int, int, str, str, str]
+Outcome = Literal["duplicate", "duplicate-earlier", "conflict", "conflict-earlier"]
+
+
+def copy_key(arrived_at: datetime | None, origin: str, fingerprint: str, raw: bytes) -> CopyKey:
+    """Total order of the copies of one record: the smallest came first in the stream."""
+    raw_sha = hashlib.sha256(raw).hexdigest()
+    if arrived_at is None:
+        return (1, 0, origin, fingerprint, raw_sha)
+    return (0, to_us(arrived_at), origin, fingerprint, raw_sha)
+
+
+def incoming_key(item: Incoming) -> CopyKey:
+    return copy_key(item.arrived_at, item.origin, item.fingerprint, item.raw)
+
+
+def classify_copy(
+    *,
+    stored_fingerprint: str,
+    stored_key: CopyKey,
+    fingerprint: str,
+    key: CopyKey,
+    replaceable: bool,
+) -> Outcome:
+    """A copy of an id that is already stored.
+
+    ``duplicate``: same content, the stored copy stays as it is; ``duplicate-earlier``: same
+    content, this copy came first: keep its provenance (raw bytes, origin, arrival, ARN) instead.
+    ``conflict``: other content, this copy goes to the rejected records; ``conflict-earlier``:
+    other content and this copy came first while the stored one is still ``replaceable`` (its
+    block not released): this copy is stored and the stored one goes to the rejected records.
+    """
+    earlier = key < stored_key
+    if fingerprint == stored_fingerprint:
+        return "duplicate-earlier" if earlier else "duplicate"
+    return "conflict-earlier" if earlier and replaceable else "conflict"
+
+
+def is_late(
+    sequence_no: int, replayed_through: int | None, gaps: Iterable[tuple[int, int]]
+) -> bool:
+    """A new record of a block at or below the strand's replayed mark, or inside a passed gap."""
+    if replayed_through is not None and sequence_no <= replayed_through:
+        return True
+    return any(first <= sequence_no <= last for first, last in gaps)
+
+
+def concerned_block(record: StreamRecord) -> str | None:
+    """The block a record belongs to (None for a control record)."""
+    if isinstance(record, BlockSummary | RevisionDetails):
+        return record.block_id
+    return None
+
+
+def conflict_rejection(
+    *, record_id: str, fingerprint: str, raw: bytes, origin: str, arrived_at: datetime | None
+) -> Rejection:
+    """The rejection kept for a conflicting copy. Its reason depends on that copy alone, so the
+    set of rejections does not depend on the order the copies came in."""
+    return Rejection(
+        origin=origin,
+        raw=raw,
+        kind=CONFLICT,
+        reason=(
+            f"conflicting copy of {record_id}: same id, different content "
+            f"(this copy's fingerprint {fingerprint[:16]}); the first copy is kept"
+        ),
+        arrived_at=arrived_at,
+        record_id=record_id,
+    )
+
+
+# --- block summary body ---------------------------------------------------------------------------
+
+
+def summary_body(summary: BlockSummary) -> dict[str, Any]:
+    """The block summary without its stream (kept apart: it is provenance) as JSON-able data."""
+    return {
+        "strand": summary.address.strand_id,
+        "seq": summary.address.sequence_no,
+        "tx": summary.transaction_id,
+        "ts": to_us(summary.block_timestamp),
+        "bh": summary.block_hash.hex(),
+        "eh": summary.entries_hash.hex(),
+        "pbh": summary.previous_block_hash.hex(),
+        "ehl": [h.hex() for h in summary.entries_hash_list],
+        "st": [[s.text, to_us(s.start_time), s.digest.hex()] for s in summary.statements],
+        "docs": [
+            [d.document_id, d.table_name, d.table_id, list(d.statements)] for d in summary.documents
+        ],
+        "rs": [[r.hash.hex(), r.document_id] for r in summary.revision_summaries],
+        "red": [
+            [r.address.strand_id, r.address.sequence_no, r.table_id, r.document_id, r.version]
+            for r in summary.redactions
+        ],
+    }
+
+
+def summary_body_json(summary: BlockSummary) -> str:
+    return json.dumps(summary_body(summary), separators=(",", ":"), ensure_ascii=False)
+
+
+def summary_from_body(body: Mapping[str, Any] | str, arn: str) -> BlockSummary:
+    """Rebuild the ``BlockSummary`` (timestamps as UTC datetimes, microsecond precision)."""
+    b: Mapping[str, Any] = json.loads(body) if isinstance(body, str) else body
+    return BlockSummary(
+        stream=StreamRef.from_arn(arn),
+        address=BlockAddress(strand_id=b["strand"], sequence_no=b["seq"]),
+        transaction_id=b["tx"],
+        block_timestamp=from_us(b["ts"]),
+        block_hash=bytes.fromhex(b["bh"]),
+        entries_hash=bytes.fromhex(b["eh"]),
+        previous_block_hash=bytes.fromhex(b["pbh"]),
+        entries_hash_list=tuple(bytes.fromhex(h) for h in b["ehl"]),
+        statements=tuple(
+            StatementInfo(index=i, text=t, start_time=from_us(us), digest=bytes.fromhex(d))
+            for i, (t, us, d) in enumerate(b["st"])
+        ),
+        documents=tuple(
+            DocumentInfo(document_id=i, table_name=n, table_id=t, statements=tuple(s))
+            for i, n, t, s in b["docs"]
+        ),
+        revision_summaries=tuple(
+            RevisionSummary(hash=bytes.fromhex(h), document_id=d) for h, d in b["rs"]
+        ),
+        redactions=tuple(
+            RedactedRevision(
+                address=BlockAddress(strand_id=s, sequence_no=q),
+                table_id=t,
+                document_id=d,
+                version=v,
+            )
+            for s, q, t, d, v in b["red"]
+        ),
+    )
+
+
+def user_revision_hashes(summary: BlockSummary) -> dict[str, bytes]:
+    """Document id → revision hash of the summary's user revisions."""
+    return {r.document_id: r.hash for r in summary.user_revisions if r.document_id is not None}
+
+
+# --- revisions ------------------------------------------------------------------------------------
+
+
+def encode_data(data: Any) -> bytes | None:
+    """A revision's document as self-contained Ion binary (None: deletion or redacted)."""
+    if data is None:
+        return None
+    encoded: bytes = simpleion.dumps(data, binary=True)
+    return encoded
+
+
+def decode_data(data: bytes | None) -> Any:
+    return None if data is None else simpleion.loads(data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevisionParts:
+    """A revision flattened for storage; ``data`` is Ion binary."""
+
+    arn: str
+    table_name: str
+    table_id: str
+    strand_id: str
+    sequence_no: int
+    hash: bytes
+    data: bytes | None
+    data_hash: bytes | None
+    document_id: str
+    version: int
+    tx_time_us: int
+    tx_id: str
+
+    @classmethod
+    def of(cls, rev: RevisionDetails, arn: str | None = None) -> RevisionParts:
+        return cls(
+            arn=arn or rev.stream.arn,
+            table_name=rev.table_name,
+            table_id=rev.table_id,
+            strand_id=rev.address.strand_id,
+            sequence_no=rev.address.sequence_no,
+            hash=rev.hash,
+            data=encode_data(rev.data),
+            data_hash=rev.data_hash,
+            document_id=rev.metadata.id,
+            version=rev.metadata.version,
+            tx_time_us=to_us(rev.metadata.tx_time),
+            tx_id=rev.metadata.tx_id,
+        )
+
+    def revision(self) -> RevisionDetails:
+        return RevisionDetails(
+            stream=StreamRef.from_arn(self.arn),
+            table_name=self.table_name,
+            table_id=self.table_id,
+            address=BlockAddress(strand_id=self.strand_id, sequence_no=self.sequence_no),
+            hash=self.hash,
+            data=decode_data(self.data),
+            data_hash=self.data_hash,
+            metadata=RevisionMetadata(
+                id=self.document_id,
+                version=self.version,
+                tx_time=from_us(self.tx_time_us),
+                tx_id=self.tx_id,
+            ),
+        )
+
+
+def pick_revisions(
+    summary: BlockSummary, revisions: Iterable[RevisionDetails]
+) -> dict[str, RevisionDetails]:
+    """Document id → revision for a block. Should two revisions of one document claim the block,
+    the one whose hash the summary names wins, else the highest version."""
+    wanted = user_revision_hashes(summary)
+    chosen: dict[str, RevisionDetails] = {}
+    for rev in revisions:
+        doc = rev.document_id
+        old = chosen.get(doc)
+        if old is None:
+            chosen[doc] = rev
+            continue
+        old_ok, new_ok = old.hash == wanted.get(doc), rev.hash == wanted.get(doc)
+        if (new_ok, rev.version) > (old_ok, old.version):
+            chosen[doc] = rev
+    return chosen
+
+
+def sha256_hex(raw: bytes | None) -> str | None:
+    return None if raw is None else hashlib.sha256(raw).hexdigest()

@@ -1,0 +1,1248 @@
+"""``SqliteBuffer``: the settling buffer in one SQLite file, the embedded default.
+
+One connection per instance, WAL mode (readers never wait for the ingest), a busy timeout, and one
+transaction around each call that writes (a ``put`` batch is all or nothing). The schema is
+created idempotently; ``PRAGMA application_id`` marks the file as a qldb-settle buffer and the
+``meta`` table holds the schema version, so a file that is something else is refused
+(``InputError``) instead of being written into. SQLite errors that mean "try again" (busy,
+locked, read-only, disk I/O, disk full) become ``TransientError`` naming the file.
+
+Tables: ``blocks`` (one header per block summary: state, commit time, hashes, counts, arrival, the
+summary as a JSON body for fast rebuilding and its Ion binary as received; indexed by
+``(ledger, strand_id, state, seq)`` so ``pending`` costs what it returns), ``statements`` (one row
+per statement keyed by ``start_us``, with block address, commit time, transaction id, text,
+digest, classification and state), ``revisions`` (document data as Ion binary, matched to blocks
+by their ``blockAddress``), ``control``, ``rejected`` (raw bytes, kind, reason, resolution),
+``strands`` (replayed mark, highest sequence seen), ``gaps``, ``lease``, ``counters`` (the counts
+``stats`` reports, kept in the same transactions as the rows they count) and ``meta``.
+The policy (which copy is kept, what is late) is ``buffer._common``'s, shared with OpenSearch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import quote
+
+from buffer import _common as c
+from buffer.port import (
+    BLOCK_STATES,
+    BlockRow,
+    BlockState,
+    BufferedBlock,
+    BufferStats,
+    Gap,
+    Incoming,
+    Mark,
+    PutReport,
+    Rejection,
+)
+from journal.errors import InputError, SettleError, TransientError
+from journal.records import BlockSummary, ControlRecord, RevisionDetails
+
+log = logging.getLogger(__name__)
+
+APPLICATION_ID = 0x51534246  # "QSBF": a qldb-settle buffer
+_CHUNK = 500  # ids per IN (...) list
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS blocks (
+        block_id TEXT PRIMARY KEY,
+        ledger TEXT NOT NULL, strand_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        commit_us INTEGER NOT NULL, tx_id TEXT NOT NULL, block_hash BLOB NOT NULL,
+        statements INTEGER NOT NULL, revisions_expected INTEGER NOT NULL,
+        body TEXT NOT NULL, kinds TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, raw BLOB NOT NULL, arn TEXT NOT NULL,
+        origin TEXT NOT NULL, arrived_us INTEGER, delay_ms REAL,
+        reason TEXT, updated_us INTEGER, actor TEXT,
+        purged INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS blocks_release ON blocks (ledger, strand_id, state, seq)",
+    "CREATE INDEX IF NOT EXISTS blocks_arrival ON blocks (arrived_us)",
+    "CREATE INDEX IF NOT EXISTS blocks_delay ON blocks (delay_ms)",
+    """CREATE TABLE IF NOT EXISTS statements (
+        block_id TEXT NOT NULL, idx INTEGER NOT NULL,
+        ledger TEXT NOT NULL, strand_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        start_us INTEGER NOT NULL, commit_us INTEGER NOT NULL, tx_id TEXT NOT NULL,
+        text TEXT NOT NULL, digest BLOB NOT NULL, kind TEXT, state TEXT NOT NULL,
+        PRIMARY KEY (block_id, idx)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS statements_start ON statements (start_us)",
+    """CREATE TABLE IF NOT EXISTS revisions (
+        revision_id TEXT PRIMARY KEY, block_id TEXT NOT NULL,
+        ledger TEXT NOT NULL, strand_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        document_id TEXT NOT NULL, version INTEGER NOT NULL,
+        table_name TEXT NOT NULL, table_id TEXT NOT NULL,
+        hash BLOB NOT NULL, data BLOB, data_hash BLOB,
+        tx_time_us INTEGER NOT NULL, tx_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, raw BLOB NOT NULL, arn TEXT NOT NULL,
+        origin TEXT NOT NULL, arrived_us INTEGER, late INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS revisions_block ON revisions (block_id)",
+    """CREATE TABLE IF NOT EXISTS control (
+        record_id TEXT PRIMARY KEY, control_type TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, raw BLOB NOT NULL, arn TEXT NOT NULL,
+        origin TEXT NOT NULL, arrived_us INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS rejected (
+        rejection_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL, reason TEXT NOT NULL, raw BLOB NOT NULL, raw_sha256 TEXT NOT NULL,
+        origin TEXT NOT NULL, arrived_us INTEGER,
+        record_id TEXT, block_id TEXT,
+        resolved_us INTEGER, resolved_by TEXT, resolution TEXT)""",
+    "CREATE INDEX IF NOT EXISTS rejected_record ON rejected (record_id)",
+    "CREATE INDEX IF NOT EXISTS rejected_block ON rejected (block_id)",
+    """CREATE TABLE IF NOT EXISTS strands (
+        ledger TEXT NOT NULL, strand_id TEXT NOT NULL,
+        replayed_through INTEGER, highest_seen INTEGER NOT NULL DEFAULT -1,
+        has_blocks INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (ledger, strand_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS gaps (
+        ledger TEXT NOT NULL, strand_id TEXT NOT NULL, first INTEGER NOT NULL,
+        last INTEGER NOT NULL, passed_us INTEGER NOT NULL,
+        PRIMARY KEY (ledger, strand_id, first, last)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS lease (
+        name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_us INTEGER NOT NULL) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS counters (
+        name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID""",
+)
+
+# Primary SQLite result codes (sqlite3.h).
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _PROTOCOL, _NOTADB = (
+    5, 6, 8, 10, 11, 13, 14, 15, 26,
+)  # fmt: skip
+_TRANSIENT = {
+    _BUSY: "the database is busy (another process holds a lock)",
+    _LOCKED: "the database is locked",
+    _READONLY: "the database is read-only",
+    _IOERR: "disk I/O error",
+    _FULL: "the disk is full",
+    _PROTOCOL: "locking protocol error",
+}
+_REVISION_COLUMNS = (
+    "arn, table_name, table_id, strand_id, seq, hash, data, data_hash, document_id, version, "
+    "tx_time_us, tx_id"
+)
+
+
+class NotABuffer(InputError):
+    """The file is not a qldb-settle settling buffer (another SQLite database, or not SQLite)."""
+
+
+def _translate(exc: sqlite3.Error, path: str) -> SettleError | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc).lower()
+    if primary is None:
+        if "locked" in text or "busy" in text:
+            primary = _BUSY
+        elif "readonly" in text or "read-only" in text:
+            primary = _READONLY
+        elif "disk i/o" in text:
+            primary = _IOERR
+        elif "not a database" in text:
+            primary = _NOTADB
+        elif "unable to open" in text:
+            primary = _CANTOPEN
+    if primary in _TRANSIENT:
+        return TransientError(f"settling buffer {path}: {_TRANSIENT[primary]} ({exc})")
+    if primary in (_NOTADB, _CORRUPT):
+        return NotABuffer(f"{path} is not a qldb-settle buffer ({exc})")
+    if primary == _CANTOPEN:
+        return InputError(f"cannot open the settling buffer {path} ({exc})")
+    return None
+
+
+@dataclass(slots=True)
+class _Batch:
+    """State of one ``put`` transaction: counter deltas and the strands' marks and gaps."""
+
+    deltas: Counter[str] = field(default_factory=Counter)
+    strands: dict[tuple[str, str], tuple[int | None, list[tuple[int, int]]]] = field(
+        default_factory=dict
+    )
+
+
+class SqliteBuffer:
+    """The ``SettlingBuffer`` port on one SQLite file (``buffer.port`` states the guarantees).
+
+    ``read_only`` opens an existing buffer for reading (writes then raise ``TransientError``);
+    ``busy_timeout_s`` is how long a call waits for another process's write lock.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_s: float = 5.0,
+        read_only: bool = False,
+    ) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        target = (
+            f"file:{quote(str(Path(self.path).absolute()))}?mode=ro" if read_only else self.path
+        )
+        try:
+            self._db = sqlite3.connect(
+                target,
+                timeout=busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=read_only,
+            )
+        except sqlite3.Error as exc:
+            raise (_translate(exc, self.path) or exc) from exc
+        try:
+            with self._guard():
+                self._open()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            mapped = _translate(exc, self.path)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    @contextmanager
+    def _tx(self, *, write: bool) -> Iterator[sqlite3.Cursor]:
+        with self._lock, self._guard():
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield cur
+            except BaseException:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.warning("rollback failed on %s", self.path, exc_info=True)
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _open(self) -> None:
+        (app_id,) = self._db.execute("PRAGMA application_id").fetchone()
+        (tables,) = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if app_id == 0 and tables == 0:
+            if self.read_only:
+                raise NotABuffer(f"{self.path} is not a qldb-settle buffer (it is empty)")
+            self._create()
+        elif app_id != APPLICATION_ID:
+            raise NotABuffer(
+                f"{self.path} is not a qldb-settle buffer (an SQLite database of another kind)"
+            )
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > c.SCHEMA_VERSION:
+            raise NotABuffer(
+                f"{self.path} has buffer schema {version}, newer than this qldb-settle "
+                f"({c.SCHEMA_VERSION})"
+            )
+        if version < c.SCHEMA_VERSION and not self.read_only:
+            self._create()
+        if not self.read_only:
+            (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                self._db.execute("PRAGMA journal_mode=WAL")
+
+    def _create(self) -> None:
+        """Create the schema; idempotent, and safe when two processes do it at once."""
+        self._db.execute("PRAGMA journal_mode=WAL")
+        with self._tx(write=True) as cur:
+            for statement in _SCHEMA:
+                cur.execute(statement)
+            cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            cur.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(c.SCHEMA_VERSION),),
+            )
+            cur.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('kind', 'qldb-settle buffer')"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SqliteBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteBuffer({self.path!r})"
+
+    # --- put --------------------------------------------------------------------------------------
+
+    def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection] = ()) -> PutReport:
+        """Store records create-if-absent and keep rejections, in one transaction."""
+        report = PutReport()
+        with self._tx(write=True) as cur:
+            batch = _Batch()
+            for item in records:
+                report.records += 1
+                record = item.record
+                if isinstance(record, BlockSummary):
+                    self._put_summary(cur, batch, item, record, report)
+                elif isinstance(record, RevisionDetails):
+                    self._put_revision(cur, batch, item, record, report)
+                elif isinstance(record, ControlRecord):
+                    self._put_control(cur, batch, item, record, report)
+                else:  # pragma: no cover - the type union is closed
+                    raise TypeError(f"not a stream record: {type(record).__name__}")
+            for rejection in rejections:
+                report.records += 1
+                report.rejected += 1
+                self._keep_rejection(cur, batch, rejection, block_id=None)
+            self._flush(cur, batch)
+        return report
+
+    def _strand(
+        self, cur: sqlite3.Cursor, batch: _Batch, ledger: str, strand_id: str
+    ) -> tuple[int | None, list[tuple[int, int]]]:
+        key = (ledger, strand_id)
+        if key not in batch.strands:
+            row = cur.execute(
+                "SELECT replayed_through FROM strands WHERE ledger = ? AND strand_id = ?", key
+            ).fetchone()
+            gaps = cur.execute(
+                "SELECT first, last FROM gaps WHERE ledger = ? AND strand_id = ?", key
+            ).fetchall()
+            batch.strands[key] = (row[0] if row else None, [(a, b) for a, b in gaps])
+        return batch.strands[key]
+
+    @staticmethod
+    def _seen(cur: sqlite3.Cursor, ledger: str, strand_id: str, seq: int, block: bool) -> None:
+        cur.execute(
+            "INSERT INTO strands (ledger, strand_id, highest_seen, has_blocks) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (ledger, strand_id) DO UPDATE SET "
+            "highest_seen = max(highest_seen, excluded.highest_seen), "
+            "has_blocks = max(has_blocks, excluded.has_blocks)",
+            (ledger, strand_id, seq, 1 if block else 0),
+        )
+
+    def _put_summary(
+        self,
+        cur: sqlite3.Cursor,
+        batch: _Batch,
+        item: Incoming,
+        summary: BlockSummary,
+        report: PutReport,
+    ) -> None:
+        row = cur.execute(
+            "SELECT fingerprint, arrived_us, origin, raw, state, purged, statements "
+            "FROM blocks WHERE block_id = ?",
+            (summary.block_id,),
+        ).fetchone()
+        key = c.incoming_key(item)
+        if row is None:
+            mark, gaps = self._strand(cur, batch, summary.ledger, summary.address.strand_id)
+            late = c.is_late(summary.address.sequence_no, mark, gaps)
+            state: BlockState = "late" if late else "pending"
+            self._insert_summary(cur, item, summary, state)
+            self._seen(
+                cur, summary.ledger, summary.address.strand_id, summary.address.sequence_no, True
+            )
+            batch.deltas[f"blocks.{state}"] += 1
+            batch.deltas["statements"] += len(summary.statements)
+            if late:
+                report.late += 1
+            else:
+                report.stored["blocks"] += 1
+                report.stored["statements"] += len(summary.statements)
+            return
+        fp, arrived_us, origin, raw, stored_state, purged, n_statements = row
+        stored_key = c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw)
+        outcome = c.classify_copy(
+            stored_fingerprint=fp,
+            stored_key=stored_key,
+            fingerprint=item.fingerprint,
+            key=key,
+            replaceable=stored_state == "pending" and not purged,
+        )
+        if outcome == "duplicate":
+            report.duplicates += 1
+        elif outcome == "duplicate-earlier":
+            report.duplicates += 1
+            kinds = list(item.statement_kinds)
+            cur.execute(
+                "UPDATE blocks SET raw = ?, arn = ?, origin = ?, arrived_us = ?, delay_ms = ?, "
+                "kinds = ? WHERE block_id = ?",
+                (
+                    item.raw,
+                    summary.stream.arn,
+                    item.origin,
+                    c.opt_us(item.arrived_at),
+                    c.delay_ms(item.arrived_at, summary.commit_time),
+                    json.dumps(kinds),
+                    summary.block_id,
+                ),
+            )
+            cur.executemany(
+                "UPDATE statements SET kind = ? WHERE block_id = ? AND idx = ?",
+                [
+                    (kinds[i] if i < len(kinds) else None, summary.block_id, i)
+                    for i in range(len(summary.statements))
+                ],
+            )
+        elif outcome == "conflict":
+            report.conflicts += 1
+            self._keep_rejection(
+                cur, batch, self._conflict_of(item, summary.block_id), summary.block_id
+            )
+        else:  # conflict-earlier: this copy came first; the stored one becomes the rejection
+            report.conflicts += 1
+            displaced = c.conflict_rejection(
+                record_id=summary.block_id,
+                fingerprint=fp,
+                raw=raw,
+                origin=origin,
+                arrived_at=c.opt_from_us(arrived_us),
+            )
+            cur.execute("DELETE FROM statements WHERE block_id = ?", (summary.block_id,))
+            cur.execute("DELETE FROM blocks WHERE block_id = ?", (summary.block_id,))
+            self._insert_summary(cur, item, summary, "pending")
+            batch.deltas["statements"] += len(summary.statements) - n_statements
+            self._keep_rejection(cur, batch, displaced, summary.block_id)
+
+    @staticmethod
+    def _conflict_of(item: Incoming, record_id: str) -> Rejection:
+        return c.conflict_rejection(
+            record_id=record_id,
+            fingerprint=item.fingerprint,
+            raw=item.raw,
+            origin=item.origin,
+            arrived_at=item.arrived_at,
+        )
+
+    @staticmethod
+    def _insert_summary(
+        cur: sqlite3.Cursor, item: Incoming, summary: BlockSummary, state: BlockState
+    ) -> None:
+        kinds = list(item.statement_kinds)
+        commit_us = c.to_us(summary.commit_time)
+        address = summary.address
+        cur.execute(
+            "INSERT INTO blocks (block_id, ledger, strand_id, seq, state, commit_us, tx_id, "
+            "block_hash, statements, revisions_expected, body, kinds, fingerprint, raw, arn, "
+            "origin, arrived_us, delay_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?)",
+            (
+                summary.block_id,
+                summary.ledger,
+                address.strand_id,
+                address.sequence_no,
+                state,
+                commit_us,
+                summary.transaction_id,
+                summary.block_hash,
+                len(summary.statements),
+                len(summary.user_revisions),
+                c.summary_body_json(summary),
+                json.dumps(kinds),
+                item.fingerprint,
+                item.raw,
+                summary.stream.arn,
+                item.origin,
+                c.opt_us(item.arrived_at),
+                c.delay_ms(item.arrived_at, summary.commit_time),
+            ),
+        )
+        cur.executemany(
+            "INSERT INTO statements (block_id, idx, ledger, strand_id, seq, start_us, commit_us, "
+            "tx_id, text, digest, kind, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    summary.block_id,
+                    s.index,
+                    summary.ledger,
+                    address.strand_id,
+                    address.sequence_no,
+                    c.to_us(s.start_time),
+                    commit_us,
+                    summary.transaction_id,
+                    s.text,
+                    s.digest,
+                    kinds[s.index] if s.index < len(kinds) else None,
+                    state,
+                )
+                for s in summary.statements
+            ],
+        )
+
+    def _block_header(self, cur: sqlite3.Cursor, block_id: str) -> tuple[str, int, str] | None:
+        row = cur.execute(
+            "SELECT state, purged, body FROM blocks WHERE block_id = ?", (block_id,)
+        ).fetchone()
+        return cast("tuple[str, int, str] | None", row)
+
+    def _put_revision(
+        self,
+        cur: sqlite3.Cursor,
+        batch: _Batch,
+        item: Incoming,
+        rev: RevisionDetails,
+        report: PutReport,
+    ) -> None:
+        row = cur.execute(
+            "SELECT fingerprint, arrived_us, origin, raw, block_id, late FROM revisions "
+            "WHERE revision_id = ?",
+            (rev.record_id,),
+        ).fetchone()
+        key = c.incoming_key(item)
+        header = self._block_header(cur, rev.block_id)
+        if row is None:
+            if header is not None and header[1]:
+                # Its block was purged (retention): the summary still names the revision's hash.
+                summary = c.summary_from_body(header[2], item.record.stream.arn)
+                if c.user_revision_hashes(summary).get(rev.document_id) == rev.hash:
+                    report.duplicates += 1
+                    return
+            mark, gaps = self._strand(cur, batch, rev.ledger, rev.address.strand_id)
+            pending = header is not None and header[0] == "pending"
+            late = not pending and c.is_late(rev.address.sequence_no, mark, gaps)
+            self._insert_revision(cur, item, rev, late)
+            self._seen(cur, rev.ledger, rev.address.strand_id, rev.address.sequence_no, False)
+            batch.deltas["revisions"] += 1
+            if late:
+                report.late += 1
+            else:
+                report.stored["revisions"] += 1
+            return
+        fp, arrived_us, origin, raw, stored_block, stored_late = row
+        stored_header = header if stored_block == rev.block_id else None
+        if stored_block != rev.block_id:
+            stored_header = self._block_header(cur, stored_block)
+        replaceable = (
+            not stored_late
+            and (stored_header is None or (stored_header[0] == "pending" and not stored_header[1]))
+            and (header is None or (header[0] == "pending" and not header[1]))
+        )
+        outcome = c.classify_copy(
+            stored_fingerprint=fp,
+            stored_key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
+            fingerprint=item.fingerprint,
+            key=key,
+            replaceable=replaceable,
+        )
+        if outcome == "duplicate":
+            report.duplicates += 1
+        elif outcome == "duplicate-earlier":
+            report.duplicates += 1
+            cur.execute(
+                "UPDATE revisions SET raw = ?, arn = ?, origin = ?, arrived_us = ? "
+                "WHERE revision_id = ?",
+                (item.raw, rev.stream.arn, item.origin, c.opt_us(item.arrived_at), rev.record_id),
+            )
+        elif outcome == "conflict":
+            report.conflicts += 1
+            self._keep_rejection(cur, batch, self._conflict_of(item, rev.record_id), rev.block_id)
+        else:
+            report.conflicts += 1
+            displaced = c.conflict_rejection(
+                record_id=rev.record_id,
+                fingerprint=fp,
+                raw=raw,
+                origin=origin,
+                arrived_at=c.opt_from_us(arrived_us),
+            )
+            cur.execute("DELETE FROM revisions WHERE revision_id = ?", (rev.record_id,))
+            self._insert_revision(cur, item, rev, False)
+            self._seen(cur, rev.ledger, rev.address.strand_id, rev.address.sequence_no, False)
+            self._keep_rejection(cur, batch, displaced, stored_block)
+
+    @staticmethod
+    def _insert_revision(
+        cur: sqlite3.Cursor, item: Incoming, rev: RevisionDetails, late: bool
+    ) -> None:
+        parts = c.RevisionParts.of(rev)
+        cur.execute(
+            "INSERT INTO revisions (revision_id, block_id, ledger, strand_id, seq, document_id, "
+            "version, table_name, table_id, hash, data, data_hash, tx_time_us, tx_id, "
+            "fingerprint, raw, arn, origin, arrived_us, late) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rev.record_id,
+                rev.block_id,
+                rev.ledger,
+                parts.strand_id,
+                parts.sequence_no,
+                parts.document_id,
+                parts.version,
+                parts.table_name,
+                parts.table_id,
+                parts.hash,
+                parts.data,
+                parts.data_hash,
+                parts.tx_time_us,
+                parts.tx_id,
+                item.fingerprint,
+                item.raw,
+                parts.arn,
+                item.origin,
+                c.opt_us(item.arrived_at),
+                1 if late else 0,
+            ),
+        )
+
+    def _put_control(
+        self,
+        cur: sqlite3.Cursor,
+        batch: _Batch,
+        item: Incoming,
+        control: ControlRecord,
+        report: PutReport,
+    ) -> None:
+        row = cur.execute(
+            "SELECT fingerprint, arrived_us, origin, raw FROM control WHERE record_id = ?",
+            (control.record_id,),
+        ).fetchone()
+        values = (
+            control.control_type,
+            item.fingerprint,
+            item.raw,
+            control.stream.arn,
+            item.origin,
+            c.opt_us(item.arrived_at),
+            control.record_id,
+        )
+        if row is None:
+            cur.execute(
+                "INSERT INTO control (control_type, fingerprint, raw, arn, origin, arrived_us, "
+                "record_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            batch.deltas["control"] += 1
+            report.stored["control"] += 1
+            return
+        fp, arrived_us, origin, raw = row
+        outcome = c.classify_copy(
+            stored_fingerprint=fp,
+            stored_key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
+            fingerprint=item.fingerprint,
+            key=c.incoming_key(item),
+            replaceable=True,
+        )
+        if outcome.startswith("duplicate"):
+            report.duplicates += 1
+        else:
+            report.conflicts += 1
+        if outcome == "conflict":
+            self._keep_rejection(cur, batch, self._conflict_of(item, control.record_id), None)
+        elif outcome == "conflict-earlier":
+            displaced = c.conflict_rejection(
+                record_id=control.record_id,
+                fingerprint=fp,
+                raw=raw,
+                origin=origin,
+                arrived_at=c.opt_from_us(arrived_us),
+            )
+            self._keep_rejection(cur, batch, displaced, None)
+        if outcome in ("duplicate-earlier", "conflict-earlier"):
+            cur.execute(
+                "UPDATE control SET control_type = ?, fingerprint = ?, raw = ?, arn = ?, "
+                "origin = ?, arrived_us = ? WHERE record_id = ?",
+                values,
+            )
+
+    def _keep_rejection(
+        self, cur: sqlite3.Cursor, batch: _Batch, rejection: Rejection, block_id: str | None
+    ) -> None:
+        rid = rejection.rejection_id
+        row = cur.execute(
+            "SELECT arrived_us, origin FROM rejected WHERE rejection_id = ?", (rid,)
+        ).fetchone()
+        arrived = c.opt_us(rejection.arrived_at)
+        if row is None:
+            cur.execute(
+                "INSERT INTO rejected (rejection_id, kind, reason, raw, raw_sha256, origin, "
+                "arrived_us, record_id, block_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rid,
+                    rejection.kind,
+                    rejection.reason,
+                    rejection.raw,
+                    c.sha256_hex(rejection.raw),
+                    rejection.origin,
+                    arrived,
+                    rejection.record_id,
+                    block_id,
+                ),
+            )
+            batch.deltas["conflicts" if rejection.kind == c.CONFLICT else "rejected"] += 1
+            return
+        if _arrival_key(arrived, rejection.origin) < _arrival_key(row[0], row[1]):
+            cur.execute(
+                "UPDATE rejected SET origin = ?, arrived_us = ? WHERE rejection_id = ?",
+                (rejection.origin, arrived, rid),
+            )
+
+    @staticmethod
+    def _flush(cur: sqlite3.Cursor, batch: _Batch) -> None:
+        changes = [(name, delta) for name, delta in sorted(batch.deltas.items()) if delta]
+        cur.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            changes,
+        )
+
+    # --- reading blocks ---------------------------------------------------------------------------
+
+    def strands(self) -> Sequence[tuple[str, str]]:
+        with self._tx(write=False) as cur:
+            rows = cur.execute(
+                "SELECT ledger, strand_id FROM strands WHERE has_blocks = 1 "
+                "ORDER BY ledger, strand_id"
+            ).fetchall()
+        return [(a, b) for a, b in rows]
+
+    _BLOCK_COLUMNS = "block_id, body, arn, kinds, state, arrived_us, reason"
+
+    def pending(
+        self, ledger: str, strand_id: str, after: int, limit: int
+    ) -> Sequence[BufferedBlock]:
+        if limit <= 0:
+            return []
+        with self._tx(write=False) as cur:
+            rows = cur.execute(
+                f"SELECT {self._BLOCK_COLUMNS} FROM blocks WHERE ledger = ? AND strand_id = ? "
+                "AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+                (ledger, strand_id, after, limit),
+            ).fetchall()
+            return self._buffered(cur, rows)
+
+    def get_block(self, block_id: str) -> BufferedBlock | None:
+        with self._tx(write=False) as cur:
+            rows = cur.execute(
+                f"SELECT {self._BLOCK_COLUMNS} FROM blocks WHERE block_id = ?", (block_id,)
+            ).fetchall()
+            found = self._buffered(cur, rows)
+        return found[0] if found else None
+
+    def _buffered(self, cur: sqlite3.Cursor, rows: list[Any]) -> list[BufferedBlock]:
+        ids = [r[0] for r in rows]
+        revisions: dict[str, list[tuple[str, RevisionDetails]]] = {i: [] for i in ids}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for found in cur.execute(
+                f"SELECT revision_id, block_id, {_REVISION_COLUMNS} FROM revisions "
+                f"WHERE block_id IN ({marks}) ORDER BY revision_id",
+                chunk,
+            ):
+                revisions[found[1]].append((found[0], _revision(found[2:])))
+        conflicted = self._conflicted(
+            cur, ids, {rid: bid for bid, revs in revisions.items() for rid, _ in revs}
+        )
+        blocks = []
+        for block_id, body, arn, kinds, state, arrived_us, reason in rows:
+            summary = c.summary_from_body(body, arn)
+            blocks.append(
+                BufferedBlock(
+                    summary=summary,
+                    revisions=c.pick_revisions(summary, (r for _, r in revisions[block_id])),
+                    statement_kinds=tuple(json.loads(kinds)),
+                    state=state,
+                    arrived_at=c.opt_from_us(arrived_us),
+                    conflicted=block_id in conflicted,
+                    reason=reason,
+                )
+            )
+        return blocks
+
+    @staticmethod
+    def _conflicted(
+        cur: sqlite3.Cursor, block_ids: list[str], revision_blocks: Mapping[str, str]
+    ) -> set[str]:
+        """Blocks with an unresolved conflict: on the block summary, on a revision stored for the
+        block, or a conflicting copy that claimed the block."""
+        if not block_ids:
+            return set()
+        wanted = set(block_ids)
+        found: set[str] = set()
+        for chunk in _chunks(block_ids):
+            marks = ",".join("?" * len(chunk))
+            for (block_id,) in cur.execute(
+                "SELECT block_id FROM rejected WHERE kind = 'conflict' AND resolved_us IS NULL "
+                f"AND block_id IN ({marks})",
+                chunk,
+            ):
+                found.add(block_id)
+        record_ids = [*block_ids, *revision_blocks]
+        for chunk in _chunks(record_ids):
+            marks = ",".join("?" * len(chunk))
+            for (record_id,) in cur.execute(
+                "SELECT record_id FROM rejected WHERE kind = 'conflict' AND resolved_us IS NULL "
+                f"AND record_id IN ({marks})",
+                chunk,
+            ):
+                found.add(revision_blocks.get(record_id, record_id))
+        return found & wanted
+
+    def blocks(self, state: BlockState | None = None) -> Sequence[BlockRow]:
+        out: list[BlockRow] = []
+        with self._tx(write=False) as cur:
+            strands = cur.execute(
+                "SELECT ledger, strand_id FROM strands WHERE has_blocks = 1 "
+                "ORDER BY ledger, strand_id"
+            ).fetchall()
+            for ledger, strand_id in strands:
+                where, args = "ledger = ? AND strand_id = ?", [ledger, strand_id]
+                if state is not None:
+                    where += " AND state = ?"
+                    args.append(state)
+                for row in cur.execute(
+                    "SELECT block_id, ledger, strand_id, seq, state, commit_us, statements, "
+                    "revisions_expected, (SELECT count(*) FROM revisions r "
+                    "WHERE r.block_id = b.block_id), reason, updated_us, actor "
+                    f"FROM blocks b WHERE {where} ORDER BY seq",
+                    args,
+                ):
+                    out.append(
+                        BlockRow(
+                            block_id=row[0],
+                            ledger=row[1],
+                            strand_id=row[2],
+                            sequence_no=row[3],
+                            state=row[4],
+                            commit_time=c.from_us(row[5]),
+                            statements=row[6],
+                            revisions_expected=row[7],
+                            revisions_buffered=row[8],
+                            reason=row[9],
+                            updated_at=c.opt_from_us(row[10]),
+                            actor=row[11],
+                        )
+                    )
+        return out
+
+    # --- marks ------------------------------------------------------------------------------------
+
+    def mark(self, marks: Sequence[Mark]) -> None:
+        with self._tx(write=True) as cur:
+            batch = _Batch()
+            for m in marks:
+                if m.state not in BLOCK_STATES:
+                    raise InputError(f"{m.state!r} is not a block state {BLOCK_STATES}")
+                row = cur.execute(
+                    "SELECT state, ledger, strand_id, seq FROM blocks WHERE block_id = ?",
+                    (m.block_id,),
+                ).fetchone()
+                if row is None:
+                    raise InputError(
+                        f"block {m.block_id} is not in the settling buffer {self.path}"
+                    )
+                old, ledger, strand_id, seq = row
+                cur.execute(
+                    "UPDATE blocks SET state = ?, reason = ?, updated_us = ?, actor = ? "
+                    "WHERE block_id = ?",
+                    (m.state, m.reason, c.to_us(m.at), m.actor, m.block_id),
+                )
+                cur.execute(
+                    "UPDATE statements SET state = ? WHERE block_id = ?", (m.state, m.block_id)
+                )
+                batch.deltas[f"blocks.{old}"] -= 1
+                batch.deltas[f"blocks.{m.state}"] += 1
+                if m.state in ("replayed", "skipped"):
+                    cur.execute(
+                        "INSERT INTO strands (ledger, strand_id, replayed_through) "
+                        "VALUES (?, ?, ?) ON CONFLICT (ledger, strand_id) DO UPDATE SET "
+                        "replayed_through = max(coalesce(replayed_through, -1), "
+                        "excluded.replayed_through)",
+                        (ledger, strand_id, seq),
+                    )
+            self._flush(cur, batch)
+
+    def replayed_through(self, ledger: str, strand_id: str) -> int | None:
+        with self._tx(write=False) as cur:
+            row = cur.execute(
+                "SELECT replayed_through FROM strands WHERE ledger = ? AND strand_id = ?",
+                (ledger, strand_id),
+            ).fetchone()
+        return None if row is None else cast("int | None", row[0])
+
+    def repair(self, ledger: str, strand_id: str, sequence_no: int, at: datetime) -> int:
+        with self._tx(write=True) as cur:
+            ids = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT block_id FROM blocks WHERE ledger = ? AND strand_id = ? "
+                    "AND state = 'pending' AND seq <= ?",
+                    (ledger, strand_id, sequence_no),
+                )
+            ]
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                cur.execute(
+                    "UPDATE blocks SET state = 'replayed', updated_us = ?, actor = 'settler', "
+                    f"reason = ? WHERE block_id IN ({marks})",
+                    (
+                        c.to_us(at),
+                        f"repaired from the destination checkpoint {sequence_no}",
+                        *chunk,
+                    ),
+                )
+                cur.execute(
+                    f"UPDATE statements SET state = 'replayed' WHERE block_id IN ({marks})", chunk
+                )
+            cur.execute(
+                "INSERT INTO strands (ledger, strand_id, replayed_through) VALUES (?, ?, ?) "
+                "ON CONFLICT (ledger, strand_id) DO UPDATE SET "
+                "replayed_through = excluded.replayed_through",
+                (ledger, strand_id, sequence_no),
+            )
+            batch = _Batch()
+            batch.deltas["blocks.pending"] -= len(ids)
+            batch.deltas["blocks.replayed"] += len(ids)
+            self._flush(cur, batch)
+        return len(ids)
+
+    def record_gap(self, gap: Gap) -> None:
+        with self._tx(write=True) as cur:
+            args = (gap.ledger, gap.strand_id, gap.first, gap.last, c.to_us(gap.passed_at))
+            cur.execute(
+                "INSERT OR IGNORE INTO gaps (ledger, strand_id, first, last, passed_us) "
+                "VALUES (?, ?, ?, ?, ?)",
+                args,
+            )
+            batch = _Batch()
+            if cur.rowcount == 1:
+                batch.deltas["gaps"] += 1
+            else:
+                cur.execute(
+                    "UPDATE gaps SET passed_us = min(passed_us, ?) WHERE ledger = ? AND "
+                    "strand_id = ? AND first = ? AND last = ?",
+                    (args[4], *args[:4]),
+                )
+            self._flush(cur, batch)
+
+    def gaps(self) -> Sequence[Gap]:
+        with self._tx(write=False) as cur:
+            rows = cur.execute(
+                "SELECT ledger, strand_id, first, last, passed_us FROM gaps "
+                "ORDER BY ledger, strand_id, first, last"
+            ).fetchall()
+        return [
+            Gap(ledger=a, strand_id=b, first=f, last=la, passed_at=c.from_us(p))
+            for a, b, f, la, p in rows
+        ]
+
+    # --- rejections -------------------------------------------------------------------------------
+
+    def rejected(self) -> Sequence[Rejection]:
+        with self._tx(write=False) as cur:
+            rows = cur.execute(
+                "SELECT origin, raw, kind, reason, arrived_us, record_id, resolved_us, "
+                "resolved_by, resolution FROM rejected "
+                "ORDER BY arrived_us IS NULL, arrived_us, origin, rejection_id"
+            ).fetchall()
+        return [
+            Rejection(
+                origin=r[0],
+                raw=r[1],
+                kind=r[2],
+                reason=r[3],
+                arrived_at=c.opt_from_us(r[4]),
+                record_id=r[5],
+                resolved_at=c.opt_from_us(r[6]),
+                resolved_by=r[7],
+                resolution=r[8],
+            )
+            for r in rows
+        ]
+
+    def unresolved_rejections(self) -> int:
+        with self._tx(write=False) as cur:
+            (n,) = cur.execute("SELECT count(*) FROM rejected WHERE resolved_us IS NULL").fetchone()
+        return int(n)
+
+    def acknowledge_rejections(
+        self, ids: Sequence[str], reason: str, actor: str, at: datetime
+    ) -> int:
+        changed = 0
+        with self._tx(write=True) as cur:
+            for rid in dict.fromkeys(ids):
+                cur.execute(
+                    "UPDATE rejected SET resolved_us = ?, resolved_by = ?, resolution = ? "
+                    "WHERE rejection_id = ? AND resolved_us IS NULL",
+                    (c.to_us(at), actor, reason, rid),
+                )
+                changed += cur.rowcount
+        return changed
+
+    # --- figures, lease, retention ----------------------------------------------------------------
+
+    def stats(self, now: datetime) -> BufferStats:
+        with self._tx(write=False) as cur:
+            counts = dict(cur.execute("SELECT name, value FROM counters").fetchall())
+            strands = cur.execute(
+                "SELECT ledger, strand_id, highest_seen FROM strands ORDER BY ledger, strand_id"
+            ).fetchall()
+            oldest: int | None = None
+            for ledger, strand_id, _ in strands:
+                row = cur.execute(
+                    "SELECT commit_us FROM blocks WHERE ledger = ? AND strand_id = ? "
+                    "AND state = 'pending' ORDER BY seq LIMIT 1",
+                    (ledger, strand_id),
+                ).fetchone()
+                if row is not None and (oldest is None or row[0] < oldest):
+                    oldest = row[0]
+            delays = [
+                float(d)
+                for (d,) in cur.execute(
+                    "SELECT delay_ms FROM blocks WHERE arrived_us IS NOT NULL "
+                    "ORDER BY arrived_us DESC LIMIT ?",
+                    (c.DELAY_SAMPLE,),
+                )
+            ]
+            (largest,) = cur.execute("SELECT max(delay_ms) FROM blocks").fetchone()
+        if largest is not None and (not delays or max(delays) < largest):
+            delays.append(float(largest))
+        return BufferStats(
+            blocks={s: int(counts.get(f"blocks.{s}", 0)) for s in BLOCK_STATES},
+            statements=int(counts.get("statements", 0)),
+            revisions=int(counts.get("revisions", 0)),
+            rejected=int(counts.get("rejected", 0)),
+            conflicts=int(counts.get("conflicts", 0)),
+            gaps=int(counts.get("gaps", 0)),
+            oldest_pending_commit=c.opt_from_us(oldest),
+            highest_sequence_seen={f"{a}/{b}": h for a, b, h in strands if h >= 0},
+            ingest_delays_ms=delays,
+        )
+
+    def acquire_lease(self, owner: str, ttl_seconds: float, now: datetime) -> bool:
+        now_us = c.to_us(now)
+        with self._tx(write=True) as cur:
+            row = cur.execute(
+                "SELECT owner, expires_us FROM lease WHERE name = 'settler'"
+            ).fetchone()
+            if row is not None and row[0] != owner and row[1] > now_us:
+                return False
+            cur.execute(
+                "INSERT INTO lease (name, owner, expires_us) VALUES ('settler', ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                "expires_us = excluded.expires_us",
+                (owner, now_us + round(ttl_seconds * 1_000_000)),
+            )
+        return True
+
+    def release_lease(self, owner: str) -> None:
+        with self._tx(write=True) as cur:
+            cur.execute("DELETE FROM lease WHERE name = 'settler' AND owner = ?", (owner,))
+
+    def purge_replayed(self, older_than: datetime) -> int:
+        cutoff = c.to_us(older_than)
+        purged = 0
+        with self._tx(write=True) as cur:
+            batch = _Batch()
+            strands = cur.execute("SELECT ledger, strand_id FROM strands").fetchall()
+            for ledger, strand_id in strands:
+                ids = [
+                    r[0]
+                    for r in cur.execute(
+                        "SELECT block_id FROM blocks WHERE ledger = ? AND strand_id = ? "
+                        "AND state = 'replayed' AND commit_us < ? AND purged = 0",
+                        (ledger, strand_id, cutoff),
+                    )
+                ]
+                for chunk in _chunks(ids):
+                    marks = ",".join("?" * len(chunk))
+                    cur.execute(f"DELETE FROM statements WHERE block_id IN ({marks})", chunk)
+                    batch.deltas["statements"] -= cur.rowcount
+                    cur.execute(f"DELETE FROM revisions WHERE block_id IN ({marks})", chunk)
+                    batch.deltas["revisions"] -= cur.rowcount
+                    cur.execute(f"UPDATE blocks SET purged = 1 WHERE block_id IN ({marks})", chunk)
+                purged += len(ids)
+            self._flush(cur, batch)
+        return purged
+
+    # --- dump -------------------------------------------------------------------------------------
+
+    def dump(self) -> Mapping[str, Any]:
+        t = c.time_text
+        with self._tx(write=False) as cur:
+            blocks: dict[str, Any] = {}
+            provenance: dict[str, Any] = {}
+            for row in cur.execute(
+                "SELECT block_id, ledger, strand_id, seq, state, commit_us, tx_id, block_hash, "
+                "fingerprint, statements, revisions_expected, kinds, reason, actor, updated_us, "
+                "purged, origin, arrived_us, raw, arn FROM blocks"
+            ):
+                blocks[row[0]] = {
+                    "ledger": row[1],
+                    "strand_id": row[2],
+                    "sequence_no": row[3],
+                    "state": row[4],
+                    "commit_time": t(c.from_us(row[5])),
+                    "transaction_id": row[6],
+                    "block_hash": row[7].hex(),
+                    "fingerprint": row[8],
+                    "statements": row[9],
+                    "revisions_expected": row[10],
+                    "statement_kinds": json.loads(row[11]),
+                    "reason": row[12],
+                    "actor": row[13],
+                    "updated_at": t(c.opt_from_us(row[14])),
+                    "purged": bool(row[15]),
+                }
+                provenance[row[0]] = _provenance(row[16], row[17], row[18], row[19])
+            statements = {
+                f"{r[0]}/{r[1]}": {
+                    "block_id": r[0],
+                    "index": r[1],
+                    "start_time": t(c.from_us(r[2])),
+                    "text": r[3],
+                    "digest": r[4].hex(),
+                    "kind": r[5],
+                    "state": r[6],
+                }
+                for r in cur.execute(
+                    "SELECT block_id, idx, start_us, text, digest, kind, state FROM statements"
+                )
+            }
+            revisions: dict[str, Any] = {}
+            for r in cur.execute(
+                "SELECT revision_id, block_id, document_id, version, fingerprint, late, origin, "
+                "arrived_us, raw, arn FROM revisions"
+            ):
+                revisions[r[0]] = {
+                    "block_id": r[1],
+                    "document_id": r[2],
+                    "version": r[3],
+                    "fingerprint": r[4],
+                    "late": bool(r[5]),
+                }
+                provenance[r[0]] = _provenance(r[6], r[7], r[8], r[9])
+            control: dict[str, Any] = {}
+            for r in cur.execute(
+                "SELECT record_id, control_type, fingerprint, origin, arrived_us, raw, arn "
+                "FROM control"
+            ):
+                control[r[0]] = {"control_type": r[1], "fingerprint": r[2]}
+                provenance[r[0]] = _provenance(r[3], r[4], r[5], r[6])
+            rejected: dict[str, Any] = {}
+            for r in cur.execute(
+                "SELECT rejection_id, kind, reason, record_id, block_id, raw_sha256, resolved_us, "
+                "resolved_by, resolution, origin, arrived_us FROM rejected"
+            ):
+                rejected[r[0]] = {
+                    "kind": r[1],
+                    "reason": r[2],
+                    "record_id": r[3],
+                    "block_id": r[4],
+                    "raw_sha256": r[5],
+                    "resolved_at": t(c.opt_from_us(r[6])),
+                    "resolved_by": r[7],
+                    "resolution": r[8],
+                }
+                provenance[r[0]] = {"origin": r[9], "arrived_at": t(c.opt_from_us(r[10]))}
+            strands = {
+                f"{r[0]}/{r[1]}": {
+                    "replayed_through": r[2],
+                    "highest_sequence_seen": r[3] if r[3] >= 0 else None,
+                    "has_blocks": bool(r[4]),
+                }
+                for r in cur.execute(
+                    "SELECT ledger, strand_id, replayed_through, highest_seen, has_blocks "
+                    "FROM strands"
+                )
+            }
+            gaps = [
+                {
+                    "ledger": r[0],
+                    "strand_id": r[1],
+                    "first": r[2],
+                    "last": r[3],
+                    "passed_at": t(c.from_us(r[4])),
+                }
+                for r in cur.execute(
+                    "SELECT ledger, strand_id, first, last, passed_us FROM gaps "
+                    "ORDER BY ledger, strand_id, first, last"
+                )
+            ]
+        by_state = Counter(b["state"] for b in blocks.values())
+        counts = {
+            "blocks": {s: by_state.get(s, 0) for s in BLOCK_STATES},
+            "statements": len(statements),
+            "revisions": len(revisions),
+            "control": len(control),
+            "rejected": sum(1 for r in rejected.values() if r["kind"] != c.CONFLICT),
+            "conflicts": sum(1 for r in rejected.values() if r["kind"] == c.CONFLICT),
+            "gaps": len(gaps),
+        }
+        return {
+            "blocks": _sorted(blocks),
+            "statements": _sorted(statements),
+            "revisions": _sorted(revisions),
+            "control": _sorted(control),
+            "rejected": _sorted(rejected),
+            "strands": _sorted(strands),
+            "gaps": gaps,
+            "counts": counts,
+            "provenance": _sorted(provenance),
+        }
+
+
+def _revision(row: Sequence[Any]) -> RevisionDetails:
+    """A revision from the ``_REVISION_COLUMNS`` of its row."""
+    names = [n.strip() for n in _REVISION_COLUMNS.split(",")]
+    values = dict(zip(names, row, strict=True))
+    return c.RevisionParts(
+        arn=values["arn"],
+        table_name=values["table_name"],
+        table_id=values["table_id"],
+        strand_id=values["strand_id"],
+        sequence_no=values["seq"],
+        hash=values["hash"],
+        data=values["data"],
+        data_hash=values["data_hash"],
+        document_id=values["document_id"],
+        version=values["version"],
+        tx_time_us=values["tx_time_us"],
+        tx_id=values["tx_id"],
+    ).revision()
+
+
+def _provenance(origin: str, arrived_us: int | None, raw: bytes, arn: str) -> dict[str, Any]:
+    return {
+        "origin": origin,
+        "arrived_at": c.time_text(c.opt_from_us(arrived_us)),
+        "raw_sha256": c.sha256_hex(raw),
+        "arn": arn,
+    }
+
+
+def _arrival_key(arrived_us: int | None, origin: str) -> tuple[int, int, str]:
+    return (1, 0, origin) if arrived_us is None else (0, arrived_us, origin)
+
+
+def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: d[k] for k in sorted(d)}
+
+
+def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield list(items[i : i + _CHUNK])
