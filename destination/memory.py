@@ -5,7 +5,8 @@ application behave as the port promises, without a ledger underneath.
 It does not execute PartiQL: a ``StatementOp`` is recorded in ``executed``, and a block replayed
 as statements takes effect through the revisions it carries (``BlockReplay.revisions``), which is
 the state a faithful destination reaches by running them. Tests say where they use it.
-``refuse`` makes the named blocks fail as a destination refusing them would (``ReplayError``);
+``applied`` and ``transactions`` record what was committed, block by block and transaction by
+transaction. ``refuse`` makes the named blocks fail as a destination refusing them would (``ReplayError``);
 ``lose_answers`` makes the next that many ``apply`` calls commit and then raise
 ``TransientError``, as a driver whose commit answer was lost.
 """
@@ -44,6 +45,7 @@ class MemoryDestination:
         self._state = _State()
         self.executed: list[tuple[str, int | None, str]] = []
         self.applied: list[tuple[str, int | None]] = []
+        self.transactions: list[list[tuple[str, int | None]]] = []
         self.refuse: dict[str, str] = {}
         self.lose_answers = 0
         self.apply_calls = 0
@@ -88,6 +90,7 @@ class MemoryDestination:
         self._state = state
         self.executed += executed
         self.applied += [(b.block_id, b.part) for b in blocks]
+        self.transactions.append([(b.block_id, b.part) for b in blocks])
         if self.lose_answers > 0:
             self.lose_answers -= 1
             raise TransientError("the destination's answer to a commit was lost (simulated)")

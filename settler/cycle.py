@@ -41,7 +41,6 @@ from journal.errors import (
     SettleError,
     TransientError,
 )
-from journal.records import BlockAddress, block_id
 from settler.plan import Plan, fits, plan_block
 from settler.report import SettleReport
 from settler.verify import verify_block
@@ -581,23 +580,4 @@ def settle(
         buffer.release_lease(owner)
 
 
-def set_start(destination: Destination, start: Checkpoint) -> None:
-    """Operator: make the replica start after ``start`` (a block already in the replica, e.g.
-    restored from a snapshot), by writing that checkpoint with an empty transaction. Only when
-    the strand has no checkpoint yet (compare-and-set against None)."""
-    destination.apply(
-        [
-            BlockReplay(
-                block_id=block_id(start.ledger, BlockAddress(start.strand_id, start.sequence_no)),
-                ledger=start.ledger,
-                address=BlockAddress(start.strand_id, start.sequence_no),
-                block_hash=start.block_hash,
-                mode="statements",
-                ops=(),
-            )
-        ],
-        None,
-    )
-
-
-__all__ = ["STEPS", "SettleReport", "set_start", "settle"]
+__all__ = ["STEPS", "SettleReport", "settle"]

@@ -35,6 +35,17 @@ def ion(value: Any) -> Any:
     return simpleion.loads(simpleion.dumps(value))
 
 
+def ms(value: datetime) -> datetime:
+    """An Ion timestamp with millisecond precision, as QLDB writes its times."""
+    from amazon.ion.core import Timestamp, TimestampPrecision
+
+    v = value.astimezone(UTC)
+    return Timestamp(
+        v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond - v.microsecond % 1000,
+        tzinfo=UTC, precision=TimestampPrecision.SECOND, fractional_precision=3,
+    )  # fmt: skip
+
+
 def ion_hash(value: Any) -> bytes:
     return bytes(ion(value).ion_hash("SHA256"))
 
@@ -158,7 +169,7 @@ class Chain:
             statement_values.append(
                 {
                     "statement": text,
-                    "startTime": commit_time - timedelta(milliseconds=50 - i),
+                    "startTime": ms(commit_time - timedelta(milliseconds=50 - i)),
                     "statementDigest": digest,
                 }
             )
@@ -170,7 +181,7 @@ class Chain:
             meta = {
                 "id": rev.document_id,
                 "version": rev.version,
-                "txTime": commit_time - timedelta(milliseconds=10),
+                "txTime": ms(commit_time - timedelta(milliseconds=10)),
                 "txId": tx_id,
             }
             meta_hash = ion_hash(meta)
@@ -209,7 +220,7 @@ class Chain:
         payload: dict[str, Any] = {
             "blockAddress": address,
             "transactionId": tx_id,
-            "blockTimestamp": commit_time,
+            "blockTimestamp": ms(commit_time),
             "blockHash": this_hash,
             "entriesHash": entries_hash,
             "previousBlockHash": self.previous_hash,
@@ -228,3 +239,17 @@ class Chain:
         return Built(
             summary_value=summary_value, revision_values=revision_values, commit=commit_time
         )
+
+
+def with_statement_text(built: Built, index: int, text: str) -> Built:
+    """A copy of the block whose statement ``index`` reads ``text`` (its digest unchanged)."""
+    value = ion(built.summary_value)
+    value["payload"]["transactionInfo"]["statements"][index]["statement"] = text
+    return Built(
+        summary_value=ion(value), revision_values=built.revision_values, commit=built.commit
+    )
+
+
+def put(buffer: Any, *blocks: Built, arrived_at: datetime | None = None) -> None:
+    """Every record of the blocks into the buffer."""
+    buffer.put([i for b in blocks for i in b.incoming(arrived_at=arrived_at)])
