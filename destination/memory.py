@@ -6,9 +6,9 @@ It does not execute PartiQL: a ``StatementOp`` is recorded in ``executed``, and 
 as statements takes effect through the revisions it carries (``BlockReplay.revisions``), which is
 the state a faithful destination reaches by running them. Tests say where they use it.
 ``applied`` and ``transactions`` record what was committed, block by block and transaction by
-transaction. ``refuse`` makes the named blocks fail as a destination refusing them would (``ReplayError``);
-``lose_answers`` makes the next that many ``apply`` calls commit and then raise
-``TransientError``, as a driver whose commit answer was lost.
+transaction. ``refuse`` makes the named blocks fail as a destination refusing them would
+(``ReplayError``); ``lose_answers`` makes the next that many ``apply`` calls commit and then
+raise ``TransientError``, as a driver whose commit answer was lost.
 """
 
 from __future__ import annotations
