@@ -7,9 +7,12 @@ so the engine (which imports ionhash) is loaded on first access of its names.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError, LimitExceeded, OccConflict, ParseError, StatementError
+
+if TYPE_CHECKING:
+    from ledger.engine import CommittedBlock, EmbeddedLedger, Transaction
 
 __all__ = [
     "CommittedBlock",
