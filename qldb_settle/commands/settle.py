@@ -1,0 +1,315 @@
+"""``qldb-settle settle``: one settle cycle (or ``--follow``: cycle on the real clock)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from journal.errors import ConfigError, InputError, LeaseHeld
+from qldb_settle.output import (
+    add_buffer,
+    add_common_settings,
+    add_destination,
+    add_json,
+    parse_time,
+    print_json,
+    settings_from,
+)
+from qldb_settle.settings import DEFAULT, ENV_NAME, Settings
+
+if TYPE_CHECKING:
+    from buffer.port import SettlingBuffer
+    from destination.port import Checkpoint, Destination
+    from settler.report import SettleReport
+
+EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "settle",
+        help="release settled blocks in commit order and replay each exactly once",
+        description=(
+            "Run one settle cycle: read the destination's checkpoint, repair the buffer's marks "
+            "from it, release the pending blocks whose commit time is at least the settle window "
+            "old (or, with --early-release, the next block the hash chain proves adjacent), "
+            "verify each, replay it, mark it. A gap in sequence numbers is passed only by the "
+            "window, and not while rejected records are unresolved. A block that fails "
+            "verification or replay is quarantined and the cycle halts there. Exit 1 when "
+            "something needs an operator (halted, quarantined or late blocks: see `qldb-settle "
+            "blocks` and `qldb-settle resolve`), 3 when another settler holds the lease or a "
+            "store is unreachable (run it again)."
+        ),
+    )
+    add_buffer(p)
+    add_destination(p)
+    add_common_settings(p)
+    p.add_argument(
+        "--window",
+        type=float,
+        metavar="S",
+        help=f"settle window in seconds (env {ENV_NAME['window_seconds']}, "
+        f"default {DEFAULT['window_seconds']})",
+    )
+    p.add_argument(
+        "--early-release",
+        action="store_true",
+        help="release the block the chain proves to be next before its window "
+        f"(env {ENV_NAME['early_release']}, default off)",
+    )
+    p.add_argument(
+        "--now",
+        metavar="ISO8601",
+        help="run the cycle as of this instant (archived data: a far-future --now settles "
+        "everything, in order); default the real clock",
+    )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep cycling on the real clock with a live display until Ctrl-C",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between cycles with --follow (default 2)",
+    )
+    p.add_argument(
+        "--start-after",
+        metavar="[STRAND/]SEQUENCE",
+        help="an empty replica starts after this block (its state restored by other means); "
+        "refused when the destination already has a checkpoint",
+    )
+    p.add_argument(
+        "--start-hash",
+        metavar="HEX",
+        help="the blockHash of the --start-after block (default: the buffered block's, if any); "
+        "lets the chain prove the next block",
+    )
+    p.add_argument(
+        "--allow-gaps-with-rejections",
+        action="store_true",
+        help="pass gaps even while rejected records are unresolved (they could be the missing "
+        "block)",
+    )
+    p.add_argument(
+        "--group-size",
+        type=int,
+        default=50,
+        metavar="N",
+        help="blocks per destination transaction, at most (default 50)",
+    )
+    add_json(p)
+    p.set_defaults(run=run)
+
+
+def _owner() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"settle-cli:{user}@{socket.gethostname()}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from qldb_settle.bootstrap import open_buffer, open_destination
+
+    if args.follow and (args.now or args.json):
+        raise InputError("--follow runs on the real clock with a live display: no --now, --json")
+    if args.group_size < 1:
+        raise InputError("--group-size must be at least 1")
+    now = parse_time(args.now) if args.now else None
+    settings = settings_from(args)
+    buffer = open_buffer(settings, opensearch_auth=args.opensearch_auth)
+    try:
+        destination = open_destination(settings)
+        try:
+            if args.start_after:
+                cp = _start(buffer, destination, args.start_after, args.start_hash)
+                print(
+                    f"the replica starts after block {cp.sequence_no} of {cp.ledger}/"
+                    f"{cp.strand_id}",
+                    file=sys.stderr,
+                )
+            if args.follow:
+                return _follow(buffer, destination, args, settings)
+            try:
+                report = _cycle(buffer, destination, args, settings, now or datetime.now(UTC))
+            except LeaseHeld as exc:
+                print(f"qldb-settle settle: {exc} (run it again later)", file=sys.stderr)
+                return EXIT_TRANSIENT
+        finally:
+            destination.close()
+    finally:
+        buffer.close()
+    if args.json:
+        print_json(report.to_json())
+    else:
+        _print(report, settings.window_seconds)
+    return EXIT_ATTENTION if report.needs_operator else EXIT_OK
+
+
+def _cycle(
+    buffer: SettlingBuffer,
+    destination: Destination,
+    args: argparse.Namespace,
+    settings: Settings,
+    now: datetime,
+) -> SettleReport:
+    from settler.cycle import settle
+
+    return settle(
+        buffer,
+        destination,
+        now=now,
+        window_seconds=settings.window_seconds,
+        early_release=settings.early_release,
+        owner=_owner(),
+        group_size=args.group_size,
+        allow_gaps_with_rejections=args.allow_gaps_with_rejections,
+    )
+
+
+def _start(
+    buffer: SettlingBuffer, destination: Destination, ref: str, hash_hex: str | None
+) -> Checkpoint:
+    from destination.port import Checkpoint
+    from journal.records import BlockAddress, block_id
+    from settler.operator import set_start
+
+    strand, _, seq_text = ref.rpartition("/")
+    try:
+        seq = int(seq_text)
+    except ValueError:
+        raise InputError(f"--start-after must be [STRAND/]SEQUENCE, not {ref!r}") from None
+    strands = [(lg, s) for lg, s in buffer.strands() if not strand or s == strand]
+    if len(strands) != 1:
+        which = "no" if not strands else "several"
+        raise InputError(f"{which} buffered strands match --start-after {ref}: give STRAND/SEQ")
+    ledger, strand_id = strands[0]
+    if destination.checkpoint(ledger, strand_id) is not None:
+        raise InputError(
+            f"the destination already has a checkpoint for {ledger}/{strand_id}: "
+            "--start-after is only for an empty replica"
+        )
+    if hash_hex is not None:
+        try:
+            block_hash = bytes.fromhex(hash_hex)
+        except ValueError:
+            raise ConfigError(f"--start-hash is not hex: {hash_hex!r}") from None
+    else:
+        found = buffer.get_block(block_id(ledger, BlockAddress(strand_id, seq)))
+        block_hash = found.summary.block_hash if found is not None else b""
+    return set_start(
+        destination,
+        Checkpoint(ledger=ledger, strand_id=strand_id, sequence_no=seq, block_hash=block_hash),
+    )
+
+
+def _print(report: SettleReport, window: float) -> None:
+    j = report.to_json()
+    r = j["replayed"]
+    print(
+        f"replayed {r['blocks']} blocks ({r['statements']} statements, {r['revisions']} "
+        f"revisions); window {window:g} s"
+    )
+    print(
+        f"  held by window: {report.held_by_window}  early released: {report.early_released}  "
+        f"gaps passed: {report.gaps_passed}  late: {report.late}  "
+        f"quarantined: {report.quarantined}"
+    )
+    reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.unverified_reasons.items()))
+    print(
+        f"  statement digests: {report.digests_verified} verified, "
+        f"{report.digests_unverified} unverified" + (f" ({reasons})" if reasons else "")
+    )
+    for cp in report.checkpoints:
+        part = "" if cp.part is None else f" part {cp.part}"
+        print(f"  checkpoint: {cp.ledger}/{cp.strand_id} block {cp.sequence_no}{part}")
+    lag = j["lag_ms"]
+    if lag["max"] is not None:
+        print(f"  lag: p50 {lag['p50']:.0f} ms, p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms")
+    for gap in report.gaps:
+        print(f"  gap passed: {gap.strand_id} {gap.first}..{gap.last}")
+    for block, missing in report.waiting:
+        print(f"  waiting: {block} misses revisions of {', '.join(missing)}")
+    if report.deadline_reached:
+        print("  stopped at the deadline: run it again to go on")
+    if report.halted:
+        print(f"HALTED: {report.halt_reason}")
+    if report.late or report.quarantined:
+        print(
+            "  needs an operator: `qldb-settle blocks --state quarantined|late`, then "
+            "`qldb-settle resolve BLOCK (--retry|--skip|--apply-late) --reason TEXT`"
+        )
+
+
+def _follow(
+    buffer: SettlingBuffer, destination: Destination, args: argparse.Namespace, settings: Settings
+) -> int:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    window = settings.window_seconds
+    totals = {"cycles": 0, "blocks": 0, "statements": 0, "revisions": 0, "gaps": 0}
+    last: SettleReport | None = None
+    note = ""
+
+    def render() -> Table:
+        table = Table(title=f"qldb-settle settle --follow (window {window:g} s)", show_header=False)
+        table.add_column("what")
+        table.add_column("value")
+        table.add_row("cycles", str(totals["cycles"]))
+        table.add_row(
+            "replayed (total)",
+            f"{totals['blocks']} blocks, {totals['statements']} statements, "
+            f"{totals['revisions']} revisions",
+        )
+        table.add_row("gaps passed (total)", str(totals["gaps"]))
+        if last is not None:
+            lag = last.to_json()["lag_ms"]
+            table.add_row(
+                "checkpoint",
+                ", ".join(f"{c.strand_id}/{c.sequence_no}" for c in last.checkpoints) or "none",
+            )
+            table.add_row("held by window", str(last.held_by_window))
+            table.add_row("late / quarantined", f"{last.late} / {last.quarantined}")
+            table.add_row(
+                "digests (last cycle)",
+                f"{last.digests_verified} verified, {last.digests_unverified} unverified",
+            )
+            if lag["max"] is not None:
+                table.add_row(
+                    "lag (last cycle)", f"p50 {lag['p50']:.0f} ms, max {lag['max']:.0f} ms"
+                )
+            table.add_row("halted", last.halt_reason or "no")
+        if note:
+            table.add_row("note", note)
+        return table
+
+    try:
+        with Live(render(), console=Console(stderr=True), refresh_per_second=4) as live:
+            while True:
+                try:
+                    last = _cycle(buffer, destination, args, settings, datetime.now(UTC))
+                    note = ""
+                except LeaseHeld as exc:
+                    note = str(exc)
+                totals["cycles"] += 1
+                if last is not None and not note:
+                    totals["blocks"] += last.blocks
+                    totals["statements"] += last.statements
+                    totals["revisions"] += last.revisions
+                    totals["gaps"] += last.gaps_passed
+                live.update(render())
+                time.sleep(max(0.05, args.interval))
+    except KeyboardInterrupt:
+        pass
+    return EXIT_ATTENTION if last is not None and last.needs_operator else EXIT_OK

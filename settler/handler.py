@@ -1,0 +1,165 @@
+"""The settler Lambda (EventBridge schedule): one settle cycle per invocation.
+
+Thin: settings from the environment, the window from the SSM parameter named by
+``QLDB_SETTLE_WINDOW_PARAMETER`` (read each cycle, falling back to the setting), a deadline from
+the Lambda context minus a margin, the buffer and destination from one lazy composition root
+(``qldb_settle.bootstrap``, built on the first invocation and kept for the container; tests give
+their own with ``use_parts``), then ``settler.cycle.settle`` and its report turned into the
+response and the EMF metrics (namespace ``QldbSettle``; names as in ``infra/metrics.py``).
+
+The clock is read here, at the edge, never in the core. aws-lambda-powertools and boto3 are
+imported here only, lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from buffer.port import SettlingBuffer
+from destination.port import Destination
+from journal.errors import LeaseHeld
+from qldb_settle.settings import Settings
+from settler.cycle import settle
+from settler.report import SettleReport
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "QldbSettle"
+WINDOW_PARAMETER_ENV = "QLDB_SETTLE_WINDOW_PARAMETER"
+OWNER = "settler-lambda"
+# Stop starting destination transactions when less than this is left of the invocation.
+DEADLINE_MARGIN_MS = 15_000
+MIN_DEADLINE_MARGIN_MS = 2_000
+
+# The settler metric names the CDK dashboard and alarms use (infra/metrics.py holds the same).
+BLOCKS_REPLAYED = "BlocksReplayed"
+STATEMENTS_REPLAYED = "StatementsReplayed"
+REVISIONS_APPLIED = "RevisionsApplied"
+REPLAY_LAG = "ReplayLag"  # milliseconds, one value per block
+BUFFER_DEPTH = "BufferDepth"
+OLDEST_PENDING_AGE = "OldestPendingAge"  # milliseconds
+HELD_BY_WINDOW = "HeldByWindow"
+EARLY_RELEASES = "EarlyReleases"
+GAPS_PASSED = "GapsPassed"
+QUARANTINED_BLOCKS = "QuarantinedBlocks"
+LATE_BLOCKS = "LateBlocks"
+DIGESTS_UNVERIFIED = "DigestsUnverified"
+CYCLE_DURATION = "CycleDuration"  # milliseconds
+HALTED = "Halted"  # 0 or 1
+
+_parts: tuple[SettlingBuffer, Destination] | None = None
+_ssm: Any = None
+
+
+def use_parts(parts: tuple[SettlingBuffer, Destination] | None) -> None:
+    """Replace the composition root's buffer and destination (tests), or forget them (None:
+    rebuilt from the environment on the next invocation)."""
+    global _parts  # noqa: PLW0603 - one lazy composition root per container
+    _parts = parts
+
+
+def _get_parts(settings: Settings) -> tuple[SettlingBuffer, Destination]:
+    global _parts  # noqa: PLW0603
+    if _parts is None:
+        from qldb_settle.bootstrap import open_buffer, open_destination
+
+        _parts = (open_buffer(settings), open_destination(settings))
+    return _parts
+
+
+def window_seconds(settings: Settings, env: dict[str, str] | None = None) -> float:
+    """The settle window: the SSM parameter's value when one is named, else the setting."""
+    environ = os.environ if env is None else env
+    name = environ.get(WINDOW_PARAMETER_ENV)
+    if not name:
+        return settings.window_seconds
+    global _ssm  # noqa: PLW0603
+    try:
+        if _ssm is None:
+            import boto3
+
+            _ssm = boto3.client("ssm")
+        value = float(_ssm.get_parameter(Name=name)["Parameter"]["Value"])
+        if value < 0:
+            raise ValueError(f"negative window {value}")
+        return value
+    except Exception as exc:  # unreachable, missing or malformed: the setting still holds
+        log.warning(
+            "settle window parameter %s unreadable (%s): using %s s",
+            name, exc, settings.window_seconds,
+        )  # fmt: skip
+        return settings.window_seconds
+
+
+def deadline_from(context: Any) -> Callable[[], bool] | None:
+    """True once less than the margin is left of the invocation (None without a context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    margin = max(MIN_DEADLINE_MARGIN_MS, min(DEADLINE_MARGIN_MS, remaining() // 5))
+    return lambda: bool(remaining() < margin)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = Settings.from_env()
+    window = window_seconds(settings)
+    buffer, destination = _get_parts(settings)
+    started = time.monotonic()
+    try:
+        report = settle(
+            buffer,
+            destination,
+            now=datetime.now(UTC),
+            window_seconds=window,
+            early_release=settings.early_release,
+            deadline=deadline_from(context),
+            owner=OWNER,
+        )
+    except LeaseHeld as exc:
+        log.warning("cycle skipped: %s", exc)
+        return {"skipped": str(exc)}
+    duration_ms = (time.monotonic() - started) * 1000.0
+    if report.halted:
+        log.error("settler halted: %s", report.halt_reason)
+    log.info(
+        "settled %d blocks (%d statements, %d revisions) in %.0f ms; held %d, gaps passed %d, "
+        "late %d, quarantined %d, deadline reached %s",
+        report.blocks, report.statements, report.revisions, duration_ms, report.held_by_window,
+        report.gaps_passed, report.late, report.quarantined, report.deadline_reached,
+    )  # fmt: skip
+    publish_metrics(report, duration_ms)
+    return {**report.to_json(), "window_seconds": window}
+
+
+def publish_metrics(report: SettleReport, duration_ms: float) -> None:
+    """The settler metrics of DESIGN.md as CloudWatch EMF (printed to stdout)."""
+    try:
+        from aws_lambda_powertools import Metrics
+        from aws_lambda_powertools.metrics import MetricUnit
+    except ImportError:
+        log.warning("aws_lambda_powertools is not importable: settler metrics not published")
+        return
+    metrics = Metrics(namespace=NAMESPACE)
+    count, ms = MetricUnit.Count, MetricUnit.Milliseconds
+    metrics.add_metric(BLOCKS_REPLAYED, count, report.blocks)
+    metrics.add_metric(STATEMENTS_REPLAYED, count, report.statements)
+    metrics.add_metric(REVISIONS_APPLIED, count, report.revisions)
+    for lag in report.lag_ms:
+        metrics.add_metric(REPLAY_LAG, ms, lag)
+    metrics.add_metric(BUFFER_DEPTH, count, report.buffer_depth)
+    if report.oldest_pending_age_ms is not None:
+        metrics.add_metric(OLDEST_PENDING_AGE, ms, report.oldest_pending_age_ms)
+    metrics.add_metric(HELD_BY_WINDOW, count, report.held_by_window)
+    metrics.add_metric(EARLY_RELEASES, count, report.early_released)
+    metrics.add_metric(GAPS_PASSED, count, report.gaps_passed)
+    metrics.add_metric(QUARANTINED_BLOCKS, count, report.quarantined)
+    metrics.add_metric(LATE_BLOCKS, count, report.late)
+    metrics.add_metric(DIGESTS_UNVERIFIED, count, report.digests_unverified)
+    metrics.add_metric(CYCLE_DURATION, ms, duration_ms)
+    metrics.add_metric(HALTED, count, 1 if report.halted else 0)
+    metrics.flush_metrics()
