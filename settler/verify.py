@@ -183,17 +183,20 @@ def _ion_timestamp(value: Any) -> Any:
 
 def _metadata_struct(block: BufferedBlock, document_id: str) -> Any:
     """The REVISION_DETAILS ``metadata`` struct as QLDB hashed it (field order does not matter
-    to the Ion hash; field types and timestamp precision do)."""
-    from amazon.ion import simpleion
+    to the Ion hash; field types and timestamp precision do), built as typed Ion values."""
+    from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyDict, IonPyInt, IonPyText, IonPyTimestamp
 
     meta = block.revisions[document_id].metadata
-    struct = {
-        "id": meta.id,
-        "version": meta.version,
-        "txTime": _ion_timestamp(meta.tx_time),
-        "txId": meta.tx_id,
-    }
-    return simpleion.loads(simpleion.dumps(struct, binary=True))
+    return IonPyDict.from_value(
+        IonType.STRUCT,
+        {
+            "id": IonPyText.from_value(IonType.STRING, meta.id),
+            "version": IonPyInt.from_value(IonType.INT, meta.version),
+            "txTime": IonPyTimestamp.from_value(IonType.TIMESTAMP, _ion_timestamp(meta.tx_time)),
+            "txId": IonPyText.from_value(IonType.STRING, meta.tx_id),
+        },
+    )
 
 
 def verify_block(
