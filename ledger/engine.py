@@ -655,6 +655,14 @@ class _Run:
         matched = list(self.documents(table, s.source, s.where))
         out = []
         for doc, scope in matched:
+            if any(
+                isinstance(op, RemoveOp) and op.path.root in scope.names and not op.path.steps
+                for op in s.ops
+            ):
+                # REMOVE of the document itself deletes it (like DELETE).
+                self.stage(doc.doc_id, table, doc.version, None)
+                out.append(_struct(documentId=doc.doc_id))
+                continue
             new = decode(encode(doc.value))  # a private, mutable copy
             for op in s.ops:
                 if isinstance(op, SetOp):

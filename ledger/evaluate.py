@@ -291,9 +291,8 @@ def set_path(doc: Any, steps: tuple[Step, ...], value: Any, scope: Scope) -> Non
                 container[key] = value
                 return
             nxt = container.get(key, MISSING)
-            if kind(nxt) not in ("struct", "list"):
-                nxt = {}
-                container[key] = nxt
+            if nxt is MISSING:
+                container[key] = {}
                 nxt = container[key]
             container = nxt
         else:

@@ -256,8 +256,8 @@ class InsertValue:
 
 @dataclass(frozen=True, slots=True)
 class InsertMany:
-    """``INSERT INTO T << ... >>`` / ``[...]`` / ``?``: each element is a document (a parameter
-    holding one struct inserts that struct)."""
+    """``INSERT INTO T << ... >>`` / ``[...]`` / ``?`` / ``{...}``: each element of a bag or list
+    is a document; a struct (literal or parameter) is one document."""
 
     table: str
     values: Expr

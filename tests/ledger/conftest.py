@@ -1,0 +1,38 @@
+"""Fixtures of the embedded-ledger tests: a ledger file in a tmp dir with an injected clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ledger import EmbeddedLedger
+
+T0 = datetime(2024, 5, 1, 9, 30, 0, tzinfo=UTC)
+
+
+class StepClock:
+    """A clock that moves 5 ms forward each time it is read (time is injected, never read)."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=5)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+@pytest.fixture
+def led(tmp_path: Path, clock: StepClock) -> Iterator[EmbeddedLedger]:
+    ledger = EmbeddedLedger(tmp_path / "ledger.db", clock=clock, id_seed=7, ledger_name="test")
+    try:
+        yield ledger
+    finally:
+        ledger.close()
