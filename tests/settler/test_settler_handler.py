@@ -1,0 +1,135 @@
+"""The settler Lambda handler: settings from the environment, the window from SSM, a deadline
+from the context, EMF metrics at the edge.
+
+The buffer is a real SQLite file; the destination is the in-memory fake
+(``destination.memory``); SSM is moto's (nothing else can stand in for SSM here); the Lambda
+context is a small stand-in object with ``get_remaining_time_in_millis`` (what Lambda passes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from settler_blocks import Chain, Rev, put
+
+import settler.handler as handler_module
+from buffer.sqlite import SqliteBuffer
+from destination.memory import MemoryDestination
+from qldb_settle.settings import Settings
+from settler.handler import deadline_from, handler, use_parts, window_seconds
+
+
+class Context:
+    """What the handler uses of the Lambda context."""
+
+    def __init__(self, remaining_ms: list[int]) -> None:
+        self.remaining = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining[0]
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[SqliteBuffer, MemoryDestination]]:
+    buffer = SqliteBuffer(tmp_path / "buffer.db")
+    dest = MemoryDestination()
+    use_parts((buffer, dest))
+    yield buffer, dest
+    use_parts(None)
+    buffer.close()
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "qldb-settle-settler")
+    monkeypatch.setenv("QLDB_SETTLE_WINDOW_SECONDS", "0")
+    monkeypatch.delenv("QLDB_SETTLE_WINDOW_PARAMETER", raising=False)
+    monkeypatch.setattr(handler_module, "_ssm", None)
+
+
+def _emf(out: str) -> dict[str, list[float]]:
+    metrics: dict[str, list[float]] = {}
+    for line in out.splitlines():
+        if not line.startswith("{"):
+            continue
+        doc = json.loads(line)
+        for d in doc["_aws"]["CloudWatchMetrics"]:
+            assert d["Namespace"] == "QldbSettle"
+            for m in d["Metrics"]:
+                value = doc[m["Name"]]
+                metrics.setdefault(m["Name"], []).extend(
+                    value if isinstance(value, list) else [value]
+                )
+    return metrics
+
+
+def test_one_cycle_replays_and_publishes_the_settler_metrics(
+    parts: tuple[SqliteBuffer, MemoryDestination], capsys: pytest.CaptureFixture[str]
+) -> None:
+    buffer, dest = parts
+    chain = Chain()
+    put(
+        buffer,
+        chain.block(["CREATE TABLE T"]),
+        chain.block([("INSERT INTO T ?", [{"a": 1}])], [Rev("T", "D" * 22, 0, {"a": 1})]),
+    )
+    result = handler({}, Context([60_000]))
+    assert result["replayed"] == {"blocks": 2, "statements": 1, "revisions": 1}
+    assert result["halted"] is False and result["window_seconds"] == 0
+    metrics = _emf(capsys.readouterr().out)
+    assert set(metrics) == {
+        "BlocksReplayed", "StatementsReplayed", "RevisionsApplied", "ReplayLag", "BufferDepth",
+        "HeldByWindow", "EarlyReleases", "GapsPassed", "QuarantinedBlocks", "LateBlocks",
+        "DigestsUnverified", "CycleDuration", "Halted",
+    }  # fmt: skip
+    assert metrics["BlocksReplayed"] == [2] and metrics["Halted"] == [0]
+    assert len(metrics["ReplayLag"]) == 2 and metrics["DigestsUnverified"] == [1]
+    assert len(dest.documents()) == 1
+
+
+def test_the_window_comes_from_the_ssm_parameter_each_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = Settings(window_seconds=120)
+    env = {"QLDB_SETTLE_WINDOW_PARAMETER": "/qldb-settle/window"}
+    with mock_aws():
+        import boto3
+
+        ssm = boto3.client("ssm", region_name="us-east-1")
+        ssm.put_parameter(Name="/qldb-settle/window", Value="45", Type="String")
+        assert window_seconds(settings, env) == 45
+        ssm.put_parameter(Name="/qldb-settle/window", Value="300", Type="String", Overwrite=True)
+        assert window_seconds(settings, env) == 300
+        ssm.put_parameter(Name="/qldb-settle/window", Value="soon", Type="String", Overwrite=True)
+        assert window_seconds(settings, env) == 120  # unreadable: the setting holds
+    assert window_seconds(settings, {}) == 120
+
+
+def test_the_deadline_keeps_a_margin_of_the_invocation() -> None:
+    remaining = [300_000]
+    deadline = deadline_from(Context(remaining))
+    assert deadline is not None and not deadline()
+    remaining[0] = 14_000
+    assert deadline()
+    assert deadline_from(object()) is None
+
+
+def test_a_cycle_near_the_end_of_the_invocation_applies_nothing(
+    parts: tuple[SqliteBuffer, MemoryDestination], capsys: pytest.CaptureFixture[str]
+) -> None:
+    buffer, dest = parts
+    chain = Chain()
+    put(buffer, chain.block(["CREATE TABLE T"]))
+    context: Any = Context([1_000])  # less than the smallest margin is left
+    result = handler({}, context)
+    assert result["replayed"]["blocks"] == 0 and dest.apply_calls == 0
+    capsys.readouterr()
