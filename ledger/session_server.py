@@ -31,22 +31,22 @@ import base64
 import binascii
 import json
 import logging
+import os
 import re
 import secrets
 import socket
 import string
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, TypeVar
 
-import ionhash  # noqa: F401  (gives simpleion values their ion_hash method)
-from amazon.ion import simpleion
-
 from journal.hashes import dot
+from ledger.hashing import ion_hash, statement_digest
+from ledger.ion_binary import decode, encode
 
 logger = logging.getLogger(__name__)
 
@@ -121,19 +121,19 @@ def _invalid_session(message: str) -> SessionApiError:
     return SessionApiError("InvalidSessionException", message)
 
 
-def ion_hash(value: Any) -> bytes:
-    """The SHA-256 Ion hash of a value (a Python string hashes as an Ion string)."""
-    if not hasattr(value, "ion_hash"):
-        value = simpleion.loads(simpleion.dumps(value))
-    return bytes(value.ion_hash("SHA256"))
+def string_hash(text: str) -> bytes:
+    """The Ion hash of a string (a transaction id starts the commit digest)."""
+    from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyText
+
+    value = IonPyText(text)
+    value.ion_type = IonType.STRING
+    return ion_hash(value)
 
 
 def statement_hash(statement: str, params: Sequence[Any]) -> bytes:
     """QLDB's statement hash: the statement's Ion hash dotted with each parameter's Ion hash."""
-    h = ion_hash(statement)
-    for p in params:
-        h = dot(h, ion_hash(p))
-    return h
+    return statement_digest(statement, params)
 
 
 def new_transaction_id() -> str:
@@ -161,6 +161,7 @@ class _Session:
     id: str
     token: str
     ledger_name: str
+    ledger: Ledger
     started: float
     worker: ThreadPoolExecutor
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -171,18 +172,61 @@ class _Session:
         return self.worker.submit(fn).result()
 
 
-class QldbSessionService:
-    """The Session API's state machine over one ledger, independent of HTTP.
+class LedgerResolver(Protocol):
+    """Which ledger a session's ``LedgerName`` opens; raises ``SessionApiError`` for none."""
 
-    ``ledger_name`` None answers to any ledger name (the ledger file is what is served); a name
-    refuses sessions for any other. ``clock`` is a monotonic clock in seconds.
-    """
+    def __call__(self, name: str) -> Ledger: ...
+
+
+class SingleLedger:
+    """One ledger, answering to ``name`` (None: to any ledger name; the file is the ledger)."""
+
+    def __init__(self, ledger: Ledger, name: str | None = None) -> None:
+        self.ledger = ledger
+        self.name = name
+
+    def __call__(self, name: str) -> Ledger:
+        if self.name is not None and name != self.name:
+            raise _bad_request(f"Ledger {name} does not exist")
+        return self.ledger
+
+    def close(self) -> None:
+        pass
+
+
+class LedgerDirectory:
+    """A folder of ledgers: ``LedgerName`` N is the file ``N.db`` in it, created on first use."""
+
+    def __init__(self, path: str, open_ledger: Callable[[str, str], Any]) -> None:
+        self.path = path
+        self._open = open_ledger
+        self._ledgers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> Ledger:
+        with self._lock:
+            ledger = self._ledgers.get(name)
+            if ledger is None:
+                ledger = self._open(os.path.join(self.path, f"{name}.db"), name)
+                self._ledgers[name] = ledger
+            result: Ledger = ledger
+            return result
+
+    def close(self) -> None:
+        with self._lock:
+            ledgers, self._ledgers = list(self._ledgers.values()), {}
+        for ledger in ledgers:
+            ledger.close()
+
+
+class QldbSessionService:
+    """The Session API's state machine, independent of HTTP. ``ledgers`` resolves a session's
+    ledger name (``SingleLedger``, ``LedgerDirectory``); ``clock`` is monotonic, in seconds."""
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledgers: LedgerResolver,
         *,
-        ledger_name: str | None = None,
         errors: ErrorMapping | None = None,
         clock: Callable[[], float] = time.monotonic,
         transaction_timeout: float = TRANSACTION_TIMEOUT_SECONDS,
@@ -190,8 +234,7 @@ class QldbSessionService:
         page_values: int = PAGE_VALUES,
         page_bytes: int = PAGE_BYTES,
     ) -> None:
-        self._ledger = ledger
-        self._ledger_name = ledger_name
+        self._ledgers = ledgers
         self._errors = errors or ErrorMapping.embedded()
         self._clock = clock
         self._transaction_timeout = transaction_timeout
@@ -253,13 +296,13 @@ class QldbSessionService:
         name = body.get("LedgerName")
         if not isinstance(name, str) or not 1 <= len(name) <= 32 or not _LEDGER_NAME.match(name):
             raise _bad_request(f"LedgerName is not a valid ledger name: {name!r}")
-        if self._ledger_name is not None and name != self._ledger_name:
-            raise _bad_request(f"Ledger {name} does not exist")
+        ledger = self._ledgers(name)
         self._reap()
         session = _Session(
             id=request_id,
             token=_new_token(),
             ledger_name=name,
+            ledger=ledger,
             started=self._clock(),
             worker=ThreadPoolExecutor(max_workers=1, thread_name_prefix="qldb-session"),
         )
@@ -327,10 +370,10 @@ class QldbSessionService:
     def _start_transaction(self, session: _Session) -> dict[str, Any]:
         if session.transaction is not None:
             raise _bad_request("Transaction already open")
-        engine = session.run(self._ledger.begin)
+        engine = session.run(session.ledger.begin)
         tx_id = new_transaction_id()
         session.transaction = _Transaction(
-            id=tx_id, engine=engine, started=self._clock(), digest=ion_hash(tx_id)
+            id=tx_id, engine=engine, started=self._clock(), digest=string_hash(tx_id)
         )
         return {"TransactionId": tx_id}
 
@@ -363,7 +406,7 @@ class QldbSessionService:
             self._close_transaction(session, tx)
             self.counters["occ_conflicts"] += 1
             raise _occ(tx.id, exc) from exc
-        encoded = [simpleion.dumps(v, binary=True) for v in values]
+        encoded = [encode(v) for v in values]
         writes = _written_documents(statement, values)
         reads = 0 if writes else len(values)
         tx.read_ios += reads
@@ -461,8 +504,10 @@ def _from_value_holder(holder: Any, index: int) -> Any:
         raise _bad_request(f"Parameters[{index}] is not a ValueHolder")
     try:
         if "IonBinary" in holder:
-            return simpleion.loads(_blob(holder["IonBinary"], f"Parameters[{index}].IonBinary"))
+            return decode(_blob(holder["IonBinary"], f"Parameters[{index}].IonBinary"))
         if "IonText" in holder and isinstance(holder["IonText"], str):
+            from amazon.ion import simpleion
+
             return simpleion.loads(holder["IonText"])
     except SessionApiError:
         raise
@@ -564,9 +609,3 @@ class SessionServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.service.close()
-
-
-def iter_values(page: Mapping[str, Any]) -> Iterator[Any]:
-    """The Ion values of a ``Page`` as botocore parsed it (blobs already decoded)."""
-    for holder in page.get("Values", []):
-        yield simpleion.loads(holder["IonBinary"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,7 +30,13 @@ def register(subparsers: Any) -> None:
             "are accepted. Prints the URL on the first line of stdout."
         ),
     )
-    p.add_argument("--ledger", required=True, metavar="embedded:PATH", help="the ledger file")
+    p.add_argument(
+        "--ledger",
+        required=True,
+        metavar="embedded:PATH",
+        help="the ledger file; or a folder (existing, or PATH ending in /) where each ledger "
+        "name N is the file N.db, created on first use",
+    )
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)"
     )
@@ -52,14 +59,27 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port} is not a port number")
 
     from ledger import EmbeddedLedger
-    from ledger.session_server import QldbSessionService, SessionServer
+    from ledger.session_server import (
+        LedgerDirectory,
+        QldbSessionService,
+        SessionServer,
+        SingleLedger,
+    )
 
-    ledger = EmbeddedLedger(path, ledger_name=args.ledger_name or "embedded", enforce_limits=True)
-    service = QldbSessionService(ledger, ledger_name=args.ledger_name)
+    def open_ledger(file: str, name: str) -> EmbeddedLedger:
+        return EmbeddedLedger(file, ledger_name=name, enforce_limits=True)
+
+    ledgers: SingleLedger | LedgerDirectory
+    if path.endswith(os.sep) or os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        ledgers = LedgerDirectory(path, open_ledger)
+    else:
+        ledgers = SingleLedger(open_ledger(path, args.ledger_name or "embedded"), args.ledger_name)
+    service = QldbSessionService(ledgers)
     try:
         server = SessionServer(service, args.host, args.port)
     except OSError as exc:
-        ledger.close()
+        _close(ledgers)
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -76,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
-        ledger.close()
+        _close(ledgers)
         print(f"serve-qldb: stopped ({service.counters['commits']} commits)", file=sys.stderr)
     return 0
+
+
+def _close(ledgers: Any) -> None:
+    if hasattr(ledgers, "ledger"):
+        ledgers.ledger.close()
+    ledgers.close()

@@ -1,0 +1,1 @@
+"""The QLDB destination through pyqldb, against ``serve-qldb`` started as a real subprocess."""
