@@ -128,3 +128,34 @@ def real_block(name: str) -> BufferedBlock:
     revisions = [r for r in records if isinstance(r, RevisionDetails)]
     assert len(summaries) == 1
     return buffered(summaries[0], revisions)
+
+
+DMV_REVISION = (
+    "amazon-qldb-streams-dmv-sample-lambda-python__tests_unit_fixtures__"
+    "person_revision_details_ion_record.ion"
+)
+# The document the DMV sample's literal INSERT wrote, read from its statement text.
+DMV_DOCUMENT = (
+    '{FirstName: "Testing new 600", LastName: "Lewis", DOB: 1963-08-19T, GovId: "LEWISR261LL", '
+    'GovIdType: "Driver License", Address: "1719 University Street, Seattle, WA, 98109"}'
+)
+
+
+def dmv_values(*, collage: bool = False) -> list[Any]:
+    """The DMV sample block: its real BLOCK_SUMMARY (literal ``INSERT INTO Person << ... >>``)
+    and a REVISION_DETAILS. The fixture's revision is a collage (INDEX.md #8: its data is another
+    document's); with ``collage=False`` its data is replaced by the document the statement
+    inserted, and that document with the fixture's metadata hashes exactly to the real revision
+    hash in the block summary (checked by the tests), so the block is complete and genuine."""
+    summary = ion_values(DMV_SUMMARY)[0]
+    revision = ion_values(DMV_REVISION)[0]
+    if not collage:
+        revision["payload"]["revision"]["data"] = simpleion.loads(DMV_DOCUMENT)
+        revision = simpleion.loads(simpleion.dumps(revision))
+    return [summary, revision]
+
+
+def dmv_block(*, collage: bool = False) -> BufferedBlock:
+    summary, revision = (record_from_ion(v) for v in dmv_values(collage=collage))
+    assert isinstance(summary, BlockSummary) and isinstance(revision, RevisionDetails)
+    return buffered(summary, [revision])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from settler_realdata import DMV_SUMMARY, EVENTS, buffered, ion_values, real_block
+from settler_realdata import DMV_SUMMARY, EVENTS, buffered, dmv_block, ion_values, real_block
 
 import settler.verify as verify_module
 from buffer.port import BufferedBlock
@@ -150,3 +150,11 @@ def test_without_ionhash_every_literal_digest_is_counted_unverified(
 )
 def test_placeholders_are_found_outside_literals_and_comments(text: str, expected: bool) -> None:
     assert has_parameters(text) is expected
+
+
+def test_the_dmv_collage_revision_fails_and_the_statements_own_document_verifies() -> None:
+    collage = verify_block(dmv_block(collage=True))
+    assert collage.failure is not None and "not the revision hash" in collage.failure
+    genuine = verify_block(dmv_block())
+    assert genuine.ok, genuine.failure
+    assert (genuine.revisions_checked, genuine.digests_verified) == (1, 1)
