@@ -1,0 +1,200 @@
+"""The demo: a busy ledger, a hostile stream, the whole pipeline, and a replica proven equal.
+
+``run_demo`` simulates a source ledger and its stream (``qldb_settle.simulate``), then plays the
+events in arrival order on a simulated clock: each event goes through the ingest core into the
+settling buffer, and every ``schedule_seconds`` of simulated time a settle cycle runs, as the
+EventBridge schedule would run the settler Lambda. Nothing waits for real time. When the stream
+is drained it keeps cycling until every block is settled, then verifies the replica twice:
+against the source ledger, and against the stream's own REVISION_DETAILS.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from buffer.port import SettlingBuffer
+from destination.port import Destination
+from ingest.decode import decode_event
+from ingest.service import IngestReport, ingest_items
+from journal.errors import InputError, TransientError
+from qldb_settle.simulate import SimulationConfig, SimulationResult, simulate
+from qldb_settle.verify import Comparison, compare, documents_of_ledger, documents_of_stream
+from settler.cycle import settle
+from settler.report import SettleReport, distribution
+
+MARKER = ".qldb-settle-demo"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoOptions:
+    simulation: SimulationConfig
+    window_seconds: float = 120.0
+    early_release: bool = False
+    schedule_seconds: float = 60.0
+
+
+@dataclass(slots=True)
+class DemoReport:
+    simulation: SimulationResult
+    ingest: IngestReport
+    cycles: int = 0
+    replayed_blocks: int = 0
+    replayed_statements: int = 0
+    replayed_revisions: int = 0
+    held_by_window: int = 0
+    early_released: int = 0
+    gaps_passed: int = 0
+    late: int = 0
+    quarantined: int = 0
+    digests_verified: int = 0
+    digests_unverified: int = 0
+    halted: bool = False
+    halt_reason: str | None = None
+    checkpoint: Any = None
+    lag_ms: list[float] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    workdir: Path | None = None
+
+    @property
+    def verified(self) -> bool:
+        return (
+            bool(self.comparisons)
+            and all(c.equal for c in self.comparisons)
+            and not (self.halted or self.quarantined or self.late)
+        )
+
+    def add_cycle(self, r: SettleReport) -> None:
+        self.cycles += 1
+        self.replayed_blocks += r.blocks
+        self.replayed_statements += r.statements
+        self.replayed_revisions += r.revisions
+        self.held_by_window = r.held_by_window
+        self.early_released += r.early_released
+        self.gaps_passed += r.gaps_passed
+        self.late = r.late
+        self.quarantined = r.quarantined
+        self.digests_verified += r.digests_verified
+        self.digests_unverified += r.digests_unverified
+        self.halted = r.halted
+        self.halt_reason = r.halt_reason
+        self.checkpoint = r.to_json()["checkpoint"]
+        self.lag_ms.extend(r.lag_ms)
+
+    def to_json(self) -> dict[str, Any]:
+        """DESIGN.md's demo keys, then the settle keys (totals over every cycle)."""
+        stats = self.simulation.stats
+        return {
+            "verified": self.verified,
+            "transactions": stats["transactions"],
+            "blocks_replayed": self.replayed_blocks,
+            "duplicates": self.ingest.put.duplicates,
+            "lag_ms": distribution(self.lag_ms),
+            "replayed": {
+                "blocks": self.replayed_blocks,
+                "statements": self.replayed_statements,
+                "revisions": self.replayed_revisions,
+            },
+            "held_by_window": self.held_by_window,
+            "early_released": self.early_released,
+            "gaps_passed": self.gaps_passed,
+            "late": self.late,
+            "quarantined": self.quarantined,
+            "digests": {"verified": self.digests_verified, "unverified": self.digests_unverified},
+            "halted": self.halted,
+            "halt_reason": self.halt_reason,
+            "checkpoint": self.checkpoint,
+            "cycles": self.cycles,
+            "ingest": self.ingest.as_json(),
+            "simulation": stats,
+            "comparisons": [c.summary() for c in self.comparisons],
+        }
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """A fresh demo folder: an earlier demo's folder is emptied, anything else is refused."""
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise InputError(f"{workdir}: exists and was not made by the demo; choose --workdir")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("made by qldb-settle demo; safe to delete\n", encoding="utf-8")
+
+
+def run_demo(
+    options: DemoOptions,
+    *,
+    workdir: Path,
+    buffer: SettlingBuffer,
+    destination: Destination,
+    replica_documents: Callable[[], list[tuple[str, Any]]],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> DemoReport:
+    """Simulate, ingest in arrival order, settle on a simulated clock, verify."""
+    say = progress or (lambda _what, _done, _total: None)
+    say("simulating the source ledger and its stream", 0, 1)
+    sim = simulate(workdir / "simulation", options.simulation)
+    events = sim.events
+    ingest = IngestReport()
+    report = DemoReport(simulation=sim, ingest=ingest, workdir=workdir)
+    schedule = timedelta(seconds=options.schedule_seconds)
+    start = datetime.fromtimestamp(events[0].delivered_ms / 1000, UTC) if events else _now()
+    next_cycle = start + schedule
+
+    def cycle(now: datetime) -> SettleReport:
+        r = settle(
+            buffer,
+            destination,
+            now=now,
+            window_seconds=options.window_seconds,
+            early_release=options.early_release,
+        )
+        report.add_cycle(r)
+        return r
+
+    for n, event in enumerate(events):
+        arrived = datetime.fromtimestamp(event.delivered_ms / 1000, UTC)
+        while next_cycle <= arrived:
+            cycle(next_cycle)
+            next_cycle += schedule
+        _merge(ingest, ingest_items(buffer, decode_event(event.to_json())))
+        if n % 25 == 0 or n == len(events) - 1:
+            say("ingesting and settling", n + 1, len(events))
+    # Drain: keep the schedule going until nothing is pending (bounded by the window).
+    last = next_cycle + timedelta(seconds=options.window_seconds) + 3 * schedule
+    while next_cycle <= last:
+        r = cycle(next_cycle)
+        next_cycle += schedule
+        if r.halted or r.buffer_depth == 0:
+            break
+    say("verifying the replica", 0, 1)
+    replica = replica_documents()
+    report.comparisons.append(
+        compare("source ledger", documents_of_ledger(sim.source_path), replica)
+    )
+    report.comparisons.append(
+        compare("stream revisions", documents_of_stream(sim.event_paths), replica)
+    )
+    say("done", 1, 1)
+    return report
+
+
+def _merge(total: IngestReport, part: IngestReport) -> None:
+    if part.transient is not None:
+        raise TransientError(f"the buffer failed during the demo: {part.transient}")
+    total.records += part.records
+    total.put.add(part.put)
+    for k, v in part.received.items():
+        total.received[k] = total.received.get(k, 0) + v
+    for k, v in part.rejected_by_kind.items():
+        total.rejected_by_kind[k] = total.rejected_by_kind.get(k, 0) + v
+    total.ingest_delays_ms.extend(part.ingest_delays_ms)
+    total.out_of_orderness.extend(part.out_of_orderness)
+
+
+def _now() -> datetime:
+    return datetime(2026, 11, 1, tzinfo=UTC)

@@ -1,0 +1,122 @@
+"""Prove a replica equal to its source, by content (document ids differ by design).
+
+Two independent references:
+
+- the source ledger itself (``DIR/source.db`` of a simulation), or an export file;
+- the stream's own REVISION_DETAILS: the latest revision of every document, deletions removed.
+  This one does not depend on the PartiQL engine that both the source and the replica run, so an
+  engine bug cannot hide itself by being made twice.
+
+Documents are compared as multisets of (table, canonical fingerprint of the data) per table:
+``missing`` are in the reference but not in the replica, ``unexpected`` the other way round.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amazon.ion import simpleion
+
+from journal.canonical import fingerprint
+from journal.errors import InputError
+
+Document = tuple[str, Any]  # (table, data)
+
+
+@dataclass(slots=True)
+class Comparison:
+    reference: str
+    documents: int = 0
+    missing: list[tuple[str, Any]] = field(default_factory=list)
+    unexpected: list[tuple[str, Any]] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not self.missing and not self.unexpected
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "equal": self.equal,
+            "documents": self.documents,
+            "missing": len(self.missing),
+            "unexpected": len(self.unexpected),
+        }
+
+
+def compare(
+    reference_name: str, reference: Iterable[Document], replica: Iterable[Document]
+) -> Comparison:
+    """Compare two collections of documents by content, table by table."""
+    ref: dict[tuple[str, str], Any] = {}
+    ref_count: Counter[tuple[str, str]] = Counter()
+    for table, data in reference:
+        key = (table, fingerprint(data))
+        ref_count[key] += 1
+        ref.setdefault(key, data)
+    rep: dict[tuple[str, str], Any] = {}
+    rep_count: Counter[tuple[str, str]] = Counter()
+    for table, data in replica:
+        key = (table, fingerprint(data))
+        rep_count[key] += 1
+        rep.setdefault(key, data)
+    result = Comparison(reference=reference_name, documents=sum(ref_count.values()))
+    for key, n in (ref_count - rep_count).items():
+        result.missing.extend([(key[0], ref[key])] * n)
+    for key, n in (rep_count - ref_count).items():
+        result.unexpected.extend([(key[0], rep[key])] * n)
+    return result
+
+
+def documents_of_ledger(path: Path) -> list[Document]:
+    """Current user documents of an embedded ledger file (source or replica)."""
+    from ledger import EmbeddedLedger
+
+    if not path.exists():
+        raise InputError(f"{path}: no such ledger file")
+    led = EmbeddedLedger(path)
+    try:
+        return [(table, data) for table, _id, data in led.documents()]
+    finally:
+        led.close()
+
+
+def documents_of_export(path: Path) -> list[Document]:
+    """Documents of an ``export --format ion`` file (one ``{table, id, data}`` per line)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        values = simpleion.loads(path.read_bytes(), single_value=False)
+    except Exception as exc:
+        raise InputError(f"{path}: not an Ion export ({exc})") from None
+    out = []
+    for i, v in enumerate(values):
+        if not isinstance(v, Mapping) or "table" not in v or "data" not in v:
+            raise InputError(f"{path}: value {i} is not {{table, id, data}}")
+        out.append((str(v["table"]), v["data"]))
+    return out
+
+
+def documents_of_stream(paths: Iterable[Path]) -> list[Document]:
+    """The latest revision of every document in a stream's REVISION_DETAILS, deletions removed."""
+    from ingest.decode import decode_file
+    from journal.records import RevisionDetails
+
+    latest: dict[str, RevisionDetails] = {}
+    for path in paths:
+        for item in decode_file(path):
+            record = getattr(item, "record", None)
+            if isinstance(record, RevisionDetails):
+                key = f"{record.ledger}/{record.document_id}"
+                seen = latest.get(key)
+                if seen is None or record.version > seen.version:
+                    latest[key] = record
+    return [(r.table_name, r.data) for r in latest.values() if r.data is not None]
+
+
+def event_files(directory: Path) -> Iterator[Path]:
+    yield from sorted(p for p in directory.rglob("*.json") if p.is_file())
