@@ -1,0 +1,630 @@
+"""``QldbDestination``: the ``Destination`` port over an Amazon QLDB ledger, through pyqldb.
+
+One ``apply`` is one ``QldbDriver.execute_lambda`` transaction: it reads the checkpoint document,
+compares it with the expected one (compare-and-set), runs the blocks' operations and writes the
+new checkpoint. pyqldb retries the whole transaction on an OCC conflict and on a lost answer; the
+compare-and-set inside it makes a retry of a commit that did land a no-op, never a second
+application: each ``apply`` stamps the checkpoint with an id of its own, so a retry that finds the
+checkpoint already moved by this very ``apply`` returns its report, and any other moved checkpoint
+is a ``CheckpointMismatch``.
+
+Where things live in the ledger:
+
+- The checkpoint: one document per (ledger, strand) in the internal table
+  ``qldb_settle_checkpoint``.
+- The source-to-destination document id map: the source document id is kept in a field of the
+  destination document (``SOURCE_ID_FIELD``), indexed, not in a table of its own. QLDB limits a
+  transaction to 40 documents; a map table would cost a second document for every inserted one
+  (halving what a transaction can replay), while a field costs none. The field is internal:
+  ``documents`` strips it, and a later revision finds its copy by it. A block replayed as
+  statements gets the field on the documents its statements wrote, matched to the block's
+  revisions by content, in the same transaction.
+- Revisions are replayed with their data passed as Ion parameters (never as text): ``INSERT INTO
+  T ?``; a replacement is ``UPDATE T AS t BY pid SET t."f" = ? ... WHERE pid = ?`` for the fields
+  that changed and ``REMOVE`` for the fields that went away (QLDB has no whole-document
+  replacement), so the destination document keeps its id; a deletion is ``DELETE FROM T AS t BY
+  pid WHERE pid = ?``.
+
+QLDB's limits (40 documents and 4 MB per transaction) are in ``limits``; the settler splits blocks
+under them. botocore 1.40.61 and later no longer have the ``qldb-session`` model: the constructor
+says so plainly (``ConfigError``) instead of failing deep inside boto3 (docs/qldb.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from amazon.ion import simpleion
+
+from destination.port import (
+    ApplyReport,
+    BlockReplay,
+    Checkpoint,
+    Limits,
+    RevisionOp,
+    StatementOp,
+)
+from journal.canonical import fingerprint
+from journal.errors import CheckpointMismatch, ConfigError, ReplayError, TransientError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_TABLE = "qldb_settle_checkpoint"
+SOURCE_ID_FIELD = "qldb_settle_source_id"
+INTERNAL_TABLES = frozenset({CHECKPOINT_TABLE})
+QLDB_LIMITS = Limits(documents=40, bytes=4 * 1024 * 1024)
+REQUIRED_BOTOCORE = "1.40.60"
+# Credentials for a local endpoint when none are configured: serve-qldb accepts any.
+LOCAL_CREDENTIALS = ("qldb-settle-local", "qldb-settle-local")
+
+
+def check_botocore(session: Any = None) -> None:
+    """Raise ``ConfigError`` unless pyqldb imports and botocore has the ``qldb-session`` model.
+
+    ``session`` is a ``botocore.session.Session`` (default: a new one)."""
+    try:
+        import botocore
+        import botocore.session
+        import pyqldb  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"the qldb: destination needs pyqldb and botocore=={REQUIRED_BOTOCORE} "
+            f"(pip install 'qldb-settle[settler]'): {exc}"
+        ) from None
+    session = session or botocore.session.get_session()
+    if "qldb-session" not in session.get_available_services():
+        raise ConfigError(
+            f"botocore {botocore.__version__} has no 'qldb-session' model: QLDB reached end of "
+            f"support and botocore 1.40.61 and later dropped its API. The qldb: destination "
+            f"needs botocore=={REQUIRED_BOTOCORE} and boto3==1.40.60 (see docs/qldb.md)."
+        )
+
+
+def _is_loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _configured_credentials() -> bool:
+    """Whether credentials are configured without asking the instance metadata service."""
+    return bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+
+
+def quote(name: str) -> str:
+    """A PartiQL quoted identifier (case-sensitive, any characters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _ion_copy(value: Any) -> Any:
+    # A round trip, not copy.deepcopy: amazon.ion 0.9.3 loses a timestamp's precision on deepcopy.
+    return simpleion.loads(simpleion.dumps(value))
+
+
+def strip_source_id(data: Any) -> Any:
+    """The document without its internal source-id field."""
+    if isinstance(data, Mapping) and SOURCE_ID_FIELD in data:
+        copy = _ion_copy(data)
+        del copy[SOURCE_ID_FIELD]
+        return copy
+    return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QldbDocument:
+    """A current document of the replica (internal tables and fields left out)."""
+
+    table: str
+    id: str
+    source_id: str | None
+    data: Any
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one run of the transaction lambda did (pyqldb may run it several times)."""
+
+    report: ApplyReport = field(default_factory=ApplyReport)
+    failing: tuple[str, str] | None = None  # (block id, what was running)
+    already_applied: bool = False
+
+
+class QldbDestination:
+    """The ``Destination`` port over a QLDB ledger, through pyqldb (see the module docstring).
+
+    ``endpoint`` None is the AWS endpoint of ``region`` (default ``AWS_REGION``); a loopback
+    endpoint (``qldb-settle serve-qldb``) gets placeholder credentials when none are configured in
+    the environment (serve-qldb accepts any).
+    """
+
+    limits = QLDB_LIMITS
+
+    def __init__(
+        self,
+        ledger_name: str,
+        endpoint: str | None = None,
+        *,
+        region: str | None = None,
+        retry_limit: int = 4,
+        read_ahead: int = 0,
+    ) -> None:
+        check_botocore()
+        from botocore.exceptions import BotoCoreError, UnknownServiceError
+        from pyqldb.config.retry_config import RetryConfig
+        from pyqldb.driver.qldb_driver import QldbDriver
+
+        self.ledger_name = ledger_name
+        self.endpoint = endpoint
+        region = (
+            region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or ("us-east-1" if endpoint else None)
+        )
+        if region is None:
+            raise ConfigError(
+                "the qldb: destination needs AWS_REGION (or --qldb-endpoint for a local endpoint)"
+            )
+        self.region = region
+        keys: dict[str, str] = {}
+        if endpoint and _is_loopback(endpoint) and not _configured_credentials():
+            keys = {
+                "aws_access_key_id": LOCAL_CREDENTIALS[0],
+                "aws_secret_access_key": LOCAL_CREDENTIALS[1],
+            }
+        try:
+            self._driver = QldbDriver(
+                ledger_name,
+                retry_config=RetryConfig(retry_limit=retry_limit),
+                read_ahead=read_ahead,
+                endpoint_url=endpoint,
+                region_name=region,
+                **keys,
+            )
+        except UnknownServiceError as exc:
+            raise ConfigError(f"botocore cannot build a qldb-session client: {exc}") from None
+        except (BotoCoreError, ValueError) as exc:
+            raise ConfigError(f"cannot set up the QLDB driver: {exc}") from None
+        self._tables: dict[str, bool] | None = None  # table name -> has the source-id index
+
+    # --- the port --------------------------------------------------------------------------------
+
+    def checkpoint(self, ledger: str, strand_id: str) -> Checkpoint | None:
+        self._ensure_internal()
+
+        def read(executor: Any) -> Checkpoint | None:
+            found = _read_checkpoint(executor, ledger, strand_id)
+            return found[0] if found else None
+
+        result: Checkpoint | None = self._run(read, "reading the checkpoint")
+        return result
+
+    def apply(self, blocks: Sequence[BlockReplay], expected: Checkpoint | None) -> ApplyReport:
+        if not blocks:
+            raise ValueError("apply needs at least one block")
+        last = blocks[-1]
+        key = (last.ledger, last.address.strand_id)
+        if any((b.ledger, b.address.strand_id) != key for b in blocks):
+            raise ValueError("apply takes blocks of one strand")
+        self._ensure_internal()
+        self._ensure_tables(blocks)
+        new = last.checkpoint()
+        apply_id = secrets.token_hex(12)
+        attempts: list[_Attempt] = []
+
+        def transaction(executor: Any) -> _Attempt:
+            attempt = _Attempt()
+            attempts.append(attempt)
+            found = _read_checkpoint(executor, *key)
+            stored, stored_apply = found if found else (None, None)
+            if stored != expected:
+                if stored == new and stored_apply == apply_id:
+                    # This apply's own commit landed and its answer was lost: nothing to redo.
+                    attempt.already_applied = True
+                    return attempt
+                raise CheckpointMismatch(
+                    f"checkpoint of {key[0]}/{key[1]} is {_show(stored)}, "
+                    f"not the expected {_show(expected)}"
+                )
+            for block in blocks:
+                self._apply_block(executor, block, attempt)
+            attempt.failing = (last.block_id, "writing the checkpoint")
+            _write_checkpoint(executor, new, apply_id, exists=found is not None)
+            attempt.failing = None
+            return attempt
+
+        try:
+            done: _Attempt = self._run(transaction, "applying blocks", attempts=attempts)
+        except CheckpointMismatch:
+            raise
+        if done.already_applied:
+            # The report of the run that committed: the last run that replayed the operations.
+            ran = [a for a in attempts if not a.already_applied]
+            report = ran[-1].report if ran else ApplyReport()
+            report.details.append("the commit's answer was lost; the retry found it applied")
+            return report
+        return done.report
+
+    def close(self) -> None:
+        self._driver.close()
+
+    # --- reading the replica ---------------------------------------------------------------------
+
+    def tables(self) -> list[str]:
+        """The active user tables of the replica, internal ones left out."""
+        return sorted(t for t in self._load_tables() if t not in INTERNAL_TABLES)
+
+    def documents(self) -> Iterator[QldbDocument]:
+        """Current documents of the replica, sorted by table then destination id, without the
+        internal tables and the internal source-id field."""
+        for table in self.tables():
+
+            def read(executor: Any, table: str = table) -> list[Any]:
+                q = f"SELECT pid AS id, t AS doc FROM {quote(table)} AS t BY pid"
+                return list(executor.execute_statement(q))
+
+            rows: list[Any] = self._run(read, f"reading table {table}")
+            for row in sorted(rows, key=lambda r: str(r["id"])):
+                doc = row["doc"]
+                source = doc.get(SOURCE_ID_FIELD) if isinstance(doc, Mapping) else None
+                source = None if _is_null(source) else source
+                yield QldbDocument(
+                    table=table,
+                    id=str(row["id"]),
+                    source_id=None if source is None else str(source),
+                    data=strip_source_id(doc),
+                )
+
+    def execute(self, statement: str, *params: Any) -> list[Any]:
+        """Run one statement in a transaction of its own and return its results."""
+        rows: list[Any] = self._run(
+            lambda ex: list(ex.execute_statement(statement, *params)), "running a statement"
+        )
+        return rows
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _run(self, fn: Any, what: str, *, attempts: list[_Attempt] | None = None) -> Any:
+        """``execute_lambda`` with pyqldb's and botocore's errors turned into the project's."""
+        from botocore.exceptions import BotoCoreError, ClientError
+        from pyqldb.errors import IllegalStateError
+
+        try:
+            return self._driver.execute_lambda(fn)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", str(exc))
+            failing = attempts[-1].failing if attempts else None
+            if code == "BadRequestException" and failing is not None:
+                block, op = failing
+                raise ReplayError(block, f"{op}: QLDB refused it: {message}") from None
+            if code in ("BadRequestException", "LimitExceededException"):
+                raise ReplayError("(none)", f"{what}: {code}: {message}") from None
+            raise TransientError(
+                f"QLDB ledger {self.ledger_name} at {self._where()}: {what}: {code}: {message}"
+            ) from None
+        except (BotoCoreError, IllegalStateError) as exc:
+            raise TransientError(
+                f"QLDB ledger {self.ledger_name} at {self._where()}: {what}: {exc}"
+            ) from None
+
+    def _where(self) -> str:
+        return self.endpoint or f"the AWS endpoint of {self.region}"
+
+    def _load_tables(self, refresh: bool = False) -> dict[str, bool]:
+        if self._tables is None or refresh:
+
+            def read(executor: Any) -> list[Any]:
+                return list(
+                    executor.execute_statement(
+                        "SELECT name, indexes FROM information_schema.user_tables "
+                        "WHERE status = 'ACTIVE'"
+                    )
+                )
+
+            rows = self._run(read, "listing tables")
+            self._tables = {str(r["name"]): _has_source_index(r.get("indexes")) for r in rows}
+        return self._tables
+
+    def _ensure_internal(self) -> None:
+        tables = self._load_tables()
+        if CHECKPOINT_TABLE in tables:
+            return
+
+        def create(executor: Any) -> None:
+            executor.execute_statement(f"CREATE TABLE {CHECKPOINT_TABLE}")
+            executor.execute_statement(f"CREATE INDEX ON {CHECKPOINT_TABLE} (strandId)")
+
+        self._run(create, f"creating {CHECKPOINT_TABLE}")
+        tables[CHECKPOINT_TABLE] = False
+
+    def _ensure_tables(self, blocks: Sequence[BlockReplay]) -> None:
+        """Give every table the blocks write by revision the source-id index; create a table
+        the replica never saw created (it was created before the replica's first block)."""
+        created_here: set[str] = set()
+        needed: list[str] = []
+        for block in blocks:
+            for op in block.ops:
+                if isinstance(op, StatementOp):
+                    name = _created_table(op.text)
+                    if name is not None:
+                        created_here.add(name)
+                elif op.table_name not in created_here and op.table_name not in needed:
+                    needed.append(op.table_name)
+            for rev in block.revisions:
+                if rev.table_name not in created_here and rev.table_name not in needed:
+                    needed.append(rev.table_name)
+        tables = self._load_tables()
+        missing = [t for t in needed if t not in tables]
+        unindexed = [t for t in needed if t in tables and not tables[t]]
+        if not missing and not unindexed:
+            return
+        for name in missing:
+            logger.warning("table %s is not in the replica: creating it", name)
+
+        def create(executor: Any) -> None:
+            for name in missing:
+                executor.execute_statement(f"CREATE TABLE {quote(name)}")
+            for name in missing + unindexed:
+                executor.execute_statement(
+                    f"CREATE INDEX ON {quote(name)} ({quote(SOURCE_ID_FIELD)})"
+                )
+
+        self._run(create, "creating tables and indexes")
+        for name in missing + unindexed:
+            tables[name] = True
+
+    def _apply_block(self, executor: Any, block: BlockReplay, attempt: _Attempt) -> None:
+        report = attempt.report
+        written: list[tuple[str, str]] = []  # (table, destination id) of statement writes
+        for op in block.ops:
+            if isinstance(op, StatementOp):
+                attempt.failing = (block.block_id, f"statement {op.index} {op.text[:200]!r}")
+                rows = list(executor.execute_statement(op.text))
+                report.statements += 1
+                created = _created_table(op.text)
+                if created is not None:
+                    executor.execute_statement(
+                        f"CREATE INDEX ON {quote(created)} ({quote(SOURCE_ID_FIELD)})"
+                    )
+                    if self._tables is not None:
+                        self._tables[created] = True
+                table = _dml_table(op.text)
+                for row in rows:
+                    if isinstance(row, Mapping) and "documentId" in row and table is not None:
+                        written.append((table, str(row["documentId"])))
+            else:
+                attempt.failing = (
+                    block.block_id,
+                    f"revision {op.document_id} version {op.version} of {op.table_name}",
+                )
+                report.documents_written += _replay_revision(executor, op)
+                report.revisions += 1
+        if block.mode == "statements" and block.revisions:
+            attempt.failing = (block.block_id, "mapping the documents its statements wrote")
+            unmapped = _map_statement_writes(executor, block.revisions, written)
+            report.documents_written += len(written)
+            if unmapped:
+                report.details.append(
+                    f"block {block.block_id}: no written document matches the revisions of "
+                    + ", ".join(unmapped)
+                )
+        attempt.failing = None
+
+
+# --- statements ---------------------------------------------------------------------------------
+
+
+def _rows(executor: Any, statement: str, *params: Any) -> list[Any]:
+    return list(executor.execute_statement(statement, *params))
+
+
+def _read_checkpoint(
+    executor: Any, ledger: str, strand_id: str
+) -> tuple[Checkpoint, str | None] | None:
+    rows = _rows(
+        executor,
+        f"SELECT * FROM {CHECKPOINT_TABLE} AS c WHERE c.strandId = ? AND c.ledger = ?",
+        strand_id,
+        ledger,
+    )
+    if not rows:
+        return None
+    doc = rows[0]
+    part = doc.get("part")
+    apply_id = doc.get("applyId")
+    return (
+        Checkpoint(
+            ledger=str(doc["ledger"]),
+            strand_id=str(doc["strandId"]),
+            sequence_no=int(doc["sequenceNo"]),
+            block_hash=bytes(doc["blockHash"]),
+            part=None if _is_null(part) else int(part),
+        ),
+        None if _is_null(apply_id) else str(apply_id),
+    )
+
+
+def _is_null(value: Any) -> bool:
+    from amazon.ion.simple_types import IonPyNull
+
+    return value is None or isinstance(value, IonPyNull)
+
+
+def _write_checkpoint(executor: Any, new: Checkpoint, apply_id: str, *, exists: bool) -> None:
+    doc = {
+        "ledger": new.ledger,
+        "strandId": new.strand_id,
+        "sequenceNo": new.sequence_no,
+        "part": new.part,
+        "blockHash": new.block_hash,
+        "applyId": apply_id,
+    }
+    if not exists:
+        executor.execute_statement(f"INSERT INTO {CHECKPOINT_TABLE} ?", doc)
+        return
+    executor.execute_statement(
+        f"UPDATE {CHECKPOINT_TABLE} AS c SET c.sequenceNo = ?, c.part = ?, c.blockHash = ?, "
+        "c.applyId = ? WHERE c.strandId = ? AND c.ledger = ?",
+        new.sequence_no,
+        new.part,
+        new.block_hash,
+        apply_id,
+        new.strand_id,
+        new.ledger,
+    )
+
+
+def _find_copy(executor: Any, table: str, source_id: str) -> tuple[str, Any] | None:
+    rows = _rows(
+        executor,
+        f"SELECT pid AS id, t AS doc FROM {quote(table)} AS t BY pid "
+        f"WHERE t.{quote(SOURCE_ID_FIELD)} = ?",
+        source_id,
+    )
+    if not rows:
+        return None
+    return str(rows[0]["id"]), rows[0]["doc"]
+
+
+def _replay_revision(executor: Any, op: RevisionOp) -> int:
+    """Make the copy of ``op``'s source document equal its revision; the documents written."""
+    table = quote(op.table_name)
+    found = _find_copy(executor, op.table_name, op.document_id)
+    if op.data is None:
+        if found is None:
+            return 0
+        executor.execute_statement(f"DELETE FROM {table} AS t BY pid WHERE pid = ?", found[0])
+        return 1
+    if not isinstance(op.data, Mapping):
+        raise ReplayError(op.document_id, f"revision data is not a struct ({type(op.data)})")
+    if found is None:
+        doc = _ion_copy(op.data)
+        # Every part an Ion value: pyqldb hashes an Ion parameter as it is, without converting.
+        doc[SOURCE_ID_FIELD] = _ion_copy(op.document_id)
+        executor.execute_statement(f"INSERT INTO {table} ?", doc)
+        return 1
+    pid, current = found
+    sets, removes = _difference(current, op.data)
+    if not sets and not removes:
+        return 0
+    if sets:
+        assignments = ", ".join(f"t.{quote(name)} = ?" for name, _ in sets)
+        executor.execute_statement(
+            f"UPDATE {table} AS t BY pid SET {assignments} WHERE pid = ?",
+            *(value for _, value in sets),
+            pid,
+        )
+    for name in removes:
+        executor.execute_statement(
+            f"UPDATE {table} AS t BY pid REMOVE t.{quote(name)} WHERE pid = ?", pid
+        )
+    return 1
+
+
+def _difference(current: Any, new: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The top-level fields to set and to remove to turn ``current`` into ``new`` (the internal
+    source-id field is kept)."""
+    old = current if isinstance(current, Mapping) else {}
+    sets = [
+        (str(k), v)
+        for k, v in new.items()
+        if k != SOURCE_ID_FIELD and (k not in old or fingerprint(old[k]) != fingerprint(v))
+    ]
+    removes = [str(k) for k in old if k != SOURCE_ID_FIELD and k not in new]
+    return sets, removes
+
+
+def _map_statement_writes(
+    executor: Any, revisions: Iterable[RevisionOp], written: Sequence[tuple[str, str]]
+) -> list[str]:
+    """Stamp the source id on the documents a block's statements wrote, matching each revision to
+    a written document of its table with equal data. Returns the revisions left unmatched."""
+    unmapped: list[str] = []
+    claimed: set[str] = set()
+    docs: dict[str, Any] = {}
+    for rev in revisions:
+        if rev.data is None:
+            continue  # a deletion: the copy is gone with its source id
+        copy = _find_copy(executor, rev.table_name, rev.document_id)
+        if copy is not None:
+            claimed.add(copy[0])
+            continue
+        want = fingerprint(rev.data)
+        match = None
+        for table, pid in written:
+            if table != rev.table_name or pid in claimed:
+                continue
+            if pid not in docs:
+                rows = _rows(
+                    executor, f"SELECT VALUE t FROM {quote(table)} AS t BY pid WHERE pid = ?", pid
+                )
+                docs[pid] = rows[0] if rows else None
+            doc = docs[pid]
+            if doc is not None and fingerprint(strip_source_id(doc)) == want:
+                match = pid
+                break
+        if match is None:
+            unmapped.append(f"{rev.document_id} v{rev.version}")
+            continue
+        claimed.add(match)
+        executor.execute_statement(
+            f"UPDATE {quote(rev.table_name)} AS t BY pid SET t.{quote(SOURCE_ID_FIELD)} = ? "
+            "WHERE pid = ?",
+            rev.document_id,
+            match,
+        )
+    return unmapped
+
+
+def _statement(text: str) -> Any:
+    from ledger.errors import ParseError
+    from ledger.parser import parse
+
+    try:
+        return parse(text).statement
+    except ParseError:
+        return None  # the destination itself will refuse it, with its own message
+
+
+def _created_table(text: str) -> str | None:
+    """The table a ``CREATE TABLE`` statement creates, else None."""
+    from ledger.nodes import CreateTable
+
+    st = _statement(text)
+    return st.table if isinstance(st, CreateTable) else None
+
+
+def _dml_table(text: str) -> str | None:
+    """The table an INSERT, UPDATE, DELETE or FROM statement writes, else None."""
+    from ledger.nodes import Delete, InsertMany, InsertValue, Update
+
+    st = _statement(text)
+    if isinstance(st, InsertMany | InsertValue):
+        return st.table
+    if isinstance(st, Update | Delete):
+        return st.source.table
+    return None
+
+
+def _has_source_index(indexes: Any) -> bool:
+    if not isinstance(indexes, list):
+        return False
+    for index in indexes:
+        expr = str(index.get("expr", "")) if isinstance(index, Mapping) else ""
+        if SOURCE_ID_FIELD in expr:
+            return True
+    return False
+
+
+def _show(cp: Checkpoint | None) -> str:
+    if cp is None:
+        return "none"
+    part = "" if cp.part is None else f" part {cp.part}"
+    return f"{cp.strand_id}/{cp.sequence_no}{part} ({cp.block_hash.hex()[:12]})"
