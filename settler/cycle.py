@@ -122,6 +122,7 @@ class _Cycle:
         page_size: int,
         allow_gaps_with_rejections: bool,
         faults: Faults | None,
+        check_content: bool = True,
     ) -> None:
         self.buffer = buffer
         self.destination = destination
@@ -134,6 +135,7 @@ class _Cycle:
         self.page_size = max(1, page_size)
         self.allow_gaps = allow_gaps_with_rejections
         self.fault = faults or (lambda step: None)
+        self.check_content = check_content
         self.report = SettleReport()
 
     # --- per strand -------------------------------------------------------------------------------
@@ -337,7 +339,7 @@ class _Cycle:
             if not early:
                 self._hold(st, rest)
 
-        result = verify_block(block, pos)
+        result = verify_block(block, pos, check_content=self.check_content)
         if not result.ok:
             self._quarantine(st, block, result.failure or "verification failed")
         plan = plan_block(block, self.destination.limits)
@@ -492,7 +494,7 @@ class _Cycle:
                 f"{pos.block_hash.hex()}, but the buffered block's hash is "
                 f"{block.summary.block_hash.hex()}",
             )
-        result = verify_block(block, None)
+        result = verify_block(block, None, check_content=self.check_content)
         if not result.ok:
             self._quarantine(st, block, result.failure or "verification failed")
         plan = plan_block(block, self.destination.limits)
@@ -540,8 +542,11 @@ def settle(
     allow_gaps_with_rejections: bool = False,
     faults: Faults | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    check_content: bool = True,
 ) -> SettleReport:
     """Run one settle cycle as of ``now`` (see the module docstring) and report what it did.
+    ``check_content`` also checks that each revision's data and metadata hash to its revision
+    hash (``settler.verify``; the costliest check, about a millisecond per small revision).
 
     Raises ``LeaseHeld`` when another settler holds the lease, ``TransientError`` when the
     buffer or destination cannot be reached (nothing is lost: run it again)."""
@@ -562,6 +567,7 @@ def settle(
             page_size=page_size,
             allow_gaps_with_rejections=allow_gaps_with_rejections,
             faults=fault,
+            check_content=check_content,
         )
         for ledger, strand_id in buffer.strands():
             cycle.strand(ledger, strand_id)

@@ -41,7 +41,8 @@ Classifier = Callable[[str], str]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
     """How one block is replayed: ``replays`` (the whole block, or its parts in order), or the
-    reason it cannot be (``quarantine``)."""
+    reason it cannot be (``quarantine``). ``documents`` and ``bytes`` are what it needs of one
+    destination transaction (``bytes`` measured only when the destination limits bytes)."""
 
     block_id: str
     mode: Literal["statements", "revisions"] | None
@@ -89,6 +90,10 @@ def statement_kinds(block: BufferedBlock, classifier: Classifier | None = None) 
 
 def _size(data: Any) -> int:
     return OP_OVERHEAD_BYTES + (0 if data is None else len(simpleion.dumps(data, binary=True)))
+
+
+def _no_size(data: Any) -> int:
+    return OP_OVERHEAD_BYTES
 
 
 def _revision_ops(block: BufferedBlock) -> list[RevisionOp]:
@@ -145,6 +150,8 @@ def plan_block(
     table_names = _table_names(block)
     doc_cap = None if limits.documents is None else limits.documents - CHECKPOINT_DOCUMENTS
     byte_cap = limits.bytes
+    # Serializing revisions to measure them is costly: only when the destination limits bytes.
+    size_of = _no_size if byte_cap is None else _size
 
     if not force_revisions and all(kind in STATEMENT_MODE_KINDS for _, kind in replayed):
         ops = tuple(
@@ -152,7 +159,7 @@ def plan_block(
         )
         documents = max(len(revision_ops), len(s.documents))
         size = sum(OP_OVERHEAD_BYTES + len(op.text.encode()) for op in ops) + sum(
-            _size(op.data) for op in revision_ops
+            size_of(op.data) for op in revision_ops
         )
         if (doc_cap is None or documents <= doc_cap) and (byte_cap is None or size <= byte_cap):
             replay = BlockReplay(
@@ -189,7 +196,7 @@ def plan_block(
     part_docs, part_bytes = 0, sum(OP_OVERHEAD_BYTES + len(op.text.encode()) for op in ddl)
     total_bytes = part_bytes
     for op in revision_ops:
-        size = _size(op.data)
+        size = size_of(op.data)
         total_bytes += size
         if byte_cap is not None and size > byte_cap:
             return Plan.refused(
