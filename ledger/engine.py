@@ -371,6 +371,15 @@ class Transaction:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def has_statements(self) -> bool:
+        """Whether a statement ran (a transaction without any commits an empty block)."""
+        return bool(self._statements)
+
+    def created_tables(self) -> set[str]:
+        """Names of the tables this transaction created (and did not drop again)."""
+        return {t.name for t in self._tables.values() if t.status == "ACTIVE"}
+
     # -- table and index views (committed state merged with this transaction's DDL)
 
     def _table(self, conn: sqlite3.Connection, name: str, statement: str) -> _TableState:

@@ -1,0 +1,389 @@
+"""``EmbeddedDestination``: the ``Destination`` port over an embedded ledger file (``ledger``).
+
+One ``apply`` is one SQLite transaction (``EmbeddedLedger.atomic``) holding, in this order: the
+compare-and-set of the checkpoint, one ledger transaction (so one block of the replica's own
+journal) per replayed block or part, the source-to-destination document id map, and the new
+checkpoint. Anything failing rolls all of it back.
+
+Where things live: the checkpoint, the id map and the source ids of tables are plain SQLite tables
+(``settle_*``) in the ledger's file, not ledger tables, so they never appear among the replica's
+documents, in ``export`` or in ``verify``.
+
+Replay (DESIGN.md rule 7):
+
+- ``statements`` mode runs each ``StatementOp`` as the source ran it. ``UNDROP TABLE "id"`` and
+  ``DROP INDEX "id" ON T`` name source ids; they are translated through the ids recorded for the
+  source table (learnt from ``BlockReplay.table_names`` while the table was in use) or, for an
+  index, the table's only index (QLDB never streams index ids, so nothing better is known). Then
+  each of the block's revisions is matched to the document its statements wrote (same table,
+  equal Ion hash) and the map records it; a revision the statements did not reproduce is a
+  ``ReplayError`` (the replica would diverge).
+- ``revisions`` mode makes the mapped copy equal each revision: ``INSERT INTO T ?`` (the data as an
+  Ion parameter), ``UPDATE T AS t BY pid SET t."f" = ? ... REMOVE t."g" WHERE pid = ?`` or
+  ``DELETE FROM T AS t BY pid WHERE pid = ?``; a missing table is created first.
+
+The embedded ledger is not bound by QLDB's transaction limits (``limits = Limits()``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
+from journal.errors import CheckpointMismatch, ReplayError
+from ledger import EmbeddedLedger, LedgerError, StatementError
+from ledger.engine import Transaction
+from ledger.hashing import ion_hash
+from ledger.nodes import CreateTable, DropIndex, UndropTable
+from ledger.parser import parse
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settle_checkpoint (
+    ledger TEXT NOT NULL, strand_id TEXT NOT NULL, sequence_no INTEGER NOT NULL,
+    part INTEGER, block_hash BLOB NOT NULL, PRIMARY KEY (ledger, strand_id));
+CREATE TABLE IF NOT EXISTS settle_id_map (
+    ledger TEXT NOT NULL, source_id TEXT NOT NULL, table_name TEXT NOT NULL,
+    dest_id TEXT NOT NULL, PRIMARY KEY (ledger, source_id));
+CREATE INDEX IF NOT EXISTS settle_id_map_dest ON settle_id_map (dest_id);
+CREATE TABLE IF NOT EXISTS settle_table_ids (
+    ledger TEXT NOT NULL, source_id TEXT NOT NULL, dest_id TEXT NOT NULL,
+    PRIMARY KEY (ledger, source_id));
+"""
+INTERNAL_TABLES = ("settle_checkpoint", "settle_id_map", "settle_table_ids")
+
+
+def quote(name: str) -> str:
+    """A PartiQL quoted identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _same(a: Any, b: Any) -> bool:
+    return ion_hash(a) == ion_hash(b)
+
+
+class EmbeddedDestination:
+    """The replica in an embedded ledger file (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        ledger_name: str = "replica",
+        clock: Callable[[], datetime] | None = None,
+        id_seed: int | str | None = None,
+    ) -> None:
+        self.limits = Limits()
+        self._ledger = EmbeddedLedger(
+            path, ledger_name=ledger_name, enforce_limits=False, clock=clock, id_seed=id_seed
+        )
+        conn = self._ledger._connection()
+        conn.executescript(_SCHEMA)
+
+    @property
+    def ledger(self) -> EmbeddedLedger:
+        """The embedded ledger holding the replica (for query, export and verify)."""
+        return self._ledger
+
+    # --- the port --------------------------------------------------------------------------------
+
+    def checkpoint(self, ledger: str, strand_id: str) -> Checkpoint | None:
+        return _read_checkpoint(self._ledger._connection(), ledger, strand_id)
+
+    def apply(self, blocks: Sequence[BlockReplay], expected: Checkpoint | None) -> ApplyReport:
+        if not blocks:
+            raise ValueError("apply needs at least one block")
+        last = blocks[-1]
+        ledger, strand = last.ledger, last.address.strand_id
+        if any((b.ledger, b.address.strand_id) != (ledger, strand) for b in blocks):
+            raise ValueError("apply takes blocks of one strand")
+        report = ApplyReport()
+        with self._ledger.atomic() as conn:
+            current = _read_checkpoint(conn, ledger, strand)
+            if current != expected:
+                raise CheckpointMismatch(
+                    f"checkpoint of {ledger}/{strand} is {_describe(current)}, not the expected "
+                    f"{_describe(expected)}: nothing applied"
+                )
+            for block in blocks:
+                try:
+                    self._apply_block(conn, block, report)
+                except LedgerError as exc:
+                    raise ReplayError(block.block_id, str(exc)) from None
+            new = last.checkpoint()
+            conn.execute(
+                "INSERT INTO settle_checkpoint (ledger, strand_id, sequence_no, part, block_hash) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ledger, strand_id) DO UPDATE SET "
+                "sequence_no = excluded.sequence_no, part = excluded.part, "
+                "block_hash = excluded.block_hash",
+                (ledger, strand, new.sequence_no, new.part, new.block_hash),
+            )
+        return report
+
+    def close(self) -> None:
+        self._ledger.close()
+
+    # --- reading the replica ---------------------------------------------------------------------
+
+    def source_ids(self) -> dict[str, str]:
+        """Destination document id -> source document id, for the documents replayed from a
+        known source document."""
+        conn = self._ledger._connection()
+        return {d: s for s, d in conn.execute("SELECT source_id, dest_id FROM settle_id_map")}
+
+    def documents(self) -> Iterator[tuple[str, str, Any]]:
+        """``(table, destination id, data)`` of the replica's current documents."""
+        return self._ledger.documents()
+
+    # --- replay ----------------------------------------------------------------------------------
+
+    def _apply_block(
+        self, conn: sqlite3.Connection, block: BlockReplay, report: ApplyReport
+    ) -> None:
+        self._learn_table_ids(conn, block)
+        tx = self._ledger.begin()
+        try:
+            if block.mode == "statements":
+                for op in block.ops:
+                    if isinstance(op, StatementOp):
+                        self._statement(conn, tx, block, op)
+                        report.statements += 1
+                    else:
+                        report.documents_written += self._revision(conn, tx, block, op)
+                        report.revisions += 1
+                report.documents_written += self._map_statement_writes(conn, tx, block)
+            else:
+                for op in block.ops:
+                    if isinstance(op, RevisionOp):
+                        report.documents_written += self._revision(conn, tx, block, op)
+                        report.revisions += 1
+                    else:
+                        self._statement(conn, tx, block, op)
+                        report.statements += 1
+            if tx.has_statements:
+                tx.commit()
+            else:
+                tx.abort()
+        finally:
+            if not tx.closed:
+                tx.abort()
+
+    def _learn_table_ids(self, conn: sqlite3.Connection, block: BlockReplay) -> None:
+        """Record which destination table each source table id of the block is."""
+        for source_id, name in block.table_names:
+            known = conn.execute(
+                "SELECT 1 FROM settle_table_ids WHERE ledger = ? AND source_id = ?",
+                (block.ledger, source_id),
+            ).fetchone()
+            if known is not None:
+                continue
+            dest = conn.execute(
+                "SELECT table_id FROM ledger_tables WHERE name = ? AND status = 'ACTIVE'", (name,)
+            ).fetchone()
+            if dest is not None:
+                conn.execute(
+                    "INSERT INTO settle_table_ids (ledger, source_id, dest_id) VALUES (?, ?, ?)",
+                    (block.ledger, source_id, dest[0]),
+                )
+
+    def _statement(
+        self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay, op: StatementOp
+    ) -> None:
+        text = op.text
+        try:
+            statement = parse(text).statement
+        except StatementError:
+            statement = None  # executing it reports the parse error
+        if isinstance(statement, UndropTable):
+            dest = self._dest_table_id(conn, block.ledger, statement.table_id)
+            text = f"UNDROP TABLE {quote(dest)}"
+        elif isinstance(statement, DropIndex):
+            dest = self._dest_index_id(statement.table, statement.index_id)
+            text = f"DROP INDEX {quote(dest)} ON {quote(statement.table)} WITH (purge = true)"
+        tx.execute(text)
+        if isinstance(statement, CreateTable):
+            log.debug("replayed CREATE TABLE %s of block %s", statement.table, block.block_id)
+
+    def _dest_table_id(self, conn: sqlite3.Connection, ledger: str, source_id: str) -> str:
+        row = conn.execute(
+            "SELECT dest_id FROM settle_table_ids WHERE ledger = ? AND source_id = ?",
+            (ledger, source_id),
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        if any(i == source_id for _, i, _ in self._ledger.tables()):
+            return source_id  # the replica shares the source's ids (a copy of the same file)
+        raise StatementError(
+            f'UNDROP TABLE "{source_id}"',
+            f"the source table id {source_id} was never seen with a table name, so the table "
+            "it names in the replica is unknown",
+        )
+
+    def _dest_index_id(self, table: str, source_id: str) -> str:
+        indexes = self._ledger.indexes(table)
+        ids = [i for _, i in indexes]
+        if source_id in ids:
+            return source_id
+        if len(ids) == 1:
+            log.warning(
+                "DROP INDEX %s ON %s: QLDB never streams index ids; dropping the table's only "
+                "index %s (on %s)", source_id, table, ids[0], indexes[0][0],
+            )  # fmt: skip
+            return ids[0]
+        raise StatementError(
+            f'DROP INDEX "{source_id}" ON {table}',
+            f"the source index id is unknown to the replica and table {table} has "
+            f"{len(ids)} indexes, so which one it names cannot be told",
+        )
+
+    def _ensure_table(self, tx: Transaction, name: str) -> None:
+        active = any(n == name and s == "ACTIVE" for n, _, s in self._ledger.tables())
+        if not active and name not in tx.created_tables():
+            tx.execute(f"CREATE TABLE {quote(name)}")
+
+    def _revision(
+        self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay, op: RevisionOp
+    ) -> int:
+        row = conn.execute(
+            "SELECT dest_id FROM settle_id_map WHERE ledger = ? AND source_id = ?",
+            (block.ledger, op.document_id),
+        ).fetchone()
+        dest = None if row is None else str(row[0])
+        table = quote(op.table_name)
+        if op.data is None:
+            if dest is None:
+                return 0
+            tx.execute(f"DELETE FROM {table} AS t BY pid WHERE pid = ?", dest)
+            conn.execute(
+                "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?",
+                (block.ledger, op.document_id),
+            )
+            return 1
+        if not isinstance(op.data, Mapping):
+            raise StatementError(
+                f"revision {op.document_id} v{op.version}",
+                f"its data is not a struct ({type(op.data).__name__})",
+            )
+        self._ensure_table(tx, op.table_name)
+        if dest is not None:
+            current = tx.execute(f"SELECT VALUE t FROM {table} AS t BY pid WHERE pid = ?", dest)
+            if current:
+                self._replace(tx, table, dest, current[0], op.data)
+                return 1
+        [inserted] = tx.execute(f"INSERT INTO {table} ?", op.data)
+        self._map(conn, block.ledger, op.document_id, op.table_name, str(inserted["documentId"]))
+        return 1
+
+    def _replace(
+        self, tx: Transaction, table: str, dest: str, current: Any, new: Mapping[str, Any]
+    ) -> None:
+        sets = [(str(k), v) for k, v in new.items() if k not in current or not _same(current[k], v)]
+        removes = [str(k) for k in current if k not in new]
+        clauses = []
+        if sets:
+            clauses.append("SET " + ", ".join(f"t.{quote(k)} = ?" for k, _ in sets))
+        clauses += [f"REMOVE t.{quote(k)}" for k in removes]
+        if not clauses:
+            # The same content: QLDB still made a revision, so the replica makes one too.
+            clauses = [f"REMOVE t.{quote('qldb_settle_absent')}"]
+        tx.execute(
+            f"UPDATE {table} AS t BY pid {' '.join(clauses)} WHERE pid = ?",
+            *(v for _, v in sets),
+            dest,
+        )
+
+    def _map(
+        self, conn: sqlite3.Connection, ledger: str, source_id: str, table: str, dest_id: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO settle_id_map (ledger, source_id, table_name, dest_id) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (ledger, source_id) DO UPDATE SET "
+            "table_name = excluded.table_name, dest_id = excluded.dest_id",
+            (ledger, source_id, table, dest_id),
+        )
+
+    def _map_statement_writes(
+        self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay
+    ) -> int:
+        """Match the block's revisions to the documents its statements wrote; record the map."""
+        if not block.revisions:
+            return len(tx.written())
+        written = tx.written()
+        by_dest = {dest: (table, data) for table, dest, data in written}
+        claimed: set[str] = set()
+        for rev in block.revisions:
+            row = conn.execute(
+                "SELECT dest_id FROM settle_id_map WHERE ledger = ? AND source_id = ?",
+                (block.ledger, rev.document_id),
+            ).fetchone()
+            if row is not None:
+                dest = str(row[0])
+                claimed.add(dest)
+                if rev.data is None:
+                    if dest in by_dest and by_dest[dest][1] is not None:
+                        raise StatementError(
+                            f"revision {rev.document_id} v{rev.version}",
+                            "the source deleted the document, the replayed statements did not",
+                        )
+                    conn.execute(
+                        "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?",
+                        (block.ledger, rev.document_id),
+                    )
+                    continue
+                got = by_dest.get(dest)
+                if got is None or got[1] is None or not _same(got[1], rev.data):
+                    raise StatementError(
+                        f"revision {rev.document_id} v{rev.version}",
+                        f"the replayed statements did not reproduce it in the replica's copy "
+                        f"{dest} (the replica would diverge)",
+                    )
+                continue
+            if rev.data is None:
+                continue  # deleted in the source, never copied here
+            match = next(
+                (
+                    dest
+                    for table, dest, data in written
+                    if table == rev.table_name
+                    and dest not in claimed
+                    and data is not None
+                    and _same(data, rev.data)
+                ),
+                None,
+            )
+            if match is None:
+                raise StatementError(
+                    f"revision {rev.document_id} v{rev.version}",
+                    f"no document written by the replayed statements in {rev.table_name} equals "
+                    "it (the replica would diverge)",
+                )
+            claimed.add(match)
+            self._map(conn, block.ledger, rev.document_id, rev.table_name, match)
+        return len(written)
+
+
+def _read_checkpoint(conn: sqlite3.Connection, ledger: str, strand_id: str) -> Checkpoint | None:
+    row = conn.execute(
+        "SELECT sequence_no, part, block_hash FROM settle_checkpoint "
+        "WHERE ledger = ? AND strand_id = ?",
+        (ledger, strand_id),
+    ).fetchone()
+    if row is None:
+        return None
+    return Checkpoint(
+        ledger=ledger, strand_id=strand_id, sequence_no=int(row[0]),
+        block_hash=bytes(row[2]), part=None if row[1] is None else int(row[1]),
+    )  # fmt: skip
+
+
+def _describe(c: Checkpoint | None) -> str:
+    if c is None:
+        return "none"
+    part = "" if c.part is None else f" part {c.part}"
+    return f"{c.strand_id}/{c.sequence_no}{part} ({c.block_hash.hex()[:12]})"
