@@ -3,8 +3,7 @@ replica and the same buffer marks as a cycle never killed, and applies no block 
 
 The crash is an exception raised by the cycle's fault hook at the named step (``STEPS``), the
 n-th time it is reached; "applied" is the instant between the destination's commit and the
-buffer's marks. Buffers are real SQLite files; destinations are the in-memory fake
-(``destination.memory``) and, when it exists, the embedded ledger.
+buffer's marks. Buffers are real SQLite files; the replica is an embedded ledger file.
 """
 
 from __future__ import annotations
@@ -15,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from settler_blocks import Built, Chain, Rev, put
+import pytest
+from settler_blocks import Built, Chain, Rev, ion, put
 
 from buffer.sqlite import SqliteBuffer
 from destination.memory import MemoryDestination
 from destination.port import Limits
+from journal.canonical import fingerprint
 from settler.cycle import STEPS, settle
 
 WINDOW = 30.0
@@ -64,14 +65,38 @@ def _workload() -> list[Built]:
     return blocks
 
 
-def _memory() -> MemoryDestination:
-    return MemoryDestination(Limits(documents=3))
+def _destination(kind: str, tmp: Path) -> Any:
+    """A destination holding at most 3 documents per transaction, so a block is split in parts
+    (the embedded ledger itself has no limit: the test sets one)."""
+    if kind == "memory":
+        return MemoryDestination(Limits(documents=3))
+    from destination.embedded import EmbeddedDestination
+
+    dest = EmbeddedDestination(tmp / "replica.db", id_seed="replica")
+    dest.limits = Limits(documents=3)
+    return dest
 
 
-def _state(buffer: SqliteBuffer, dest: MemoryDestination) -> dict[str, Any]:
+def _documents(dest: Any) -> dict[tuple[str, str], str]:
+    """(table, source document id) -> fingerprint of the data (Ion types included)."""
+    if isinstance(dest, MemoryDestination):
+        return {k: fingerprint(v) for k, v in dest.documents().items()}
+    source = dest.source_ids()
+    return {(t, source.get(i, i)): fingerprint(data) for t, i, data in dest.documents()}
+
+
+def _transactions(dest: Any) -> list[Any]:
+    """What the destination committed, in order: a block applied twice shows up twice."""
+    if isinstance(dest, MemoryDestination):
+        return list(dest.applied)
+    return [b.statements for b in dest.ledger.blocks()]
+
+
+def _state(buffer: SqliteBuffer, dest: Any) -> dict[str, Any]:
     dump = buffer.dump()
     return {
-        "documents": dest.documents(),
+        "documents": _documents(dest),
+        "transactions": _transactions(dest),
         "checkpoint": [dest.checkpoint(ledger, strand) for ledger, strand in buffer.strands()],
         "blocks": {k: v["state"] for k, v in dump["blocks"].items()},
         "gaps": [(g["first"], g["last"]) for g in dump["gaps"]],
@@ -89,12 +114,12 @@ def _filled(tmp: Path, blocks: list[Built]) -> Path:
 
 
 def _run(
-    tmp: Path, filled: Path, blocks: list[Built], faults: Callable[[str], None] | None
-) -> tuple[SqliteBuffer, MemoryDestination]:
+    kind: str, tmp: Path, filled: Path, blocks: list[Built], faults: Callable[[str], None] | None
+) -> tuple[SqliteBuffer, Any]:
     tmp.mkdir(exist_ok=True)
     shutil.copyfile(filled, tmp / "buffer.db")
     buffer = SqliteBuffer(tmp / "buffer.db")
-    dest = _memory()
+    dest = _destination(kind, tmp)
     now = blocks[-1].commit
     for _ in range(2):  # the first cycle may be killed; the second must finish the work
         try:
@@ -107,23 +132,33 @@ def _run(
     return buffer, dest
 
 
-def _reference(tmp: Path, filled: Path, blocks: list[Built]) -> tuple[dict[str, Any], Counter[str]]:
+def _reference(
+    kind: str, tmp: Path, filled: Path, blocks: list[Built]
+) -> tuple[dict[str, Any], Counter[str]]:
     reached: Counter[str] = Counter()
-    buffer, dest = _run(tmp, filled, blocks, lambda step: reached.update([step]))
+    buffer, dest = _run(kind, tmp, filled, blocks, lambda step: reached.update([step]))
     state = _state(buffer, dest)
-    assert len(dest.applied) == len(set(dest.applied))
     buffer.close()
+    dest.close()
     return state, reached
 
 
-def test_a_cycle_killed_at_any_step_and_run_again_gives_the_same_replica(tmp_path: Path) -> None:
+# The in-memory fake passes this too (run it with "memory"); the embedded replica is the one
+# the issue asks about, and each run of the matrix costs seconds.
+@pytest.mark.parametrize("kind", ["embedded"])
+def test_a_cycle_killed_at_any_step_and_run_again_gives_the_same_replica(
+    tmp_path: Path, kind: str
+) -> None:
     blocks = _workload()
     filled = _filled(tmp_path, blocks)
-    expected, reached = _reference(tmp_path / "reference", filled, blocks)
+    expected, reached = _reference(kind, tmp_path / "reference", filled, blocks)
     assert set(reached) >= set(STEPS) - {"quarantined"}
     assert expected["documents"] == {
-        ("Person", _doc(1)): {"n": 1, "m": 7},
-        **{("Person", _doc(n)): {"n": n} for n in [*range(10, 15), *range(20, 24)]},
+        ("Person", _doc(1)): fingerprint(ion({"n": 1, "m": 7})),
+        **{
+            ("Person", _doc(n)): fingerprint(ion({"n": n}))
+            for n in [*range(10, 15), *range(20, 24)]
+        },
     }
     cases = [(step, n) for step in STEPS for n in range(1, reached[step] + 1)]
     assert len(cases) > 30
@@ -138,8 +173,8 @@ def test_a_cycle_killed_at_any_step_and_run_again_gives_the_same_replica(tmp_pat
                 if seen == n:
                     raise Crash(f"killed at {step} #{n}")
 
-        buffer, dest = _run(tmp, filled, blocks, crash)
+        buffer, dest = _run(kind, tmp, filled, blocks, crash)
         assert seen >= n, (step, n)
-        assert _state(buffer, dest) == expected, (step, n)
-        assert len(dest.applied) == len(set(dest.applied)), f"applied twice after {step} #{n}"
+        assert _state(buffer, dest) == expected, f"killed at {step} #{n}"
         buffer.close()
+        dest.close()
