@@ -18,7 +18,7 @@ import aws_cdk as cdk
 import cdk_nag
 
 from infra import nag
-from infra.config import Config
+from infra.config import FEATURE_FLAGS, Config
 from infra.packaging import PROJECT_ROOT, build_code, layer_folders, missing_layers
 from infra.stacks import LedgersStack, ServiceStack, StreamingStack
 
@@ -43,7 +43,7 @@ class QldbSettleApp:
     ) -> None:
         """``code_dir``: already built code folders (``infra.packaging.build_code``); None
         builds them into ``build/lambda``. ``context`` is added to cdk.json's / the CLI's."""
-        ctx: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
+        ctx: dict[str, Any] = {"aws:cdk:bundling-stacks": [], **FEATURE_FLAGS}
         ctx.update(context or {})
         self.app = cdk.App(context=ctx, outdir=outdir)
         self.config = Config.from_context(self.app.node.try_get_context)
@@ -118,9 +118,11 @@ class QldbSettleApp:
         return self.app.synth()
 
 
-def main() -> int:
+def main(*, outdir: str | None = None, context: Mapping[str, Any] | None = None) -> int:
+    """Synthesize the app. The CDK CLI passes the output folder and the context through the
+    environment (``CDK_OUTDIR``, ``CDK_CONTEXT_JSON``); the arguments are for callers in-process."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = QldbSettleApp()
+    app = QldbSettleApp(outdir=outdir, context=context)
     app.synth()
     if app.layers_missing:
         print(f"warning: {LAYERS_MISSING}", file=sys.stderr)

@@ -236,6 +236,12 @@ CONTEXT: tuple[ContextKey, ...] = (
 
 DEFAULTS: dict[str, Scalar] = {k.name: k.default for k in CONTEXT}
 
+# CDK feature flags the app sets (in cdk.json and in code, so `python -m infra.app` agrees).
+FEATURE_FLAGS: dict[str, Any] = {
+    # Server access logs delivered under a bucket policy, not the legacy LogDeliveryWrite ACL.
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
+}
+
 _NAME = re.compile(r"^[a-z][a-z0-9-]{2,19}$")
 _LEDGER = re.compile(r"^(?!^.*--)(?!^[0-9]+$)(?!^-)(?!.*-$)^[A-Za-z0-9-]{1,32}$")
 _STARTING = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
@@ -426,6 +432,7 @@ def cdk_json() -> dict[str, Any]:
     for key in CONTEXT:
         context[f"// {key.name}"] = f"{key.meaning} (default {json.dumps(key.default)})"
         context[key.name] = key.default
+    context.update(FEATURE_FLAGS)
     return {
         "app": ".venv/bin/python -m infra.app",
         "watch": {"include": ["infra/**"], "exclude": ["build/**", "cdk.out/**"]},

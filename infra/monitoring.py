@@ -47,17 +47,20 @@ class Monitoring(Construct):
         self._settler_service = settler_service
 
         lag_ms = lag_alarm_seconds * 1000
-        iterator_age = cw.Metric(
-            namespace="AWS/Lambda",
-            metric_name="IteratorAge",
-            dimensions_map={"FunctionName": ingest_function.function_name},
-            statistic="Maximum",
-            period=PERIOD,
-            label="iterator age max",
-        )
-        dlq_depth = failure_queue.metric_approximate_number_of_messages_visible(
-            statistic="Maximum", period=PERIOD, label="failed ranges waiting"
-        )
+
+        def iterator_age(period: Duration) -> cw.Metric:
+            return cw.Metric(
+                namespace="AWS/Lambda",
+                metric_name="IteratorAge",
+                dimensions_map={"FunctionName": ingest_function.function_name},
+                statistic="Maximum",
+                period=period,
+            )
+
+        def dlq_depth(period: Duration) -> cw.Metric:
+            return failure_queue.metric_approximate_number_of_messages_visible(
+                statistic="Maximum", period=period
+            )
 
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=dashboard_name)
         self.dashboard.add_widgets(
@@ -131,7 +134,7 @@ class Monitoring(Construct):
             ),
             cw.GraphWidget(
                 title="Ingest iterator age (ms)",
-                left=[iterator_age],
+                left=[iterator_age(PERIOD)],
                 left_annotations=[
                     cw.HorizontalAnnotation(
                         value=iterator_age_alarm_seconds * 1000, label="iterator age alarm"
@@ -181,7 +184,7 @@ class Monitoring(Construct):
             ),
             cw.GraphWidget(
                 title="Failed ranges queue (DLQ depth): run qldb-settle redrive",
-                left=[dlq_depth],
+                left=[dlq_depth(PERIOD)],
                 width=6,
             ),
         )
@@ -246,7 +249,7 @@ class Monitoring(Construct):
             ),
             alarm(
                 "IteratorAge",
-                iterator_age.with_(period=ALARM_PERIOD),
+                iterator_age(ALARM_PERIOD),
                 iterator_age_alarm_seconds * 1000,
                 f"The ingest function is more than {iterator_age_alarm_seconds}s behind the "
                 "stream.",
@@ -256,7 +259,7 @@ class Monitoring(Construct):
             ),
             alarm(
                 "FailedRanges",
-                dlq_depth.with_(period=ALARM_PERIOD),
+                dlq_depth(ALARM_PERIOD),
                 1,
                 "Stream ranges failed ingest and wait in the on-failure queue: run "
                 "`qldb-settle redrive --queue URL` before the stream's retention drops them.",

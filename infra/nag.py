@@ -29,9 +29,31 @@ def ack(construct: IConstruct, rule: str, reason: str) -> None:
     Validations.of(construct).acknowledge(Acknowledgment(id=f"{NAG}{rule}", reason=reason))
 
 
+def ack_cfn(construct: IConstruct, rule: str, reason: str) -> None:
+    """Acknowledge one finding of CDK's own template validation (cfn-lint rules)."""
+    Validations.of(construct).acknowledge(
+        Acknowledgment(id=f"CloudFormation-Validate::{rule}", reason=reason)
+    )
+
+
+QLDB_SHUT_DOWN = (
+    "QLDB resources are opt-in (deployLedgers, deployJournalStream, default off) for accounts "
+    "that can still create them; the settling service itself deploys without them."
+)
+
+
 def suppress(app: QldbSettleApp) -> None:
     """Every acknowledgement the app needs, with its reason."""
+    if app.ledgers is not None:
+        ack_cfn(app.ledgers.ledgers.source, "E3710", QLDB_SHUT_DOWN)
+        ack_cfn(app.ledgers.ledgers.destination, "E3710", QLDB_SHUT_DOWN)
     if app.streaming is not None:
+        ack_cfn(
+            app.streaming,
+            "W7001",
+            "CDK's Firehose construct always adds its CIDR-block mapping (used only by "
+            "destinations in a VPC); the S3 destination does not reference it.",
+        )
         journal = app.streaming.journal
         firehose_role = journal.delivery.node.find_child("S3 Destination Role")
         reason = GRANT_FROM_CDK.format(
@@ -62,6 +84,7 @@ def suppress(app: QldbSettleApp) -> None:
             "the same key encrypts the S3 backup.",
         )
         if journal.journal_stream is not None:
+            ack_cfn(journal.journal_stream, "E3710", QLDB_SHUT_DOWN)
             role = journal.node.find_child("JournalStreamRole")
             reason = GRANT_FROM_CDK.format(what="write on the stream to QLDB", scope="stream's key")
             for rule in ("IAM5[Action::kms:ReEncrypt*]", "IAM5[Action::kms:GenerateDataKey*]"):

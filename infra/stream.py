@@ -56,7 +56,6 @@ class JournalStream(Construct):
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -109,3 +108,8 @@ class JournalStream(Construct):
                 ),
             )
             self.journal_stream.node.add_dependency(role)
+            # cfn-lint's frozen schema of the shut-down AWS::QLDB::Stream also refuses a GetAtt
+            # in KinesisConfiguration.StreamArn (E1010), which CloudFormation accepted.
+            self.journal_stream.add_metadata(
+                "cfn-lint", {"config": {"ignore_checks": ["E3710", "E1010"]}}
+            )
