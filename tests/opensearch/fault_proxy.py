@@ -1,0 +1,206 @@
+"""A small fault-injecting HTTP proxy (stdlib only, loopback) to put in front of osmem-server.
+
+osmem-server cannot answer 429/503 or drop a connection on demand, so tests point the buffer at
+this proxy and arm faults: each fault matches requests (method and a path substring), lets the
+first ``skip`` matching requests through, then acts on the next ``times`` ones:
+
+- an HTTP status (``"429"``, ``"503"``, ``"403"``...): answer it without forwarding (the server
+  never sees the request);
+- ``"drop"``: close the connection without forwarding (the request is lost);
+- ``"lose-answer"``: forward the request, then close the connection without answering (the server
+  applied it, the client does not know).
+
+``log`` lists every request with what happened to it, so a test can show its faults were hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+Action = str  # an HTTP status such as "429", or "drop", or "lose-answer"
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "host", "upgrade"}
+
+
+@dataclass(slots=True)
+class Fault:
+    action: Action
+    path: str = ""
+    method: str | None = None
+    skip: int = 0
+    times: int = 1
+    seen: int = 0
+    fired: int = 0
+
+    def take(self, method: str, path: str) -> bool:
+        if self.path not in path or (self.method is not None and method != self.method):
+            return False
+        self.seen += 1
+        if self.seen <= self.skip or self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass(slots=True)
+class Entry:
+    method: str
+    path: str
+    outcome: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(slots=True)
+class FaultProxy:
+    upstream: str
+    faults: list[Fault] = field(default_factory=list)
+    log: list[Entry] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def arm(
+        self,
+        action: Action,
+        *,
+        path: str = "",
+        method: str | None = None,
+        skip: int = 0,
+        times: int = 1,
+    ) -> Fault:
+        fault = Fault(action=action, path=path, method=method, skip=skip, times=times)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def outcomes(self, outcome: str) -> list[Entry]:
+        with self._lock:
+            return [e for e in self.log if e.outcome == outcome]
+
+    def _decide(self, method: str, path: str) -> str:
+        with self._lock:
+            for fault in self.faults:
+                if fault.take(method, path):
+                    return fault.action
+        return "forward"
+
+    def _record(
+        self,
+        method: str,
+        path: str,
+        outcome: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        with self._lock:
+            self.log.append(Entry(method, path, outcome, dict(headers or {}), body or b""))
+
+    def start(self) -> FaultProxy:
+        upstream = urlsplit(self.upstream)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            _conn: http.client.HTTPConnection | None = None
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                action = proxy._decide(self.command, self.path)
+                seen = dict(self.headers.items())
+                if action.isdigit():
+                    proxy._record(self.command, self.path, action, seen, body)
+                    payload = (
+                        b'{"error":{"type":"injected_fault","reason":"fault proxy"},"status":'
+                        + action.encode()
+                        + b"}"
+                    )
+                    self.send_response(int(action))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if action == "drop":
+                    proxy._record(self.command, self.path, "drop", seen, body)
+                    self._hang_up()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                status, reason, answer_headers, data = self._forward(body, headers)
+                if action == "lose-answer":
+                    proxy._record(self.command, self.path, f"lose-answer:{status}", seen, body)
+                    self._hang_up()
+                    return
+                proxy._record(self.command, self.path, f"forward:{status}", seen, body)
+                self.send_response(status, reason)
+                for k, v in answer_headers:
+                    if k.lower() not in _HOP and k.lower() != "content-length":
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _forward(
+                self, body: bytes | None, headers: dict[str, str]
+            ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+                for attempt in range(2):
+                    if self._conn is None:
+                        self._conn = http.client.HTTPConnection(
+                            upstream.hostname or "127.0.0.1", upstream.port, timeout=60
+                        )
+                    try:
+                        self._conn.request(self.command, self.path, body=body, headers=headers)
+                        answer = self._conn.getresponse()
+                        data = answer.read()
+                        return answer.status, answer.reason, answer.getheaders(), data
+                    except (http.client.HTTPException, OSError):
+                        self._conn.close()
+                        self._conn = None
+                        if attempt:
+                            raise
+                raise AssertionError("unreachable")
+
+            def _hang_up(self) -> None:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="fault-proxy", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
