@@ -50,7 +50,13 @@ from destination.port import (
     StatementOp,
 )
 from journal.canonical import fingerprint
-from journal.errors import CheckpointMismatch, ConfigError, ReplayError, TransientError
+from journal.errors import (
+    CheckpointMismatch,
+    ConfigError,
+    ReplayError,
+    SettleError,
+    TransientError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +139,7 @@ class _Attempt:
     report: ApplyReport = field(default_factory=ApplyReport)
     failing: tuple[str, str] | None = None  # (block id, what was running)
     already_applied: bool = False
+    created: list[str] = field(default_factory=list)  # tables created (with their index)
 
 
 class QldbDestination:
@@ -239,17 +246,19 @@ class QldbDestination:
             attempt.failing = None
             return attempt
 
-        try:
-            done: _Attempt = self._run(transaction, "applying blocks", attempts=attempts)
-        except CheckpointMismatch:
-            raise
+        done: _Attempt = self._run(
+            transaction, "applying blocks", attempts=attempts, block=blocks[0].block_id
+        )
+        # The run that committed is the last one that replayed the operations.
+        ran = [a for a in attempts if not a.already_applied]
+        committed = ran[-1] if ran else _Attempt()
+        if self._tables is not None:
+            self._tables.update(dict.fromkeys(committed.created, True))
         if done.already_applied:
-            # The report of the run that committed: the last run that replayed the operations.
-            ran = [a for a in attempts if not a.already_applied]
-            report = ran[-1].report if ran else ApplyReport()
-            report.details.append("the commit's answer was lost; the retry found it applied")
-            return report
-        return done.report
+            committed.report.details.append(
+                "the commit's answer was lost; the retry found it applied"
+            )
+        return committed.report
 
     def close(self) -> None:
         self._driver.close()
@@ -260,9 +269,15 @@ class QldbDestination:
         """The active user tables of the replica, internal ones left out."""
         return sorted(t for t in self._load_tables() if t not in INTERNAL_TABLES)
 
-    def documents(self) -> Iterator[QldbDocument]:
-        """Current documents of the replica, sorted by table then destination id, without the
-        internal tables and the internal source-id field."""
+    def documents(self) -> Iterator[tuple[str, str, Any]]:
+        """``(table, destination id, data)`` of the replica's current documents, like
+        ``EmbeddedLedger.documents``, sorted by table then id, without the internal tables and
+        the internal source-id field."""
+        for doc in self.copies():
+            yield doc.table, doc.id, doc.data
+
+    def copies(self) -> Iterator[QldbDocument]:
+        """The replica's current documents with the source id each is the copy of."""
         for table in self.tables():
 
             def read(executor: Any, table: str = table) -> list[Any]:
@@ -290,59 +305,56 @@ class QldbDestination:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _run(self, fn: Any, what: str, *, attempts: list[_Attempt] | None = None) -> Any:
-        """``execute_lambda`` with pyqldb's and botocore's errors turned into the project's."""
+    def _run(
+        self,
+        fn: Any,
+        what: str,
+        *,
+        attempts: list[_Attempt] | None = None,
+        block: str | None = None,
+    ) -> Any:
+        """``execute_lambda`` with pyqldb's and botocore's errors turned into the project's:
+        QLDB refusing a statement is a ``ReplayError`` of the block it belongs to (``block``, or
+        the one the failing attempt was replaying), any other failure a ``TransientError``."""
         from botocore.exceptions import BotoCoreError, ClientError
         from pyqldb.errors import IllegalStateError
 
         try:
             return self._driver.execute_lambda(fn)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            message = exc.response.get("Error", {}).get("Message", str(exc))
+            self._tables = None  # a lost answer may or may not have created tables
+            error = exc.response.get("Error", {})
+            code, message = error.get("Code", ""), error.get("Message", str(exc))
             failing = attempts[-1].failing if attempts else None
             if code == "BadRequestException" and failing is not None:
-                block, op = failing
-                raise ReplayError(block, f"{op}: QLDB refused it: {message}") from None
+                raise ReplayError(failing[0], f"{failing[1]}: QLDB refused it: {message}") from None
             if code in ("BadRequestException", "LimitExceededException"):
-                raise ReplayError("(none)", f"{what}: {code}: {message}") from None
+                if block is not None:
+                    raise ReplayError(block, f"{what}: QLDB refused it: {message}") from None
+                raise SettleError(f"QLDB ledger {self.ledger_name}: {what}: {message}") from None
             raise TransientError(
                 f"QLDB ledger {self.ledger_name} at {self._where()}: {what}: {code}: {message}"
             ) from None
         except (BotoCoreError, IllegalStateError) as exc:
+            self._tables = None
             raise TransientError(
                 f"QLDB ledger {self.ledger_name} at {self._where()}: {what}: {exc}"
             ) from None
+        except BaseException:
+            self._tables = None
+            raise
 
     def _where(self) -> str:
         return self.endpoint or f"the AWS endpoint of {self.region}"
 
-    def _load_tables(self, refresh: bool = False) -> dict[str, bool]:
-        if self._tables is None or refresh:
-
-            def read(executor: Any) -> list[Any]:
-                return list(
-                    executor.execute_statement(
-                        "SELECT name, indexes FROM information_schema.user_tables "
-                        "WHERE status = 'ACTIVE'"
-                    )
-                )
-
-            rows = self._run(read, "listing tables")
-            self._tables = {str(r["name"]): _has_source_index(r.get("indexes")) for r in rows}
+    def _load_tables(self) -> dict[str, bool]:
+        if self._tables is None:
+            self._tables = self._run(_list_tables, "listing tables")
         return self._tables
 
     def _ensure_internal(self) -> None:
-        tables = self._load_tables()
-        if CHECKPOINT_TABLE in tables:
-            return
-
-        def create(executor: Any) -> None:
-            executor.execute_statement(f"CREATE TABLE {CHECKPOINT_TABLE}")
-            executor.execute_statement(f"CREATE INDEX ON {CHECKPOINT_TABLE} (strandId)")
-
-        self._run(create, f"creating {CHECKPOINT_TABLE}")
-        tables[CHECKPOINT_TABLE] = False
+        if CHECKPOINT_TABLE not in self._load_tables():
+            self._setup([])
 
     def _ensure_tables(self, blocks: Sequence[BlockReplay]) -> None:
         """Give every table the blocks write by revision the source-id index; create a table
@@ -361,24 +373,33 @@ class QldbDestination:
                 if rev.table_name not in created_here and rev.table_name not in needed:
                     needed.append(rev.table_name)
         tables = self._load_tables()
-        missing = [t for t in needed if t not in tables]
-        unindexed = [t for t in needed if t in tables and not tables[t]]
-        if not missing and not unindexed:
-            return
-        for name in missing:
-            logger.warning("table %s is not in the replica: creating it", name)
+        if any(not tables.get(t, False) for t in needed):
+            self._setup(needed, block=blocks[0].block_id)
 
-        def create(executor: Any) -> None:
-            for name in missing:
-                executor.execute_statement(f"CREATE TABLE {quote(name)}")
-            for name in missing + unindexed:
-                executor.execute_statement(
-                    f"CREATE INDEX ON {quote(name)} ({quote(SOURCE_ID_FIELD)})"
-                )
+    def _setup(self, needed: list[str], block: str | None = None) -> None:
+        """Create the internal table, and the ``needed`` tables and their source-id index where
+        missing. Idempotent: it looks inside its own transaction, so a retry (or a rerun after a
+        lost answer) creates nothing twice."""
 
-        self._run(create, "creating tables and indexes")
-        for name in missing + unindexed:
-            tables[name] = True
+        def create(executor: Any) -> dict[str, bool]:
+            tables = _list_tables(executor)
+            if CHECKPOINT_TABLE not in tables:
+                executor.execute_statement(f"CREATE TABLE {CHECKPOINT_TABLE}")
+                executor.execute_statement(f"CREATE INDEX ON {CHECKPOINT_TABLE} (strandId)")
+                tables[CHECKPOINT_TABLE] = False
+            for name in needed:
+                if name not in tables:
+                    logger.warning("table %s is not in the replica: creating it", name)
+                    executor.execute_statement(f"CREATE TABLE {quote(name)}")
+                if not tables.get(name, False):
+                    executor.execute_statement(
+                        f"CREATE INDEX ON {quote(name)} ({quote(SOURCE_ID_FIELD)})"
+                    )
+                    tables[name] = True
+            return tables
+
+        self._tables = None
+        self._tables = self._run(create, "creating tables and indexes", block=block)
 
     def _apply_block(self, executor: Any, block: BlockReplay, attempt: _Attempt) -> None:
         report = attempt.report
@@ -393,8 +414,7 @@ class QldbDestination:
                     executor.execute_statement(
                         f"CREATE INDEX ON {quote(created)} ({quote(SOURCE_ID_FIELD)})"
                     )
-                    if self._tables is not None:
-                        self._tables[created] = True
+                    attempt.created.append(created)
                 table = _dml_table(op.text)
                 for row in rows:
                     if isinstance(row, Mapping) and "documentId" in row and table is not None:
@@ -419,6 +439,15 @@ class QldbDestination:
 
 
 # --- statements ---------------------------------------------------------------------------------
+
+
+def _list_tables(executor: Any) -> dict[str, bool]:
+    """Active user tables: name -> whether it has the source-id index."""
+    rows = _rows(
+        executor,
+        "SELECT name, indexes FROM information_schema.user_tables WHERE status = 'ACTIVE'",
+    )
+    return {str(r["name"]): _has_source_index(r.get("indexes")) for r in rows}
 
 
 def _rows(executor: Any, statement: str, *params: Any) -> list[Any]:

@@ -47,6 +47,7 @@ class LossyProxy(ThreadingHTTPServer):
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self._drops = 0
+        self._nth: int | None = None
         self.dropped = 0
         self._lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -61,11 +62,22 @@ class LossyProxy(ThreadingHTTPServer):
         with self._lock:
             self._drops = n
 
+    def drop_nth_commit_answer(self, n: int) -> None:
+        """Lose the answer to the n-th commit from now (1: the next one), and only that one."""
+        with self._lock:
+            self._nth = n
+
     def take_drop(self) -> bool:
         with self._lock:
-            if self._drops <= 0:
+            if self._nth is not None:
+                self._nth -= 1
+                if self._nth > 0:
+                    return False
+                self._nth = None
+            elif self._drops <= 0:
                 return False
-            self._drops -= 1
+            else:
+                self._drops -= 1
             self.dropped += 1
             return True
 

@@ -71,7 +71,7 @@ def dest(served: Served, ledger_name: str) -> Iterator[QldbDestination]:
 
 
 def contents(d: QldbDestination) -> dict[tuple[str, str | None], str]:
-    return {(doc.table, doc.source_id): fingerprint(doc.data) for doc in d.documents()}
+    return {(doc.table, doc.source_id): fingerprint(doc.data) for doc in d.copies()}
 
 
 def journal_blocks(served: Served, name: str) -> list[list[str]]:
@@ -96,7 +96,7 @@ def test_checkpoint_compare_and_set(dest: QldbDestination) -> None:
     b1 = block(1, (rev("DocA000000000000000001", 0, {"VIN": "1"}),))
     with pytest.raises(CheckpointMismatch):
         dest.apply([b1], None)
-    assert list(dest.documents()) == []
+    assert list(dest.copies()) == []
     assert dest.checkpoint(LEDGER, STRAND) == b0.checkpoint()
     dest.apply([b1], b0.checkpoint())
     assert dest.checkpoint(LEDGER, STRAND) == b1.checkpoint()
@@ -118,7 +118,7 @@ def test_revisions_replay_as_ion_values_and_keep_the_destination_id(
         1, (rev("DocA000000000000000001", 0, first), rev("DocB000000000000000002", 0, {"VIN": "2"}))
     )
     dest.apply([b0, b1], None)
-    before = {d.source_id: d for d in dest.documents()}
+    before = {d.source_id: d for d in dest.copies()}
     assert fingerprint(before["DocA000000000000000001"].data) == fingerprint(first)
     assert before["DocA000000000000000001"].data["price"] == Decimal("9.90")
     b2 = block(
@@ -126,7 +126,7 @@ def test_revisions_replay_as_ion_values_and_keep_the_destination_id(
     )
     report = dest.apply([b2], b1.checkpoint())
     assert (report.revisions, report.documents_written) == (2, 2)
-    after = {d.source_id: d for d in dest.documents()}
+    after = {d.source_id: d for d in dest.copies()}
     assert set(after) == {"DocA000000000000000001"}
     assert after["DocA000000000000000001"].id == before["DocA000000000000000001"].id
     assert fingerprint(after["DocA000000000000000001"].data) == fingerprint(second)
@@ -152,13 +152,13 @@ def test_a_statement_block_maps_the_documents_it_wrote(dest: QldbDestination) ->
         revisions=(rev("DocP000000000000000001", 0, data, table="Person"),),
     )
     dest.apply([b0], None)
-    (doc,) = dest.documents()
+    (doc,) = dest.copies()
     assert (doc.table, doc.source_id) == ("Person", "DocP000000000000000001")
     # A later block replayed from revisions finds that copy.
     changed = {"GovId": "P626-168-229-765", "FirstName": "Raúl"}
     b1 = block(1, (rev("DocP000000000000000001", 1, changed, table="Person"),))
     dest.apply([b1], b0.checkpoint())
-    (again,) = dest.documents()
+    (again,) = dest.copies()
     assert again.id == doc.id
     assert again.data["FirstName"] == "Raúl"
 
@@ -172,7 +172,7 @@ def test_a_failing_operation_applies_nothing(dest: QldbDestination) -> None:
         dest.apply([good, bad], b0.checkpoint())
     assert err.value.block == bad.block_id
     assert "NoSuchTable" in err.value.reason
-    assert list(dest.documents()) == []
+    assert list(dest.copies()) == []
     assert dest.checkpoint(LEDGER, STRAND) == b0.checkpoint()
 
 
@@ -189,7 +189,7 @@ def test_parts_move_a_part_checkpoint(dest: QldbDestination) -> None:
     dest.apply([p1], mid)
     end = dest.checkpoint(LEDGER, STRAND)
     assert end is not None and (end.sequence_no, end.part) == (1, None)
-    assert len(list(dest.documents())) == 45
+    assert len(list(dest.copies())) == 45
 
 
 def test_a_lost_commit_answer_never_applies_twice(served: Served, ledger_name: str) -> None:
@@ -205,7 +205,7 @@ def test_a_lost_commit_answer_never_applies_twice(served: Served, ledger_name: s
         assert report.revisions == 1
         assert any("answer was lost" in line for line in report.details)
         assert d.checkpoint(LEDGER, STRAND) == b1.checkpoint()
-        assert [doc.source_id for doc in d.documents()] == ["DocA000000000000000001"]
+        assert [doc.source_id for doc in d.copies()] == ["DocA000000000000000001"]
     finally:
         d.close()
         proxy.stop()
