@@ -165,15 +165,17 @@ def concerned_block(record: StreamRecord) -> str | None:
 def conflict_rejection(
     *, record_id: str, fingerprint: str, raw: bytes, origin: str, arrived_at: datetime | None
 ) -> Rejection:
-    """The rejection kept for a conflicting copy. Its reason depends on that copy alone, so the
-    set of rejections does not depend on the order the copies came in."""
+    """The rejection kept for a conflicting copy. Its reason depends on that copy's content alone
+    (its id, ``Rejection.rejection_id``, leaves the bytes out), so the set of rejections does not
+    depend on the order the copies came in; of several copies of one conflicting content, the
+    earliest ``copy_key`` is kept, as for duplicates."""
     return Rejection(
         origin=origin,
         raw=raw,
         kind=CONFLICT,
         reason=(
             f"conflicting copy of {record_id}: same id, different content "
-            f"(this copy's fingerprint {fingerprint[:16]}); the first copy is kept"
+            f"(this copy's fingerprint {fingerprint}); the first copy is kept"
         ),
         arrived_at=arrived_at,
         record_id=record_id,

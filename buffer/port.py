@@ -17,7 +17,8 @@ checks each of them against every adapter):
 - ``put`` is idempotent and order-insensitive: any permutation of the same records, any
   repetition and any split into calls leaves the same state (``dump`` is equal).
 - Rejected input is kept with its raw bytes and reason and listed by ``rejected``, deduplicated by
-  ``Rejection.rejection_id`` (raw bytes, kind, reason), until an operator acknowledges it.
+  ``Rejection.rejection_id`` (raw bytes, kind, reason; for a conflict, the record id and the
+  content, whichever stream carried it), until an operator acknowledges it.
 - ``pending`` returns blocks of one strand in commit order (``sequenceNo``) strictly after a
   sequence number, with the revisions buffered for them; its cost grows with ``limit``, not with
   what is buffered behind it.
@@ -86,8 +87,10 @@ class Rejection:
 
 
 def rejection_id(raw: bytes, kind: str, reason: str) -> str:
-    """24 hex digits of SHA-256 over (kind, reason, SHA-256 of the raw bytes)."""
-    digest = hashlib.sha256(raw).digest()
+    """24 hex digits of SHA-256 over (kind, reason, SHA-256 of the raw bytes). A conflict's reason
+    names the record id and the copy's content fingerprint, and its id leaves the bytes out: the
+    same conflicting content is one rejection whichever stream (ARN) carried it."""
+    digest = b"" if kind == "conflict" else hashlib.sha256(raw).digest()
     return hashlib.sha256(f"{kind}\n{reason}\n".encode() + digest).hexdigest()[:24]
 
 

@@ -428,6 +428,7 @@ class SqliteBuffer:
             self._insert_summary(cur, item, summary, "pending")
             batch.deltas["statements"] += len(summary.statements) - n_statements
             self._keep_rejection(cur, batch, displaced, summary.block_id)
+            self._forget_conflict(cur, batch, self._conflict_of(item, summary.block_id))
 
     @staticmethod
     def _conflict_of(item: Incoming, record_id: str) -> Rejection:
@@ -574,6 +575,7 @@ class SqliteBuffer:
             self._insert_revision(cur, item, rev, False)
             self._seen(cur, rev.ledger, rev.address.strand_id, rev.address.sequence_no, False)
             self._keep_rejection(cur, batch, displaced, stored_block)
+            self._forget_conflict(cur, batch, self._conflict_of(item, rev.record_id))
 
     @staticmethod
     def _insert_revision(
@@ -662,6 +664,7 @@ class SqliteBuffer:
                 arrived_at=c.opt_from_us(arrived_us),
             )
             self._keep_rejection(cur, batch, displaced, None)
+            self._forget_conflict(cur, batch, self._conflict_of(item, control.record_id))
         if outcome in ("duplicate-earlier", "conflict-earlier"):
             cur.execute(
                 "UPDATE control SET control_type = ?, fingerprint = ?, raw = ?, arn = ?, "
@@ -674,7 +677,7 @@ class SqliteBuffer:
     ) -> None:
         rid = rejection.rejection_id
         row = cur.execute(
-            "SELECT arrived_us, origin FROM rejected WHERE rejection_id = ?", (rid,)
+            "SELECT arrived_us, origin, raw_sha256 FROM rejected WHERE rejection_id = ?", (rid,)
         ).fetchone()
         arrived = c.opt_us(rejection.arrived_at)
         if row is None:
@@ -695,11 +698,20 @@ class SqliteBuffer:
             )
             batch.deltas["conflicts" if rejection.kind == c.CONFLICT else "rejected"] += 1
             return
-        if _arrival_key(arrived, rejection.origin) < _arrival_key(row[0], row[1]):
+        raw_sha = c.sha256_hex(rejection.raw) or ""
+        if _arrival_key(arrived, rejection.origin, raw_sha) < _arrival_key(row[0], row[1], row[2]):
             cur.execute(
-                "UPDATE rejected SET origin = ?, arrived_us = ? WHERE rejection_id = ?",
-                (rejection.origin, arrived, rid),
+                "UPDATE rejected SET origin = ?, arrived_us = ?, raw = ?, raw_sha256 = ? "
+                "WHERE rejection_id = ?",
+                (rejection.origin, arrived, rejection.raw, raw_sha, rid),
             )
+
+    @staticmethod
+    def _forget_conflict(cur: sqlite3.Cursor, batch: _Batch, rejection: Rejection) -> None:
+        """The content of ``rejection`` is now the stored copy (it came first): its other copies,
+        kept as conflicts while a later copy was stored, are duplicates now."""
+        cur.execute("DELETE FROM rejected WHERE rejection_id = ?", (rejection.rejection_id,))
+        batch.deltas["conflicts"] -= cur.rowcount
 
     @staticmethod
     def _flush(cur: sqlite3.Cursor, batch: _Batch) -> None:
@@ -1235,8 +1247,8 @@ def _provenance(origin: str, arrived_us: int | None, raw: bytes, arn: str) -> di
     }
 
 
-def _arrival_key(arrived_us: int | None, origin: str) -> tuple[int, int, str]:
-    return (1, 0, origin) if arrived_us is None else (0, arrived_us, origin)
+def _arrival_key(arrived_us: int | None, origin: str, raw_sha: str) -> tuple[int, int, str, str]:
+    return (1, 0, origin, raw_sha) if arrived_us is None else (0, arrived_us, origin, raw_sha)
 
 
 def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
