@@ -127,6 +127,12 @@ class BufferDomain(Construct):
             ],
         }
 
+    def allow_principal(self, role_arn: str) -> None:
+        """Name another role in the domain's resource policy (an operator's role of another
+        stack or account, whose own identity policy must allow ``es:ESHttp*`` as well)."""
+        self._principals.append(role_arn)
+        self._cfn.access_policies = self._access_policy()
+
     def grant_http(self, role: iam.IRole) -> None:
         """Let ``role`` (and no one else not named here) call the domain's HTTP API."""
         self._principals.append(role.role_arn)

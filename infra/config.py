@@ -141,6 +141,12 @@ CONTEXT: tuple[ContextKey, ...] = (
         meaning="OpenSearch index prefix (QLDB_SETTLE_INDEX_PREFIX of both functions)",
     ),
     ContextKey(
+        name="operatorRoleArns",
+        default="",
+        meaning="comma-separated IAM role ARNs also allowed to call the buffer domain (for "
+        "qldb-settle status, blocks, resolve, redrive); empty: only the two function roles",
+    ),
+    ContextKey(
         name="openSearchVersion",
         default="2.19",
         meaning="OpenSearch engine version of the buffer domain",
@@ -273,6 +279,7 @@ class Config:
     ingest_memory_mb: int
     ingest_timeout_seconds: int
     index_prefix: str
+    operator_role_arns: str
     open_search_version: str
     open_search_instance_type: str
     open_search_data_nodes: int
@@ -311,6 +318,10 @@ class Config:
     def creates_stream(self) -> bool:
         return not self.existing_stream_arn
 
+    @property
+    def operator_roles(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.operator_role_arns.split(",") if a.strip())
+
     def check(self) -> None:
         """Cross-field and range checks, each naming its context key."""
         _require(_NAME.match(self.service_name) is not None, "serviceName", self.service_name)
@@ -340,6 +351,8 @@ class Config:
                 "existingStreamKeyArn",
                 self.existing_stream_key_arn,
             )
+        for arn in self.operator_roles:
+            _require(arn.startswith("arn:") and ":role/" in arn, "operatorRoleArns", arn)
         _range("shardCount", self.shard_count, 1, 10000)
         _range("streamRetentionHours", self.stream_retention_hours, 24, 8760)
         _iso("journalStreamStartTime", self.journal_stream_start_time)

@@ -142,6 +142,8 @@ class ServiceStack(Stack):
         )
         self.buffer.grant_http(self.ingest.role)
         self.buffer.grant_http(self.settler.role)
+        for arn in config.operator_roles:
+            self.buffer.allow_principal(arn)
 
         self.monitoring = Monitoring(
             self,

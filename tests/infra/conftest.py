@@ -86,6 +86,7 @@ def qldb_app(synthesize: Callable[[Mapping[str, Any]], Synthesized]) -> Synthesi
 EXISTING_STREAM = "arn:aws:kinesis:eu-west-1:111122223333:stream/qldb-journal"
 EXISTING_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 ALARM_TOPIC = "arn:aws:sns:eu-west-1:111122223333:ops"
+OPERATOR_ROLE = "arn:aws:iam::111122223333:role/qldb-settle-operator"
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +98,7 @@ def existing_app(synthesize: Callable[[Mapping[str, Any]], Synthesized]) -> Synt
             "existingStreamKeyArn": EXISTING_KEY,
             "destinationPermissionsMode": "ALLOW_ALL",
             "alarmTopicArn": ALARM_TOPIC,
+            "operatorRoleArns": OPERATOR_ROLE,
             "startingPosition": "AT_TIMESTAMP",
             "startingPositionTimestamp": "2024-05-01T00:00:00Z",
         }

@@ -17,7 +17,13 @@ from constructs import IConstruct
 from infra.app import main
 from infra.config import CONTEXT, Config, render_cdk_json
 from journal.errors import ConfigError
-from tests.infra.conftest import ALARM_TOPIC, EXISTING_KEY, EXISTING_STREAM, Synthesized
+from tests.infra.conftest import (
+    ALARM_TOPIC,
+    EXISTING_KEY,
+    EXISTING_STREAM,
+    OPERATOR_ROLE,
+    Synthesized,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,6 +136,9 @@ def test_existing_stream_app(existing_app: Synthesized) -> None:
     assert not [s for s in statements if "qldb:PartiQLInsert" in json.dumps(s["Action"])]
     for alarm in existing_app.resources("Service", "AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"] == [ALARM_TOPIC]
+    (domain,) = existing_app.resources("Service", "AWS::OpenSearchService::Domain").values()
+    principals = domain["Properties"]["AccessPolicies"]["Statement"][0]["Principal"]["AWS"]
+    assert len(principals) == 3 and principals[2] == OPERATOR_ROLE
 
 
 @pytest.mark.parametrize("which", ["default_app", "qldb_app", "existing_app"])
