@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +140,9 @@ class _Attempt:
     failing: tuple[str, str] | None = None  # (block id, what was running)
     already_applied: bool = False
     created: list[str] = field(default_factory=list)  # tables created (with their index)
+    # Source table id -> replica table id, kept in the checkpoint document (no extra document).
+    table_ids: dict[str, str] = field(default_factory=dict)
+    user_tables: list[Any] | None = None  # information_schema.user_tables, read when needed
 
 
 class QldbDestination:
@@ -207,7 +210,7 @@ class QldbDestination:
 
         def read(executor: Any) -> Checkpoint | None:
             found = _read_checkpoint(executor, ledger, strand_id)
-            return found[0] if found else None
+            return found.checkpoint if found else None
 
         result: Checkpoint | None = self._run(read, "reading the checkpoint")
         return result
@@ -229,7 +232,9 @@ class QldbDestination:
             attempt = _Attempt()
             attempts.append(attempt)
             found = _read_checkpoint(executor, *key)
-            stored, stored_apply = found if found else (None, None)
+            stored = found.checkpoint if found else None
+            stored_apply = found.apply_id if found else None
+            attempt.table_ids = dict(found.table_ids) if found else {}
             if stored != expected:
                 if stored == new and stored_apply == apply_id:
                     # This apply's own commit landed and its answer was lost: nothing to redo.
@@ -242,7 +247,7 @@ class QldbDestination:
             for block in blocks:
                 self._apply_block(executor, block, attempt)
             attempt.failing = (last.block_id, "writing the checkpoint")
-            _write_checkpoint(executor, new, apply_id, exists=found is not None)
+            _write_checkpoint(executor, new, apply_id, attempt.table_ids, exists=found is not None)
             attempt.failing = None
             return attempt
 
@@ -404,11 +409,15 @@ class QldbDestination:
     def _apply_block(self, executor: Any, block: BlockReplay, attempt: _Attempt) -> None:
         report = attempt.report
         written: list[tuple[str, str]] = []  # (table, destination id) of statement writes
+        _learn_table_ids(executor, block, attempt)
         for op in block.ops:
             if isinstance(op, StatementOp):
                 attempt.failing = (block.block_id, f"statement {op.index} {op.text[:200]!r}")
-                rows = list(executor.execute_statement(op.text))
+                text = _translate(executor, block, attempt, op.text)
+                rows = list(executor.execute_statement(text))
                 report.statements += 1
+                if _is_ddl(text):
+                    attempt.user_tables = None
                 created = _created_table(op.text)
                 if created is not None:
                     executor.execute_statement(
@@ -426,15 +435,11 @@ class QldbDestination:
                 )
                 report.documents_written += _replay_revision(executor, op)
                 report.revisions += 1
-        if block.mode == "statements" and block.revisions:
+        if block.mode == "statements":
             attempt.failing = (block.block_id, "mapping the documents its statements wrote")
-            unmapped = _map_statement_writes(executor, block.revisions, written)
-            report.documents_written += len(written)
-            if unmapped:
-                report.details.append(
-                    f"block {block.block_id}: no written document matches the revisions of "
-                    + ", ".join(unmapped)
-                )
+            _map_statement_writes(executor, block, written)
+            report.documents_written += len({pid for _, pid in written})
+        _learn_table_ids(executor, block, attempt)
         attempt.failing = None
 
 
@@ -454,9 +459,14 @@ def _rows(executor: Any, statement: str, *params: Any) -> list[Any]:
     return list(executor.execute_statement(statement, *params))
 
 
-def _read_checkpoint(
-    executor: Any, ledger: str, strand_id: str
-) -> tuple[Checkpoint, str | None] | None:
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    checkpoint: Checkpoint
+    apply_id: str | None
+    table_ids: dict[str, str]
+
+
+def _read_checkpoint(executor: Any, ledger: str, strand_id: str) -> _Stored | None:
     rows = _rows(
         executor,
         f"SELECT * FROM {CHECKPOINT_TABLE} AS c WHERE c.strandId = ? AND c.ledger = ?",
@@ -468,15 +478,17 @@ def _read_checkpoint(
     doc = rows[0]
     part = doc.get("part")
     apply_id = doc.get("applyId")
-    return (
-        Checkpoint(
+    ids = doc.get("tableIds")
+    return _Stored(
+        checkpoint=Checkpoint(
             ledger=str(doc["ledger"]),
             strand_id=str(doc["strandId"]),
             sequence_no=int(doc["sequenceNo"]),
             block_hash=bytes(doc["blockHash"]),
             part=None if _is_null(part) else int(part),
         ),
-        None if _is_null(apply_id) else str(apply_id),
+        apply_id=None if _is_null(apply_id) else str(apply_id),
+        table_ids={str(k): str(v) for k, v in ids.items()} if isinstance(ids, Mapping) else {},
     )
 
 
@@ -486,25 +498,29 @@ def _is_null(value: Any) -> bool:
     return value is None or isinstance(value, IonPyNull)
 
 
-def _write_checkpoint(executor: Any, new: Checkpoint, apply_id: str, *, exists: bool) -> None:
-    doc = {
-        "ledger": new.ledger,
-        "strandId": new.strand_id,
-        "sequenceNo": new.sequence_no,
-        "part": new.part,
-        "blockHash": new.block_hash,
-        "applyId": apply_id,
-    }
+def _write_checkpoint(
+    executor: Any, new: Checkpoint, apply_id: str, table_ids: dict[str, str], *, exists: bool
+) -> None:
     if not exists:
+        doc = {
+            "ledger": new.ledger,
+            "strandId": new.strand_id,
+            "sequenceNo": new.sequence_no,
+            "part": new.part,
+            "blockHash": new.block_hash,
+            "applyId": apply_id,
+            "tableIds": table_ids,
+        }
         executor.execute_statement(f"INSERT INTO {CHECKPOINT_TABLE} ?", doc)
         return
     executor.execute_statement(
         f"UPDATE {CHECKPOINT_TABLE} AS c SET c.sequenceNo = ?, c.part = ?, c.blockHash = ?, "
-        "c.applyId = ? WHERE c.strandId = ? AND c.ledger = ?",
+        "c.applyId = ?, c.tableIds = ? WHERE c.strandId = ? AND c.ledger = ?",
         new.sequence_no,
         new.part,
         new.block_hash,
         apply_id,
+        table_ids,
         new.strand_id,
         new.ledger,
     )
@@ -570,21 +586,116 @@ def _difference(current: Any, new: Mapping[str, Any]) -> tuple[list[tuple[str, A
     return sets, removes
 
 
+def _user_tables(executor: Any, attempt: _Attempt) -> list[Any]:
+    if attempt.user_tables is None:
+        attempt.user_tables = _rows(
+            executor, "SELECT name, tableId, status, indexes FROM information_schema.user_tables"
+        )
+    return attempt.user_tables
+
+
+def _learn_table_ids(executor: Any, block: BlockReplay, attempt: _Attempt) -> None:
+    """Record which replica table each source table id of the block is (while it is active), so
+    that ``UNDROP TABLE "id"`` can be translated later."""
+    unknown = [(src, name) for src, name in block.table_names if src not in attempt.table_ids]
+    if not unknown:
+        return
+    active = {
+        str(t["name"]): str(t["tableId"])
+        for t in _user_tables(executor, attempt)
+        if str(t["status"]) == "ACTIVE"
+    }
+    for src, name in unknown:
+        if name in active:
+            attempt.table_ids[src] = active[name]
+
+
+def _translate(executor: Any, block: BlockReplay, attempt: _Attempt, text: str) -> str:
+    """A statement naming source table or index ids, with the replica's ids (DESIGN.md rule 7)."""
+    from ledger.nodes import DropIndex, UndropTable
+
+    st = _statement(text)
+    if isinstance(st, UndropTable):
+        dest = attempt.table_ids.get(st.table_id)
+        if dest is None:
+            if any(str(t["tableId"]) == st.table_id for t in _user_tables(executor, attempt)):
+                dest = st.table_id  # the replica shares the source's ids
+            else:
+                raise ReplayError(
+                    block.block_id,
+                    f"UNDROP TABLE {quote(st.table_id)}: the source table id was never seen with "
+                    "a table name, so the table it names in the replica is unknown",
+                )
+        return f"UNDROP TABLE {quote(dest)}"
+    if isinstance(st, DropIndex):
+        table = next(
+            (
+                t
+                for t in _user_tables(executor, attempt)
+                if str(t["name"]) == st.table and str(t["status"]) == "ACTIVE"
+            ),
+            None,
+        )
+        ids = [
+            (str(i["indexId"]), str(i["expr"]))
+            for i in (table["indexes"] if table is not None else [])
+            if SOURCE_ID_FIELD not in str(i["expr"])
+        ]
+        if st.index_id in [i for i, _ in ids]:
+            dest = st.index_id
+        elif len(ids) == 1:
+            logger.warning(
+                "DROP INDEX %s ON %s: QLDB never streams index ids; dropping the table's only "
+                "index %s (on %s)", st.index_id, st.table, ids[0][0], ids[0][1],
+            )  # fmt: skip
+            dest = ids[0][0]
+        else:
+            raise ReplayError(
+                block.block_id,
+                f"DROP INDEX {quote(st.index_id)} ON {st.table}: the source index id is unknown "
+                f"to the replica and the table has {len(ids)} indexes, so which one it names "
+                "cannot be told",
+            )
+        options = " WITH (purge = true)" if st.options else ""
+        return f"DROP INDEX {quote(dest)} ON {quote(st.table)}{options}"
+    return text
+
+
+def _is_ddl(text: str) -> bool:
+    from ledger.nodes import CreateIndex, CreateTable, DropIndex, DropTable, UndropTable
+
+    return isinstance(
+        _statement(text), CreateTable | CreateIndex | DropTable | DropIndex | UndropTable
+    )
+
+
 def _map_statement_writes(
-    executor: Any, revisions: Iterable[RevisionOp], written: Sequence[tuple[str, str]]
-) -> list[str]:
+    executor: Any, block: BlockReplay, written: Sequence[tuple[str, str]]
+) -> None:
     """Stamp the source id on the documents a block's statements wrote, matching each revision to
-    a written document of its table with equal data. Returns the revisions left unmatched."""
-    unmapped: list[str] = []
+    a written document of its table with equal data. A revision the statements did not reproduce
+    is a ``ReplayError``: the replica would diverge from the source."""
     claimed: set[str] = set()
     docs: dict[str, Any] = {}
-    for rev in revisions:
-        if rev.data is None:
-            continue  # a deletion: the copy is gone with its source id
+
+    def diverged(rev: RevisionOp, why: str) -> ReplayError:
+        return ReplayError(block.block_id, f"revision {rev.document_id} v{rev.version}: {why}")
+
+    for rev in block.revisions:
         copy = _find_copy(executor, rev.table_name, rev.document_id)
         if copy is not None:
             claimed.add(copy[0])
+            if rev.data is None:
+                raise diverged(rev, "the source deleted the document, the statements did not")
+            if fingerprint(strip_source_id(copy[1])) != fingerprint(rev.data):
+                raise diverged(
+                    rev,
+                    f"the replayed statements did not reproduce it in the replica's copy "
+                    f"{copy[0]} (the replica would diverge)",
+                )
             continue
+        if rev.data is None:
+            continue  # deleted in the source, never copied here
         want = fingerprint(rev.data)
         match = None
         for table, pid in written:
@@ -600,8 +711,11 @@ def _map_statement_writes(
                 match = pid
                 break
         if match is None:
-            unmapped.append(f"{rev.document_id} v{rev.version}")
-            continue
+            raise diverged(
+                rev,
+                f"no document written by the replayed statements in {rev.table_name} equals it "
+                "(the replica would diverge)",
+            )
         claimed.add(match)
         executor.execute_statement(
             f"UPDATE {quote(rev.table_name)} AS t BY pid SET t.{quote(SOURCE_ID_FIELD)} = ? "
@@ -609,7 +723,6 @@ def _map_statement_writes(
             rev.document_id,
             match,
         )
-    return unmapped
 
 
 def _statement(text: str) -> Any:

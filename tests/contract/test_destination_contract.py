@@ -52,7 +52,28 @@ def _embedded(tmp_path: Path) -> Target:
     return Target(dest, contents, table_size)
 
 
-DESTINATIONS: list[tuple[str, Callable[[Path], Target]]] = [("embedded", _embedded)]
+def _qldb(tmp_path: Path) -> Target:
+    """QldbDestination through pyqldb, against ``serve-qldb`` started as a real subprocess (one
+    per test process, a fresh ledger per test; tests/qldb/qldb_server.py)."""
+    from qldb.qldb_server import fresh_ledger_name, shared_served
+
+    from destination.qldb import QldbDestination
+
+    dest = QldbDestination(fresh_ledger_name("contract"), endpoint=shared_served().url)
+
+    def contents() -> dict[tuple[str, str], Any]:
+        return {(c.table, c.source_id or c.id): c.data for c in dest.copies()}
+
+    def table_size(table: str) -> int:
+        return sum(1 for t, _, _ in dest.documents() if t == table)
+
+    return Target(dest, contents, table_size)
+
+
+DESTINATIONS: list[tuple[str, Callable[[Path], Target]]] = [
+    ("embedded", _embedded),
+    ("qldb", _qldb),
+]
 
 
 @pytest.fixture(params=[pytest.param(f, id=n) for n, f in DESTINATIONS])
