@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,12 +81,15 @@ def run(args: argparse.Namespace) -> int:
         stats = buffer.stats(now)
         strands = list(buffer.strands())
         unresolved = buffer.unresolved_rejections()
+        window = timedelta(seconds=settings.window_seconds)
+        held = sum(1 for r in buffer.blocks("pending") if r.commit_time + window > now)
     finally:
         buffer.close()
     checkpoint, notes = read_checkpoints(settings, strands)
     report = status_report(
-        stats, now=now, checkpoint=checkpoint, unresolved_rejections=unresolved, notes=notes
-    )
+        stats, now=now, checkpoint=checkpoint, unresolved_rejections=unresolved, notes=notes,
+        held_by_window=held,
+    )  # fmt: skip
     if args.json:
         print_json(report)
     else:
@@ -108,9 +111,11 @@ def status_report(
     checkpoint: Any,
     unresolved_rejections: int,
     notes: Sequence[str] = (),
+    held_by_window: int | None = None,
 ) -> dict[str, Any]:
-    """The ``status --json`` object (DESIGN.md keys first, then ``gaps``,
-    ``unresolved_rejections``, ``oldest_pending_commit``, ``attention`` and ``notes``)."""
+    """The ``status --json`` object (DESIGN.md keys first, then ``gaps``, ``held_by_window``
+    (pending blocks younger than the settle window now), ``unresolved_rejections``,
+    ``oldest_pending_commit``, ``attention`` and ``notes``)."""
     from settler.report import distribution
 
     blocks = {state: int(stats.blocks.get(state, 0)) for state in _STATES}
@@ -140,6 +145,7 @@ def status_report(
         "ingest_delay_ms": {k: None if v is None else round(v) for k, v in delays.items()},
         "recommended_window_seconds": recommended_window_seconds(list(stats.ingest_delays_ms)),
         "gaps": stats.gaps,
+        "held_by_window": held_by_window,
         "unresolved_rejections": unresolved_rejections,
         "oldest_pending_commit": iso_ms(stats.oldest_pending_commit),
         "highest_sequence_seen": dict(stats.highest_sequence_seen),
@@ -209,6 +215,8 @@ def _print(report: Mapping[str, Any], settings: Settings) -> None:
         ", ".join(f"{c['strand']}/{c['sequence']}" for c in checkpoints) or "none",
     )
     figures.add_row("lag", "-" if report["lag_ms"] is None else f"{report['lag_ms']} ms")
+    if report.get("held_by_window") is not None:
+        figures.add_row("held by the window", str(report["held_by_window"]))
     figures.add_row("oldest pending commit", report["oldest_pending_commit"] or "-")
     d = report["ingest_delay_ms"]
     figures.add_row(
