@@ -263,3 +263,47 @@ def test_botocore_without_the_qldb_session_model_is_a_clear_error(tmp_path: Path
         check_botocore(newer)
     assert "qldb-session" in str(err.value)
     assert "botocore==1.40.60" in str(err.value)
+
+
+def test_ddl_naming_source_ids_is_translated(dest: QldbDestination) -> None:
+    source_table = "SrcTablePerson00000000"
+
+    def with_names(b: BlockReplay) -> BlockReplay:
+        return BlockReplay(
+            block_id=b.block_id, ledger=b.ledger, address=b.address, block_hash=b.block_hash,
+            mode=b.mode, ops=b.ops, table_names=((source_table, "Person"),),
+        )  # fmt: skip
+
+    ddl = [
+        ["CREATE TABLE Person", "CREATE INDEX ON Person (GovId)"],
+        None,  # a revision block: the replica learns which table the source id is
+        ["DROP TABLE Person"],
+        [f'UNDROP TABLE "{source_table}"'],
+        ['DROP INDEX "SrcIndexGovId000000000" ON Person WITH (purge = true)'],
+    ]
+    expected = None
+    for seq, texts in enumerate(ddl):
+        if texts is None:
+            b = with_names(
+                block(seq, (rev("DocP000000000000000001", 0, {"GovId": "X"}, "Person"),))
+            )
+        else:
+            ops = tuple(StatementOp(text=t, index=i) for i, t in enumerate(texts))
+            b = with_names(block(seq, ops, mode="statements"))
+        dest.apply([b], expected)
+        expected = b.checkpoint()
+    (doc,) = dest.copies()
+    assert (doc.table, doc.source_id) == ("Person", "DocP000000000000000001")
+    (person,) = dest.execute(
+        "SELECT name, status, indexes FROM information_schema.user_tables WHERE name = 'Person'"
+    )
+    assert person["status"] == "ACTIVE"
+    # GovId's index is gone; the replica's own source-id index stays.
+    assert [str(i["expr"]) for i in person["indexes"]] == [f"[{SOURCE_ID_FIELD}]"]
+    # An id the replica never saw is refused, naming the block.
+    unknown = block(
+        5, (StatementOp(text='UNDROP TABLE "NeverSeen0000000000000"', index=0),), mode="statements"
+    )
+    with pytest.raises(ReplayError) as err:
+        dest.apply([unknown], expected)
+    assert err.value.block == unknown.block_id and "never seen" in err.value.reason
