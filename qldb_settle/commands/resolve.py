@@ -9,7 +9,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from journal.errors import LeaseHeld
+from journal.errors import InputError, LeaseHeld
 from qldb_settle.output import (
     add_buffer,
     add_common_settings,
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from settler.operator import find_block, resolve
     from settler.report import checkpoint_json
 
-    now = parse_time(args.now) if args.now else datetime.now(UTC)
+    now = _time(args.now) if args.now else datetime.now(UTC)
     settings = settings_from(args)
     buffer = open_buffer(settings, opensearch_auth=args.opensearch_auth)
     try:
@@ -120,3 +120,10 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"  {done.detail}")
     return EXIT_OK
+
+
+def _time(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise InputError(f"--now must be an ISO 8601 instant, not {text!r}") from None

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--follow runs on the real clock with a live display: no --now, --json")
     if args.group_size < 1:
         raise InputError("--group-size must be at least 1")
-    now = parse_time(args.now) if args.now else None
+    now = _time(args.now) if args.now else None
     settings = settings_from(args)
     buffer = open_buffer(settings, opensearch_auth=args.opensearch_auth)
     try:
@@ -313,3 +313,10 @@ def _follow(
     except KeyboardInterrupt:
         pass
     return EXIT_ATTENTION if last is not None and last.needs_operator else EXIT_OK
+
+
+def _time(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise InputError(f"--now must be an ISO 8601 instant, not {text!r}") from None

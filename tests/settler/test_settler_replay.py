@@ -61,9 +61,11 @@ def test_the_real_aggregated_events_replay_through_revisions(tmp_path: Path, nam
     assert report.to_json()["replayed"] == {"blocks": 1, "statements": 0, "revisions": 1}
     assert report.to_json()["digests"] == {"verified": 0, "unverified": 3}
 
+    from ingest.decode import decode_file
+
     (revision,) = [
         i.record
-        for i in __import__("ingest.decode", fromlist=["decode_file"]).decode_file(fixture(name))
+        for i in decode_file(fixture(name))
         if isinstance(getattr(i, "record", None), RevisionDetails)
     ]
     ((table, dest_id, data),) = list(dest.documents())
