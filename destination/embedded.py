@@ -242,9 +242,11 @@ class EmbeddedDestination:
             f"{len(ids)} indexes, so which one it names cannot be told",
         )
 
-    def _ensure_table(self, tx: Transaction, name: str) -> None:
-        active = any(n == name and s == "ACTIVE" for n, _, s in self._ledger.tables())
-        if not active and name not in tx.created_tables():
+    def _ensure_table(self, conn: sqlite3.Connection, tx: Transaction, name: str) -> None:
+        active = conn.execute(
+            "SELECT 1 FROM ledger_tables WHERE name = ? AND status = 'ACTIVE'", (name,)
+        ).fetchone()
+        if active is None and name not in tx.created_tables():
             tx.execute(f"CREATE TABLE {quote(name)}")
 
     def _revision(
@@ -270,7 +272,7 @@ class EmbeddedDestination:
                 f"revision {op.document_id} v{op.version}",
                 f"its data is not a struct ({type(op.data).__name__})",
             )
-        self._ensure_table(tx, op.table_name)
+        self._ensure_table(conn, tx, op.table_name)
         if dest is not None:
             current = tx.execute(f"SELECT VALUE t FROM {table} AS t BY pid WHERE pid = ?", dest)
             if current:
@@ -311,55 +313,53 @@ class EmbeddedDestination:
     def _map_statement_writes(
         self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay
     ) -> int:
-        """Match the block's revisions to the documents its statements wrote; record the map."""
+        """Match the block's revisions to the documents its statements wrote (same table, equal
+        Ion hash); record the map. A revision the statements did not reproduce is an error."""
+        written = tx.written_hashes()
         if not block.revisions:
-            return len(tx.written())
-        written = tx.written()
-        by_dest = {dest: (table, data) for table, dest, data in written}
+            return len(written)
+        by_dest = {dest: (table, h) for table, dest, h in written}
         claimed: set[str] = set()
         for rev in block.revisions:
+            what = f"revision {rev.document_id} v{rev.version}"
             row = conn.execute(
                 "SELECT dest_id FROM settle_id_map WHERE ledger = ? AND source_id = ?",
                 (block.ledger, rev.document_id),
             ).fetchone()
+            want = None if rev.data is None else ion_hash(rev.data)
             if row is not None:
                 dest = str(row[0])
                 claimed.add(dest)
+                got = by_dest.get(dest)
                 if rev.data is None:
-                    if dest in by_dest and by_dest[dest][1] is not None:
+                    if got is not None and got[1] is not None:
                         raise StatementError(
-                            f"revision {rev.document_id} v{rev.version}",
-                            "the source deleted the document, the replayed statements did not",
+                            what, "the source deleted the document, the replayed statements did not"
                         )
                     conn.execute(
                         "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?",
                         (block.ledger, rev.document_id),
                     )
-                    continue
-                got = by_dest.get(dest)
-                if got is None or got[1] is None or not _same(got[1], rev.data):
+                elif got is None or got[1] != want:
                     raise StatementError(
-                        f"revision {rev.document_id} v{rev.version}",
+                        what,
                         f"the replayed statements did not reproduce it in the replica's copy "
                         f"{dest} (the replica would diverge)",
                     )
                 continue
-            if rev.data is None:
+            if want is None:
                 continue  # deleted in the source, never copied here
             match = next(
                 (
                     dest
-                    for table, dest, data in written
-                    if table == rev.table_name
-                    and dest not in claimed
-                    and data is not None
-                    and _same(data, rev.data)
+                    for table, dest, h in written
+                    if table == rev.table_name and dest not in claimed and h == want
                 ),
                 None,
             )
             if match is None:
                 raise StatementError(
-                    f"revision {rev.document_id} v{rev.version}",
+                    what,
                     f"no document written by the replayed statements in {rev.table_name} equals "
                     "it (the replica would diverge)",
                 )

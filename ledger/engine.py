@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -33,7 +34,8 @@ from decimal import Decimal
 from pathlib import Path as FsPath
 from typing import Any
 
-from amazon.ion.core import Timestamp, TimestampPrecision
+from amazon.ion.core import IonType, Timestamp, TimestampPrecision
+from amazon.ion.simple_types import IonPyDict, IonPyText
 
 from journal.hashes import HASH_SIZE, dot, merkle_root
 from ledger.classify import walk
@@ -57,7 +59,7 @@ from ledger.evaluate import (
     text_of,
     truth,
 )
-from ledger.hashing import as_ion, ion_hash, statement_digest
+from ledger.hashing import ion_hash, statement_digest
 from ledger.ion_binary import decode, encode
 from ledger.nodes import (
     MISSING,
@@ -118,7 +120,7 @@ CREATE TABLE IF NOT EXISTS ledger_index_entries (
 CREATE INDEX IF NOT EXISTS ledger_index_entries_doc ON ledger_index_entries (id);
 CREATE TABLE IF NOT EXISTS ledger_blocks (
     seq INTEGER PRIMARY KEY, tx_id TEXT NOT NULL, tx_ms INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
-    block_hash BLOB NOT NULL, ddl INTEGER NOT NULL, summary BLOB NOT NULL);
+    block_hash BLOB NOT NULL, ddl INTEGER NOT NULL, summary TEXT NOT NULL);
 """
 
 
@@ -182,21 +184,76 @@ def _struct(**fields: Any) -> dict[str, Any]:
     return dict(fields)
 
 
+def _result(**fields: str) -> Any:
+    """A DML or DDL result struct (``{documentId: "..."}``) as simpleion values."""
+    out = IonPyDict()
+    out.ion_annotations = ()
+    for k, v in fields.items():
+        text = IonPyText(v)
+        text.ion_type = IonType.STRING
+        text.ion_annotations = ()
+        out[k] = text
+    return out
+
+
 # --- the journal's blocks ------------------------------------------------------------------------
+
+
+def _transaction_info(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``transactionInfo`` struct of a block from its stored record."""
+    info: dict[str, Any] = {
+        "statements": [
+            {"statement": text, "startTime": ion_time(ms), "statementDigest": bytes.fromhex(d)}
+            for text, ms, d in record["statements"]
+        ]
+    }
+    if record["documents"]:
+        info["documents"] = {
+            doc_id: {"tableName": name, "tableId": table_id, "statements": list(statements)}
+            for doc_id, name, table_id, statements in record["documents"]
+        }
+    return info
+
+
+def _payload(
+    record: Mapping[str, Any], strand_id: str, info: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The BLOCK_SUMMARY payload (RECORDS.md field order) of a block from its stored record."""
+    payload: dict[str, Any] = {
+        "blockAddress": {"strandId": strand_id, "sequenceNo": int(record["seq"])},
+        "transactionId": record["tx"],
+        "blockTimestamp": ion_time(int(record["ts"])),
+        "blockHash": bytes.fromhex(record["hash"]),
+        "entriesHash": bytes.fromhex(record["entries_hash"]),
+        "previousBlockHash": bytes.fromhex(record["prev"]),
+        "entriesHashList": [bytes.fromhex(h) for h in record["entries"]],
+        "transactionInfo": info if info is not None else _transaction_info(record),
+    }
+    if record["summaries"]:
+        payload["revisionSummaries"] = [
+            {"hash": bytes.fromhex(h)} if d is None else {"hash": bytes.fromhex(h), "documentId": d}
+            for h, d in record["summaries"]
+        ]
+    return payload
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Revision:
-    """A user document revision committed in a block (``data`` None: a deletion)."""
+    """A user document revision committed in a block (``raw`` None: a deletion)."""
 
     table_name: str
     table_id: str
     document_id: str
     version: int
-    data: Any
+    raw: bytes | None
     hash: bytes
     tx_time_ms: int
     tx_id: str
+
+    @property
+    def data(self) -> Any:
+        """The document after the revision (simpleion values), None for a deletion."""
+        return None if self.raw is None else decode(self.raw)
 
     def metadata(self) -> dict[str, Any]:
         return _struct(
@@ -261,8 +318,17 @@ class _Write:
     table_name: str
     base_version: int | None  # None: inserted by this transaction
     data: bytes | None  # None: deleted
-    value: Any
+    data_hash: bytes | None
+    decoded: Any = None
     statements: list[int] = field(default_factory=list)
+    index_keys: dict[str, str | None] = field(default_factory=dict)  # field -> key, at staging
+
+    @property
+    def value(self) -> Any:
+        """The new content as simpleion values (decoded on first use)."""
+        if self.decoded is None and self.data is not None:
+            self.decoded = decode(self.data)
+        return self.decoded
 
 
 @dataclass(slots=True)
@@ -339,7 +405,7 @@ class Transaction:
         conn = led._connection()
         tip = led._tip(conn)
         run = _Run(
-            self, statement, [as_ion(p) for p in params], now=now, tip=tip,
+            self, statement, list(params), now=now, tip=tip,
             index=len(self._statements),
         )  # fmt: skip
         try:
@@ -349,7 +415,9 @@ class Transaction:
         run.apply()
         self._last_start_ms = start_ms
         self._statements.append((statement, start_ms, statement_digest(statement, run.params)))
-        return [as_ion(v) for v in result]
+        if isinstance(parsed.statement, Select):
+            return [decode(encode(v)) for v in result]  # copies: callers may change them
+        return result
 
     def commit(self) -> CommittedBlock:
         """Validate and append this transaction's block; raises ``OccConflict`` when something
@@ -366,6 +434,11 @@ class Transaction:
         """``(table name, document id, data or None)`` of each document this transaction wrote,
         in the order first written."""
         return [(w.table_name, doc_id, w.value) for doc_id, w in self._writes.items()]
+
+    def written_hashes(self) -> list[tuple[str, str, bytes | None]]:
+        """``(table name, document id, Ion hash of its new data or None)`` of each document this
+        transaction wrote, in the order first written (compare content without decoding it)."""
+        return [(w.table_name, doc_id, w.data_hash) for doc_id, w in self._writes.items()]
 
     @property
     def closed(self) -> bool:
@@ -447,6 +520,7 @@ class _Run:
         self.indexes: dict[str, _IndexState] = {}
         self.ddl: list[_Ddl] = []
         self.touched_tables = False
+        self.index_fields: dict[str, tuple[str, ...]] = {}
 
     def fail(self, reason: str) -> StatementError:
         return StatementError(self.text, reason)
@@ -503,7 +577,7 @@ class _Run:
 
     def stage(self, doc_id: str, table: _TableState, base: int | None, value: Any) -> None:
         """Stage the new content of a document (``value`` None: delete it)."""
-        data = None
+        data = data_hash = None
         if value is not None:
             data = encode(value)
             if self.tx._ledger.enforce_limits and len(data) > MAX_DOCUMENT_BYTES:
@@ -512,10 +586,21 @@ class _Run:
                     f"statement {_short(self.text)!r} would make it {len(data)} bytes, over "
                     f"QLDB's limit of {MAX_DOCUMENT_BYTES} (128 KB)",
                 )
-            value = decode(data)
+            data_hash = ion_hash(value)  # now: ``value`` may be the caller's, mutable object
+        keys: dict[str, str | None] = {}
+        if value is not None:
+            indexes = self.index_fields.get(table.table_id)
+            if indexes is None:
+                indexes = self.index_fields[table.table_id] = tuple(
+                    self.tx._table_indexes(self.conn, table.table_id)
+                )
+            for fld in indexes:
+                keys[fld] = index_key(value[fld]) if fld in value else None
         if doc_id not in self.staged:
             self.order.append(doc_id)
-        self.staged[doc_id] = _Write(table.table_id, table.name, base, data, value)
+        self.staged[doc_id] = _Write(
+            table.table_id, table.name, base, data, data_hash, index_keys=keys
+        )
 
     # -- reading documents
 
@@ -656,7 +741,7 @@ class _Run:
                 raise self.fail(f"a document must be a struct, not {kind(d)}")
             doc_id = self.tx._ledger._new_id()
             self.stage(doc_id, table, None, d)
-            out.append(_struct(documentId=doc_id))
+            out.append(_result(documentId=doc_id))
         return out
 
     def update(self, s: Update) -> list[Any]:
@@ -670,7 +755,7 @@ class _Run:
             ):
                 # REMOVE of the document itself deletes it (like DELETE).
                 self.stage(doc.doc_id, table, doc.version, None)
-                out.append(_struct(documentId=doc.doc_id))
+                out.append(_result(documentId=doc.doc_id))
                 continue
             new = decode(encode(doc.value))  # a private, mutable copy
             for op in s.ops:
@@ -694,7 +779,7 @@ class _Run:
                     at = evaluate(op.at, scope) if op.at is not None else MISSING
                     insert_into(new, steps, value, at, scope)
             self.stage(doc.doc_id, table, doc.version, new)
-            out.append(_struct(documentId=doc.doc_id))
+            out.append(_result(documentId=doc.doc_id))
         return out
 
     def delete(self, s: Delete) -> list[Any]:
@@ -703,7 +788,7 @@ class _Run:
         out = []
         for doc, _ in matched:
             self.stage(doc.doc_id, table, doc.version, None)
-            out.append(_struct(documentId=doc.doc_id))
+            out.append(_result(documentId=doc.doc_id))
         return out
 
     # -- DDL
@@ -733,12 +818,12 @@ class _Run:
             table_id = led._new_id()
             self.tables[table_id] = _TableState(table_id, s.table, "ACTIVE")
             self.ddl.append(_Ddl(self.index, "create_table", table_id))
-            return [_struct(tableId=table_id)]
+            return [_result(tableId=table_id)]
         if isinstance(s, DropTable):
             t = tx._table(self.conn, s.table, self.text)
             self.tables[t.table_id] = _TableState(t.table_id, t.name, "INACTIVE")
             self.ddl.append(_Ddl(self.index, "drop_table", t.table_id))
-            return [_struct(tableId=t.table_id)]
+            return [_result(tableId=t.table_id)]
         if isinstance(s, UndropTable):
             found = tx._table_by_id(self.conn, s.table_id)
             if found is None:
@@ -753,7 +838,7 @@ class _Run:
                 raise self.fail(f"an active table named {found.name!r} already exists")
             self.tables[s.table_id] = _TableState(s.table_id, found.name, "ACTIVE")
             self.ddl.append(_Ddl(self.index, "undrop_table", s.table_id))
-            return [_struct(tableId=s.table_id)]
+            return [_result(tableId=s.table_id)]
         if isinstance(s, CreateIndex):
             t = tx._table(self.conn, s.table, self.text)
             if s.path.steps:
@@ -764,7 +849,7 @@ class _Run:
             index_id = led._new_id()
             self.indexes[index_id] = _IndexState(index_id, t.table_id, fld, "ONLINE")
             self.ddl.append(_Ddl(self.index, "create_index", t.table_id, index_id))
-            return [_struct(tableId=t.table_id, indexId=index_id)]
+            return [_result(tableId=t.table_id, indexId=index_id)]
         if isinstance(s, DropIndex):
             t = tx._table(self.conn, s.table, self.text)
             purge = self._option(s.options, "purge")
@@ -777,7 +862,7 @@ class _Run:
             self.indexes[s.index_id] = _IndexState(s.index_id, t.table_id, fields[s.index_id],
                                                    "DELETED")  # fmt: skip
             self.ddl.append(_Ddl(self.index, "drop_index", t.table_id, s.index_id))
-            return [_struct(tableId=t.table_id, indexId=s.index_id)]
+            return [_result(tableId=t.table_id, indexId=s.index_id)]
         raise self.fail(f"{type(s).__name__} is not supported")
 
     # -- SELECT
@@ -1083,13 +1168,11 @@ class EmbeddedLedger:
         ).fetchone()
         return None if row is None else self._block(conn, sequence_no, row[0])
 
-    def _block(self, conn: sqlite3.Connection, seq: int, summary: bytes) -> CommittedBlock:
-        payload = decode(summary)
-        docs = payload["transactionInfo"].get("documents") or {}
-        revisions = []
-        tx_id = str(payload["transactionId"])
-        order = [str(r["documentId"]) for r in payload.get("revisionSummaries") or []
-                 if "documentId" in r]  # fmt: skip
+    def _block(self, conn: sqlite3.Connection, seq: int, summary: str) -> CommittedBlock:
+        record = json.loads(summary)
+        payload = _payload(record, self.strand_id)
+        tx_id = str(record["tx"])
+        tables = {doc_id: name for doc_id, name, _, _ in record["documents"]}
         rows = {
             rid: (version, data, h, table_id)
             for rid, version, data, h, table_id in conn.execute(
@@ -1098,26 +1181,28 @@ class EmbeddedLedger:
                 (seq,),
             )
         }
-        tx_ms = conn.execute("SELECT tx_ms FROM ledger_blocks WHERE seq = ?", (seq,)).fetchone()[0]
-        for rid in order:
+        revisions = []
+        for _, rid in record["summaries"]:
+            if rid is None:
+                continue
             version, data, h, table_id = rows[rid]
             revisions.append(
                 Revision(
-                    table_name=str(docs[rid]["tableName"]),
+                    table_name=tables[rid],
                     table_id=table_id,
                     document_id=rid,
                     version=version,
-                    data=None if data is None else decode(data),
+                    raw=None if data is None else bytes(data),
                     hash=bytes(h),
-                    tx_time_ms=tx_ms,
+                    tx_time_ms=int(record["tx_ms"]),
                     tx_id=tx_id,
                 )
             )
         return CommittedBlock(
             strand_id=self.strand_id, sequence_no=seq, transaction_id=tx_id,
-            timestamp_ms=_ms(payload["blockTimestamp"]), block_hash=bytes(payload["blockHash"]),
-            entries_hash=bytes(payload["entriesHash"]),
-            previous_block_hash=bytes(payload["previousBlockHash"]), payload=payload,
+            timestamp_ms=int(record["ts"]), block_hash=bytes.fromhex(record["hash"]),
+            entries_hash=bytes.fromhex(record["entries_hash"]),
+            previous_block_hash=bytes.fromhex(record["prev"]), payload=payload,
             revisions=tuple(revisions),
         )  # fmt: skip
 
@@ -1223,9 +1308,9 @@ class EmbeddedLedger:
                 conn.execute("RELEASE ledger_commit")
             else:
                 conn.execute("COMMIT")
-        for r in block.revisions:
-            if r.data is not None:
-                self._cache[(r.document_id, r.version)] = r.data
+        for w, r in zip(tx._writes.values(), block.revisions, strict=True):
+            if w.decoded is not None:
+                self._cache[(r.document_id, r.version)] = w.decoded
         return block
 
     def _validate(self, conn: sqlite3.Connection, tx: Transaction, tip: int) -> None:
@@ -1310,14 +1395,14 @@ class EmbeddedLedger:
             version = 0 if w.base_version is None else w.base_version + 1
             meta = _struct(id=doc_id, version=version, txTime=ion_time(tx_ms), txId=tx.id)
             meta_hash = ion_hash(meta)
-            h = meta_hash if w.data is None else dot(ion_hash(w.value), meta_hash)
+            h = meta_hash if w.data_hash is None else dot(w.data_hash, meta_hash)
             revisions.append(
                 Revision(
                     table_name=w.table_name,
                     table_id=w.table_id,
                     document_id=doc_id,
                     version=version,
-                    data=w.value if w.data is not None else None,
+                    raw=w.data,
                     hash=h,
                     tx_time_ms=tx_ms,
                     tx_id=tx.id,
@@ -1334,38 +1419,25 @@ class EmbeddedLedger:
             )  # fmt: skip
             system.append(ion_hash(entry))
 
-        statements = [
-            _struct(statement=text, startTime=ion_time(ms), statementDigest=digest)
-            for text, ms, digest in tx._statements
-        ]
-        info: dict[str, Any] = _struct(statements=statements)
-        if revisions:
-            info["documents"] = {
-                r.document_id: _struct(
-                    tableName=r.table_name,
-                    tableId=r.table_id,
-                    statements=list(tx._writes[r.document_id].statements),
-                )
+        record: dict[str, Any] = {
+            "seq": seq, "tx": tx.id, "ts": block_ms, "tx_ms": tx_ms, "prev": prev_hash.hex(),
+            "statements": [[text, ms, digest.hex()] for text, ms, digest in tx._statements],
+            "documents": [
+                [r.document_id, r.table_name, r.table_id, tx._writes[r.document_id].statements]
                 for r in revisions
-            }
+            ],
+            "summaries": [[r.hash.hex(), r.document_id] for r in revisions]
+            + [[h.hex(), None] for h in system],
+        }  # fmt: skip
+        info = _transaction_info(record)
         entries = [ion_hash(info), *(r.hash for r in revisions), *system]
         entries_hash = merkle_root(entries)
         block_hash = dot(entries_hash, prev_hash)
         assert len(block_hash) == HASH_SIZE
-        payload: dict[str, Any] = _struct(
-            blockAddress=_struct(strandId=self.strand_id, sequenceNo=seq),
-            transactionId=tx.id,
-            blockTimestamp=ion_time(block_ms),
-            blockHash=block_hash,
-            entriesHash=entries_hash,
-            previousBlockHash=prev_hash,
-            entriesHashList=entries,
-            transactionInfo=info,
-        )
-        summaries = [_struct(hash=r.hash, documentId=r.document_id) for r in revisions]
-        summaries += [_struct(hash=h) for h in system]
-        if summaries:
-            payload["revisionSummaries"] = summaries
+        record["entries"] = [h.hex() for h in entries]
+        record["hash"] = block_hash.hex()
+        record["entries_hash"] = entries_hash.hex()
+        payload = _payload(record, self.strand_id, info)
 
         # DDL
         for d in tx._ddl:
@@ -1423,7 +1495,14 @@ class EmbeddedLedger:
                         (r.table_id,),
                     ).fetchall()
                 )
-            self._index_document(conn, idx, r.document_id, w.value)
+            for fld, index_id in idx.items():
+                key = w.index_keys.get(fld)
+                if key is not None:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO ledger_index_entries (index_id, key, id) "
+                        "VALUES (?, ?, ?)",
+                        (index_id, key, r.document_id),
+                    )
         for d in tx._ddl:
             if d.kind == "create_index":
                 assert d.index_id is not None
@@ -1440,7 +1519,15 @@ class EmbeddedLedger:
         conn.execute(
             "INSERT INTO ledger_blocks (seq, tx_id, tx_ms, ts_ms, block_hash, ddl, summary) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (seq, tx.id, tx_ms, block_ms, block_hash, 1 if tx._ddl else 0, encode(payload)),
+            (
+                seq,
+                tx.id,
+                tx_ms,
+                block_ms,
+                block_hash,
+                1 if tx._ddl else 0,
+                json.dumps(record, separators=(",", ":")),
+            ),
         )
         conn.execute(
             "UPDATE ledger_meta SET value = ? WHERE key = 'id_counter' AND CAST(value AS INTEGER) "
@@ -1450,7 +1537,7 @@ class EmbeddedLedger:
         return CommittedBlock(
             strand_id=self.strand_id, sequence_no=seq, transaction_id=tx.id,
             timestamp_ms=block_ms, block_hash=block_hash, entries_hash=entries_hash,
-            previous_block_hash=prev_hash, payload=as_ion(payload), revisions=tuple(revisions),
+            previous_block_hash=prev_hash, payload=payload, revisions=tuple(revisions),
         )  # fmt: skip
 
     def _index_document(

@@ -20,6 +20,7 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
 from amazon.ion.symbols import SymbolToken
 
+from ledger.ion_binary import decode, encode
 from ledger.nodes import (
     MISSING,
     And,
@@ -490,7 +491,10 @@ def _call(name: str, args: list[Any], scope: Scope | None) -> Any:
 def evaluate(e: Expr, scope: Scope | None) -> Any:
     """The value of ``e`` (``scope`` None: a constant expression, no document, no parameters)."""
     if isinstance(e, Lit):
-        return e.value
+        v = e.value
+        if isinstance(v, list | dict | Mapping):
+            return decode(encode(v))  # a literal container is shared by every execution
+        return v
     if isinstance(e, Path):
         if scope is None:
             raise EvalError(f"{e.root} needs a document to read")

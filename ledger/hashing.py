@@ -1,46 +1,132 @@
 """Ion hashes for the ledger's journal: revision hashes and statement digests.
 
-With the ionhash package (the pinned set) ``ion_hash`` is the Ion Hash (SHA-256) QLDB uses, so
-the ledger's journal verifies like QLDB's. When ionhash does not import (amazon.ion 0.11 and
-later), the documented fallback is SHA-256 over a canonical encoding of the value
-(``journal.canonical``-style: typed scalars, struct fields sorted): the journal still chains and
-verifies against itself, but its hashes are not QLDB's, and ``IONHASH`` says so.
+``ion_hash`` is the Ion Hash (SHA-256) of a value as the Ion Hash specification defines it, the
+hash QLDB uses (``dot(IonHash(data), IonHash(metadata))`` for a revision, the statement text's hash
+dot-folded with each parameter's for a digest). It is computed here, directly on simpleion or
+plain Python values: the ionhash package (1.2.1) needs every nested value converted to simpleion
+types first, which costs more than the hash itself on the replay path. ``tests/ledger`` checks
+that both give the same bytes on the samples and on generated values; ``ionhash_reference``
+gives the package's answer when it imports (amazon.ion 0.11 and later break it, which does not
+affect this module).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from amazon.ion.core import IonType
-from amazon.ion.simple_types import IonPyNull, IonPyText
+from amazon.ion.simple_types import IonPyNull
 
 from journal.hashes import dot
-from ledger.ion_binary import decode, encode, ion_type_of
+from ledger.ion_binary import _decimal_body, _timestamp_body, decode, encode, ion_type_of
 
 log = logging.getLogger(__name__)
 
 
-def _load_ionhash() -> Callable[[Any], bytes] | None:
+_B, _E, _ESC = b"\x0b", b"\x0e", b"\x0c"
+_NULL_TQ = {
+    IonType.NULL: 0x0F, IonType.BOOL: 0x1F, IonType.INT: 0x2F, IonType.FLOAT: 0x4F,
+    IonType.DECIMAL: 0x5F, IonType.TIMESTAMP: 0x6F, IonType.SYMBOL: 0x7F, IonType.STRING: 0x8F,
+    IonType.CLOB: 0x9F, IonType.BLOB: 0xAF, IonType.LIST: 0xBF, IonType.SEXP: 0xCF,
+    IonType.STRUCT: 0xDF,
+}  # fmt: skip
+
+
+def _escape(raw: bytes) -> bytes:
+    if b"\x0b" in raw or b"\x0e" in raw or b"\x0c" in raw:
+        return raw.replace(_ESC, b"\x0c\x0c").replace(_B, b"\x0c\x0b").replace(_E, b"\x0c\x0e")
+    return raw
+
+
+def _scalar(tq: int, representation: bytes) -> bytes:
+    if not representation:
+        return bytes((0x0B, tq, 0x0E))
+    return _B + bytes((tq,)) + _escape(representation) + _E
+
+
+@lru_cache(maxsize=4096)
+def _symbol(text: str | None) -> bytes:
+    if text is None:
+        return b"\x0b\x71\x0e"
+    return _scalar(0x70, text.encode("utf-8"))
+
+
+def _serialize(v: Any) -> bytes:
+    t = getattr(v, "ion_type", None) or ion_type_of(v)
+    annotations = getattr(v, "ion_annotations", None)
+    body = _serialize_bare(v, t)
+    if annotations:
+        names = b"".join(_symbol(getattr(a, "text", a)) for a in annotations)
+        return _B + b"\xe0" + names + body + _E
+    return body
+
+
+def _serialize_bare(v: Any, t: IonType) -> bytes:
+    if v is None or isinstance(v, IonPyNull):
+        return bytes((0x0B, _NULL_TQ[t], 0x0E))
+    if t is IonType.STRING:
+        return _scalar(0x80, str(v).encode("utf-8"))
+    if t is IonType.STRUCT:
+        items = v.iteritems() if hasattr(v, "iteritems") else v.items()
+        fields = sorted(
+            hashlib.sha256(_symbol(str(getattr(k, "text", k))) + _serialize(x)).digest()
+            for k, x in items
+        )
+        return _B + b"\xd0" + _escape(b"".join(fields)) + _E
+    if t is IonType.INT:
+        n = int(v)
+        if n == 0:
+            return b"\x0b\x20\x0e"
+        m = -n if n < 0 else n
+        return _scalar(0x30 if n < 0 else 0x20, m.to_bytes((m.bit_length() + 7) // 8, "big"))
+    if t is IonType.LIST or t is IonType.SEXP:
+        tq = b"\xb0" if t is IonType.LIST else b"\xc0"
+        return _B + tq + b"".join(_serialize(x) for x in v) + _E
+    if t is IonType.DECIMAL:
+        d = Decimal(v)
+        if not d.is_signed() and d.is_zero() and d.as_tuple().exponent == 0:
+            return b"\x0b\x50\x0e"
+        return _scalar(0x50, _decimal_body(d))
+    if t is IonType.TIMESTAMP:
+        return _scalar(0x60, _timestamp_body(v))
+    if t is IonType.BOOL:
+        return b"\x0b\x11\x0e" if v else b"\x0b\x10\x0e"
+    if t is IonType.FLOAT:
+        f = float(v)
+        if f == 0.0 and math.copysign(1.0, f) > 0:
+            return b"\x0b\x40\x0e"
+        return _scalar(0x40, struct.pack(">d", f))
+    if t is IonType.SYMBOL:
+        return _symbol(getattr(v, "text", v))
+    if t is IonType.BLOB or t is IonType.CLOB:
+        return _scalar(0xA0 if t is IonType.BLOB else 0x90, bytes(v))
+    if t is IonType.NULL:
+        return b"\x0b\x0f\x0e"
+    raise TypeError(f"cannot hash Ion type {t}")
+
+
+def ion_hash(value: Any) -> bytes:
+    """The SHA-256 Ion hash of ``value`` (a Python ``str`` hashes as an Ion string)."""
+    return hashlib.sha256(_serialize(value)).digest()
+
+
+def ionhash_reference(value: Any) -> bytes | None:
+    """The ionhash package's answer for ``value`` (None when it does not import): the reference
+    ``ion_hash`` is checked against."""
     try:
         from ionhash.fast_value_hasher import hash_value
         from ionhash.hasher import hashlib_hash_function_provider
     except Exception as exc:  # ImportError, or ionhash failing against a newer amazon.ion
-        log.warning("ionhash unavailable; the ledger's hashes use the SHA-256 fallback: %s", exc)
+        log.info("ionhash unavailable: %s", exc)
         return None
-    provider = hashlib_hash_function_provider("SHA256")
-
-    def hasher(value: Any) -> bytes:
-        return bytes(hash_value(value, provider))
-
-    return hasher
-
-
-_IONHASH = _load_ionhash()
-IONHASH = _IONHASH is not None
+    return bytes(hash_value(as_ion(value), hashlib_hash_function_provider("SHA256")))
 
 
 def _is_ionpy(value: Any) -> bool:
@@ -60,49 +146,10 @@ def as_ion(value: Any) -> Any:
     return value if _is_ionpy(value) else decode(encode(value))
 
 
-def _fallback(value: Any) -> bytes:
-    out: list[bytes] = []
-    _canonical(value, out)
-    return hashlib.sha256(b"".join(out)).digest()
-
-
-def _canonical(value: Any, out: list[bytes]) -> None:
-    t = ion_type_of(value)
-    for a in getattr(value, "ion_annotations", ()) or ():
-        out.append(b"@" + str(getattr(a, "text", a)).encode() + b";")
-    if value is None or isinstance(value, IonPyNull):
-        out.append(b"n" + t.name.encode() + b";")
-    elif t is IonType.STRUCT:
-        items = value.iteritems() if hasattr(value, "iteritems") else value.items()
-        fields = []
-        for k, v in items:
-            sub: list[bytes] = []
-            _canonical(v, sub)
-            fields.append(str(k).encode() + b"=" + b"".join(sub))
-        out.append(b"{" + b",".join(sorted(fields)) + b"}")
-    elif t is IonType.LIST or t is IonType.SEXP:
-        out.append(b"[" if t is IonType.LIST else b"(")
-        for v in value:
-            _canonical(v, out)
-        out.append(b"]")
-    else:
-        # The Ion binary of a scalar is canonical enough for a fallback (it carries the type).
-        out.append(encode(value) + b";")
-
-
-def ion_hash(value: Any) -> bytes:
-    """The SHA-256 Ion hash of ``value`` (see the module docstring for the fallback)."""
-    if _IONHASH is None:
-        return _fallback(value)
-    return _IONHASH(as_ion(value))
-
-
 @lru_cache(maxsize=8192)
 def text_hash(text: str) -> bytes:
     """The Ion hash of a string (a statement's text)."""
-    value = IonPyText(text)
-    value.ion_type = IonType.STRING
-    return ion_hash(value)
+    return hashlib.sha256(_scalar(0x80, text.encode("utf-8"))).digest()
 
 
 def statement_digest(text: str, params: Sequence[Any]) -> bytes:

@@ -7,6 +7,7 @@ standard library and amazon.ion: the ingest Lambda classifies statements with it
 
 from __future__ import annotations
 
+import re
 import threading
 from decimal import Decimal
 from functools import lru_cache
@@ -74,6 +75,58 @@ NONDETERMINISTIC = frozenset({"utcnow"})
 SOURCE_FUNCTIONS = frozenset({"history"})
 
 
+_TIMESTAMP = re.compile(
+    r"(\d{4})(?:T|-(\d{2})(?:T|-(\d{2})(?:T?|T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
+    r"(Z|[+-]\d{2}:\d{2}))))"
+)
+
+
+def _timestamp(m: re.Match[str]) -> Any:
+    """An Ion timestamp literal, built as amazon.ion's text reader builds it (same precision,
+    fraction and offset)."""
+    from amazon.ion.core import IonType, TimestampPrecision, timestamp
+    from amazon.ion.simple_types import IonPyTimestamp
+
+    year, month, day, hour, minute, second, fraction, offset = m.groups()
+    precision = TimestampPrecision.YEAR
+    if month is not None:
+        precision = TimestampPrecision.MONTH
+    if day is not None:
+        precision = TimestampPrecision.DAY
+    if hour is not None:
+        precision = TimestampPrecision.MINUTE
+    if second is not None:
+        precision = TimestampPrecision.SECOND
+    off_hour = off_minute = None
+    if offset is not None:
+        if offset == "Z":
+            off_hour, off_minute = 0, 0
+        elif offset != "-00:00":  # -00:00 is an unknown offset: a naive datetime
+            sign = -1 if offset[0] == "-" else 1
+            off_hour, off_minute = sign * int(offset[1:3]), sign * int(offset[4:6])
+    frac = None
+    if fraction is not None:
+        frac = Decimal(int(fraction)).scaleb(-1 * len(fraction))
+    value = timestamp(
+        int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
+        int(second or 0), None, off_hour, off_minute, precision=precision,
+        fractional_precision=None, fractional_seconds=frac,
+    )  # fmt: skip
+    return IonPyTimestamp.from_value(IonType.TIMESTAMP, value)
+
+
+@lru_cache(maxsize=4096)
+def ion_literal(text: str) -> Any:
+    """The value of a backtick Ion literal (timestamps, the common case, without the slow
+    general reader). Containers are shared: ``ledger.evaluate`` copies them before use."""
+    m = _TIMESTAMP.fullmatch(text.strip())
+    if m is not None:
+        return _timestamp(m)
+    from amazon.ion import simpleion
+
+    return simpleion.loads(text)
+
+
 class _Fail(Exception):
     """Raised inside the tree builder; turned into ``ParseError`` with the token's position."""
 
@@ -112,11 +165,8 @@ class _Builder(Transformer[Token, Any]):
         return Lit(float(t[0]))
 
     def ion(self, t: list[Token]) -> Lit:
-        from amazon.ion import simpleion
-
-        body = str(t[0])[1:-1]
         try:
-            return Lit(simpleion.loads(body))
+            return Lit(ion_literal(str(t[0])[1:-1]))
         except Exception as exc:
             raise _Fail(t[0], f"is not a single Ion value ({exc})") from None
 
@@ -360,6 +410,7 @@ def _parser() -> tuple[Lark, _Builder]:
             transformer=builder,
             propagate_positions=False,
             maybe_placeholders=True,
+            cache=True,  # the grammar analysis, pickled in the temp dir, keyed by grammar hash
         )
         built = (lark, builder)
         _state["parser"] = built

@@ -14,6 +14,7 @@ from amazon.ion.simple_types import IonPyNull
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger.hashing import ion_hash, ionhash_reference, text_hash
 from ledger.ion_binary import decode, encode
 
 
@@ -111,3 +112,29 @@ def test_codec_round_trips_generated_values(value: Any) -> None:
     reference = simpleion.loads(simpleion.dumps(value, binary=True))
     assert strict(decode(encode(value))) == strict(reference)
     assert strict(simpleion.loads(encode(value))) == strict(reference)
+
+
+# --- the ledger's Ion hash against the ionhash package ---------------------------------------------
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_ion_hash_equals_the_ionhash_package(text: str) -> None:
+    value = simpleion.loads(text)
+    expected = ionhash_reference(value)
+    assert expected is not None, "ionhash is in the pinned set"
+    assert ion_hash(value) == expected
+
+
+def test_ion_hash_of_plain_values_and_strings() -> None:
+    value = {"a": [1, Decimal("2.50"), None], "b": "x\x0bx", "t": datetime(2024, 1, 1, tzinfo=UTC)}
+    assert ion_hash(value) == ionhash_reference(value)
+    assert ion_hash("SELECT * FROM T") == ionhash_reference("SELECT * FROM T")
+    assert ion_hash("SELECT * FROM T") == text_hash("SELECT * FROM T")
+    assert ion_hash({"a": 1, "b": 2}) == ion_hash({"b": 2, "a": 1})  # field order is not hashed
+    assert ion_hash({"a": 1}) != ion_hash({"a": Decimal(1)})  # types are
+
+
+@settings(max_examples=150, deadline=None)
+@given(_values)
+def test_ion_hash_equals_the_ionhash_package_on_generated_values(value: Any) -> None:
+    assert ion_hash(value) == ionhash_reference(value)
