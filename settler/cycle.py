@@ -3,8 +3,9 @@ each exactly once, mark.
 
 Per strand, the destination's checkpoint is the truth: the buffer's marks are repaired from it
 first (a crash between a destination commit and the marks is mended here; a pending block at or
-below the checkpoint that lies in a gap the settler passed is late, not replayed). Then the
-pending blocks after the checkpoint are taken in ``sequenceNo`` order and each is
+below the checkpoint that lies in a gap the settler passed is late, not replayed; blocks marked
+replayed beyond a checkpoint that is behind them go back to pending and are replayed again).
+Then the pending blocks after the checkpoint are taken in ``sequenceNo`` order and each is
 
 - **held** while its commit time is younger than the window, unless early release is on and the
   chain proves it is the very next block (``sequenceNo`` = checkpoint + 1 and
@@ -172,10 +173,11 @@ class _Cycle:
 
     def _repair(self, ledger: str, strand_id: str, cp: Checkpoint | None) -> None:
         through = self._through(cp)
-        if through < 0:
-            return
         mark = self.buffer.replayed_through(ledger, strand_id)
-        if mark is not None and mark >= through:
+        if mark is not None and mark > through:
+            self._behind(ledger, strand_id, through, mark)
+            return
+        if through < 0 or (mark is not None and mark >= through):
             return
         gaps = [g for g in self.buffer.gaps() if (g.ledger, g.strand_id) == (ledger, strand_id)]
         gaps = [g for g in gaps if g.last > (mark if mark is not None else -1)]
@@ -212,6 +214,28 @@ class _Cycle:
                 ledger, strand_id, changed, through,
             )  # fmt: skip
         self.report.repaired += changed
+
+    def _behind(self, ledger: str, strand_id: str, through: int, mark: int) -> None:
+        """The destination is behind the buffer's marks (restored from a backup, or a new
+        replica on an old buffer): the blocks it does not have are replayed again."""
+        again = [
+            Mark(
+                block_id=r.block_id,
+                state="pending",
+                at=self.now,
+                reason=f"the destination's checkpoint ({through}) is behind it: replayed again",
+                actor=self.owner,
+            )
+            for r in self.buffer.blocks("replayed")
+            if (r.ledger, r.strand_id) == (ledger, strand_id) and r.sequence_no > through
+        ]
+        log.warning(
+            "%s/%s: the destination's checkpoint %d is behind the buffer's replayed mark %d: "
+            "%d blocks go back to pending", ledger, strand_id, through, mark, len(again),
+        )  # fmt: skip
+        if again:
+            self.buffer.mark(again)
+        self.buffer.repair(ledger, strand_id, through, self.now)
 
     def _find_quarantined(self, st: _Strand) -> None:
         through = self._through(st.position)

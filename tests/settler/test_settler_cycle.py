@@ -309,3 +309,17 @@ def test_the_cycle_stops_at_the_deadline_and_the_next_goes_on(buffer: SettlingBu
     assert report.deadline_reached and 0 < report.blocks < 5
     rest = _settle(buffer, dest, _after(blocks[-1]))
     assert report.blocks + rest.blocks == 5
+
+
+def test_a_destination_behind_the_buffer_marks_gets_the_blocks_again(
+    buffer: SettlingBuffer,
+) -> None:
+    chain = Chain()
+    blocks = [_insert(chain, n) for n in range(1, 4)]
+    put(buffer, *blocks)
+    assert _settle(buffer, MemoryDestination(), _after(blocks[-1])).blocks == 3
+    # A new, empty replica on the same buffer: the buffer's marks are not trusted over it.
+    fresh = MemoryDestination()
+    report = _settle(buffer, fresh, _after(blocks[-1]))
+    assert report.blocks == 3 and len(fresh.documents()) == 3
+    assert _states(buffer) == {1: "replayed", 2: "replayed", 3: "replayed"}
