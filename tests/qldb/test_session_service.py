@@ -200,3 +200,34 @@ def test_http_edges(service: QldbSessionService) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_connections_have_tcp_nodelay_and_loopback_is_the_default(
+    service: QldbSessionService,
+) -> None:
+    import socket
+    import threading
+
+    seen: list[int] = []
+
+    class Watching(SessionServer):
+        def finish_request(self, request: Any, client_address: Any) -> None:
+            super().finish_request(request, client_address)
+            seen.append(request.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    server = Watching(service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        req = urllib.request.Request(
+            server.url + "/",
+            data=b'{"StartSession": {"LedgerName": "svc"}}',
+            headers={"X-Amz-Target": "QLDBSession.SendCommand", "Connection": "close"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen and all(v != 0 for v in seen)
