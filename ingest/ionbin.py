@@ -32,73 +32,159 @@ class Segment:
     error: str | None = None
 
 
-def _varuint(data: bytes, pos: int) -> tuple[int, int]:
+# --- full structural check ----------------------------------------------------------------------
+#
+# amazon.ion 0.15's C extension can loop forever on malformed binary (a value whose length runs
+# past its container, seen with a mutated real record): in the Lambda that would stall the shard
+# until the function times out, again and again. So every record is first checked here, in pure
+# Python, for the structure the binary encoding promises (every length inside its container,
+# valid type descriptors, well-formed VarUInt/VarInt fields, UTF-8 strings); only then does
+# simpleion read it.
+
+_MAX_DEPTH = 1000
+
+
+def _varuint_in(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
     start, value = pos, 0
-    while pos < len(data):
+    while pos < end:
         b = data[pos]
         pos += 1
         value = (value << 7) | (b & 0x7F)
         if b & 0x80:
             return value, pos
-        if pos - start > 9:
-            break
-    raise IonBinaryError(start, "truncated or overlong VarUInt length")
+    raise IonBinaryError(start, f"{what} runs past the end of its container")
 
 
-def _skip_value(data: bytes, pos: int) -> int:
-    """Position after the top-level value (or NOP pad) whose type descriptor is at ``pos``."""
+def _value(data: bytes, pos: int, end: int) -> tuple[int, tuple[int, int, bool] | None]:
+    """Check the value whose type descriptor is at ``pos`` (inside ``end``); return the position
+    after it and, for a list, sexp or struct, its content span and whether it is a struct."""
+    at = pos
     td = data[pos]
     t, ln = td >> 4, td & 0x0F
     pos += 1
     if t == 0xF:
-        raise IonBinaryError(pos - 1, f"reserved type descriptor 0x{td:02x}")
-    if t == 0xE and ln in (0, 1, 2, 15):
-        raise IonBinaryError(pos - 1, f"invalid annotation wrapper 0x{td:02x}")
+        raise IonBinaryError(at, f"reserved type descriptor 0x{td:02x}")
     if t == 0x1:
         if ln not in (0, 1, 15):
-            raise IonBinaryError(pos - 1, f"invalid bool 0x{td:02x}")
-        return pos
-    if ln == 15:  # typed null, no payload
-        return pos
-    if ln == 14 or (t == 0xD and ln == 1):  # length follows (sorted struct: always)
-        length, pos = _varuint(data, pos)
+            raise IonBinaryError(at, f"invalid bool 0x{td:02x}")
+        return pos, None
+    if ln == 15:
+        if t == 0xE:
+            raise IonBinaryError(at, "invalid annotation wrapper 0xef")
+        return pos, None
+    if ln == 14 or (t == 0xD and ln == 1):
+        length, pos = _varuint_in(data, pos, end, "length")
     else:
         length = ln
-    end = pos + length
-    if end > len(data):
+    vend = pos + length
+    if vend > end:
         raise IonBinaryError(
-            pos, f"value of {length} bytes runs past the end ({len(data) - pos} bytes left)"
+            at, f"value of {length} bytes runs past the end of its container by {vend - end}"
         )
-    return end
+    if t == 0x0:  # NOP pad
+        return vend, None
+    if t == 0x3 and length == 0:
+        raise IonBinaryError(at, "negative zero int")
+    if t == 0x4 and length not in (0, 4, 8):
+        raise IonBinaryError(at, f"float of {length} bytes")
+    if t in (0x5, 0x6) and length:
+        _, p = _varuint_in(data, pos, vend, "decimal exponent or timestamp offset")
+        if t == 0x6:
+            _varuint_in(data, p, vend, "timestamp year")
+    if t == 0x6 and length == 0:
+        raise IonBinaryError(at, "empty timestamp")
+    if t == 0x7 and length > 8:
+        raise IonBinaryError(at, f"symbol id of {length} bytes")
+    if t == 0x8:
+        try:
+            data[pos:vend].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise IonBinaryError(pos + exc.start, "string is not UTF-8") from None
+    if t in (0xB, 0xC, 0xD):
+        return vend, (pos, vend, t == 0xD)
+    if t == 0xE:
+        if ln in (0, 1, 2):
+            raise IonBinaryError(at, f"invalid annotation wrapper 0x{td:02x}")
+        ann_len, p = _varuint_in(data, pos, vend, "annotation length")
+        if ann_len == 0 or p + ann_len >= vend:
+            raise IonBinaryError(at, "annotation wrapper without annotations or value")
+        q = p
+        while q < p + ann_len:
+            _, q = _varuint_in(data, q, p + ann_len, "annotation")
+        inner = data[q]
+        if inner >> 4 == 0xE or (inner >> 4 == 0 and inner & 0x0F != 15):
+            raise IonBinaryError(q, "annotation wrapper around an annotation wrapper or pad")
+        after, child = _value(data, q, vend)
+        if after != vend:
+            raise IonBinaryError(q, "annotation wrapper holds more than one value")
+        return vend, child
+    return vend, None
+
+
+def _value_tree(data: bytes, pos: int, end: int) -> int:
+    """Check the value at ``pos`` and everything nested in it; return the position after it."""
+    after, child = _value(data, pos, end)
+    # (position, end, in a struct); iterative, so deep nesting cannot overflow the stack.
+    stack: list[tuple[int, int, bool]] = [child] if child is not None else []
+    while stack:
+        if len(stack) > _MAX_DEPTH:
+            raise IonBinaryError(stack[-1][0], f"nested deeper than {_MAX_DEPTH}")
+        p, e, in_struct = stack.pop()
+        while p < e:
+            if in_struct:
+                _, p = _varuint_in(data, p, e, "field name")
+                if p >= e:
+                    raise IonBinaryError(p, "struct field name without a value")
+            p, nested = _value(data, p, e)
+            if nested is not None:
+                stack.append((p, e, in_struct))
+                stack.append(nested)
+                break
+    return after
+
+
+def _stream_end(data: bytes, start: int) -> int:
+    """End of the Ion binary stream whose version marker is at ``start``: the next top-level
+    version marker, or the end of ``data``."""
+    pos, n = start + 4, len(data)
+    while pos < n:
+        if data[pos] == 0xE0:
+            if data[pos : pos + 4] != BVM:
+                raise IonBinaryError(pos, "invalid version marker")
+            break
+        pos = _value_tree(data, pos, n)
+    return pos
+
+
+def check(data: bytes) -> None:
+    """Raise ``IonBinaryError`` unless ``data`` is a well-formed Ion binary stream (version
+    markers, values, and every nested value inside its container)."""
+    if data[:4] != BVM:
+        raise IonBinaryError(0, "no Ion binary version marker")
+    pos = 0
+    while pos < len(data):
+        pos = _stream_end(data, pos)
 
 
 def segments(data: bytes) -> list[Segment]:
-    """Split ``data`` (which starts with a BVM) into its Ion binary streams.
+    """Split ``data`` into its Ion binary streams, each checked as ``check`` does.
 
-    A malformed stretch becomes one error segment reaching to the next BVM after its start (or
-    the end), and splitting resumes there, so one broken record does not hide the next ones.
+    A malformed stretch becomes one error segment reaching to the next version marker after its
+    start (or the end), and splitting resumes there, so one broken record does not hide the
+    records after it. Every byte of ``data`` is in exactly one segment.
     """
     out: list[Segment] = []
-    start = 0
-    pos = 0
-    n = len(data)
+    start, n = 0, len(data)
     while start < n:
-        if data[start : start + 4] != BVM:
+        try:
+            if data[start : start + 4] != BVM:
+                raise IonBinaryError(start, "no Ion binary version marker")
+            end = _stream_end(data, start)
+        except IonBinaryError as exc:
             nxt = data.find(BVM, start + 1)
             end = nxt if nxt >= 0 else n
-            out.append(Segment(start, end, f"offset {start}: no Ion binary version marker"))
-            start = pos = end
-            continue
-        pos = start + 4
-        try:
-            while pos < n and data[pos : pos + 4] != BVM:
-                pos = _skip_value(data, pos)
-        except IonBinaryError as exc:
-            nxt = data.find(BVM, start + 4)
-            end = nxt if nxt >= 0 else n
             out.append(Segment(start, end, str(exc)))
-            start = pos = end
-            continue
-        out.append(Segment(start, pos))
-        start = pos
+        else:
+            out.append(Segment(start, end))
+        start = end
     return out

@@ -214,7 +214,7 @@ def _with(value: Any, **fields: Any) -> bytes:
     """The Ion text record with top-level fields added (Ion binary)."""
     v = dict(value)
     v.update(fields)
-    return simpleion.dumps(v, binary=True)
+    return bytes(simpleion.dumps(v, binary=True))
 
 
 @pytest.mark.parametrize("name", [OS_BLOCK, OS_REVISION, OS_VEHICLE])
