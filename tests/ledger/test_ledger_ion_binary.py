@@ -114,7 +114,7 @@ def test_codec_round_trips_generated_values(value: Any) -> None:
     assert strict(simpleion.loads(encode(value))) == strict(reference)
 
 
-# --- the ledger's Ion hash against the ionhash package ---------------------------------------------
+# --- the ledger's Ion hash against the ionhash package ----------------------------------------
 
 
 @pytest.mark.parametrize("text", SAMPLES)

@@ -1,0 +1,186 @@
+"""``qldb-settle export [--destination URL] [--format ion|json]``: the replica's documents, one
+per line, sorted by table then id, internal tables excluded (DESIGN.md "Command line").
+
+``--format ion`` (the default) is lossless: ``{table: "T", id: "...", source_id: "...", data:
+{...}}`` in Ion text, ``id`` the replica's document id and ``source_id`` the source's where known.
+``--format json`` is for people: decimals are written exactly as JSON numbers, timestamps (in their
+Ion text form, with their precision) and blobs (base64) as strings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from journal.errors import InputError
+from qldb_settle.output import add_common_settings, add_destination, settings_from
+
+if TYPE_CHECKING:
+    from ledger.engine import EmbeddedLedger
+
+EXIT_OK = 0
+# A ledger behind ``serve-qldb`` replicated by the qldb: destination keeps these (destination/qldb).
+INTERNAL_TABLE_PREFIX = "qldb_settle_"
+SOURCE_ID_FIELD = "qldb_settle_source_id"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="print the replica's documents, one per line (Ion, lossless; or JSON for people)",
+        description=(
+            "Print every current document of the replica, one per line, sorted by table then "
+            "document id, without the internal tables (checkpoint, id map). --format ion (the "
+            'default) is lossless: {table: "T", id: "...", source_id: "...", data: {...}} with id '
+            "the replica's document id and source_id the source's where known. --format json "
+            "writes decimals exactly as JSON numbers and timestamps and blobs as strings."
+        ),
+    )
+    add_destination(p)
+    add_common_settings(p)
+    p.add_argument(
+        "--format", choices=("ion", "json"), default="ion", help="output format (default ion)"
+    )
+    p.set_defaults(run=run)
+
+
+def open_replica_ledger(args: argparse.Namespace, command: str) -> tuple[Any, EmbeddedLedger]:
+    """The embedded destination of the settings and its ledger; ``InputError`` (exit 2) for a
+    ``qldb:`` destination or a missing file."""
+    from qldb_settle.bootstrap import open_destination
+
+    settings = settings_from(args)
+    scheme, _, rest = settings.destination.partition(":")
+    if scheme == "qldb":
+        raise InputError(
+            f"{command} reads an embedded ledger (embedded:PATH); a qldb: destination is not "
+            "supported by this command yet"
+        )
+    if scheme == "embedded" and rest and not Path(rest).exists():
+        raise InputError(f"{rest}: no such replica file")
+    destination = open_destination(settings)
+    ledger = getattr(destination, "ledger", None)
+    if ledger is None:
+        destination.close()
+        raise InputError(f"{command} needs an embedded ledger destination")
+    return destination, ledger
+
+
+def rows(destination: Any, ledger: EmbeddedLedger) -> Iterator[dict[str, Any]]:
+    """``{table, id, source_id?, data}`` of each user document, sorted by table then id."""
+    known: dict[str, str] = {}
+    source_ids = getattr(destination, "source_ids", None)
+    if source_ids is not None:
+        known = source_ids()
+    for table, doc_id, stored in ledger.documents():
+        if table.startswith(INTERNAL_TABLE_PREFIX):
+            continue
+        row: dict[str, Any] = {"table": table, "id": doc_id}
+        source_id = known.get(doc_id)
+        data = stored
+        if isinstance(stored, Mapping) and SOURCE_ID_FIELD in stored:
+            source_id = str(stored[SOURCE_ID_FIELD])
+            data = {k: v for k, v in stored.items() if k != SOURCE_ID_FIELD}
+        if source_id is not None:
+            row["source_id"] = source_id
+        row["data"] = data
+        yield row
+
+
+def ion_line(value: Any) -> str:
+    """One Ion value as one line of Ion text (no version marker)."""
+    from amazon.ion import simpleion
+
+    return str(simpleion.dumps(value, binary=False, omit_version_marker=True))
+
+
+def ion_timestamp_text(value: datetime) -> str:
+    """A timestamp in its Ion text form, precision and offset kept (``1963-08-19T``)."""
+    return ion_line(value)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON: decimals exact as numbers, timestamps and blobs as strings."""
+    out: list[str] = []
+    _json(value, out)
+    return "".join(out)
+
+
+def _json(v: Any, out: list[str]) -> None:
+    from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyNull
+    from amazon.ion.symbols import SymbolToken
+
+    t = getattr(v, "ion_type", None)
+    if v is None or isinstance(v, IonPyNull):
+        out.append("null")
+    elif t is IonType.BOOL or isinstance(v, bool):
+        out.append("true" if v else "false")
+    elif isinstance(v, Decimal):
+        out.append(_decimal(v))
+    elif isinstance(v, float):
+        out.append(repr(float(v)) if math.isfinite(v) else json.dumps(str(v)))
+    elif isinstance(v, int):
+        out.append(str(int(v)))
+    elif isinstance(v, datetime):
+        out.append(json.dumps(ion_timestamp_text(v)))
+    elif isinstance(v, SymbolToken):
+        out.append(json.dumps(v.text if v.text is not None else f"$sid{v.sid}"))
+    elif isinstance(v, str):
+        out.append(json.dumps(str(v), ensure_ascii=False))
+    elif isinstance(v, bytes | bytearray):
+        out.append(json.dumps(base64.b64encode(bytes(v)).decode("ascii")))
+    elif isinstance(v, Mapping):
+        out.append("{")
+        items = v.iteritems() if hasattr(v, "iteritems") else v.items()
+        for i, (k, x) in enumerate(items):
+            if i:
+                out.append(", ")
+            out.append(json.dumps(str(getattr(k, "text", k)), ensure_ascii=False) + ": ")
+            _json(x, out)
+        out.append("}")
+    elif isinstance(v, list | tuple):
+        out.append("[")
+        for i, x in enumerate(v):
+            if i:
+                out.append(", ")
+            _json(x, out)
+        out.append("]")
+    else:
+        raise TypeError(f"not an Ion value: {type(v).__name__}")
+
+
+def _decimal(d: Decimal) -> str:
+    """A decimal as a JSON number with its exact digits (``12.50`` stays ``12.50``)."""
+    text = str(d)
+    if "E" in text or "e" in text:
+        sign, digits, exponent = d.as_tuple()
+        assert isinstance(exponent, int)
+        mantissa = "".join(map(str, digits)) or "0"
+        text = ("-" if sign else "") + mantissa + "E" + str(exponent)
+    if text in ("-0", "0") and d.is_signed():
+        return "-0"
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    destination, ledger = open_replica_ledger(args, "export")
+    try:
+        write = sys.stdout.write
+        for row in rows(destination, ledger):
+            if args.format == "ion":
+                write(ion_line(row) + "\n")
+            else:
+                write(json_text(row) + "\n")
+        sys.stdout.flush()
+    finally:
+        destination.close()
+    return EXIT_OK
