@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         buffer.close()
     rows: list[dict[str, object]] = [
         {
+            "id": r.rejection_id,
             "origin": r.origin,
             "kind": r.kind,
             "reason": r.reason,
@@ -55,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
             "size": len(r.raw),
             "sha256": hashlib.sha256(r.raw).hexdigest(),
             "raw": base64.b64encode(r.raw).decode("ascii"),
+            "resolved_at": iso_ms(r.resolved_at),
+            "resolved_by": r.resolved_by,
+            "resolution": r.resolution,
         }
         for r in rejections
     ]
@@ -74,11 +78,11 @@ def _print_table(rows: list[dict[str, object]], unresolved: int) -> None:
         console.print("no rejected records")
         return
     table = Table(title=f"{len(rows)} rejected ({unresolved} unresolved)")
-    for col in ("kind", "origin", "reason", "bytes", "record id"):
+    for col in ("id", "kind", "origin", "reason", "bytes", "record id", "resolved"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
-            str(r["kind"]), str(r["origin"]), str(r["reason"]), str(r["size"]),
-            str(r["record_id"] or ""),
+            str(r["id"]), str(r["kind"]), str(r["origin"]), str(r["reason"]), str(r["size"]),
+            str(r["record_id"] or ""), str(r["resolved_at"] or ""),
         )  # fmt: skip
     console.print(table)
