@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from settler_blocks import Chain, Rev, put, with_statement_text
+from settler_blocks import LEDGER, Chain, Rev, put, with_statement_text
 from settler_realdata import EVENTS, fixture
 
 from buffer.sqlite import SqliteBuffer
@@ -213,3 +213,40 @@ def test_settle_json_counts_every_literal_digest_verified(
     assert code == 0
     assert report["replayed"] == {"blocks": 3, "statements": 4, "revisions": 0}
     assert report["digests"] == {"verified": 5, "unverified": 0}
+
+
+def test_follow_cycles_on_the_real_clock_until_interrupted(urls: tuple[str, str]) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from destination.embedded import EmbeddedDestination
+
+    buffer_url, dest_url = urls
+    chain = Chain()  # committed in 2024: older than any window on the real clock
+    buffer = SqliteBuffer(buffer_url.removeprefix("sqlite:"))
+    put(buffer, *[chain.block([f"CREATE TABLE T{n}"]) for n in range(3)])
+    buffer.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qldb_settle.cli", "settle", "--follow", "--interval", "0.2",
+         "--buffer", buffer_url, "--destination", dest_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    path = dest_url.removeprefix("embedded:")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if Path(path).exists():
+            dest = EmbeddedDestination(path)
+            applied = dest.checkpoint(LEDGER, chain.strand)
+            dest.close()
+            if applied is not None and applied.sequence_no == 3:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "cycles" in err
+    dest = EmbeddedDestination(path)
+    assert sorted(name for name, _, _ in dest.ledger.tables()) == ["T0", "T1", "T2"]
+    dest.close()
