@@ -206,7 +206,10 @@ class QldbDestination:
     # --- the port --------------------------------------------------------------------------------
 
     def checkpoint(self, ledger: str, strand_id: str) -> Checkpoint | None:
-        self._ensure_internal()
+        if CHECKPOINT_TABLE not in self._load_tables():
+            self._tables = None  # perhaps created by another process since: look again
+            if CHECKPOINT_TABLE not in self._load_tables():
+                return None  # nothing was ever applied (reading creates nothing)
 
         def read(executor: Any) -> Checkpoint | None:
             found = _read_checkpoint(executor, ledger, strand_id)

@@ -221,14 +221,17 @@ def test_a_lost_answer_without_retries_is_transient_and_the_rerun_finds_it_done(
     try:
         b0 = block(0, (StatementOp(text="CREATE TABLE Vehicle", index=0),), mode="statements")
         assert d.checkpoint(LEDGER, STRAND) is None
+        d.apply([b0], None)
+        b1 = block(1, (rev("DocA000000000000000001", 0, {"VIN": "1"}),))
         proxy.drop_commit_answers(1)
         with pytest.raises(TransientError):
-            d.apply([b0], None)
+            d.apply([b1], b0.checkpoint())
         assert proxy.dropped == 1
         # The commit landed: the caller's next cycle starts from the destination's checkpoint.
-        assert d.checkpoint(LEDGER, STRAND) == b0.checkpoint()
+        assert d.checkpoint(LEDGER, STRAND) == b1.checkpoint()
         with pytest.raises(CheckpointMismatch):
-            d.apply([b0], None)
+            d.apply([b1], b0.checkpoint())
+        assert [c.source_id for c in d.copies()] == ["DocA000000000000000001"]
     finally:
         d.close()
         proxy.stop()
