@@ -281,6 +281,7 @@ class _Cycle:
 
     def _quarantine(self, st: _Strand, block: BufferedBlock, reason: str) -> None:
         self._flush(st)
+        reason = reason.removeprefix(f"block {block.block_id}: ")  # the mark names the block
         self.buffer.mark(
             [
                 Mark(
