@@ -1,13 +1,8 @@
-"""The real stream fixtures (../shared/fixtures/real), decoded for the settler's tests.
-
-The two qldb-simple-demo Lambda events are KPL aggregates; a tiny protobuf split reads them here
-so these tests do not depend on the ingest path (which has its own strict decoder and tests).
-"""
+"""The real stream fixtures (../shared/fixtures/real), decoded for the settler's tests (the two
+qldb-simple-demo Lambda events, KPL aggregates, through the ingest path's decoder)."""
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +23,6 @@ DMV_SUMMARY = (
     "amazon-qldb-streams-dmv-sample-lambda-python__tests_unit_fixtures__"
     "person_block_summary_ion_record.ion"
 )
-KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 
 
 def fixture(name: str) -> Path:
@@ -38,66 +32,15 @@ def fixture(name: str) -> Path:
     return path
 
 
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, i
+def event_records(name: str) -> list[Any]:
+    """Every stream record of a Lambda Kinesis event fixture, decoded by the ingest path
+    (base64, KPL aggregate, Ion) into the typed records."""
+    from buffer.port import Incoming
+    from ingest.decode import decode_file
 
-
-def _fields(buf: bytes) -> list[tuple[int, bytes | int]]:
-    out: list[tuple[int, bytes | int]] = []
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-            out.append((number, value))
-        elif wire == 2:
-            length, i = _varint(buf, i)
-            out.append((number, buf[i : i + length]))
-            i += length
-        else:
-            raise AssertionError(f"unexpected wire type {wire}")
-    return out
-
-
-def kpl_split(data: bytes) -> list[bytes]:
-    """The user records of a KPL aggregate (magic, protobuf, MD5), or ``[data]``."""
-    if not data.startswith(KPL_MAGIC):
-        return [data]
-    body = data[len(KPL_MAGIC) : -16]
-    records = []
-    for number, value in _fields(body):
-        if number == 3:
-            assert isinstance(value, bytes)
-            records += [v for n, v in _fields(value) if n == 3 and isinstance(v, bytes)]
-    return records
-
-
-def event_values(name: str) -> list[Any]:
-    """Every stream record (Ion value) of a Lambda Kinesis event fixture."""
-    event = json.loads(fixture(name).read_text())
-    values = []
-    for rec in event["Records"]:
-        for user_record in kpl_split(base64.b64decode(rec["kinesis"]["data"], validate=True)):
-            values.append(simpleion.loads(user_record))
-    return values
-
-
-def event_raw(name: str) -> list[bytes]:
-    """The Ion binary user records of a Lambda Kinesis event fixture, as received."""
-    event = json.loads(fixture(name).read_text())
-    return [
-        user
-        for rec in event["Records"]
-        for user in kpl_split(base64.b64decode(rec["kinesis"]["data"], validate=True))
-    ]
+    items = decode_file(fixture(name))
+    assert all(isinstance(i, Incoming) for i in items)
+    return [i.record for i in items if isinstance(i, Incoming)]
 
 
 def ion_values(name: str) -> list[Any]:
@@ -123,7 +66,7 @@ def buffered(
 
 def real_block(name: str) -> BufferedBlock:
     """The block of one qldb-simple-demo event, with its revision."""
-    records = [record_from_ion(v) for v in event_values(name)]
+    records = event_records(name)
     summaries = [r for r in records if isinstance(r, BlockSummary)]
     revisions = [r for r in records if isinstance(r, RevisionDetails)]
     assert len(summaries) == 1
