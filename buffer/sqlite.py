@@ -133,6 +133,17 @@ _REVISION_COLUMNS = (
     "tx_time_us, tx_id"
 )
 
+_BLOCK_COLUMNS = "block_id, body, arn, kinds, state, arrived_us, reason"
+# The release query: a range scan of blocks_release, costing what it returns (tests check the plan).
+PENDING_SQL = (
+    f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE ledger = ? AND strand_id = ? "
+    "AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?"
+)
+REVISIONS_SQL = (
+    f"SELECT revision_id, block_id, {_REVISION_COLUMNS} FROM revisions "
+    "WHERE block_id IN ({marks}) ORDER BY revision_id"
+)
+
 
 class NotABuffer(InputError):
     """The file is not a qldb-settle settling buffer (another SQLite database, or not SQLite)."""
@@ -732,8 +743,6 @@ class SqliteBuffer:
             ).fetchall()
         return [(a, b) for a, b in rows]
 
-    _BLOCK_COLUMNS = "block_id, body, arn, kinds, state, arrived_us, reason"
-
     def pending(
         self, ledger: str, strand_id: str, after: int, limit: int
     ) -> Sequence[BufferedBlock]:
@@ -741,8 +750,7 @@ class SqliteBuffer:
             return []
         with self._tx(write=False) as cur:
             rows = cur.execute(
-                f"SELECT {self._BLOCK_COLUMNS} FROM blocks WHERE ledger = ? AND strand_id = ? "
-                "AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+                PENDING_SQL,
                 (ledger, strand_id, after, limit),
             ).fetchall()
             return self._buffered(cur, rows)
@@ -750,7 +758,7 @@ class SqliteBuffer:
     def get_block(self, block_id: str) -> BufferedBlock | None:
         with self._tx(write=False) as cur:
             rows = cur.execute(
-                f"SELECT {self._BLOCK_COLUMNS} FROM blocks WHERE block_id = ?", (block_id,)
+                f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE block_id = ?", (block_id,)
             ).fetchall()
             found = self._buffered(cur, rows)
         return found[0] if found else None
@@ -761,8 +769,7 @@ class SqliteBuffer:
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             for found in cur.execute(
-                f"SELECT revision_id, block_id, {_REVISION_COLUMNS} FROM revisions "
-                f"WHERE block_id IN ({marks}) ORDER BY revision_id",
+                REVISIONS_SQL.format(marks=marks),
                 chunk,
             ):
                 revisions[found[1]].append((found[0], _revision(found[2:])))

@@ -1,0 +1,251 @@
+"""What only the SQLite adapter does: the file, its schema, locks, read-only use, transactions and
+the release query's plan. The port's guarantees are in tests/contract."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from buffer import _common
+from buffer.port import Incoming, Mark
+from buffer.sqlite import APPLICATION_ID, PENDING_SQL, REVISIONS_SQL, SqliteBuffer, _translate
+from journal.errors import InputError, TransientError
+
+from conftest import SYNTH_LEDGER, SYNTH_STRAND, SYNTH_T0, Synth  # isort: skip
+
+pytestmark = pytest.mark.ingest_env
+
+
+def _filled(path: Path, synth: Synth, n: int = 3) -> SqliteBuffer:
+    buf = SqliteBuffer(path)
+    buf.put(synth.incomings(synth.chain(n)))
+    return buf
+
+
+def test_a_new_buffer_is_in_wal_mode_with_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    SqliteBuffer(path).close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert version == (str(_common.SCHEMA_VERSION),)
+    db.close()
+
+
+def test_creating_the_schema_again_changes_nothing(tmp_path: Path, synth: Synth) -> None:
+    path = tmp_path / "b.db"
+    buf = _filled(path, synth)
+    expected = buf.dump()
+    buf._create()  # what opening an older or half-created file does
+    assert buf.dump() == expected
+    buf.close()
+    for _ in range(3):
+        with SqliteBuffer(path) as again:
+            assert again.dump() == expected
+
+
+def test_two_processes_creating_one_buffer_at_once_both_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def open_it() -> None:
+        try:
+            barrier.wait()
+            SqliteBuffer(path).close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with SqliteBuffer(path) as buf:
+        assert buf.dump()["counts"]["statements"] == 0
+
+
+def test_a_locked_database_is_a_transient_error_naming_the_file(
+    tmp_path: Path, synth: Synth
+) -> None:
+    path = tmp_path / "b.db"
+    buf = SqliteBuffer(path, busy_timeout_s=0.05)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        with pytest.raises(TransientError, match=str(path)) as caught:
+            buf.put(synth.incomings(synth.chain(1)))
+        assert "busy" in str(caught.value) or "locked" in str(caught.value)
+        assert buf.stats(SYNTH_T0).blocks["pending"] == 0  # readers do not wait (WAL)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert buf.put(synth.incomings(synth.chain(1))).stored["blocks"] == 1
+    buf.close()
+
+
+def test_a_read_only_buffer_reads_and_refuses_writes_as_transient(
+    tmp_path: Path, synth: Synth
+) -> None:
+    path = tmp_path / "b.db"
+    _filled(path, synth).close()
+    with SqliteBuffer(path, read_only=True) as ro:
+        assert len(ro.pending(SYNTH_LEDGER, SYNTH_STRAND, 0, 10)) == 3
+        assert ro.stats(SYNTH_T0).blocks["pending"] == 3
+        with pytest.raises(TransientError, match="read-only"):
+            ro.put(synth.incomings([synth.block(9)]))
+        with pytest.raises(TransientError, match=str(path)):
+            ro.mark(
+                [Mark(block_id=f"{SYNTH_LEDGER}/{SYNTH_STRAND}/1", state="replayed", at=SYNTH_T0)]
+            )
+        assert ro.dump()["counts"]["blocks"]["pending"] == 3
+
+
+def test_a_file_without_write_permission_is_transient(tmp_path: Path, synth: Synth) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("running as root: file permissions do not stop writes (read_only covers it)")
+    path = tmp_path / "b.db"
+    _filled(path, synth).close()
+    path.chmod(0o444)
+    try:
+        with SqliteBuffer(path) as buf, pytest.raises(TransientError, match="read-only"):
+            buf.put(synth.incomings([synth.block(9)]))
+    finally:
+        path.chmod(0o644)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is a text file, not a database at all\n" * 40, "not a qldb-settle buffer"),
+        (None, "another kind"),  # a different SQLite database
+        (b"newer", "newer than this qldb-settle"),
+    ],
+)
+def test_a_file_that_is_not_a_buffer_is_refused(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "x.db"
+    if content is None:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE documents (id TEXT)")
+        db.close()
+    elif content == b"newer":
+        SqliteBuffer(path).close()
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        db.close()
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(InputError, match=message):
+        SqliteBuffer(path)
+    assert path.read_bytes() == before
+
+
+def test_a_missing_directory_or_read_only_missing_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot open"):
+        SqliteBuffer(tmp_path / "no" / "such" / "dir" / "b.db")
+    with pytest.raises(InputError):
+        SqliteBuffer(tmp_path / "absent.db", read_only=True)
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_an_empty_file_becomes_a_buffer(tmp_path: Path, synth: Synth) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with SqliteBuffer(path) as buf:
+        assert buf.put(synth.incomings(synth.chain(1))).stored["blocks"] == 1
+
+
+def test_a_put_is_all_or_nothing(tmp_path: Path, synth: Synth) -> None:
+    buf = SqliteBuffer(tmp_path / "b.db")
+    empty = buf.dump()
+    good = synth.incomings(synth.chain(2))
+    broken = Incoming(record=cast(Any, object()), raw=b"", fingerprint="", origin="x")
+    with pytest.raises(TypeError):
+        buf.put([*good, broken])
+    assert buf.dump() == empty
+    assert buf.stats(SYNTH_T0).statements == 0
+    assert buf.put(good).stored["blocks"] == 2  # the connection is still usable
+    buf.close()
+
+
+def test_the_release_query_is_an_index_range_scan(tmp_path: Path, synth: Synth) -> None:
+    buf = _filled(tmp_path / "b.db", synth, n=20)
+    db = buf._db
+    plan = " | ".join(
+        str(row[-1])
+        for row in db.execute(
+            "EXPLAIN QUERY PLAN " + PENDING_SQL, (SYNTH_LEDGER, SYNTH_STRAND, 0, 5)
+        )
+    )
+    assert "USING INDEX blocks_release (ledger=? AND strand_id=? AND state=? AND seq>?)" in plan
+    assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+    plan = " | ".join(
+        str(row[-1])
+        for row in db.execute("EXPLAIN QUERY PLAN " + REVISIONS_SQL.format(marks="?,?"), ("a", "b"))
+    )
+    assert "USING INDEX revisions_block (block_id=?)" in plan, plan
+    buf.close()
+
+
+def test_concurrent_writers_leave_the_state_of_one_writer(tmp_path: Path, synth: Synth) -> None:
+    records = synth.incomings(synth.chain(12))
+    reference = SqliteBuffer(tmp_path / "ref.db")
+    reference.put(records)
+    expected = reference.dump()
+    reference.close()
+    path = tmp_path / "shared.db"
+    SqliteBuffer(path).close()
+    errors: list[BaseException] = []
+
+    def ingest(seed: int) -> None:
+        order = records[:]
+        random.Random(seed).shuffle(order)
+        try:
+            with SqliteBuffer(path, busy_timeout_s=10) as buf:
+                for i in range(0, len(order), 5):
+                    buf.put(order[i : i + 5])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingest, args=(seed,)) for seed in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with SqliteBuffer(path) as buf:
+        assert buf.dump() == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("database is locked", TransientError),
+        ("attempt to write a readonly database", TransientError),
+        ("disk I/O error", TransientError),
+        ("file is not a database", InputError),
+        ("unable to open database file", InputError),
+    ],
+)
+def test_sqlite_errors_are_translated_by_their_message_when_no_code_is_given(
+    message: str, kind: type[Exception]
+) -> None:
+    mapped = _translate(sqlite3.OperationalError(message), "/data/b.db")
+    assert isinstance(mapped, kind)
+    assert "/data/b.db" in str(mapped)
+
+
+def test_other_sqlite_errors_are_not_disguised() -> None:
+    assert _translate(sqlite3.IntegrityError("UNIQUE constraint failed"), "b.db") is None
