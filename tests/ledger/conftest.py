@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ledger import EmbeddedLedger
+if TYPE_CHECKING:  # the parser tests also run in the ingest environment, without the engine
+    from ledger import EmbeddedLedger
 
 T0 = datetime(2024, 5, 1, 9, 30, 0, tzinfo=UTC)
 
@@ -31,6 +33,8 @@ def clock() -> StepClock:
 
 @pytest.fixture
 def led(tmp_path: Path, clock: StepClock) -> Iterator[EmbeddedLedger]:
+    from ledger import EmbeddedLedger
+
     ledger = EmbeddedLedger(tmp_path / "ledger.db", clock=clock, id_seed=7, ledger_name="test")
     try:
         yield ledger
