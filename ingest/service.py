@@ -203,7 +203,7 @@ def ingest_paths(
         try:
             items = decode_file(f)
         except InputError as exc:
-            log.warning("%s", exc)
+            log.info("not input: %s", exc)
             ingestor.report.unreadable.append((str(f), str(exc)))
         else:
             ingestor.report.files += 1

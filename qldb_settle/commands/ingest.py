@@ -106,10 +106,12 @@ def run(args: argparse.Namespace) -> int:
 def _print_summary(report: IngestReport, buffer_url: str) -> None:
     put = report.put
     s = put.stored
-    print(f"ingested {report.records} records from {report.files} files into {buffer_url}")
     print(
-        f"  stored: {s.get('blocks', 0)} blocks, {s.get('statements', 0)} statements, "
-        f"{s.get('revisions', 0)} revisions, {s.get('control', 0)} control records"
+        f"ingested {_n(report.records, 'record')} from {_n(report.files, 'file')} into {buffer_url}"
+    )
+    print(
+        f"  stored: {_n(s.get('blocks', 0), 'block')}, {_n(s.get('statements', 0), 'statement')}, "
+        f"{_n(s.get('revisions', 0), 'revision')}, {_n(s.get('control', 0), 'control record')}"
     )
     print(
         f"  duplicates: {put.duplicates}  conflicts: {put.conflicts}  late: {put.late}  "
@@ -121,4 +123,8 @@ def _print_summary(report: IngestReport, buffer_url: str) -> None:
     if put.rejected or put.conflicts:
         print("  needs attention: list them with `qldb-settle rejected`")
     if report.unreadable:
-        print(f"  not input at all: {len(report.unreadable)} files (see stderr)")
+        print(f"  not input at all: {_n(len(report.unreadable), 'file')} (see stderr)")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

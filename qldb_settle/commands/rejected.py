@@ -65,24 +65,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"rejected": rows, "count": len(rows), "unresolved": unresolved})
     else:
-        _print_table(rows, unresolved)
+        _print_list(rows, unresolved)
     return EXIT_ATTENTION if unresolved else EXIT_OK
 
 
-def _print_table(rows: list[dict[str, object]], unresolved: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
+def _print_list(rows: list[dict[str, object]], unresolved: int) -> None:
     if not rows:
-        console.print("no rejected records")
+        print("no rejected records")
         return
-    table = Table(title=f"{len(rows)} rejected ({unresolved} unresolved)")
-    for col in ("id", "kind", "origin", "reason", "bytes", "record id", "resolved"):
-        table.add_column(col, overflow="fold")
+    print(f"{len(rows)} rejected, {unresolved} unresolved (oldest first):")
     for r in rows:
-        table.add_row(
-            str(r["id"]), str(r["kind"]), str(r["origin"]), str(r["reason"]), str(r["size"]),
-            str(r["record_id"] or ""), str(r["resolved_at"] or ""),
-        )  # fmt: skip
-    console.print(table)
+        resolved = (
+            f"  resolved {r['resolved_at']} by {r['resolved_by']}" if r["resolved_at"] else ""
+        )
+        record = f"  record {r['record_id']}" if r["record_id"] else ""
+        print(f"- {r['id']}  {r['kind']}  {r['size']} bytes  {r['origin']}{record}{resolved}")
+        print(f"    {r['reason']}")

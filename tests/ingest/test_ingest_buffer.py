@@ -30,7 +30,7 @@ from buffer.port import Incoming, PutReport, Rejection, SettlingBuffer
 from buffer.sqlite import SqliteBuffer
 from ingest import kpl
 from ingest.decode import decode_event, decode_kinesis_event
-from ingest.service import distribution, ingest_items, ingest_paths
+from ingest.service import IngestReport, distribution, ingest_items, ingest_paths
 from journal.errors import TransientError
 
 pytestmark = pytest.mark.ingest_env
@@ -62,7 +62,7 @@ class FailingBuffer:
         return getattr(self.inner, name)
 
 
-def _accounted(report: Any) -> int:
+def _accounted(report: IngestReport) -> int:
     put = report.put
     return (
         sum(put.stored.values())
@@ -138,7 +138,7 @@ def test_out_of_orderness_and_batches(buffer: SqliteBuffer, synth: Any) -> None:
 def test_transient_failure_stops_and_says_from_where(buffer: SqliteBuffer) -> None:
     items = decode_event(load_json(DYNAMODB_EVENT)) + decode_event(load_json(ES_EVENT))
     failing = FailingBuffer(buffer, fail_from=2)
-    report = ingest_items(failing, items, batch_size=2)  # type: ignore[arg-type]
+    report = ingest_items(failing, items, batch_size=2)
     assert report.unstored_from == 2
     assert report.transient is not None and "busy (injected)" in report.transient
     assert report.records == 2 and report.put.stored["blocks"] == 1
@@ -173,7 +173,7 @@ def test_handler_reports_every_record_from_the_first_transient_failure(
     records = real_user_records()
     entries = [kinesis_entry(r, seq=seq_no(i)) for i, r in enumerate(records)]
     failing = FailingBuffer(buffer, fail_from=1)
-    ingest_handler.use_buffer(failing)  # type: ignore[arg-type]
+    ingest_handler.use_buffer(failing)
     try:
         response = ingest_handler.handler(kinesis_event(entries), None)
     finally:
@@ -194,7 +194,7 @@ def test_handler_failure_in_a_later_batch_names_only_the_records_from_there(
     ]
     monkeypatch.setattr(ingest_handler, "ingest_items", _small_batches)
     failing = FailingBuffer(buffer, fail_from=2)  # batches of one item: the 2nd put fails
-    ingest_handler.use_buffer(failing)  # type: ignore[arg-type]
+    ingest_handler.use_buffer(failing)
     try:
         response = ingest_handler.handler(kinesis_event(entries), None)
     finally:
