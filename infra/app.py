@@ -114,6 +114,10 @@ class QldbSettleApp:
         if nag_checks:
             cdk.Validations.of(self.app).add_plugins(cdk_nag.AwsSolutionsChecks(self.app))
 
+    @property
+    def outdir(self) -> str:
+        return self.app.outdir
+
     def synth(self) -> cdk.cx_api.CloudAssembly:
         return self.app.synth()
 
@@ -122,8 +126,11 @@ def main(*, outdir: str | None = None, context: Mapping[str, Any] | None = None)
     """Synthesize the app. The CDK CLI passes the output folder and the context through the
     environment (``CDK_OUTDIR``, ``CDK_CONTEXT_JSON``); the arguments are for callers in-process."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if outdir is None and not os.environ.get("CDK_OUTDIR"):
+        outdir = str(PROJECT_ROOT / "cdk.out")  # run directly, not by the CDK CLI
     app = QldbSettleApp(outdir=outdir, context=context)
     app.synth()
+    logger.info("synthesized %s into %s", ", ".join(s.stack_name for s in app.stacks), app.outdir)
     if app.layers_missing:
         print(f"warning: {LAYERS_MISSING}", file=sys.stderr)
     return 0

@@ -91,6 +91,14 @@ def suppress(app: QldbSettleApp) -> None:
                 ack(role, rule, reason)
 
     service = app.service
+    if app.streaming is not None:
+        Validations.of(service).acknowledge(
+            Acknowledgment(
+                id="Annotation::@aws-cdk/core:crossStackReferencesDefaultStrong",
+                reason="Strong (export/import) references on purpose: the streaming stack cannot "
+                "be deleted or lose its stream while the service stack reads it.",
+            )
+        )
     domain = service.buffer.domain
     ack(
         domain,
