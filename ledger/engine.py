@@ -6,7 +6,10 @@ changes; ``commit`` validates optimistically (like QLDB: a transaction whose rea
 a transaction that committed after the read fails with ``OccConflict``) and appends one block to
 the journal: revisions hashed with the Ion hash, ``entriesHash`` the Merkle root of the entries,
 ``blockHash = dot(entriesHash, previousBlockHash)``. ``CommittedBlock.stream_records`` gives the
-BLOCK_SUMMARY and REVISION_DETAILS records QLDB would stream for the block.
+BLOCK_SUMMARY and REVISION_DETAILS records QLDB would stream for the block. Every committed
+transaction appends a block, read-only ones included; DDL adds a system revision (a
+``revisionSummaries`` entry without ``documentId``); the first block's ``previousBlockHash`` is
+``SHA-256("qldb-settle genesis <strandId>")``.
 
 Storage: one SQLite file (WAL) holding the current documents (Ion binary), every revision, the
 tables and indexes, index entries and the blocks. Several threads and processes may use one file:
@@ -31,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -137,6 +141,7 @@ def _ms(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+@lru_cache(maxsize=1024)
 def ion_time(ms: int) -> Timestamp:
     """An Ion timestamp, UTC, millisecond precision (as QLDB writes them)."""
     v = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
@@ -1026,7 +1031,9 @@ def _item_name(e: Expr, scope: Scope, i: int) -> str:
 class EmbeddedLedger:
     """A QLDB-like ledger in one SQLite file. ``clock`` gives commit and statement times
     (default: the system clock); ``id_seed`` makes document, table, index, transaction and strand
-    ids deterministic."""
+    ids deterministic (two processes using one file with the same seed may draw the same
+    document id: the second commit then fails with ``OccConflict`` and a retry draws anew).
+    ``enforce_limits`` applies QLDB's quotas to transactions run through ``begin``/``execute``."""
 
     def __init__(
         self,
