@@ -138,7 +138,9 @@ def classify_copy(
     content, this copy came first: keep its provenance (raw bytes, origin, arrival, ARN) instead.
     ``conflict``: other content, this copy goes to the rejected records; ``conflict-earlier``:
     other content and this copy came first while the stored one is still ``replaceable`` (its
-    block not released): this copy is stored and the stored one goes to the rejected records.
+    block not released): this copy is stored, the stored one goes to the rejected records, and a
+    rejection kept earlier for this copy's content (a later copy of it that lost to the stored
+    one) is dropped: those copies are duplicates of the stored copy now.
     """
     earlier = key < stored_key
     if fingerprint == stored_fingerprint:

@@ -187,6 +187,21 @@ def test_the_first_copy_is_the_earliest_arrival_whatever_the_put_order(
     assert dumps[0] == dumps[1]
 
 
+def test_when_the_earliest_copy_arrives_last_its_content_is_no_longer_a_conflict(
+    buf: SettlingBuffer, synth: Synth
+) -> None:
+    original = synth.incoming(synth.block(5).summary, arrived_at=T0 + timedelta(seconds=3))
+    value = _conflicting(synth, 5).summary
+    other_later = synth.incoming(value, origin="file.ion#4")  # arrival unknown: after original
+    other_first = synth.incoming(value, arrived_at=T0, origin="shard-1/1")
+    for item in (original, other_later, other_first):
+        buf.put([item])
+    block = buf.get_block(bid(5))
+    assert block is not None and len(block.summary.statements) == 2 and block.conflicted
+    assert [(r.raw, r.origin) for r in buf.rejected()] == [(original.raw, original.origin)]
+    assert buf.stats(T0).conflicts == 1
+
+
 def test_a_released_copy_stays_when_an_earlier_conflicting_copy_arrives(
     buf: SettlingBuffer, synth: Synth
 ) -> None:
@@ -414,18 +429,18 @@ def test_pending_returns_blocks_in_commit_order_after_a_sequence_number(
 
 
 def test_pending_pages_through_more_blocks_than_one_page(buf: SettlingBuffer, synth: Synth) -> None:
-    blocks = synth.chain(230)
+    blocks = synth.chain(150)
     records = synth.incomings(blocks)
     for i in range(0, len(records), 100):
         buf.put(records[i : i + 100][::-1])
     seen: list[int] = []
     after = 0
-    while page := buf.pending(L, S, after, 64):
-        assert len(page) <= 64
+    while page := buf.pending(L, S, after, 40):
+        assert len(page) <= 40
         seen.extend(b.summary.address.sequence_no for b in page)
         after = page[-1].summary.address.sequence_no
         assert all(b.complete for b in page)
-    assert seen == list(range(1, 231))
+    assert seen == list(range(1, 151))
 
 
 def test_revisions_are_matched_to_blocks_by_their_block_address(
