@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from journal.errors import InputError
+from journal.errors import InputError, SettleError
 from qldb_settle.output import (
     add_buffer,
     add_common_settings,
@@ -161,7 +161,8 @@ def read_checkpoints(
     settings: Settings, strands: Sequence[tuple[str, str]]
 ) -> tuple[Any, list[str]]:
     """The destination's checkpoint of each strand as JSON (null, one object, or a list with
-    several strands), and notes on why it could not be read. The destination is only read, never
+    several strands), and notes on why it could not be read (not installed, unreachable,
+    misconfigured: the buffer's figures are still shown). The destination is only read, never
     created: an ``embedded:`` file that does not exist yet has no checkpoint."""
     scheme, _, rest = settings.destination.partition(":")
     if scheme == "embedded" and rest and not Path(rest).exists():
@@ -175,16 +176,16 @@ def read_checkpoints(
         return None, [f"checkpoint not read: {exc}"]
     try:
         destination = open_destination(settings)
-    except ImportError as exc:
-        return None, [f"checkpoint not read: {exc}"]
-    try:
-        found = [
-            checkpoint_json(cp)
-            for ledger, strand in strands
-            if (cp := destination.checkpoint(ledger, strand)) is not None
-        ]
-    finally:
-        destination.close()
+        try:
+            found = [
+                checkpoint_json(cp)
+                for ledger, strand in strands
+                if (cp := destination.checkpoint(ledger, strand)) is not None
+            ]
+        finally:
+            destination.close()
+    except (ImportError, SettleError) as exc:  # the buffer's figures stand on their own
+        return None, [f"checkpoint not read from {settings.destination}: {exc}"]
     if not found:
         return None, []
     return (found[0] if len(found) == 1 else found), []

@@ -170,3 +170,21 @@ def test_blocks_exits_1_when_quarantined_or_late_blocks_wait(
     assert [(b["sequence_no"], b["reason"]) for b in listing["blocks"]] == [(2, "conflict")]
     code, late = run_json(capsys, "blocks", "--buffer", f"sqlite:{path}", "--state", "late")
     assert (code, late) == (0, {"blocks": []})
+
+
+def test_an_unreachable_destination_leaves_the_checkpoint_null_with_a_note(
+    tmp_path: Path, synth: Synth, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "b.db"
+    with SqliteBuffer(path) as buf:
+        buf.put(synth.incomings(synth.chain(1)))
+    # A QLDB endpoint on a closed loopback port: a real connection refusal, no AWS involved.
+    code, status = run_json(
+        capsys, "status", "--buffer", f"sqlite:{path}", "--destination", "qldb:replica",
+        "--qldb-endpoint", "http://127.0.0.1:9",
+    )  # fmt: skip
+    assert code == 0
+    assert status["checkpoint"] is None
+    assert status["blocks"]["pending"] == 1
+    (note,) = status["notes"]
+    assert note.startswith("checkpoint not read from qldb:replica")
