@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +253,18 @@ def test_fuzz_files_give_items_or_input_error(data: st.DataObject) -> None:
     except InputError:
         return
     _check(items)
+
+
+def test_the_ingest_path_imports_neither_ionhash_nor_pyqldb() -> None:
+    script = (
+        "import sys, json\n"
+        "import ingest.handler, ingest.service\n"
+        "from ingest.decode import decode_file\n"
+        f"decode_file({str(fixture(DYNAMODB_EVENT))!r})\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('ionhash', 'pyqldb', 'boto3', 'botocore', 'aws_lambda_powertools'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(done.stdout) == []
