@@ -191,6 +191,7 @@ class _Plan:
     slots: dict[tuple[str, str], _Slot] = field(default_factory=dict)
     # rejection id -> (rejection, block it flags, record id whose classification made it)
     rejections: dict[str, tuple[Rejection, str | None, str]] = field(default_factory=dict)
+    forget: dict[str, str] = field(default_factory=dict)  # rejection id -> record id
     reports: dict[str, PutReport] = field(default_factory=dict)  # record id -> its counts
     statements_of: dict[str, str] = field(default_factory=dict)  # block id -> "write" | "kinds"
 
@@ -201,6 +202,13 @@ class _Plan:
             report = self.reports[record_id] = PutReport()
         report.records += 1
         return report
+
+    def forget_conflict(self, rejection: Rejection, source_id: str) -> None:
+        """This copy's content is the stored one now (it came first): the conflict kept earlier
+        for a later copy of it goes (those copies are duplicates of the stored copy now)."""
+        rid = rejection.rejection_id
+        self.rejections.pop(rid, None)
+        self.forget[rid] = source_id
 
     def reject(self, rejection: Rejection, block_id: str | None, source_id: str) -> None:
         rid = rejection.rejection_id
@@ -217,7 +225,10 @@ class OpenSearchBuffer:
     """The ``SettlingBuffer`` port on OpenSearch (``buffer.port`` states the guarantees).
 
     ``page_size`` bounds every search page (at most 10,000, the result window);
-    ``refresh_before_read`` is the refresh strategy of the module docstring; ``create`` puts the
+    ``refresh_before_read`` is the refresh strategy of the module docstring;
+    ``statement_states`` mirrors each block's state onto its statements (for operators searching
+    statements; it costs the settler one update per statement, or one ``update_by_query`` per
+    mark batch where scripts are allowed); off, statements carry no state. ``create`` puts the
     index templates and creates the indices (idempotent; off for a role that may only write).
     """
 
@@ -229,6 +240,7 @@ class OpenSearchBuffer:
         settings: IndexSettings | None = None,
         page_size: int = 1_000,
         refresh_before_read: bool = True,
+        statement_states: bool = True,
         create: bool = True,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE:
@@ -238,6 +250,8 @@ class OpenSearchBuffer:
         self.settings = settings or IndexSettings()
         self.page_size = page_size
         self.refresh_before_read = refresh_before_read
+        self.statement_states = statement_states
+        self._scripts = True  # until the server refuses an update_by_query script
         if create:
             self.create_indices()
 
@@ -626,6 +640,7 @@ class OpenSearchBuffer:
             s.plan_create(self._header_source(item, summary, "pending", plan.write_id))
             plan.statements_of[summary.block_id] = "write"
             plan.reject(displaced, summary.block_id, summary.block_id)
+            plan.forget_conflict(self._conflict_of(item, summary.block_id), summary.block_id)
 
     def _raw_of(self, s: _Slot) -> bytes:
         """The raw bytes of the copy a slot holds (planned, or fetched: reads skip ``raw``)."""
@@ -743,6 +758,7 @@ class OpenSearchBuffer:
             )
             s.plan_create(self._revision_source(item, rev, False, plan.write_id))
             plan.reject(displaced, stored_block, rev.record_id)
+            plan.forget_conflict(self._conflict_of(item, rev.record_id), rev.record_id)
 
     def _plan_control(self, plan: _Plan, s: _Slot, item: Incoming, control: ControlRecord) -> None:
         report = plan.count(control.record_id)
@@ -779,6 +795,7 @@ class OpenSearchBuffer:
                 arrived_at=c.opt_from_us(current.get("arrived_us")),
             )
             plan.reject(displaced, None, control.record_id)
+            plan.forget_conflict(self._conflict_of(item, control.record_id), control.record_id)
         if outcome == "duplicate-earlier":
             s.plan_update(_provenance(item, control.stream.arn, plan.write_id))
         elif outcome == "conflict-earlier":
@@ -853,6 +870,12 @@ class OpenSearchBuffer:
         self._keep_rejections(
             [(r, block) for r, block, source in plan.rejections.values() if source not in raced]
         )
+        forget: list[Action] = [
+            ({"delete": {"_index": ix.rejected, "_id": rid}}, None)
+            for rid, source in plan.forget.items()
+            if source not in raced
+        ]
+        self._check(self._bulk(forget, "drop superseded conflicts"), "drop conflicts", ok=(404,))
         return raced
 
     def _statement_actions(self, header: Mapping[str, Any], stored: Hit | None) -> list[Action]:
@@ -867,6 +890,7 @@ class OpenSearchBuffer:
                 (
                     {"index": {"_index": index, "_id": f"{summary.block_id}/{st.index}"}},
                     {
+                        "statement_id": f"{summary.block_id}/{st.index}",
                         "block_id": summary.block_id,
                         "index": st.index,
                         "ledger": summary.ledger,
@@ -880,7 +904,7 @@ class OpenSearchBuffer:
                         "text": st.text,
                         "digest": st.digest.hex(),
                         "kind": kinds[st.index] if st.index < len(kinds) else None,
-                        "state": header["state"],
+                        "state": header["state"] if self.statement_states else None,
                     },
                 )
             )
@@ -898,17 +922,17 @@ class OpenSearchBuffer:
             self._bulk(self._statement_actions(doc["_source"], None), "rewrite statements"),
             "rewrite statements",
         )
-        known = int(doc["_source"]["statements"])
-        index = self.indices.statements
+        known = [f"{block_id}/{i}" for i in range(int(doc["_source"]["statements"]))]
         query = {
             "bool": {
-                "filter": [{"term": {"block_id": block_id}}, {"range": {"index": {"gte": known}}}]
+                "filter": [{"term": {"block_id": block_id}}],
+                "must_not": [{"terms": {"statement_id": known}}],
             }
         }
         self.client.request(
             f"delete extra statements of {block_id}",
             "delete_by_query",
-            index=index,
+            index=self.indices.statements,
             body={"query": query},
             conflicts="proceed",
         )
@@ -1246,19 +1270,58 @@ class OpenSearchBuffer:
                         todo[bid] = doc  # someone else changed it: write on the new version
         else:
             raise TransientError("OpenSearch block headers kept changing under the marks")
-        statements: list[Action] = []
+        by_state: dict[str, list[str]] = {}
         for bid, change in changes.items():
-            n = int(docs[bid]["_source"].get("statements", 0))
-            if docs[bid]["_source"].get("purged"):
-                continue
-            statements += [
-                (
-                    {"update": {"_index": ix.statements, "_id": f"{bid}/{i}"}},
-                    {"doc": {"state": change["state"]}},
-                )
-                for i in range(n)
-            ]
-        self._check(self._bulk(statements, "mark statements"), "mark statements", ok=(404,))
+            if not docs[bid]["_source"].get("purged"):
+                by_state.setdefault(change["state"], []).append(bid)
+        self._mirror_states(
+            by_state, {bid: int(d["_source"].get("statements", 0)) for bid, d in docs.items()}
+        )
+
+    def _mirror_states(
+        self, by_state: Mapping[str, Sequence[str]], counts: Mapping[str, int]
+    ) -> None:
+        """Copy block states onto their statements: one ``update_by_query`` per state (a painless
+        assignment, run by the server) where scripts are allowed, else one partial update per
+        statement (osmem-server refuses scripts)."""
+        if not self.statement_states or not by_state:
+            return
+        ix = self.indices
+        if self._scripts:
+            self._refresh(ix.statements)  # update_by_query works on what a search sees
+            try:
+                for state, ids in by_state.items():
+                    for chunk in _chunks(list(ids)):
+                        self.client.request(
+                            f"mark statements {state}",
+                            "update_by_query",
+                            index=ix.statements,
+                            body={
+                                "query": {"bool": {"filter": [{"terms": {"block_id": chunk}}]}},
+                                "script": {
+                                    "lang": "painless",
+                                    "source": "ctx._source.state = params.state",
+                                    "params": {"state": state},
+                                },
+                            },
+                            conflicts="proceed",
+                        )
+                return
+            except OpenSearchError as exc:
+                if exc.status != 400 or "script" not in exc.reason:
+                    raise
+                log.info("%s refuses update_by_query scripts; marking statements one by one", self)
+                self._scripts = False
+        actions: list[Action] = [
+            (
+                {"update": {"_index": ix.statements, "_id": f"{bid}/{i}"}},
+                {"doc": {"state": state}},
+            )
+            for state, ids in by_state.items()
+            for bid in ids
+            for i in range(counts.get(bid, 0))
+        ]
+        self._check(self._bulk(actions, "mark statements"), "mark statements", ok=(404,))
 
     def _set_mark(
         self, ledger: str, strand_id: str, decide: Callable[[int | None], int | None]
@@ -1619,9 +1682,7 @@ class OpenSearchBuffer:
             }
             provenance[h["block_id"]] = _dump_provenance(h)
         statements = {}
-        for hit in self._search(
-            ix.statements, {"match_all": {}}, [{"block_id": "asc"}, {"index": "asc"}]
-        ):
+        for hit in self._search(ix.statements, {"match_all": {}}, [{"statement_id": "asc"}]):
             s = hit["_source"]
             statements[f"{s['block_id']}/{s['index']}"] = {
                 "block_id": s["block_id"],

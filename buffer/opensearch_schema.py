@@ -38,7 +38,8 @@ _DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
 _KW = {"type": "keyword"}
 _KW_STORED = {"type": "keyword", "index": False, "doc_values": False}
 _LONG = {"type": "long"}
-_INT = {"type": "integer"}
+# Numbers nobody searches, sorts or aggregates on: kept in _source only (no index, no doc values).
+_LONG_STORED = {"type": "long", "index": False, "doc_values": False}
 _BOOL = {"type": "boolean"}
 _DOUBLE = {"type": "double"}
 _BLOB = {"type": "binary"}  # base64; binary fields are neither indexed nor doc-valued
@@ -51,7 +52,7 @@ _PROVENANCE = {
     "raw_sha256": _KW,
     "arn": _KW,
     "origin": _KW,
-    "arrived_us": _LONG,
+    "arrived_us": _LONG_STORED,
     "arrived_at": _DATE,
     "write_id": _KW,  # the put call that wrote it: a retried write recognises its own copy
 }
@@ -59,6 +60,7 @@ _PROVENANCE = {
 MAPPINGS: Mapping[str, Mapping[str, Any]] = {
     "blocks": {
         **_PROVENANCE,
+        "arrived_us": _LONG,  # sorted on: the latest arrivals are the ingest-delay sample
         "block_id": _KW,
         "ledger": _KW,
         "strand_id": _KW,
@@ -68,25 +70,26 @@ MAPPINGS: Mapping[str, Mapping[str, Any]] = {
         "commit_time": _DATE,
         "transaction_id": _KW,
         "block_hash": _KW,
-        "statements": _INT,
-        "revisions_expected": _INT,
+        "statements": _LONG_STORED,
+        "revisions_expected": _LONG_STORED,
         "statement_kinds": _KW,
         "summary": _OPAQUE,
         "delay_ms": _DOUBLE,
         "reason": _KW_STORED,
-        "updated_us": _LONG,
+        "updated_us": _LONG_STORED,
         "actor": _KW,
         "purged": _BOOL,
     },
     "statements": {
+        "statement_id": _KW,
         "block_id": _KW,
-        "index": _INT,
+        "index": _LONG_STORED,
         "ledger": _KW,
         "strand_id": _KW,
-        "sequence_no": _LONG,
-        "start_us": _LONG,
+        "sequence_no": _LONG_STORED,
+        "start_us": _LONG_STORED,
         "start_time": _DATE,
-        "commit_us": _LONG,
+        "commit_us": _LONG_STORED,
         "commit_time": _DATE,
         "transaction_id": _KW,
         "text": {"type": "text"},
@@ -102,7 +105,7 @@ MAPPINGS: Mapping[str, Mapping[str, Any]] = {
         "strand_id": _KW,
         "sequence_no": _LONG,
         "document_id": _KW,
-        "version": _LONG,
+        "version": _LONG_STORED,
         "table_name": _KW,
         "table_id": _KW,
         "revision": _OPAQUE,
@@ -115,12 +118,12 @@ MAPPINGS: Mapping[str, Mapping[str, Any]] = {
         "raw": _BLOB,
         "raw_sha256": _KW,
         "origin": _KW,
-        "arrived_us": _LONG,
+        "arrived_us": _LONG,  # sorted on: rejections are listed oldest first
         "arrived_at": _DATE,
         "record_id": _KW,
         "block_id": _KW,
         "resolved": _BOOL,
-        "resolved_us": _LONG,
+        "resolved_us": _LONG_STORED,
         "resolved_by": _KW,
         "resolution": _KW_STORED,
     },
@@ -129,13 +132,13 @@ MAPPINGS: Mapping[str, Mapping[str, Any]] = {
         "kind": _KW,
         "ledger": _KW,
         "strand_id": _KW,
-        "replayed_through": _LONG,
+        "replayed_through": _LONG_STORED,
         "gaps": _OPAQUE,
         "record_id": _KW,
         "control_type": _KW,
         "owner": _KW,
-        "expires_us": _LONG,
-        "version": _INT,
+        "expires_us": _LONG_STORED,
+        "version": _LONG_STORED,
     },
 }
 
