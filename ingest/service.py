@@ -65,8 +65,9 @@ class IngestReport:
 
     @property
     def needs_attention(self) -> bool:
-        """Something an operator should look at: rejected records or conflicts."""
-        return bool(self.put.rejected or self.put.conflicts)
+        """Something an operator should look at: rejected records, conflicts, or late records
+        (applied only by an operator's ``resolve --apply-late``)."""
+        return bool(self.put.rejected or self.put.conflicts or self.put.late)
 
     def as_json(self) -> dict[str, object]:
         """The ``qldb-settle ingest --json`` object (DESIGN.md keys, plus ``late``, the two

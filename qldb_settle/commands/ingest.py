@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "objects (concatenated Ion binary, plain or GZIP) and store their records in the "
             "settling buffer, create-if-absent. Directories are read recursively in sorted "
             "order. Input that cannot be decoded is kept as rejected (see `qldb-settle "
-            "rejected`). Exit 1 when anything was rejected or conflicted (everything else is "
-            "stored), 2 when a path is missing or a file is not such input at all (the other "
+            "rejected`). Exit 1 when anything was rejected, conflicted or late (everything else "
+            "is stored), 2 when a path is missing or a file is not such input at all (the other "
             "files are still ingested), 3 when the buffer is unavailable (run it again)."
         ),
     )
@@ -122,6 +122,8 @@ def _print_summary(report: IngestReport, buffer_url: str) -> None:
         print(f"  rejected by kind: {kinds}")
     if put.rejected or put.conflicts:
         print("  needs attention: list them with `qldb-settle rejected`")
+    if put.late:
+        print("  needs attention: late records, see `qldb-settle blocks --state late`")
     if report.unreadable:
         print(f"  not input at all: {_n(len(report.unreadable), 'file')} (see stderr)")
 

@@ -190,3 +190,35 @@ def test_handler_publishes_the_ingest_metrics_as_emf(
     assert values[("RejectedRecords", None)] == [1.0]
     assert values[("IngestDelay", None)] == pytest.approx([161.0, 179.0], abs=0.01)
     assert values[("OutOfOrderness", None)] == [0.0, 0.0]
+
+
+def test_late_records_need_attention(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], synth: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from buffer.port import Mark
+
+    db = tmp_path / "b.db"
+    blocks = synth.chain(2)
+    buf = SqliteBuffer(db)
+    buf.put([synth.incoming(v) for v in blocks[1].values])
+    buf.mark([Mark(block_id=synth.incoming(blocks[1].summary).record.record_id,
+                   state="replayed", at=datetime(2024, 3, 2, tzinfo=UTC))])  # fmt: skip
+    buf.close()
+    event = tmp_path / "late.ion"
+    event.write_bytes(b"".join(synth.incoming(v).raw for v in blocks[0].values))
+    code, report = run_json(capsys, "ingest", "--buffer", f"sqlite:{db}", "--json", str(event))
+    assert code == 1
+    assert report["late"] == 2 and report["rejected"] == 0 and report["conflicts"] == 0
+
+
+def test_progress_display_follows_the_ingest() -> None:
+    from qldb_settle.commands.ingest import _progress
+
+    with _progress(False, 10) as update:
+        assert update is None
+    with _progress(True, 10) as update:
+        assert update is not None
+        update(5, 10)
+        update(10, 10)
