@@ -386,8 +386,11 @@ class _Cycle:
             self._flush(st)
             self._apply_parts(st, item, plan.replays)
             return
+        # A block passing a gap starts a new transaction: the gap is recorded just before it, and
+        # a failing block earlier in the same transaction cannot leave it recorded but unpassed.
         if st.group and (
-            len(st.group) >= self.group_size
+            gap is not None
+            or len(st.group) >= self.group_size
             or not fits([i.plan for i in st.group] + [plan], self.destination.limits)
         ):
             self._flush(st)
