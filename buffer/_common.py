@@ -38,7 +38,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
 from amazon.ion import simpleion
@@ -57,7 +57,6 @@ from journal.records import (
     StreamRef,
 )
 
-SCHEMA_VERSION = 1
 CONFLICT = "conflict"
 DELAY_SAMPLE = 10_000
 
@@ -90,6 +89,37 @@ def opt_us(value: datetime | None) -> int | None:
 
 def opt_from_us(value: int | None) -> datetime | None:
     return None if value is None else from_us(value)
+
+
+def timestamp_form(value: datetime) -> str | None:
+    """What an Ion timestamp carries beyond its instant, as ``"offset_seconds,PRECISION,
+    fractional_precision"`` (None for a plain datetime), so ``timestamp_from`` rebuilds it exactly
+    (a revision's ``txTime`` is part of what its hash covers)."""
+    precision = getattr(value, "precision", None)
+    if precision is None:
+        return None
+    offset = value.utcoffset()
+    off = "" if offset is None else str(int(offset.total_seconds()))
+    fraction = getattr(value, "fractional_precision", None)
+    return f"{off},{precision.name},{'' if fraction is None else int(fraction)}"
+
+
+def timestamp_from(us: int, form: str | None) -> datetime:
+    """The instant ``us`` as an Ion timestamp of ``form`` (``timestamp_form``), else UTC."""
+    utc = from_us(us)
+    if not form:
+        return utc
+    from amazon.ion.core import Timestamp, TimestampPrecision
+
+    off, precision, fraction = form.split(",")
+    tz = timezone(timedelta(seconds=int(off))) if off else UTC
+    local = utc.astimezone(tz)
+    rebuilt: datetime = Timestamp(
+        local.year, local.month, local.day, local.hour, local.minute, local.second,
+        local.microsecond, tzinfo=tz, precision=getattr(TimestampPrecision, precision),
+        fractional_precision=int(fraction) if fraction else None,
+    )  # fmt: skip
+    return rebuilt
 
 
 def time_text(value: datetime | None) -> str | None:
@@ -285,6 +315,7 @@ class RevisionParts:
     version: int
     tx_time_us: int
     tx_id: str
+    tx_time_form: str | None = None  # ``timestamp_form`` of txTime: its Ion precision and offset
 
     @classmethod
     def of(cls, rev: RevisionDetails, arn: str | None = None) -> RevisionParts:
@@ -301,6 +332,7 @@ class RevisionParts:
             version=rev.metadata.version,
             tx_time_us=to_us(rev.metadata.tx_time),
             tx_id=rev.metadata.tx_id,
+            tx_time_form=timestamp_form(rev.metadata.tx_time),
         )
 
     def revision(self) -> RevisionDetails:
@@ -315,7 +347,7 @@ class RevisionParts:
             metadata=RevisionMetadata(
                 id=self.document_id,
                 version=self.version,
-                tx_time=from_us(self.tx_time_us),
+                tx_time=timestamp_from(self.tx_time_us, self.tx_time_form),
                 tx_id=self.tx_id,
             ),
         )

@@ -53,6 +53,8 @@ from journal.records import BlockSummary, ControlRecord, RevisionDetails
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x51534246  # "QSBF": a qldb-settle buffer
+# 2: revisions.tx_time_form (the Ion precision and offset of txTime), added to a version 1 file.
+SCHEMA_VERSION = 2
 _CHUNK = 500  # ids per IN (...) list
 
 _SCHEMA = (
@@ -87,7 +89,8 @@ _SCHEMA = (
         hash BLOB NOT NULL, data BLOB, data_hash BLOB,
         tx_time_us INTEGER NOT NULL, tx_id TEXT NOT NULL,
         fingerprint TEXT NOT NULL, raw BLOB NOT NULL, arn TEXT NOT NULL,
-        origin TEXT NOT NULL, arrived_us INTEGER, late INTEGER NOT NULL)""",
+        origin TEXT NOT NULL, arrived_us INTEGER, late INTEGER NOT NULL,
+        tx_time_form TEXT)""",
     "CREATE INDEX IF NOT EXISTS revisions_block ON revisions (block_id)",
     """CREATE TABLE IF NOT EXISTS control (
         record_id TEXT PRIMARY KEY, control_type TEXT NOT NULL,
@@ -130,7 +133,7 @@ _TRANSIENT = {
 }
 _REVISION_COLUMNS = (
     "arn, table_name, table_id, strand_id, seq, hash, data, data_hash, document_id, version, "
-    "tx_time_us, tx_id"
+    "tx_time_us, tx_id, tx_time_form"
 )
 
 _BLOCK_COLUMNS = "block_id, body, arn, kinds, state, arrived_us, reason"
@@ -266,12 +269,12 @@ class SqliteBuffer:
             )
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
-        if version > c.SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
             raise NotABuffer(
                 f"{self.path} has buffer schema {version}, newer than this qldb-settle "
-                f"({c.SCHEMA_VERSION})"
+                f"({SCHEMA_VERSION})"
             )
-        if version < c.SCHEMA_VERSION and not self.read_only:
+        if version < SCHEMA_VERSION and not self.read_only:
             self._create()
         if not self.read_only:
             (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
@@ -284,11 +287,14 @@ class SqliteBuffer:
         with self._tx(write=True) as cur:
             for statement in _SCHEMA:
                 cur.execute(statement)
+            columns = {row[1] for row in cur.execute("PRAGMA table_info(revisions)")}
+            if "tx_time_form" not in columns:  # a version 1 file
+                cur.execute("ALTER TABLE revisions ADD COLUMN tx_time_form TEXT")
             cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             cur.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(c.SCHEMA_VERSION),),
+                (str(SCHEMA_VERSION),),
             )
             cur.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('kind', 'qldb-settle buffer')"
@@ -596,8 +602,8 @@ class SqliteBuffer:
         cur.execute(
             "INSERT INTO revisions (revision_id, block_id, ledger, strand_id, seq, document_id, "
             "version, table_name, table_id, hash, data, data_hash, tx_time_us, tx_id, "
-            "fingerprint, raw, arn, origin, arrived_us, late) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "fingerprint, raw, arn, origin, arrived_us, late, tx_time_form) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rev.record_id,
                 rev.block_id,
@@ -619,6 +625,7 @@ class SqliteBuffer:
                 item.origin,
                 c.opt_us(item.arrived_at),
                 1 if late else 0,
+                parts.tx_time_form,
             ),
         )
 
@@ -1242,6 +1249,7 @@ def _revision(row: Sequence[Any]) -> RevisionDetails:
         version=values["version"],
         tx_time_us=values["tx_time_us"],
         tx_id=values["tx_id"],
+        tx_time_form=values["tx_time_form"],
     ).revision()
 
 

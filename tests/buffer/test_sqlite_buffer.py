@@ -11,10 +11,18 @@ from typing import Any, cast
 
 import pytest
 
-from buffer import _common
 from buffer.port import Incoming, Mark
-from buffer.sqlite import APPLICATION_ID, PENDING_SQL, REVISIONS_SQL, SqliteBuffer, _translate
+from buffer.sqlite import (
+    APPLICATION_ID,
+    PENDING_SQL,
+    REVISIONS_SQL,
+    SCHEMA_VERSION,
+    SqliteBuffer,
+    _translate,
+)
+from journal.canonical import fingerprint
 from journal.errors import InputError, TransientError
+from journal.records import RevisionDetails
 
 from conftest import SYNTH_LEDGER, SYNTH_STRAND, SYNTH_T0, Synth  # isort: skip
 
@@ -34,7 +42,7 @@ def test_a_new_buffer_is_in_wal_mode_with_its_schema_version(tmp_path: Path) -> 
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        assert version == (str(_common.SCHEMA_VERSION),)
+        assert version == (str(SCHEMA_VERSION),)
     db.close()
 
 
@@ -249,3 +257,41 @@ def test_sqlite_errors_are_translated_by_their_message_when_no_code_is_given(
 
 def test_other_sqlite_errors_are_not_disguised() -> None:
     assert _translate(sqlite3.IntegrityError("UNIQUE constraint failed"), "b.db") is None
+
+
+def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path, synth: Synth) -> None:
+    path = tmp_path / "b.db"
+    _filled(path, synth).close()
+    with sqlite3.connect(path) as db:  # what version 1 wrote: no tx_time_form
+        db.execute("ALTER TABLE revisions DROP COLUMN tx_time_form")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.close()
+    with SqliteBuffer(path) as buf:
+        (block, *_) = buf.pending(SYNTH_LEDGER, SYNTH_STRAND, 0, 10)
+        assert block.complete
+        assert buf.put(synth.incomings([synth.block(9)])).stored["revisions"] == 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
+    db.close()
+
+
+def test_revision_timestamps_keep_their_ion_precision_and_offset(
+    tmp_path: Path, synth: Synth
+) -> None:
+    from amazon.ion import simpleion
+
+    block = synth.block(3)
+    meta = block.revisions[0]["payload"]["revision"]["metadata"]
+    texts = ("2024-03-01T13:00:03.5+01:00", "2024-03-01T12:00:03Z", "2024-03-01T12:00:03.000123Z")
+    for n, text in enumerate(texts):
+        meta["txTime"] = simpleion.loads(text)
+        item = synth.incoming(block.revisions[0])
+        assert isinstance(item.record, RevisionDetails)
+        with SqliteBuffer(tmp_path / f"{n}.db") as buf:
+            buf.put([synth.incoming(block.summary), item])
+            (got,) = buf.pending(SYNTH_LEDGER, SYNTH_STRAND, 0, 1)
+        tx_time = got.revisions[f"Doc{3:019d}"].metadata.tx_time
+        assert fingerprint(tx_time) == fingerprint(item.record.metadata.tx_time), text
+        assert simpleion.dumps(tx_time, binary=False).endswith(text)
