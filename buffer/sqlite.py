@@ -371,11 +371,10 @@ class SqliteBuffer:
         report: PutReport,
     ) -> None:
         row = cur.execute(
-            "SELECT fingerprint, arrived_us, origin, raw, state, purged, statements "
-            "FROM blocks WHERE block_id = ?",
+            "SELECT fingerprint, arrived_us, origin, raw, state, purged, statements, reason, "
+            "updated_us, actor FROM blocks WHERE block_id = ?",
             (summary.block_id,),
         ).fetchone()
-        key = c.incoming_key(item)
         if row is None:
             mark, gaps = self._strand(cur, batch, summary.ledger, summary.address.strand_id)
             late = c.is_late(summary.address.sequence_no, mark, gaps)
@@ -392,13 +391,12 @@ class SqliteBuffer:
                 report.stored["blocks"] += 1
                 report.stored["statements"] += len(summary.statements)
             return
-        fp, arrived_us, origin, raw, stored_state, purged, n_statements = row
-        stored_key = c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw)
+        fp, arrived_us, origin, raw, stored_state, purged, n_statements, *last_mark = row
         outcome = c.classify_copy(
             stored_fingerprint=fp,
-            stored_key=stored_key,
+            stored_key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
             fingerprint=item.fingerprint,
-            key=key,
+            key=c.incoming_key(item),
             replaceable=stored_state == "pending" and not purged,
         )
         if outcome == "duplicate":
@@ -443,6 +441,10 @@ class SqliteBuffer:
             cur.execute("DELETE FROM statements WHERE block_id = ?", (summary.block_id,))
             cur.execute("DELETE FROM blocks WHERE block_id = ?", (summary.block_id,))
             self._insert_summary(cur, item, summary, "pending")
+            cur.execute(  # an operator's last word on the block (a retry) stays
+                "UPDATE blocks SET reason = ?, updated_us = ?, actor = ? WHERE block_id = ?",
+                (*last_mark, summary.block_id),
+            )
             batch.deltas["statements"] += len(summary.statements) - n_statements
             self._keep_rejection(cur, batch, displaced, summary.block_id)
             self._forget_conflict(cur, batch, self._conflict_of(item, summary.block_id))
@@ -531,7 +533,6 @@ class SqliteBuffer:
             "WHERE revision_id = ?",
             (rev.record_id,),
         ).fetchone()
-        key = c.incoming_key(item)
         header = self._block_header(cur, rev.block_id)
         if row is None:
             if header is not None and header[1]:
@@ -564,7 +565,7 @@ class SqliteBuffer:
             stored_fingerprint=fp,
             stored_key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
             fingerprint=item.fingerprint,
-            key=key,
+            key=c.incoming_key(item),
             replaceable=replaceable,
         )
         if outcome == "duplicate":
