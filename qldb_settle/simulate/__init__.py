@@ -127,6 +127,7 @@ def simulate(
         "read_only_transactions": workload.read_only,
         "occ_conflicts": workload.occ_conflicts,
         "abandoned": workload.abandoned,
+        "over_limit": workload.over_limit,
         "statements": workload.statements,
         "parameterized_statements": workload.parameterized,
         "blocks": blocks,

@@ -58,6 +58,7 @@ class WorkloadStats:
     read_only: int = 0
     occ_conflicts: int = 0
     abandoned: int = 0
+    over_limit: int = 0
     statements: int = 0
     parameterized: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
@@ -218,8 +219,10 @@ class Workload:
         # The overlap case of DESIGN.md rule 1: which documents match depends on commit order.
         threshold = Decimal(self.rng.randint(200, 900))
         tier = self.rng.choice(("gold", "silver"))
+        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
         yield (
-            f"UPDATE Person AS p SET p.Tier = {literal(tier)} WHERE p.Balance > {threshold}",
+            f"UPDATE Person AS p SET p.Tier = {literal(tier)} WHERE p.Balance > {threshold} "
+            f"AND p.LastName = {literal(last)} AND p.FirstName = {literal(first)}",
             (),
         )
 
