@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 VENV_INGEST := .venv-ingest
 PY := $(VENV)/bin/python
+# The test modules whose ingest_env tests need nothing beyond the ingest Lambda's packages.
+INGEST_TESTS := tests/ingest tests/journal tests/ledger/test_ledger_parser.py tests/buffer \
+	tests/contract/test_buffer_contract.py
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -37,7 +40,7 @@ test-main: $(VENV)/.ready
 
 test-ingest: $(VENV_INGEST)/.ready
 	$(VENV_INGEST)/bin/python -c "import amazon.ion, sys; print('ingest env: amazon.ion', amazon.ion.__version__ if hasattr(amazon.ion, '__version__') else '?')"
-	$(VENV_INGEST)/bin/python -m pytest -q -m ingest_env -p no:cacheprovider
+	$(VENV_INGEST)/bin/python -m pytest -q -m ingest_env -p no:cacheprovider $(INGEST_TESTS)
 
 lint: $(VENV)/.ready
 	$(VENV)/bin/ruff check .

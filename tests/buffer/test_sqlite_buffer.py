@@ -24,7 +24,7 @@ from journal.canonical import fingerprint
 from journal.errors import InputError, TransientError
 from journal.records import RevisionDetails
 
-from conftest import SYNTH_LEDGER, SYNTH_STRAND, SYNTH_T0, Synth  # isort: skip
+from synth import SYNTH_LEDGER, SYNTH_STRAND, SYNTH_T0, Synth  # isort: skip
 
 pytestmark = pytest.mark.ingest_env
 

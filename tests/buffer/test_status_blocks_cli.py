@@ -15,7 +15,7 @@ from buffer.sqlite import SqliteBuffer
 from qldb_settle.cli import main
 from qldb_settle.commands.status import recommended_window_seconds
 
-from conftest import SYNTH_LEDGER, SYNTH_STRAND, Synth  # isort: skip
+from synth import SYNTH_LEDGER, SYNTH_STRAND, Synth  # isort: skip
 
 DESIGN_STATUS_KEYS = {
     "blocks", "statements", "revisions", "rejected", "conflicts", "checkpoint", "lag_ms",

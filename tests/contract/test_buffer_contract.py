@@ -26,7 +26,7 @@ from journal.records import BlockSummary, RevisionDetails, record_from_ion
 from .buffers import BUFFERS, INGEST_ENV
 
 # The conftest helpers, imported by name for typing (pytest puts tests/ on sys.path).
-from conftest import (  # isort: skip
+from synth import (  # isort: skip
     SYNTH_ARN_OTHER_LEDGER,
     SYNTH_ARN_OTHER_STREAM,
     SYNTH_LEDGER,

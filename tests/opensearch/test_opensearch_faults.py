@@ -22,7 +22,7 @@ from .conftest import OpenBuffer
 from .fault_proxy import FaultProxy
 
 # The shared synthetic records (tests/conftest.py), imported by name for typing.
-from conftest import Synth  # isort: skip
+from synth import Synth  # isort: skip
 
 
 def _records(synth: Synth, blocks: int = 40) -> list[Incoming]:
