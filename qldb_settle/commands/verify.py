@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from journal.errors import ConfigError, InputError
-from qldb_settle.output import add_destination, add_json, print_json, settings_from
+from qldb_settle.output import (
+    add_common_settings,
+    add_destination,
+    add_json,
+    print_json,
+    settings_from,
+)
 
 EXIT_OK, EXIT_ATTENTION = 0, 1
 
@@ -24,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     add_destination(p)
+    add_common_settings(p)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--source", type=Path, metavar="DIR", help="a simulate --out folder")
     group.add_argument("--expected", type=Path, metavar="FILE", help="an export --format ion file")
