@@ -369,6 +369,28 @@ class OpenSearchBuffer:
                     found[doc["_id"]] = doc
         return found
 
+    def _mget_docs(
+        self, wanted: Sequence[tuple[str, str, Sequence[str]]]
+    ) -> dict[tuple[str, str], Hit]:
+        """(index, id) → document, for ``(index, id, excluded fields)`` across indices."""
+        found: dict[tuple[str, str], Hit] = {}
+        unique = list(dict.fromkeys((i, d, tuple(x)) for i, d, x in wanted))
+        for start in range(0, len(unique), _IDS_PER_QUERY):
+            chunk = unique[start : start + _IDS_PER_QUERY]
+            docs = [
+                {"_index": i, "_id": d, **({"_source": {"excludes": list(x)}} if x else {})}
+                for i, d, x in chunk
+            ]
+            answer = self.client.request(
+                f"mget ({len(chunk)} documents)", "mget", body={"docs": docs}
+            )
+            for doc in answer["docs"]:
+                if doc.get("found"):
+                    found[(doc["_index"], doc["_id"])] = doc
+                elif "error" in doc:
+                    raise OpenSearchError("mget", 404, _item_reason(doc))
+        return found
+
     def _search(
         self,
         index: str,
@@ -480,31 +502,35 @@ class OpenSearchBuffer:
         revisions = [i for i in items if isinstance(i.record, RevisionDetails)]
         controls = [i for i in items if isinstance(i.record, ControlRecord)]
         ix = self.indices
-        headers = self._mget(
-            ix.blocks,
-            [i.record.record_id for i in summaries]
-            + [i.record.block_id for i in revisions if isinstance(i.record, RevisionDetails)],
-            excludes=_HEADER_LIGHT,
+        keys = {
+            (i.record.ledger, i.record.address.strand_id)
+            for i in [*summaries, *revisions]
+            if isinstance(i.record, BlockSummary | RevisionDetails)
+        }
+        # Everything the classification needs, in one real-time multi-get.
+        wanted = (
+            [(ix.blocks, i.record.record_id, _HEADER_LIGHT) for i in summaries]
+            + [
+                (ix.blocks, i.record.block_id, _HEADER_LIGHT)
+                for i in revisions
+                if isinstance(i.record, RevisionDetails)
+            ]
+            + [(ix.revisions, i.record.record_id, ["raw", "revision"]) for i in revisions]
+            + [(ix.meta, i.record.record_id, ["raw"]) for i in controls]
+            + [(ix.meta, _strand_doc_id(a, b), ()) for a, b in keys]
         )
-        stored_revs = self._mget(
-            ix.revisions, [i.record.record_id for i in revisions], excludes=["raw", "revision"]
-        )
+        found = self._mget_docs(wanted)
+        headers = {d: h for (i, d), h in found.items() if i == ix.blocks}
+        stored_revs = {d: h for (i, d), h in found.items() if i == ix.revisions}
+        stored_controls = {d: h for (i, d), h in found.items() if i == ix.meta}
         extra = [
             h["_source"]["block_id"]
             for h in stored_revs.values()
             if h["_source"]["block_id"] not in headers
         ]
-        headers.update(self._mget(ix.blocks, extra, excludes=_HEADER_LIGHT))
-        stored_controls = self._mget(
-            ix.meta, [i.record.record_id for i in controls], excludes=["raw"]
-        )
-        strands = self._strand_state(
-            {
-                (i.record.ledger, i.record.address.strand_id)
-                for i in [*summaries, *revisions]
-                if isinstance(i.record, BlockSummary | RevisionDetails)
-            }
-        )
+        if extra:  # a stored revision claimed by another block: its header too
+            headers.update(self._mget(ix.blocks, extra, excludes=_HEADER_LIGHT))
+        strands = self._strand_state(keys, stored_controls)
 
         def slot(index: str, doc_id: str, stored: Mapping[str, Hit]) -> _Slot:
             key = (index, doc_id)
@@ -538,11 +564,11 @@ class OpenSearchBuffer:
             self._plan_control(plan, s, item, control)
         return plan
 
+    @staticmethod
     def _strand_state(
-        self, keys: Iterable[tuple[str, str]]
+        keys: Iterable[tuple[str, str]], docs: Mapping[str, Hit]
     ) -> dict[tuple[str, str], tuple[int | None, list[tuple[int, int]]]]:
-        keys = list(keys)
-        docs = self._mget(self.indices.meta, [_strand_doc_id(a, b) for a, b in keys])
+        """Each strand's replayed mark and passed gaps, from its meta document."""
         out: dict[tuple[str, str], tuple[int | None, list[tuple[int, int]]]] = {}
         for ledger, strand_id in keys:
             doc = docs.get(_strand_doc_id(ledger, strand_id))

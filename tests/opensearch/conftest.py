@@ -5,21 +5,17 @@ proxy to put in front of it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from buffer.opensearch import OpenSearchBuffer
-from buffer.opensearch_client import RetryPolicy
 from buffer.opensearch_local import LocalOpenSearch, shared_server
 
-from .fault_proxy import FaultProxy
-
-# Fast retries: a test that injects faults should not sleep through real backoff.
-QUICK = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05)
-
-OpenBuffer = Callable[..., OpenSearchBuffer]
+# Helpers of this folder (on sys.path: test folders are not packages).
+from opensearch_fault_proxy import FaultProxy  # isort: skip
+from opensearch_support import QUICK, OpenBuffer  # isort: skip
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from opensearch_fault_proxy import FaultProxy
+from opensearch_records import T0, source_records, to_incoming
+from opensearch_support import OpenBuffer
 
 from buffer.opensearch_client import RetryPolicy
 from buffer.port import Incoming
@@ -16,10 +19,6 @@ from journal.errors import TransientError
 from qldb_settle.commands.verify import replica_documents
 from qldb_settle.verify import compare, documents_of_ledger
 from settler.cycle import settle
-
-from .chain import T0, source_records, to_incoming
-from .conftest import OpenBuffer
-from .fault_proxy import FaultProxy
 
 # The shared synthetic records (tests/conftest.py), imported by name for typing.
 from synth import Synth  # isort: skip

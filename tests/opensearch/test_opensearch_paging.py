@@ -8,12 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from opensearch_records import PAGING_STRAND, T0, paging_chain, quick_incoming
+from opensearch_support import OpenBuffer
 
 from destination.embedded import EmbeddedDestination
 from settler.cycle import settle
-
-from .chain import PAGING_STRAND, T0, paging_chain, quick_incoming
-from .conftest import OpenBuffer
 
 BLOCKS, STATEMENTS = 402, 25  # 401 x 25 + 1 = 10,026 statements
 LEDGER = "us-east-1:123456789012:paging"
