@@ -1,0 +1,20 @@
+"""Benchmarks of qldb-settle (issue 9), run by ``make bench`` as ``python -m bench``.
+
+Every figure is a ratio against a baseline measured in the same run (the machines are shared and
+noisy): each measurement is repeated, baseline and measured code alternating, each repetition in
+a fresh subprocess when its memory matters, and medians are kept.
+
+- ``bench.ingest``: stream records per second through the ingest path against bare Ion parsing,
+  in ``.venv`` (amazon.ion 0.9.3) and ``.venv-ingest`` (amazon.ion 0.15 with its C extension);
+  imports only ``ingest``, ``journal``, ``buffer`` and ``ledger.classify``, so it runs in both;
+- ``bench.cycle``: the cost of a settle cycle releasing 1,000 blocks against the number of
+  blocks buffered but not settled behind them (time and peak RSS);
+- ``bench.replay``: replay throughput into the embedded ledger against raw SQLite inserts of the
+  same documents, and grouped against ungrouped replay over a 15 ms round trip;
+- ``bench.lag``: the replay lag distribution over long simulated runs (the demo loop);
+- ``bench.strategies``: the original replay Lambda, the blog's startTime-ordered buffer and this
+  service on the same simulated workloads;
+- ``bench.common``: timing, medians, subprocess plumbing, the table (stdlib only).
+
+Nothing is imported here: ``python -m bench.ingest`` must run in the small ingest environment.
+"""

@@ -1,0 +1,345 @@
+"""Replay throughput into the embedded ledger, against raw SQLite inserts of the same documents;
+and grouped against ungrouped replay over a simulated 15 ms round trip per destination
+transaction.
+
+Setup (``build``, one child per mode): a source ledger (``bench.workload.source_ledger``: two
+``CREATE TABLE`` blocks, then transactions each inserting a Vehicle and its VehicleRegistration)
+with literal statements (``statements``: replayed as statements) or with ``?`` parameters
+(``revisions``: replayed from the revisions), decoded by the ingest path into a template
+``SqliteBuffer``. Both modes write the same documents.
+
+Measurement, each repetition a fresh child on a copy of the template:
+
+- ``replay``: one ``settler.cycle.settle`` over every block into a new ``EmbeddedDestination``
+  wrapped in ``RoundTripDestination``, which times each ``Destination.apply`` (and, with a round
+  trip, sleeps that long first, as a QLDB-like destination waits for the network). Replay
+  throughput is blocks (statements, documents) over the time spent in ``apply``; the whole
+  cycle (verification with content hashes, planning, marks) is reported beside it. The settler's
+  default group size (``settler.cycle.DEFAULT_GROUP_SIZE``) applies unless ``group`` says 1.
+- ``raw`` (the baseline): the same documents, as Ion binary encoded beforehand, inserted into a
+  plain SQLite table (``id`` primary key, table name, data) with the embedded ledger's pragmas
+  (WAL, ``synchronous=NORMAL``), one transaction per group of blocks as the replay groups them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import (
+    BenchError,
+    Json,
+    median,
+    peak_rss_kb,
+    ratio,
+    reset_peak_rss,
+    rss_kb,
+    run_child,
+    timed,
+)
+from destination.port import ApplyReport, BlockReplay, Checkpoint, Destination
+
+MODULE = "bench.replay"
+WINDOW_SECONDS = 120.0
+ROUND_TRIP_MS = 15.0
+
+
+class RoundTripDestination:
+    """A ``Destination`` that times every ``apply`` of the one it wraps, first sleeping
+    ``round_trip_s`` (a simulated network round trip per destination transaction)."""
+
+    def __init__(self, inner: Destination, round_trip_s: float = 0.0) -> None:
+        self.inner = inner
+        self.limits = inner.limits
+        self.round_trip_s = round_trip_s
+        self.apply_seconds = 0.0
+        self.applies = 0
+
+    def checkpoint(self, ledger: str, strand_id: str) -> Checkpoint | None:
+        return self.inner.checkpoint(ledger, strand_id)
+
+    def apply(self, blocks: Sequence[BlockReplay], expected: Checkpoint | None) -> ApplyReport:
+        start = time.perf_counter()
+        try:
+            if self.round_trip_s:
+                time.sleep(self.round_trip_s)
+            return self.inner.apply(blocks, expected)
+        finally:
+            self.apply_seconds += time.perf_counter() - start
+            self.applies += 1
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def child_build(args: Json) -> Json:
+    from bench.workload import source_ledger, stream_items
+    from buffer.sqlite import SqliteBuffer
+    from journal.records import BlockSummary
+
+    path = Path(args["path"])
+    with tempfile.TemporaryDirectory(prefix="bench-replay-source-") as tmp:
+        source_ledger(Path(tmp) / "source.db", int(args["transactions"]), args["replay_mode"])
+        items, _tip = stream_items(Path(tmp) / "source.db")
+    buffer = SqliteBuffer(path)
+    try:
+        put = buffer.put(items)
+    finally:
+        buffer.close()
+    summaries = [i.record for i in items if isinstance(i.record, BlockSummary)]
+    commits = [s.commit_time.astimezone(UTC).isoformat() for s in summaries]
+    return {
+        "path": str(path),
+        "mode": args["replay_mode"],
+        "blocks": put.stored["blocks"],
+        "documents": put.stored["revisions"],
+        "statements": put.stored["statements"],
+        "commits": commits,
+    }
+
+
+def _copy(template: str, tmp: str) -> Path:
+    copy = Path(tmp) / "buffer.db"
+    shutil.copyfile(template, copy)
+    return copy
+
+
+def child_replay(args: Json) -> Json:
+    from buffer.sqlite import SqliteBuffer
+    from destination.embedded import EmbeddedDestination
+    from ledger.parser import parse
+    from settler.cycle import DEFAULT_GROUP_SIZE, settle
+    from settler.verify import ionhash_available
+
+    ionhash_available()  # warm-up: lazy imports a running settler has done already
+    parse("INSERT INTO Vehicle {'VIN': 'x'}")
+    group = int(args["group"]) or DEFAULT_GROUP_SIZE
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        buffer = SqliteBuffer(_copy(args["template"], tmp))
+        destination = RoundTripDestination(
+            EmbeddedDestination(Path(tmp) / "replica.db"), float(args["round_trip_ms"]) / 1000
+        )
+        try:
+            reset_peak_rss()
+            rss_before = rss_kb()
+            with timed() as t:
+                report = settle(
+                    buffer,
+                    destination,
+                    now=datetime.fromisoformat(args["now"]),
+                    window_seconds=WINDOW_SECONDS,
+                    group_size=group,
+                )
+            peak = peak_rss_kb()
+        finally:
+            destination.close()
+            buffer.close()
+    if report.blocks != int(args["blocks"]) or report.halted:
+        raise BenchError(
+            f"replayed {report.blocks} of {args['blocks']} blocks; halted: {report.halt_reason}"
+        )
+    return {
+        "group": group,
+        "blocks": report.blocks,
+        "statements": report.statements,
+        "revisions": report.revisions,
+        "applies": destination.applies,
+        "apply_seconds": destination.apply_seconds,
+        "cycle_seconds": t.wall,
+        "cycle_cpu_seconds": t.cpu,
+        "rss_before_kb": rss_before,
+        "peak_rss_kb": peak,
+    }
+
+
+def child_raw(args: Json) -> Json:
+    from amazon.ion import simpleion
+
+    from buffer.sqlite import SqliteBuffer
+
+    group = int(args["group"])
+    buffer = SqliteBuffer(args["template"], read_only=True)
+    try:
+        blocks: list[list[tuple[str, str, bytes]]] = []
+        for ledger, strand in buffer.strands():
+            after = -1
+            while page := buffer.pending(ledger, strand, after, 500):
+                for b in page:
+                    docs = []
+                    for s in b.summary.user_revisions:
+                        assert s.document_id is not None
+                        rev = b.revisions[s.document_id]
+                        docs.append(
+                            (
+                                rev.document_id,
+                                rev.table_name,
+                                simpleion.dumps(rev.data, binary=True),
+                            )
+                        )
+                    blocks.append(docs)
+                after = page[-1].summary.address.sequence_no
+    finally:
+        buffer.close()
+    with tempfile.TemporaryDirectory(prefix="bench-raw-") as tmp:
+        db = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(
+            "CREATE TABLE documents (id TEXT PRIMARY KEY, table_name TEXT NOT NULL, data BLOB)"
+        )
+        with timed() as t:
+            for start in range(0, len(blocks), group):
+                db.execute("BEGIN IMMEDIATE")
+                for docs in blocks[start : start + group]:
+                    for row in docs:
+                        db.execute(
+                            "INSERT INTO documents (id, table_name, data) VALUES (?, ?, ?)", row
+                        )
+                db.execute("COMMIT")
+        (n,) = db.execute("SELECT count(*) FROM documents").fetchone()
+        db.close()
+    return {"blocks": len(blocks), "documents": int(n), "seconds": t.wall, "cpu_seconds": t.cpu}
+
+
+def _work(args: Json) -> Json:
+    mode = args["mode"]
+    if mode == "build":
+        return child_build(args)
+    if mode == "replay":
+        return child_replay(args)
+    if mode == "raw":
+        return child_raw(args)
+    raise BenchError(f"unknown mode {mode!r}")
+
+
+def build(workdir: Path, *, transactions: int) -> dict[str, Json]:
+    """One template buffer per replay mode (``statements``, ``revisions``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return {
+        mode: run_child(
+            MODULE,
+            {
+                "mode": "build",
+                "replay_mode": mode,
+                "path": str(workdir / f"replay-{mode}.db"),
+                "transactions": transactions,
+            },
+            timeout=3600,
+        )
+        for mode in ("statements", "revisions")
+    }
+
+
+def _now_after(commits: list[str], blocks: int) -> str:
+    """The instant at which exactly the first ``blocks`` blocks are settled."""
+    return (
+        datetime.fromisoformat(commits[blocks - 1]) + timedelta(seconds=WINDOW_SECONDS)
+    ).isoformat()
+
+
+def _replay(template: Json, *, group: int, round_trip_ms: float, blocks: int) -> Json:
+    return run_child(
+        MODULE,
+        {
+            "mode": "replay",
+            "template": template["path"],
+            "group": group,
+            "round_trip_ms": round_trip_ms,
+            "now": _now_after(template["commits"], blocks),
+            "blocks": blocks,
+        },
+    )
+
+
+def measure(templates: dict[str, Json], *, reps: int, round_trip_blocks: int) -> Json:
+    """Throughput per mode against raw inserts; then grouped against ungrouped at 15 ms."""
+    from settler.cycle import DEFAULT_GROUP_SIZE
+
+    modes: dict[str, Json] = {}
+    raw_runs: dict[str, list[Json]] = {m: [] for m in templates}
+    replay_runs: dict[str, list[Json]] = {m: [] for m in templates}
+    for _ in range(reps):
+        for mode, template in templates.items():
+            raw_runs[mode].append(
+                run_child(
+                    MODULE,
+                    {"mode": "raw", "template": template["path"], "group": DEFAULT_GROUP_SIZE},
+                )
+            )
+            replay_runs[mode].append(
+                _replay(template, group=0, round_trip_ms=0.0, blocks=template["blocks"])
+            )
+    for mode, template in templates.items():
+        rs, raws = replay_runs[mode], raw_runs[mode]
+        blocks, documents = template["blocks"], template["documents"]
+        apply_s = median([r["apply_seconds"] for r in rs])
+        cycle_s = median([r["cycle_seconds"] for r in rs])
+        raw_s = median([r["seconds"] for r in raws])
+        paired = [
+            (documents / r["apply_seconds"]) / (documents / w["seconds"])
+            for r, w in zip(rs, raws, strict=True)
+        ]
+        modes[mode] = {
+            "blocks": blocks,
+            "documents": documents,
+            "source_statements": template["statements"],
+            "replayed_statements": rs[0]["statements"],
+            "replayed_revisions": rs[0]["revisions"],
+            "applies": rs[0]["applies"],
+            "group": rs[0]["group"],
+            "replay_blocks_per_s": blocks / apply_s,
+            "replay_statements_per_s": template["statements"] / apply_s,
+            "replay_documents_per_s": documents / apply_s,
+            "cycle_blocks_per_s": blocks / cycle_s,
+            "raw_documents_per_s": documents / raw_s,
+            "ratio_to_raw": median(paired),
+            "peak_rss_kb": median([float(r["peak_rss_kb"]) for r in rs]),
+            "target": "at least 1,000 blocks per second replayed on one core",
+            "target_met": blocks / apply_s >= 1000,
+            "cycle_target_met": blocks / cycle_s >= 1000,
+        }
+    template = templates["revisions"]
+    n = min(round_trip_blocks, template["blocks"])
+    ungrouped: list[Json] = []
+    grouped: list[Json] = []
+    for _ in range(max(1, reps - 2)):
+        ungrouped.append(_replay(template, group=1, round_trip_ms=ROUND_TRIP_MS, blocks=n))
+        grouped.append(_replay(template, group=0, round_trip_ms=ROUND_TRIP_MS, blocks=n))
+    u_rate = median([n / r["cycle_seconds"] for r in ungrouped])
+    g_rate = median([n / r["cycle_seconds"] for r in grouped])
+    pairs = list(zip(grouped, ungrouped, strict=True))
+    speedup = median([u["cycle_seconds"] / g["cycle_seconds"] for g, u in pairs])
+    speedup_apply = median([u["apply_seconds"] / g["apply_seconds"] for g, u in pairs])
+    return {
+        "repetitions": reps,
+        "modes": modes,
+        "round_trip": {
+            "round_trip_ms": ROUND_TRIP_MS,
+            "mode": "revisions",
+            "blocks": n,
+            "ungrouped_blocks_per_s": u_rate,
+            "grouped_blocks_per_s": g_rate,
+            "ungrouped_applies": ungrouped[0]["applies"],
+            "grouped_applies": grouped[0]["applies"],
+            "group": grouped[0]["group"],
+            "ungrouped_replay_blocks_per_s": median([n / r["apply_seconds"] for r in ungrouped]),
+            "grouped_replay_blocks_per_s": median([n / r["apply_seconds"] for r in grouped]),
+            "speedup": speedup,
+            "speedup_replay": speedup_apply,
+            "ratio_of_medians": ratio(g_rate, u_rate),
+            "target": "grouped replay at a 15 ms round trip at least 10x ungrouped",
+            "target_met": speedup_apply >= 10,
+            "cycle_target_met": speedup >= 10,
+        },
+    }
+
+
+if __name__ == "__main__":
+    from bench.common import child_main
+
+    child_main(_work)

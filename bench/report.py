@@ -1,0 +1,221 @@
+"""The figures of a run as a table: plain text for the terminal, Markdown for ``bench/README.md``
+(between ``README_BEGIN`` and ``README_END``). Every row: what was measured, the baseline of the
+same run, their ratio, the issue's target and whether it was met."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.common import Json, fmt, fmt_ratio, table
+
+README_BEGIN = "<!-- bench figures: begin (written by python -m bench) -->"
+README_END = "<!-- bench figures: end -->"
+HEADER = ("figure", "measured", "baseline (same run)", "ratio", "target", "met")
+STRATEGY_HEADER = ("workload", "strategy", "replica = source", "lag p50", "lag p99", "lag max")
+STRATEGY_NAMES = {
+    "a_original_lambda": "(a) original Lambda",
+    "b_start_time_buffer": "(b) startTime buffer",
+    "c_this_service": "(c) this service",
+}
+
+
+def _met(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return "yes" if value else "NO"
+
+
+def _mb(kb: float | None) -> str:
+    return fmt(None if kb is None else kb / 1024, " MB", 1)
+
+
+def _s(ms: float | None) -> str:
+    return fmt(None if ms is None else ms / 1000, " s", 1)
+
+
+def rows(results: Json) -> list[list[str]]:
+    out: list[list[str]] = []
+    for name, r in results["ingest"]["environments"].items():
+        if "skipped" in r:
+            out.append([f"ingest ({name})", "skipped", r["skipped"], "", "", ""])
+            continue
+        out.append(
+            [
+                f"ingest records/s, {r['ion']}",
+                fmt(r["ingest_records_per_s"], "/s"),
+                f"{fmt(r['parse_records_per_s'], '/s')} bare Ion parsing",
+                fmt_ratio(r["ratio"]),
+                ">= 0.50x",
+                _met(r["target_met"]),
+            ]
+        )
+        out.append(
+            [
+                f"ingest peak RSS, {r['ion']}",
+                f"{_mb(r['ingest_peak_rss_kb'])} (+{_mb(r['ingest_rss_growth_kb'])} ingesting)",
+                f"{_mb(r['parse_peak_rss_kb'])} bare parsing",
+                fmt_ratio(r["ingest_peak_rss_kb"] / r["parse_peak_rss_kb"]),
+                "",
+                "",
+            ]
+        )
+    c = results["settle_cycle"]
+    small, big = c["sizes"][str(c["small"])], c["sizes"][str(c["big"])]
+    release = f"{c['release']:,}"
+    out.append(
+        [
+            f"settle cycle releasing {release} blocks, {c['big']:,} held",
+            fmt(big["seconds"], " s", 2),
+            f"{fmt(small['seconds'], ' s', 2)} with {c['small']:,} held",
+            fmt_ratio(c["time_ratio"]),
+            "<= 1.50x",
+            _met(c["time_target_met"]),
+        ]
+    )
+    out.append(
+        [
+            "settle cycle peak RSS (process)",
+            _mb(big["peak_rss_kb"]),
+            f"{_mb(small['peak_rss_kb'])} with {c['small']:,} held",
+            fmt_ratio(c["peak_rss_ratio"]),
+            "<= 1.20x",
+            _met(c["peak_rss_ratio"] is not None and c["peak_rss_ratio"] <= 1.2),
+        ]
+    )
+    out.append(
+        [
+            "settle cycle RSS growth during the cycle",
+            _mb(big["rss_growth_kb"]),
+            f"{_mb(small['rss_growth_kb'])} with {c['small']:,} held",
+            fmt_ratio(c["rss_growth_ratio"]),
+            "<= 1.20x",
+            _met(c["rss_growth_ratio"] is not None and c["rss_growth_ratio"] <= 1.2),
+        ]
+    )
+    for mode, m in results["replay"]["modes"].items():
+        out.append(
+            [
+                f"{mode[:-1]} replay into the embedded ledger",
+                f"{fmt(m['replay_blocks_per_s'], ' blocks/s')} "
+                f"({fmt(m['replay_statements_per_s'], ' statements/s')}, "
+                f"{fmt(m['replay_documents_per_s'], ' documents/s')})",
+                f"{fmt(m['raw_documents_per_s'], ' documents/s')} raw SQLite inserts",
+                fmt_ratio(m["ratio_to_raw"]),
+                ">= 1,000 blocks/s",
+                _met(m["target_met"]),
+            ]
+        )
+        out.append(
+            [
+                f"  whole settle cycle, {mode[:-1]} mode",
+                fmt(m["cycle_blocks_per_s"], " blocks/s"),
+                "",
+                "",
+                ">= 1,000 blocks/s",
+                _met(m["cycle_target_met"]),
+            ]
+        )
+    rt = results["replay"]["round_trip"]
+    out.append(
+        [
+            f"grouped replay at {rt['round_trip_ms']:.0f} ms round trip (group {rt['group']})",
+            fmt(rt["grouped_replay_blocks_per_s"], " blocks/s"),
+            f"{fmt(rt['ungrouped_replay_blocks_per_s'], ' blocks/s')} ungrouped",
+            fmt_ratio(rt["speedup_replay"]),
+            ">= 10x",
+            _met(rt["target_met"]),
+        ]
+    )
+    out.append(
+        [
+            "  whole settle cycle at that round trip",
+            fmt(rt["grouped_blocks_per_s"], " blocks/s"),
+            f"{fmt(rt['ungrouped_blocks_per_s'], ' blocks/s')} ungrouped",
+            fmt_ratio(rt["speedup"]),
+            ">= 10x",
+            _met(rt["cycle_target_met"]),
+        ]
+    )
+    lag = results["lag"]
+    targets = lag["targets"]
+    labels = {
+        "window": "lag, 120 s window, schedule 60 s",
+        "window_early_release": "lag, early release (read-only gaps)",
+        "no_gaps_early_release": "lag, early release, no read-only gaps",
+    }
+    for name, run in lag["runs"].items():
+        dist = run["lag_ms"]
+        target, met = "", ""
+        if name == "window":
+            target = f"p99 <= {_s(targets['p99_at_most_window_plus_schedule']['bound_ms'])}"
+            met = _met(targets["p99_at_most_window_plus_schedule"]["met"])
+        elif name == "no_gaps_early_release":
+            target = (
+                f"p50 <= {_s(targets['early_release_no_gaps_p50_at_most_schedule']['bound_ms'])}"
+            )
+            met = _met(targets["early_release_no_gaps_p50_at_most_schedule"]["met"])
+        out.append(
+            [
+                labels.get(name, name),
+                f"p50 {_s(dist['p50'])}, p99 {_s(dist['p99'])}, max {_s(dist['max'])} "
+                f"({dist['n']} blocks, {run['cycles']} cycles)",
+                f"window {run['window_seconds']:.0f} s + schedule {run['schedule_seconds']:.0f} s",
+                fmt_ratio(
+                    None
+                    if dist["p99"] is None
+                    else dist["p99"] / ((run["window_seconds"] + run["schedule_seconds"]) * 1000)
+                ),
+                target,
+                met,
+            ]
+        )
+    return out
+
+
+def strategy_rows(results: Json) -> list[list[str]]:
+    out: list[list[str]] = []
+    for family, f in results["strategies"]["families"].items():
+        for name, s in f["strategies"].items():
+            dist = s["lag_ms"]
+            out.append(
+                [
+                    f"{family} (parameters {f['param_rate']:.0%})",
+                    STRATEGY_NAMES.get(name, name),
+                    f"{s['equal_runs']} of {s['runs']} runs",
+                    _s(dist["p50"]),
+                    _s(dist["p99"]),
+                    _s(dist["max"]),
+                ]
+            )
+    return out
+
+
+def text(results: Json) -> str:
+    meta = results["meta"]
+    return (
+        f"qldb-settle benchmarks ({meta['duration_seconds'] / 60:.1f} min, {meta['cpus']} CPUs, "
+        f"load average {meta['load_average_before'][0]:.1f} at the start)\n\n"
+        + table(rows(results), HEADER)
+        + "\n\nstrategies on the same simulated workloads\n\n"
+        + table(strategy_rows(results), STRATEGY_HEADER)
+    )
+
+
+def _md(rows_: list[list[str]], header: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows_]
+    return "\n".join(lines)
+
+
+def markdown(results: Json) -> str:
+    meta = results["meta"]
+    return (
+        f"Run of {meta['finished_at']} (commit {str(meta['git_commit'])[:10]}), "
+        f"{meta['duration_seconds'] / 60:.1f} minutes on {meta['cpus']} CPUs, load average "
+        f"{meta['load_average_before'][0]:.1f} at the start and "
+        f"{meta['load_average_after'][0]:.1f} at the end.\n\n"
+        + _md(rows(results), HEADER)
+        + "\n\nStrategies on the same simulated workloads:\n\n"
+        + _md(strategy_rows(results), STRATEGY_HEADER)
+        + "\n"
+    )

@@ -1,0 +1,163 @@
+"""The benchmarks cannot rot: ``python -m bench --tiny`` runs every benchmark at a tiny size and
+writes every figure; the ingest benchmark imports only what the ingest Lambda ships. Speed is
+never asserted here (``bench/README.md`` holds the figures)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.common import INGEST_PYTHON, REPO_ROOT, median, percentiles, table
+
+# What the ingest Lambda does not ship, or what the ingest path must not need.
+FORBIDDEN_IN_INGEST = (
+    "ionhash",
+    "pyqldb",
+    "boto3",
+    "botocore",
+    "opensearchpy",
+    "aws_lambda_powertools",
+    "settler",
+    "destination",
+    "qldb_settle",
+    "ledger.engine",
+    "ledger.hashing",
+)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--out", str(out), "--readme", "-"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text(encoding="utf-8")), done.stdout
+
+
+def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
+    results, _ = tiny
+    assert set(results) == {"meta", "ingest", "settle_cycle", "replay", "lag", "strategies"}
+    envs = results["ingest"]["environments"]
+    for name, r in envs.items():
+        if "skipped" in r:
+            assert name == "venv-ingest" and not INGEST_PYTHON.exists()
+            continue
+        for key in ("ingest_records_per_s", "parse_records_per_s", "ratio", "ingest_peak_rss_kb"):
+            assert _positive(r[key]), (name, key, r[key])
+        assert r["records"] == results["ingest"]["simulation"]["delivered_records"]
+    if INGEST_PYTHON.exists():
+        assert "C extension" in envs["venv-ingest"]["ion"]
+    assert "pure Python" in envs["venv"]["ion"]
+
+    cycle = results["settle_cycle"]
+    assert set(cycle["sizes"]) == {str(cycle["small"]), str(cycle["big"])}
+    for size in cycle["sizes"].values():
+        assert size["blocks"] == cycle["release"]
+        assert _positive(size["seconds"]) and _positive(size["peak_rss_kb"])
+    assert _positive(cycle["time_ratio"]) and _positive(cycle["peak_rss_ratio"])
+
+    replay = results["replay"]
+    assert set(replay["modes"]) == {"statements", "revisions"}
+    for mode, m in replay["modes"].items():
+        assert _positive(m["replay_blocks_per_s"]) and _positive(m["raw_documents_per_s"])
+        assert _positive(m["ratio_to_raw"])
+        # Statement mode replays the statements; revision mode the documents' revisions.
+        if mode == "statements":
+            assert m["replayed_statements"] == m["source_statements"]
+        else:
+            assert m["replayed_revisions"] == m["documents"]
+    rt = replay["round_trip"]
+    assert rt["ungrouped_applies"] == rt["blocks"] > rt["grouped_applies"]
+    assert _positive(rt["speedup"])
+
+    for run in results["lag"]["runs"].values():
+        assert run["verified"] and run["lag_ms"]["n"] == run["blocks_replayed"] > 0
+    assert results["meta"]["duration_seconds"] > 0
+
+
+def test_this_service_equals_the_source_on_every_run(tiny: tuple[dict[str, Any], str]) -> None:
+    strategies = tiny[0]["strategies"]
+    assert strategies["c_equal_on_every_run"]
+    for family in strategies["families"].values():
+        for run in family["runs"]:
+            service = run["c_this_service"]
+            assert service["equal"] and all(c["equal"] for c in service["comparisons"])
+            for name in ("a_original_lambda", "b_start_time_buffer"):
+                other = run[name]
+                # Every block reached (a) and (b) too; they differ by what they do with it.
+                assert other["blocks"] == service["blocks_replayed"]
+                assert other["documents"] == service["comparisons"][0]["documents"]
+
+
+def test_the_table_is_printed(tiny: tuple[dict[str, Any], str]) -> None:
+    _, stdout = tiny
+    for text in ("ingest records/s", "settle cycle releasing", "replay into the embedded ledger",
+                 "lag, 120 s window", "(c) this service"):  # fmt: skip
+        assert text in stdout
+
+
+def _ingest_modules(python: Path | str, events: Path) -> set[str]:
+    script = (
+        "import json, sys\n"
+        "from bench.ingest import child_ingest, child_parse\n"
+        f"child_parse({{'events': {str(events)!r}}})\n"
+        f"child_ingest({{'events': {str(events)!r}}})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [str(python), "-c", script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("environment", ["venv", "venv-ingest"])
+def test_the_ingest_benchmark_imports_only_the_ingest_path(
+    environment: str, tmp_path: Path
+) -> None:
+    from qldb_settle.simulate import SimulationConfig, simulate
+
+    python = sys.executable if environment == "venv" else INGEST_PYTHON
+    if environment == "venv-ingest" and not INGEST_PYTHON.exists():
+        pytest.skip(f"{INGEST_PYTHON} is not built (make test-ingest builds it)")
+    simulate(tmp_path / "sim", SimulationConfig(transactions=8, seed=2))
+    modules = _ingest_modules(python, tmp_path / "sim" / "events")
+    assert "ingest.decode" in modules and "buffer.sqlite" in modules
+    assert "ledger.classify" in modules
+    leaked = sorted(
+        m for m in modules for f in FORBIDDEN_IN_INGEST if m == f or m.startswith(f + ".")
+    )
+    assert leaked == []
+
+
+def test_helpers() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    with pytest.raises(ValueError):
+        median([])
+    dist = percentiles([float(v) for v in range(1, 101)])
+    assert (dist["p50"], dist["p90"], dist["p99"], dist["max"], dist["n"]) == (50, 90, 99, 100, 100)
+    assert percentiles([])["p50"] is None
+    rendered = table([["a", "1"], ["bbb", "22"]], ["x", "y"]).splitlines()
+    assert rendered == ["x    y", "---  --", "a    1", "bbb  22"]
