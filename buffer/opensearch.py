@@ -30,21 +30,27 @@ How the port's guarantees are kept without transactions:
   the page, not with what is buffered, and it never hits the result window.
 
 Refresh strategy. Gets and mgets by id are real-time; searches see only refreshed segments. The
-ingest writes without waiting for a refresh (throughput), and every read that searches (pending,
-blocks, strands, stats, rejected, gaps through the strand documents is a get) first asks for a
-refresh of the indices it reads (a no-op when nothing changed). So the settler always sees every
-acknowledged write, whatever ``refresh_interval`` is; the interval then only bounds how stale an
-operator's Dashboards view may be. ``refresh_before_read=False`` leaves it to the interval: only
-safe when the settle window is much longer than the interval (see docs/opensearch.md).
+ingest writes without waiting for a refresh (throughput; its own reads are mgets), and every read
+that searches (pending, get_block's revisions, blocks, strands, gaps, stats, rejected, repair,
+retention, dump) first asks for a refresh of the indices it reads (a no-op when nothing changed).
+So the settler always sees every write the ingest has acknowledged, whatever ``refresh_interval``
+is; the interval then only bounds how stale an operator's Dashboards view may be.
+``refresh_before_read=False`` leaves it to the interval: only safe when the settle window is far
+longer than the interval (docs/opensearch.md).
 
-osmem-server notes (the in-memory OpenSearch the tests run against, 0.1.6, API 3.8.0): bulk
-``create``/``update``/``index`` with per-item statuses, ``if_seq_no``/``if_primary_term`` on index,
-update, delete and bulk items, ``search_after``, composite and terms aggregations, ``mget``,
-``delete_by_query``, composable index templates and ``dynamic: strict`` all behave like
-OpenSearch. Quirks: writes are searchable at once (refresh is not emulated, so refresh bugs cannot
-show there: the explicit refresh is kept for the real service); ``update_by_query`` with a script
-is refused (the adapter never uses scripts: state changes are partial-document updates by id);
-``from + size`` beyond 10,000 is refused like OpenSearch's ``index.max_result_window``.
+osmem-server notes (the in-memory OpenSearch API the tests run against, 0.1.6, API 3.8.0). Relied
+on, as in OpenSearch: bulk ``create``/``index``/``update``/``delete`` with per-item statuses (409
+for a taken id or a stale ``if_seq_no``, 404 for a missing document), ``if_seq_no`` and
+``if_primary_term`` on update and bulk items, multi-index ``mget`` with per-document source
+filtering, ``search_after`` on sorted keyword/long fields, ``terms``/``range``/``exists``/``bool``
+filters, composite, terms and max aggregations, ``count``, ``delete_by_query``, composable index
+templates, ``dynamic: strict`` mappings, ``enabled: false`` objects, and the 10,000-hit result
+window (``from + size``). Worked around: ``update_by_query`` with a script is refused (400), so
+statement states fall back to one partial update per statement (remembered per instance); numeric
+fields with doc values cost osmem ~0.5 ms each per document, so numbers nobody searches, sorts or
+aggregates on are mapped ``index: false, doc_values: false``. Not emulated: refresh (writes are
+searchable at once), so tests check that the adapter asks for a refresh, not its effect; and
+faults (429/503, dropped connections): the tests put a fault-injecting proxy in front of it.
 """
 
 from __future__ import annotations
@@ -345,10 +351,10 @@ class OpenSearchBuffer:
             names = ",".join(indices)
             self.client.request(f"refresh {names}", "indices.refresh", index=names)
 
-    def _get(self, index: str, doc_id: str) -> Hit | None:
+    def _get(self, index: str, doc_id: str, *, excludes: Sequence[str] = ()) -> Hit | None:
         """One document, real-time (an mget: a missing document is an answer, not a 404 that
         opensearch-py would log as a warning)."""
-        return self._mget(index, [doc_id]).get(doc_id)
+        return self._mget(index, [doc_id], excludes=excludes).get(doc_id)
 
     def _mget(
         self, index: str, ids: Iterable[str], *, excludes: Sequence[str] = ()
@@ -1094,7 +1100,7 @@ class OpenSearchBuffer:
         return self._buffered([h["_source"] for h in hits])
 
     def get_block(self, block_id: str) -> BufferedBlock | None:
-        doc = self._get(self.indices.blocks, block_id)
+        doc = self._get(self.indices.blocks, block_id, excludes=_HEADER_LIGHT)
         if doc is None:
             return None
         self._refresh(self.indices.revisions, self.indices.rejected)
