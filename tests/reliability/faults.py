@@ -2,14 +2,14 @@
 
 - ``WriteLock``: another process (this one) takes the SQLite buffer's write lock at a chosen
   instant and holds it longer than the buffer's busy timeout, as a stuck writer would;
-- ``ReadOnly``: the buffer's files (database, ``-wal``, ``-shm``) become immutable
+- ``ReadOnly``: the buffer's database and ``-wal`` become immutable
   (``chattr +i``) at a chosen instant, so every write of the running process is refused by the
   kernel from then on, as on a volume remounted read-only; cleared afterwards (and at exit);
 - ``paused``: ``SIGSTOP``/``SIGCONT`` of a server process (osmem-server stopped, then resumed);
 - ``QldbFaultProxy``: a loopback proxy in front of ``serve-qldb`` that answers a chosen
   ``SendCommand`` with an OCC conflict (aborting the transaction upstream, as QLDB does), with
   503, loses a commit's answer after forwarding it, or drops the request. The OpenSearch buffer's
-  faults use ``tests/opensearch/fault_proxy.FaultProxy`` (429/503/drop by path) instead.
+  faults use ``tests/opensearch/opensearch_fault_proxy.FaultProxy`` (429/503/drop by path) instead.
 """
 
 from __future__ import annotations
@@ -116,8 +116,10 @@ def readonly_supported(probe_dir: Path) -> bool:
 
 
 class ReadOnly:
-    """Make a SQLite database's files immutable until ``clear``: a running process's next write
-    fails (EPERM), a process opening it gets it read-only."""
+    """Make a SQLite database and its write-ahead log immutable until ``clear``: a running
+    process's next write fails (EPERM: SQLite's I/O error), a process opening it gets it
+    read-only. The ``-shm`` index stays writable: SQLite maps it into memory, and a store into a
+    mapping of an immutable file is a SIGBUS (a crash, which ``kill -9`` covers), not an error."""
 
     def __init__(self, db: Path) -> None:
         self.db = db
@@ -137,7 +139,7 @@ class ReadOnly:
 
 
 def _siblings(db: Path) -> list[Path]:
-    return [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    return [db.with_name(db.name + suffix) for suffix in ("-wal", "-journal")]
 
 
 # --- processes ------------------------------------------------------------------------------------

@@ -184,8 +184,8 @@ class Cli:
 @dataclass(slots=True)
 class Durations:
     """Running medians of how long un-faulted runs of each command took, so that a kill instant
-    drawn in ``[0, 1.2 × median]`` falls while the process works (or just after it ends, which is
-    then not counted as a kill)."""
+    drawn in ``[0.2, 1.1] × median`` falls while the process works (the first fifth is mostly
+    Python starting) or just after it ends (then not counted as a kill)."""
 
     default: float = 1.5
     seen: dict[str, list[float]] = field(default_factory=dict)
@@ -198,4 +198,4 @@ class Durations:
         return statistics.median(values[-15:]) if values else self.default
 
     def instant(self, key: str, rng: Random) -> float:
-        return rng.uniform(0.0, 1.2 * self.estimate(key))
+        return rng.uniform(0.2, 1.1) * self.estimate(key)

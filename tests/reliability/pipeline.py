@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .harness import Cli, Durations, Finished, Running
 from .streams import delivered_at, iso
 
 FAR_FUTURE = "2100-01-01T00:00:00.000Z"
+WRITES = {"ingest": "write to the buffer", "settle": "destination commit"}
 Probe = Callable[[], Any]
 
 
@@ -107,7 +109,7 @@ class Pipeline:
         group_size: int,
         rng: Random,
         tallies: Tallies,
-        probe: Probe | None = None,
+        watch: Mapping[str, Probe] | None = None,
         settle_env: Mapping[str, str] | None = None,
     ) -> None:
         self.scenario = scenario
@@ -119,7 +121,7 @@ class Pipeline:
         self.group_size = group_size
         self.rng = rng
         self.tallies = tallies
-        self.probe = probe
+        self.watch = dict(watch or {})
         self.settle_env = dict(settle_env or {})
         self.durations = Durations()
         self.events = sorted((sim / "events").glob("*.json"))
@@ -179,10 +181,23 @@ class Pipeline:
     # --- faults -----------------------------------------------------------------------------------
 
     def kill9(self, key: str, args: list[str], tally: Tally) -> bool:
-        """Start the process, ``kill -9`` it at a random instant; True when the kill landed."""
-        before = self.probe() if self.probe else None
+        """Start the process and ``kill -9`` it at a random instant; True when the kill landed.
+
+        Half of the instants are drawn over the whole expected run (``Durations``); with a
+        ``watch`` for the command (a cheap signal of its first write: the files it writes), the
+        other half fall in its work: within 0.25 s after that signal first changes. The report
+        says which, and whether the process had written before it died."""
+        watch = self.watch.get(key)
+        before = watch() if watch else None
         run = self.start(key, args)
-        at = self.durations.instant(key, self.rng)
+        if watch is not None and self.rng.random() < 0.5:
+            mode = "in its work"
+            while run.alive() and watch() == before:
+                time.sleep(0.005)
+            at = run.elapsed() + self.rng.uniform(0.0, 0.25)
+        else:
+            mode = "anywhere in its run"
+            at = self.durations.instant(key, self.rng)
         if not run.wait_until(at) or not run.kill9():
             tally.missed += 1
             run.wait()
@@ -190,12 +205,14 @@ class Pipeline:
         run.wait()
         tally.injected += 1
         tally.details.setdefault("instants_s", []).append(round(at, 3))
-        if self.probe is not None:
-            after = self.probe()
+        modes = tally.details.setdefault("instant_drawn", {})
+        modes[mode] = modes.get(mode, 0) + 1
+        if watch is not None:
+            wrote = watch() != before
             tally.outcomes[
-                "killed after it had written (mid-work); the rerun completed"
-                if after != before
-                else "killed before its first write; the rerun completed"
+                f"killed after its first {WRITES[key]}; the rerun completed"
+                if wrote
+                else f"killed before its first {WRITES[key]}; the rerun completed"
             ] += 1
         else:
             tally.outcomes["killed; the rerun completed"] += 1
@@ -211,10 +228,19 @@ class Pipeline:
         lo: float = 0.3,
         hi: float = 0.9,
     ) -> Finished | None:
-        """Start the process and, at a random instant inside its expected run, ``act`` on it
-        (``act`` returns an undo, run once the process ended). None when it ended first."""
+        """Start the process and ``act`` on it at a random instant inside its expected run, or,
+        with a ``watch`` for the command, within 0.2 s after its first write (in the middle of
+        its batch or cycle). ``act`` returns an undo, run once the process ended. None when the
+        process ended first."""
+        watch = self.watch.get(key)
+        before = watch() if watch else None
         run = self.start(key, args)
-        at = self.rng.uniform(lo, hi) * self.durations.estimate(key)
+        if watch is not None:
+            while run.alive() and watch() == before:
+                time.sleep(0.005)
+            at = run.elapsed() + self.rng.uniform(0.0, 0.2)
+        else:
+            at = self.rng.uniform(lo, hi) * self.durations.estimate(key)
         if not run.wait_until(at):
             tally.missed += 1
             run.wait()
