@@ -198,6 +198,9 @@ class _Plan:
     # rejection id -> (rejection, block it flags, record id whose classification made it)
     rejections: dict[str, tuple[Rejection, str | None, str]] = field(default_factory=dict)
     forget: dict[str, str] = field(default_factory=dict)  # rejection id -> record id
+    # record id -> (index, seq_no, primary_term) of the stored copy a conflict was decided against
+    against: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    again: bool = False  # a later round, for records another writer changed meanwhile
     reports: dict[str, PutReport] = field(default_factory=dict)  # record id -> its counts
     statements_of: dict[str, str] = field(default_factory=dict)  # block id -> "write" | "kinds"
 
@@ -208,6 +211,22 @@ class _Plan:
             report = self.reports[record_id] = PutReport()
         report.records += 1
         return report
+
+    def conflicted(self, record_id: str, slot: _Slot) -> None:
+        """A copy was found conflicting with the stored one: remember which version, so the
+        outcome is checked once the rejection is written (another writer may have replaced it)."""
+        if slot.stored is not None and slot.source is None:
+            self.against[record_id] = (
+                slot.index,
+                int(slot.stored["_seq_no"]),
+                int(slot.stored["_primary_term"]),
+            )
+
+    def settled_as_stored_content(self, rejection: Rejection, record_id: str) -> None:
+        """In a later round a copy is the stored content (created, or a duplicate): a conflict
+        kept for this content by a round that saw another copy stored must go."""
+        if self.again:
+            self.forget_conflict(rejection, record_id)
 
     def forget_conflict(self, rejection: Rejection, source_id: str) -> None:
         """This copy's content is the stored one now (it came first): the conflict kept earlier
@@ -478,10 +497,10 @@ class OpenSearchBuffer:
         report = PutReport()
         write_id = uuid.uuid4().hex
         todo = list(records)
-        for _ in range(MAX_RACES):
+        for round_ in range(MAX_RACES):
             if not todo:
                 break
-            plan = self._plan(todo, write_id)
+            plan = self._plan(todo, write_id, again=round_ > 0)
             raced = self._write_plan(plan)
             for record_id, counted in plan.reports.items():
                 if record_id not in raced:
@@ -499,11 +518,11 @@ class OpenSearchBuffer:
         self._keep_rejections([(r, None) for r in rejections])
         return report
 
-    def _plan(self, items: Sequence[Incoming], write_id: str) -> _Plan:
+    def _plan(self, items: Sequence[Incoming], write_id: str, *, again: bool = False) -> _Plan:
         """Classify every item against the store and the items before it (summaries first, each
         kind in copy order, so the outcome does not depend on the order of ``items``) and plan
         the writes."""
-        plan = _Plan(write_id=write_id)
+        plan = _Plan(write_id=write_id, again=again)
         summaries = [i for i in items if isinstance(i.record, BlockSummary)]
         revisions = [i for i in items if isinstance(i.record, RevisionDetails)]
         controls = [i for i in items if isinstance(i.record, ControlRecord)]
@@ -630,6 +649,9 @@ class OpenSearchBuffer:
             state: BlockState = "late" if late else "pending"
             s.plan_create(self._header_source(item, summary, state, plan.write_id))
             plan.statements_of[summary.block_id] = "write"
+            plan.settled_as_stored_content(
+                self._conflict_of(item, summary.block_id), summary.block_id
+            )
             if late:
                 report.late += 1
             else:
@@ -643,6 +665,10 @@ class OpenSearchBuffer:
             key=c.incoming_key(item),
             replaceable=current["state"] == "pending" and not current.get("purged"),
         )
+        if outcome.startswith("duplicate"):
+            plan.settled_as_stored_content(
+                self._conflict_of(item, summary.block_id), summary.block_id
+            )
         if outcome == "duplicate":
             report.duplicates += 1
         elif outcome == "duplicate-earlier":
@@ -657,6 +683,7 @@ class OpenSearchBuffer:
             plan.statements_of.setdefault(summary.block_id, "kinds")
         elif outcome == "conflict":
             report.conflicts += 1
+            plan.conflicted(summary.block_id, s)
             plan.reject(
                 self._conflict_of(item, summary.block_id), summary.block_id, summary.block_id
             )
@@ -745,6 +772,7 @@ class OpenSearchBuffer:
             pending = header is not None and header["state"] == "pending"
             late = not pending and c.is_late(rev.address.sequence_no, mark, gaps)
             s.plan_create(self._revision_source(item, rev, late, plan.write_id))
+            plan.settled_as_stored_content(self._conflict_of(item, rev.record_id), rev.record_id)
             if late:
                 report.late += 1
             else:
@@ -771,6 +799,8 @@ class OpenSearchBuffer:
             key=c.incoming_key(item),
             replaceable=not current["late"] and open_(stored_header) and open_(header),
         )
+        if outcome.startswith("duplicate"):
+            plan.settled_as_stored_content(self._conflict_of(item, rev.record_id), rev.record_id)
         if outcome == "duplicate":
             report.duplicates += 1
         elif outcome == "duplicate-earlier":
@@ -778,6 +808,7 @@ class OpenSearchBuffer:
             s.plan_update(_provenance(item, rev.stream.arn, plan.write_id))
         elif outcome == "conflict":
             report.conflicts += 1
+            plan.conflicted(rev.record_id, s)
             plan.reject(self._conflict_of(item, rev.record_id), rev.block_id, rev.record_id)
         else:
             report.conflicts += 1
@@ -803,6 +834,9 @@ class OpenSearchBuffer:
         current = s.current
         if current is None:
             s.plan_create(source)
+            plan.settled_as_stored_content(
+                self._conflict_of(item, control.record_id), control.record_id
+            )
             report.stored["control"] += 1
             return
         outcome = c.classify_copy(
@@ -814,9 +848,13 @@ class OpenSearchBuffer:
         )
         if outcome.startswith("duplicate"):
             report.duplicates += 1
+            plan.settled_as_stored_content(
+                self._conflict_of(item, control.record_id), control.record_id
+            )
         else:
             report.conflicts += 1
         if outcome == "conflict":
+            plan.conflicted(control.record_id, s)
             plan.reject(self._conflict_of(item, control.record_id), None, control.record_id)
         elif outcome == "conflict-earlier":
             displaced = c.conflict_rejection(
@@ -846,7 +884,10 @@ class OpenSearchBuffer:
                 slot = headers.get(block_id)
                 if slot is not None and slot.source is not None:
                     statement_actions += self._statement_actions(slot.source, slot.stored)
-        self._check(self._bulk(statement_actions, "write statements"), "write statements")
+        # (a 404 is a delete of an extra statement that is gone already)
+        self._check(
+            self._bulk(statement_actions, "write statements"), "write statements", ok=(404,)
+        )
         actions: list[Action] = []
         order: list[_Slot] = []
         for s in plan.slots.values():
@@ -897,8 +938,11 @@ class OpenSearchBuffer:
         self._check(
             self._bulk(kinds_actions, "update statement kinds"), "update statement kinds", ok=(404,)
         )
-        for block_id in raced & set(headers):
-            self._rewrite_statements(block_id)
+        # A replaced header, or one another writer got to first, may have statements written by
+        # a writer that lost: make them the header's again.
+        for block_id, slot in headers.items():
+            if block_id in raced or slot.action == "replace":
+                self._sync_statements(block_id)
         self._keep_rejections(
             [(r, block) for r, block, source in plan.rejections.values() if source not in raced]
         )
@@ -908,6 +952,22 @@ class OpenSearchBuffer:
             if source not in raced
         ]
         self._check(self._bulk(forget, "drop superseded conflicts"), "drop conflicts", ok=(404,))
+        # A conflict holds if the copy it was found against is still the stored one; if another
+        # writer replaced it meanwhile, classify again (and drop the conflict if it is moot).
+        checks = [
+            (v[0], d, v)
+            for d, v in plan.against.items()
+            if d not in raced and plan.slots[(v[0], d)].action is None  # a write checked itself
+        ]
+        if checks:
+            now = self._mget_docs([(i, d, ["raw", "summary", "revision"]) for i, d, _ in checks])
+            for index, doc_id, (_, seq_no, term) in checks:
+                doc = now.get((index, doc_id))
+                if doc is None or (int(doc["_seq_no"]), int(doc["_primary_term"])) != (
+                    seq_no,
+                    term,
+                ):
+                    raced.add(doc_id)
         return raced
 
     def _statement_actions(self, header: Mapping[str, Any], stored: Hit | None) -> list[Action]:
@@ -945,29 +1005,38 @@ class OpenSearchBuffer:
             actions.append(({"delete": {"_index": index, "_id": f"{summary.block_id}/{i}"}}, None))
         return actions
 
-    def _rewrite_statements(self, block_id: str) -> None:
-        """Make a block's statements match its stored header (after a race on the header)."""
-        doc = self._get(self.indices.blocks, block_id)
-        if doc is None or doc["_source"].get("purged"):
-            return
-        self._check(
-            self._bulk(self._statement_actions(doc["_source"], None), "rewrite statements"),
-            "rewrite statements",
-        )
-        known = [f"{block_id}/{i}" for i in range(int(doc["_source"]["statements"]))]
-        query = {
-            "bool": {
-                "filter": [{"term": {"block_id": block_id}}],
-                "must_not": [{"terms": {"statement_id": known}}],
-            }
-        }
-        self.client.request(
-            f"delete extra statements of {block_id}",
-            "delete_by_query",
-            index=self.indices.statements,
-            body={"query": query},
-            conflicts="proceed",
-        )
+    def _sync_statements(self, block_id: str) -> None:
+        """Make a block's statements match its stored header, again until the header did not
+        change meanwhile (concurrent writers of conflicting copies each end here)."""
+        index = self.indices.statements
+        for _ in range(MAX_RACES):
+            doc = self._get(self.indices.blocks, block_id, excludes=_HEADER_LIGHT)
+            if doc is None or doc["_source"].get("purged"):
+                return
+            self._check(
+                self._bulk(self._statement_actions(doc["_source"], None), "rewrite statements"),
+                "rewrite statements",
+            )
+            known = [f"{block_id}/{i}" for i in range(int(doc["_source"]["statements"]))]
+            self._refresh(index)  # delete_by_query deletes what a search sees
+            self.client.request(
+                f"delete extra statements of {block_id}",
+                "delete_by_query",
+                index=index,
+                body={
+                    "query": {
+                        "bool": {
+                            "filter": [{"term": {"block_id": block_id}}],
+                            "must_not": [{"terms": {"statement_id": known}}],
+                        }
+                    }
+                },
+                conflicts="proceed",
+            )
+            again = self._get(self.indices.blocks, block_id, excludes=["raw", "summary"])
+            if again is not None and again["_seq_no"] == doc["_seq_no"]:
+                return
+        raise TransientError(f"the header of block {block_id} kept changing under its statements")
 
     @staticmethod
     def _check(results: Sequence[Hit], what: str, ok: Sequence[int] = ()) -> None:
