@@ -66,7 +66,7 @@ FULL = Size(
     kills_settle=56,
     lock_faults=2,
     readonly_faults=2,
-    pairs_other_owner=4,
+    pairs_other_owner=3,
     pairs_same_owner=2,
     redeliveries=3,
     opensearch_transactions=36,
@@ -325,10 +325,17 @@ def main_scenario(ctx: Context) -> ScenarioResult:
 
     # Two settlers start together where the cycle has two chunks' work (no settle before).
     pairs_other_at = take(size.pairs_other_owner, list(range(2, settled, 2)))
-    pairs_same_at = take(
-        size.pairs_same_owner, [i for i in range(2, settled, 2) if i not in pairs_other_at]
+    no_settle = {i - 1 for i in pairs_other_at}
+    # Same-owner pairs run while the settler is "down" (below): each has chunks of work.
+    down = list(range(settled, n))
+    pairs_same_at = (
+        {
+            down[len(down) * (k + 1) // (size.pairs_same_owner + 1)]
+            for k in range(size.pairs_same_owner)
+        }
+        if len(down) > size.pairs_same_owner
+        else set()
     )
-    no_settle = {i - 1 for i in pairs_other_at | pairs_same_at}
     settling = [i for i in range(1, settled) if i not in no_settle]
     ingest_kills = spread(size.kills_ingest, n, rng)
     kills_at = spread(size.kills_settle, len(settling), rng)
@@ -339,9 +346,9 @@ def main_scenario(ctx: Context) -> ScenarioResult:
     ro_settle_at = take(size.readonly_faults, settling)
     redeliver_at = take(size.redeliveries, settling)
     result.notes.append(
-        f"schedule: settle at chunks {settling}, two settlers at "
-        f"{sorted(pairs_other_at | pairs_same_at)}, then the settler Lambda drains chunks "
-        f"{settled}..{n - 1} with deadlines"
+        f"schedule: settle at chunks {settling}, two settlers at {sorted(pairs_other_at)}; "
+        f"settler down from chunk {settled} (two settlers of the same owner catch up at "
+        f"{sorted(pairs_same_at)}), then the settler Lambda drains with deadlines"
     )
     can_readonly = readonly_supported(work)
     if not can_readonly:
@@ -356,6 +363,8 @@ def main_scenario(ctx: Context) -> ScenarioResult:
         if i in ro_ingest_at and can_readonly:
             _readonly(p, key="ingest", args=args, db=buffer_db, tally=ro_i)
         p.ingest(files)
+        if i in pairs_same_at:  # the catch-up cycle of a settler that was down, started twice
+            _pair(p, p.settle_args(p.now_of(files)), pair_same, True)
         if i >= settled or i in no_settle:
             continue
         now = p.now_of(files)
@@ -363,8 +372,8 @@ def main_scenario(ctx: Context) -> ScenarioResult:
             at = delivered_at(files[-1])
             _redeliver(p, stream=stream, work=work, tally=redelivered, at=at, rng=rng)
         sargs = p.settle_args(now)
-        if i in pairs_other_at or i in pairs_same_at:  # first: while the cycle has most to do
-            _pair(p, sargs, pair_same if i in pairs_same_at else pair_other, i in pairs_same_at)
+        if i in pairs_other_at:  # first, with two chunks' work (no settle at the chunk before)
+            _pair(p, sargs, pair_other, False)
         if i in lock_settle_at:
             _locked(p, key="settle", args=sargs, db=buffer_db, tally=lock_s, probe=replica_written)
         if i in ro_settle_at and can_readonly:
