@@ -151,7 +151,11 @@ class Client:
         """Run ``fn(client)`` with retries; an HTTP status in ``allow`` returns None instead of
         raising (for example 404 on a get, 409 on a conditional write)."""
         from opensearchpy.exceptions import ConnectionError as OsConnectionError
-        from opensearchpy.exceptions import TransportError
+        from opensearchpy.exceptions import (
+            ImproperlyConfigured,
+            OpenSearchException,
+            TransportError,
+        )
 
         started = time.monotonic()
         last = ""
@@ -172,6 +176,10 @@ class Client:
                 if not (isinstance(status, int) and status in RETRY_STATUSES):
                     raise OpenSearchError(what, status, _reason(exc)) from None
                 last = f"HTTP {status}: {_reason(exc)}"[:300]
+            except ImproperlyConfigured as exc:
+                raise ConfigError(f"OpenSearch client for {self.endpoint.host}: {exc}") from None
+            except OpenSearchException as exc:  # an answer that is not JSON, and the like
+                raise OpenSearchError(what, "N/A", f"{type(exc).__name__}: {exc}") from None
             if attempt + 1 < self.retry.attempts:
                 delay = self.retry.delay(attempt, self._rng)
                 log.warning(

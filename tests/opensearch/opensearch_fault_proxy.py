@@ -8,7 +8,9 @@ first ``skip`` matching requests through, then acts on the next ``times`` ones:
   never sees the request);
 - ``"drop"``: close the connection without forwarding (the request is lost);
 - ``"lose-answer"``: forward the request, then close the connection without answering (the server
-  applied it, the client does not know).
+  applied it, the client does not know);
+- ``"bulk-items-429"``: answer a bulk request 200 with every item refused 429
+  (``es_rejected_execution_exception``, a full write queue), without forwarding it.
 
 ``log`` lists every request with what happened to it, so a test can show its faults were hit.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -147,6 +150,15 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                if action == "bulk-items-429":
+                    proxy._record(self.command, self.path, action, seen, body)
+                    payload = _refused_items(body or b"")
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 if action == "drop":
                     proxy._record(self.command, self.path, "drop", seen, body)
                     self._hang_up()
@@ -204,3 +216,26 @@ class FaultProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _refused_items(body: bytes) -> bytes:
+    """A bulk answer refusing every action of ``body`` with 429, as a node whose write queue is
+    full does (nothing applied)."""
+    items = []
+    lines = iter(line for line in body.decode().splitlines() if line.strip())
+    for line in lines:
+        action = json.loads(line)
+        ((op, meta),) = action.items()
+        if op != "delete":
+            next(lines)  # its source
+        items.append(
+            {
+                op: {
+                    "_index": meta.get("_index"),
+                    "_id": meta.get("_id"),
+                    "status": 429,
+                    "error": {"type": "es_rejected_execution_exception", "reason": "injected"},
+                }
+            }
+        )
+    return json.dumps({"took": 1, "errors": True, "items": items}).encode()

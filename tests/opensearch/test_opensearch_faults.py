@@ -43,10 +43,11 @@ def test_an_ingest_batch_survives_429_503_and_lost_connections(
         proxy.arm("drop", path="/_bulk", skip=4),
         proxy.arm("lose-answer", path="/_bulk", skip=6),
         proxy.arm("lose-answer", path="/_mget", skip=0),
+        proxy.arm("bulk-items-429", path="/_bulk", skip=8),  # items refused, queue full
     ]
     report = buf.put(records)
 
-    assert [f.fired for f in faults] == [1, 1, 1, 1, 1]
+    assert [f.fired for f in faults] == [1, 1, 1, 1, 1, 1]
     assert proxy.outcomes("forward:200")  # and the rest went through
     # The records of the lost answer were stored by this call: still counted as stored, once.
     assert report == expected
