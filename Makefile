@@ -33,7 +33,7 @@ demo: $(VENV)/.ready
 
 test: test-main test-ingest
 
-test-main: $(VENV)/.ready
+test-main: $(VENV)/.ready $(VENV_INGEST)/.ready
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
