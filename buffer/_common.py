@@ -44,6 +44,7 @@ from typing import Any, Literal
 from amazon.ion import simpleion
 
 from buffer.port import Incoming, Rejection
+from journal.ion_binary import decode
 from journal.records import (
     BlockAddress,
     BlockSummary,
@@ -296,7 +297,9 @@ def encode_data(data: Any) -> bytes | None:
 
 
 def decode_data(data: bytes | None) -> Any:
-    return None if data is None else simpleion.loads(data)
+    """A revision's document back from its Ion binary: what ``simpleion.loads`` gives, read by
+    ``journal.ion_binary.decode`` (fast with amazon.ion 0.9.3)."""
+    return None if data is None else decode(data)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

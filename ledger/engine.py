@@ -42,6 +42,7 @@ from amazon.ion.core import IonType, Timestamp, TimestampPrecision
 from amazon.ion.simple_types import IonPyDict, IonPyText
 
 from journal.hashes import HASH_SIZE, dot, merkle_root
+from journal.ion_binary import decode, encode
 from ledger.classify import walk
 from ledger.errors import (
     LimitExceeded,
@@ -64,7 +65,6 @@ from ledger.evaluate import (
     truth,
 )
 from ledger.hashing import ion_hash, statement_digest
-from ledger.ion_binary import decode, encode
 from ledger.nodes import (
     MISSING,
     Call,

@@ -20,7 +20,7 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
 from amazon.ion.symbols import SymbolToken
 
-from ledger.ion_binary import decode, encode
+from journal.ion_binary import decode, encode
 from ledger.nodes import (
     MISSING,
     And,

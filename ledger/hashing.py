@@ -25,7 +25,7 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
 
 from journal.hashes import dot
-from ledger.ion_binary import _decimal_body, _timestamp_body, decode, encode, ion_type_of
+from journal.ion_binary import _decimal_body, _timestamp_body, decode, encode, ion_type_of
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, TypeVar
 
 from journal.hashes import dot
+from journal.ion_binary import decode, encode
 from ledger.hashing import ion_hash, statement_digest
-from ledger.ion_binary import decode, encode
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,11 @@ import pytest
 
 if TYPE_CHECKING:  # the parser tests also run in the ingest environment, without the engine
     from ledger import EmbeddedLedger
+
+# The small ingest environment has no ionhash (amazon.ion 0.15): the journal tests check against
+# it, so they are not collected there.
+if importlib.util.find_spec("ionhash") is None:
+    collect_ignore = ["test_ledger_journal.py"]
 
 T0 = datetime(2024, 5, 1, 9, 30, 0, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.hashing import ion_hash, ionhash_reference, text_hash
-from ledger.ion_binary import decode, encode
+from journal.ion_binary import decode, encode
 
 
 def strict(v: Any) -> Any:
@@ -79,7 +79,7 @@ def test_plain_python_values_are_written_like_amazon_ion_writes_them() -> None:
 def test_decoded_values_are_simpleion_values_with_annotations() -> None:
     value = decode(encode(simpleion.loads("{a: [x::1, 2.0], b: 'c'}")))
     assert value.ion_type is IonType.STRUCT and value.ion_annotations == ()
-    assert value["a"][0].ion_annotations == ("x",)
+    assert [a.text for a in value["a"][0].ion_annotations] == ["x"]  # SymbolTokens, as simpleion
     assert value["a"][1].ion_type is IonType.DECIMAL
     assert value["b"].ion_type is IonType.SYMBOL
 
