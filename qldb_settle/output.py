@@ -87,6 +87,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         early_release=True if getattr(args, "early_release", False) else None,
         index_prefix=getattr(args, "index_prefix", None),
         qldb_endpoint=getattr(args, "qldb_endpoint", None),
+        retention_days=getattr(args, "retention_days", None),
     )
 
 

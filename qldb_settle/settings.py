@@ -17,6 +17,7 @@ ENV: tuple[tuple[str, str, str], ...] = (
     ("early_release", "QLDB_SETTLE_EARLY_RELEASE", "false"),
     ("index_prefix", "QLDB_SETTLE_INDEX_PREFIX", "qldb-settle"),
     ("qldb_endpoint", "QLDB_SETTLE_QLDB_ENDPOINT", ""),
+    ("retention_days", "QLDB_SETTLE_RETENTION_DAYS", ""),
 )
 ENV_NAME = {name: var for name, var, _ in ENV}
 DEFAULT = {name: default for name, _, default in ENV}
@@ -39,6 +40,9 @@ class Settings:
     early_release: bool = False
     index_prefix: str = DEFAULT["index_prefix"]
     qldb_endpoint: str | None = None
+    # Retention: statements and revisions of replayed blocks older than this are deleted by the
+    # settler (block headers stay). None keeps everything.
+    retention_days: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -52,6 +56,13 @@ class Settings:
                 f"QLDB_SETTLE_WINDOW_SECONDS must be a number of seconds, not "
                 f"{raw['window_seconds']!r}"
             ) from None
+        try:
+            retention = float(raw["retention_days"]) if raw["retention_days"] else None
+        except ValueError:
+            raise ConfigError(
+                f"QLDB_SETTLE_RETENTION_DAYS must be a number of days, not "
+                f"{raw['retention_days']!r}"
+            ) from None
         settings = cls(
             buffer=raw["buffer"],
             destination=raw["destination"],
@@ -59,10 +70,15 @@ class Settings:
             early_release=_bool(raw["early_release"], "QLDB_SETTLE_EARLY_RELEASE"),
             index_prefix=raw["index_prefix"],
             qldb_endpoint=raw["qldb_endpoint"] or None,
+            retention_days=retention,
         )
         known = {f.name for f in fields(cls)}
         given = {k: v for k, v in overrides.items() if v is not None and k in known}
         settings = replace(settings, **given)
         if settings.window_seconds < 0:
             raise ConfigError(f"the settle window must not be negative ({settings.window_seconds})")
+        if settings.retention_days is not None and settings.retention_days <= 0:
+            raise ConfigError(
+                f"retention must be a positive number of days ({settings.retention_days})"
+            )
         return settings

@@ -571,8 +571,11 @@ def settle(
     faults: Faults | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     check_content: bool = True,
+    retention: timedelta | None = None,
 ) -> SettleReport:
     """Run one settle cycle as of ``now`` (see the module docstring) and report what it did.
+    With ``retention``, the statements and revisions of replayed blocks committed longer ago
+    than that are deleted from the buffer at the end of the cycle (block headers stay).
     ``check_content`` also checks that each revision's data and metadata hash to its revision
     hash (``settler.verify``; the costliest check, about a millisecond per small revision).
 
@@ -602,6 +605,8 @@ def settle(
             if cycle.report.deadline_reached:
                 break
         report = cycle.report
+        if retention is not None and not report.deadline_reached:
+            report.purged = buffer.purge_replayed(now - retention)
         stats = buffer.stats(now)
         report.late = int(stats.blocks.get("late", 0))
         report.quarantined = int(stats.blocks.get("quarantined", 0))

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from buffer.port import SettlingBuffer
@@ -96,6 +96,11 @@ def window_seconds(settings: Settings, env: dict[str, str] | None = None) -> flo
         return settings.window_seconds
 
 
+def retention_of(settings: Settings) -> timedelta | None:
+    days = settings.retention_days
+    return None if days is None else timedelta(days=days)
+
+
 def deadline_from(context: Any) -> Callable[[], bool] | None:
     """True once less than the margin is left of the invocation (None without a context)."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
@@ -119,6 +124,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             early_release=settings.early_release,
             deadline=deadline_from(context),
             owner=OWNER,
+            retention=retention_of(settings),
         )
     except LeaseHeld as exc:
         log.warning("cycle skipped: %s", exc)

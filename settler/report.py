@@ -76,6 +76,7 @@ class SettleReport:
     repaired: int = 0
     deadline_reached: bool = False
     buffer_depth: int = 0
+    purged: int = 0
     oldest_pending_age_ms: float | None = None
 
     def halt(self, reason: str) -> None:

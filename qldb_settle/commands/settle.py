@@ -63,6 +63,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f"(env {ENV_NAME['early_release']}, default off)",
     )
     p.add_argument(
+        "--retention-days",
+        type=float,
+        metavar="D",
+        help="delete the statements and revisions of replayed blocks committed more than D days "
+        "ago, keeping block headers so re-deliveries stay duplicates "
+        f"(env {ENV_NAME['retention_days']}, default keep everything)",
+    )
+    p.add_argument(
         "--now",
         metavar="ISO8601",
         help="run the cycle as of this instant (archived data: a far-future --now settles "
@@ -163,6 +171,7 @@ def _cycle(
     now: datetime,
 ) -> SettleReport:
     from settler.cycle import settle
+    from settler.handler import retention_of
 
     return settle(
         buffer,
@@ -173,6 +182,7 @@ def _cycle(
         owner=_owner(),
         group_size=args.group_size,
         allow_gaps_with_rejections=args.allow_gaps_with_rejections,
+        retention=retention_of(settings),
     )
 
 

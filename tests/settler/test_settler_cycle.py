@@ -323,3 +323,33 @@ def test_a_destination_behind_the_buffer_marks_gets_the_blocks_again(
     report = _settle(buffer, fresh, _after(blocks[-1]))
     assert report.blocks == 3 and len(fresh.documents()) == 3
     assert _states(buffer) == {1: "replayed", 2: "replayed", 3: "replayed"}
+
+
+def test_retention_purges_replayed_blocks_older_than_the_age_and_keeps_headers(
+    buffer: SettlingBuffer,
+) -> None:
+    chain = Chain()
+    old, young = _insert(chain, 1), _insert(chain, 2, commit=T0 + timedelta(days=3))
+    put(buffer, old, young)
+    dest = MemoryDestination()
+    now = _after(young)
+    report = _settle(buffer, dest, now, retention=timedelta(days=2))
+    assert report.blocks == 2
+    assert report.purged == 1  # only the block committed more than two days before `now`
+    rows = {r.sequence_no: r for r in buffer.blocks()}
+    assert [r.state for r in rows.values()] == ["replayed", "replayed"]  # headers stay
+    assert buffer.stats(now).revisions == 1
+    # A re-delivery of the purged block is still a duplicate, and nothing is replayed again.
+    report_again = buffer.put(list(old.incoming()))
+    assert report_again.duplicates == report_again.records
+    assert sum(report_again.stored.values()) == 0
+    assert _settle(buffer, dest, now, retention=timedelta(days=2)).blocks == 0
+
+
+def test_without_retention_nothing_is_purged(buffer: SettlingBuffer) -> None:
+    chain = Chain()
+    b1 = _insert(chain, 1)
+    put(buffer, b1)
+    report = _settle(buffer, MemoryDestination(), _after(b1, 10 * 86400))
+    assert report.blocks == 1 and report.purged == 0
+    assert buffer.stats(_after(b1)).revisions == 1
