@@ -5,7 +5,9 @@ Setup (``build``, one child): a source ledger of ``release`` blocks (``bench.wor
 and parameterized transactions alternating, so half are replayed as statements and half from
 revisions) decoded by the ingest path into each ``SqliteBuffer``, followed by ``held`` synthetic
 blocks put in batches of 5,000 (``workload.held_items``). The cycle runs as of the commit time of
-the last real block plus the window: exactly the ``release`` blocks are settled.
+the last real block plus the window: exactly the ``release`` blocks are settled. A million blocks
+take minutes to put: the big buffer's build can be stopped early (a stop file, once it holds a
+minimum), and the results then say how many blocks it held.
 
 Measurement (``measure``): each repetition is a fresh child process that opens the buffer and a
 new ``EmbeddedDestination``, warms up the lazy imports (ionhash, the PartiQL grammar), and times
@@ -51,23 +53,30 @@ def child_build(args: Json) -> Json:
         source_ledger(Path(tmp) / "source.db", release - 2, "mixed")
         items, tip = stream_items(Path(tmp) / "source.db")
     out: list[Json] = []
+    stop = Path(args["stop_file"]) if args.get("stop_file") else None
     for spec in args["buffers"]:
         path = Path(spec["path"])
-        held = int(spec["held"])
+        wanted = int(spec["held"])
+        least = int(spec.get("at_least", wanted))
         buffer = SqliteBuffer(path)
+        held = 0
         try:
             with timed() as t:
                 put = buffer.put(items)
                 if put.stored["blocks"] != release:
                     raise BenchError(f"{put.stored['blocks']} of {release} source blocks stored")
                 batch: list[Any] = []
-                for pair in held_items(tip, held):
+                for pair in held_items(tip, wanted):
                     batch.extend(pair)
                     if len(batch) >= 2 * BATCH_BLOCKS:
                         buffer.put(batch)
+                        held += len(batch) // 2
                         batch = []
+                        if held >= least and stop is not None and stop.exists():
+                            break
                 if batch:
                     buffer.put(batch)
+                    held += len(batch) // 2
             stats = buffer.stats(tip.commit_time)
         finally:
             buffer.close()
@@ -78,6 +87,7 @@ def child_build(args: Json) -> Json:
             {
                 "path": str(path),
                 "held": held,
+                "wanted": wanted,
                 "build_seconds": t.wall,
                 "blocks_per_s": (release + held) / t.wall,
                 "file_bytes": path.stat().st_size,
@@ -145,15 +155,33 @@ def _work(args: Json) -> Json:
     raise BenchError(f"unknown mode {args['mode']!r}")
 
 
-def build(workdir: Path, sizes: list[int], *, release: int = 1_000) -> Json:
-    """Build one buffer per size (blocks held behind the ``release`` settled ones)."""
+def build(
+    workdir: Path,
+    small: int,
+    big: int,
+    *,
+    release: int = 1_000,
+    stop_file: Path | None = None,
+    big_at_least: int | None = None,
+) -> Json:
+    """Build the two buffers (blocks held behind the ``release`` settled ones). Once
+    ``stop_file`` exists and the big one holds ``big_at_least`` blocks, its build stops where it
+    is (the result says how many it holds)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return run_child(
         MODULE,
         {
             "mode": "build",
             "release": release,
-            "buffers": [{"path": str(workdir / f"buffer-{n}.db"), "held": n} for n in sizes],
+            "stop_file": None if stop_file is None else str(stop_file),
+            "buffers": [
+                {"path": str(workdir / "buffer-small.db"), "held": small},
+                {
+                    "path": str(workdir / "buffer-big.db"),
+                    "held": big,
+                    "at_least": big if big_at_least is None else min(big, big_at_least),
+                },
+            ],
         },
         timeout=3600,
     )
@@ -220,6 +248,7 @@ def measure(built: Json, workdir: Path, *, reps: int) -> Json:
             "peak_rss_kb": median([float(r["peak_rss_kb"]) for r in rs]),
             "rss_growth_kb": median([float(r["peak_rss_kb"] - r["rss_before_kb"]) for r in rs]),
             "runs_seconds": [r["seconds"] for r in rs],
+            "wanted": spec["wanted"],
             "build_seconds": spec["build_seconds"],
             "build_blocks_per_s": spec["blocks_per_s"],
             "file_bytes": spec["file_bytes"],
@@ -238,6 +267,8 @@ def measure(built: Json, workdir: Path, *, reps: int) -> Json:
         "sizes": sizes,
         "small": small["held"],
         "big": big["held"],
+        "big_wanted": big["wanted"],
+        "big_complete": big["held"] == big["wanted"],
         "time_ratio": time_ratio,
         "peak_rss_ratio": peak_ratio,
         "rss_growth_ratio": growth_ratio,

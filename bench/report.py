@@ -11,7 +11,17 @@ from bench.common import Json, fmt, fmt_ratio, table
 README_BEGIN = "<!-- bench figures: begin (written by python -m bench) -->"
 README_END = "<!-- bench figures: end -->"
 HEADER = ("figure", "measured", "baseline (same run)", "ratio", "target", "met")
-STRATEGY_HEADER = ("workload", "strategy", "replica = source", "lag p50", "lag p99", "lag max")
+STRATEGY_HEADER = (
+    "workload",
+    "strategy",
+    "replica = source",
+    "statements failed (parameters / errors)",
+    "statements out of commit order",
+    "documents missing / unexpected",
+    "lag p50",
+    "lag p99",
+    "lag max",
+)
 STRATEGY_NAMES = {
     "a_original_lambda": "(a) original Lambda",
     "b_start_time_buffer": "(b) startTime buffer",
@@ -62,9 +72,10 @@ def rows(results: Json) -> list[list[str]]:
     c = results["settle_cycle"]
     small, big = c["sizes"][str(c["small"])], c["sizes"][str(c["big"])]
     release = f"{c['release']:,}"
+    partly = "" if c["big_complete"] else f" (of {c['big_wanted']:,} wanted)"
     out.append(
         [
-            f"settle cycle releasing {release} blocks, {c['big']:,} held",
+            f"settle cycle releasing {release} blocks, {c['big']:,} held{partly}",
             fmt(big["seconds"], " s", 2),
             f"{fmt(small['seconds'], ' s', 2)} with {c['small']:,} held",
             fmt_ratio(c["time_ratio"]),
@@ -177,11 +188,15 @@ def strategy_rows(results: Json) -> list[list[str]]:
     for family, f in results["strategies"]["families"].items():
         for name, s in f["strategies"].items():
             dist = s["lag_ms"]
+            other = "failed_parameters" in s
             out.append(
                 [
                     f"{family} (parameters {f['param_rate']:.0%})",
                     STRATEGY_NAMES.get(name, name),
                     f"{s['equal_runs']} of {s['runs']} runs",
+                    f"{s['failed_parameters']} / {s['failed_errors']}" if other else "n/a",
+                    str(s["out_of_commit_order"]) if other else "n/a (commit order)",
+                    f"{s['missing']} / {s['unexpected']}",
                     _s(dist["p50"]),
                     _s(dist["p99"]),
                     _s(dist["max"]),

@@ -23,7 +23,8 @@ The rule for statements (a) and (b) cannot run: QLDB does not stream parameter v
 statement with ``?`` parameters cannot be replayed from its text at all; it counts as failed and
 is dropped without running, as the original Lambda logged and dropped errors. Any other statement
 is run; an error (a missing table, a document id that does not exist in the replica, ...) is
-counted and dropped too.
+counted and dropped too. ``out_of_commit_order`` counts the statements (SELECTs aside) each ran
+after a statement of a block committed later.
 """
 
 from __future__ import annotations
@@ -47,14 +48,19 @@ class _Replayer:
     selects_skipped: int = 0
     failed_parameters: int = 0
     failed_errors: int = 0
+    out_of_commit_order: int = 0
+    highest_sequence: int = -1
     errors: Counter[str] = field(default_factory=Counter)
 
-    def run(self, text: str, kind: str) -> None:
+    def run(self, text: str, kind: str, sequence_no: int) -> None:
         from ledger import LedgerError
 
         if kind == "select":
             self.selects_skipped += 1
             return
+        if sequence_no < self.highest_sequence:
+            self.out_of_commit_order += 1
+        self.highest_sequence = max(self.highest_sequence, sequence_no)
         if kind == "parameterized":
             self.failed_parameters += 1
             return
@@ -73,6 +79,7 @@ class _Replayer:
             "failed_parameters": self.failed_parameters,
             "failed_errors": self.failed_errors,
             "errors": dict(self.errors),
+            "out_of_commit_order": self.out_of_commit_order,
         }
 
 
@@ -127,7 +134,7 @@ def original_lambda(simulation: Any, workdir: Path) -> Json:
                 copies += 1
                 lag.setdefault(s.block_id, event.delivered_ms - _ms(s.commit_time))
                 for st in s.statements:
-                    replayer.run(st.text, item.statement_kinds[st.index])
+                    replayer.run(st.text, item.statement_kinds[st.index], s.address.sequence_no)
         outcome = _compare(simulation.source_path, replica)
     finally:
         replica.close()
@@ -151,8 +158,8 @@ def start_time_buffer(
     """(b): see the module docstring."""
     replica = _replica(workdir / "replica-b.db")
     replayer = _Replayer(replica)
-    # statement id -> (startTime, statement id, text, kind, block id)
-    pending: dict[str, tuple[datetime, str, str, str, str]] = {}
+    # statement id -> (startTime, statement id, text, kind, block id, sequence number)
+    pending: dict[str, tuple[datetime, str, str, str, str, int]] = {}
     seen: set[str] = set()
     commit: dict[str, datetime] = {}
     statements_left: Counter[str] = Counter()
@@ -163,9 +170,9 @@ def start_time_buffer(
 
     def cycle(now: datetime) -> None:
         due = sorted(p for p in pending.values() if p[0] <= now - wait)
-        for _start, sid, text, kind, block in due:
+        for _start, sid, text, kind, block, seq in due:
             del pending[sid]
-            replayer.run(text, kind)
+            replayer.run(text, kind, seq)
             statements_left[block] -= 1
             if statements_left[block] == 0:
                 lag[block] = _ms(now) - _ms(commit[block])
@@ -192,6 +199,7 @@ def start_time_buffer(
                         st.text,
                         item.statement_kinds[st.index],
                         s.block_id,
+                        s.address.sequence_no,
                     )
         while pending:
             cycle(now)
@@ -251,6 +259,21 @@ def measure(workdir: Path, *, seeds: list[int], transactions: int) -> Json:
                 "share_equal": sum(1 for r in results if r["equal"]) / len(results),
                 "lag_ms": percentiles(lags),
             }
+            if name != "c_this_service":
+                for key in (
+                    "missing",
+                    "unexpected",
+                    "failed_parameters",
+                    "failed_errors",
+                    "out_of_commit_order",
+                    "statements_executed",
+                ):
+                    strategies[name][key] = sum(int(r[key]) for r in results)
+            else:
+                strategies[name]["missing"] = sum(r["comparisons"][0]["missing"] for r in results)
+                strategies[name]["unexpected"] = sum(
+                    r["comparisons"][0]["unexpected"] for r in results
+                )
         out[family] = {
             "param_rate": param_rate,
             "transactions": transactions,
