@@ -41,7 +41,10 @@ class Segment:
 # valid type descriptors, well-formed VarUInt/VarInt fields, UTF-8 strings); only then does
 # simpleion read it.
 
-_MAX_DEPTH = 1000
+# Containers nested deeper than this are refused at the door: everything after ingest (the
+# fingerprint, the buffer, the Ion hash, the ledger's codec) walks values recursively, and a few
+# hundred levels exhaust Python's recursion limit there. Real QLDB documents nest a handful.
+_MAX_DEPTH = 100
 
 
 def _varuint_in(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:

@@ -250,12 +250,6 @@ def test_a_revision_naming_another_table_than_its_block_is_refused(
     _settle_halts_at(stream, pipeline, _replace(stream, record.record_id, raw), block)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ion nested a few hundred levels deep passes the ingest's nesting check (1000) but "
-    "exhausts Python's recursion in the buffer's put or the settler's Ion hash: a RecursionError "
-    "escapes instead of a rejection or a quarantine (reported to the lead, issue 10)",
-)
 @pytest.mark.parametrize("depth", [400, 700])
 def test_ion_nested_too_deep_for_the_pipeline_is_refused_with_a_reason(
     stream: Stream, pipeline: Pipeline, depth: int
