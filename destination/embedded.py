@@ -34,6 +34,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from amazon.ion.core import IonType
+from amazon.ion.simple_types import IonPyNull
+
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
 from journal.errors import CheckpointMismatch, ReplayError
 from ledger import EmbeddedLedger, LedgerError, StatementError
@@ -64,7 +67,22 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_PLAIN = frozenset({IonType.STRING, IonType.INT, IonType.BOOL, IonType.BLOB, IonType.CLOB})
+
+
 def _same(a: Any, b: Any) -> bool:
+    """Whether two values are the same Ion value (equal Ion hashes). Strings, ints, bools and
+    lobs of one type without annotations are the same exactly when Python finds them equal."""
+    t = getattr(a, "ion_type", None)
+    if (
+        t in _PLAIN
+        and t is getattr(b, "ion_type", None)
+        and not getattr(a, "ion_annotations", True)
+        and not getattr(b, "ion_annotations", True)
+        and not isinstance(a, IonPyNull)
+        and not isinstance(b, IonPyNull)
+    ):
+        return bool(a == b)
     return ion_hash(a) == ion_hash(b)
 
 

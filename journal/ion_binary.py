@@ -32,7 +32,7 @@ five real stream records of the fixtures (540 to 1,195 bytes), medians of 7 runs
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -166,27 +166,33 @@ def _decimal_body(value: Decimal) -> bytes:
     return body
 
 
+_SMALL_VARUINT = tuple(bytes((n | 0x80,)) for n in range(128))
+
+
 def _timestamp_body(value: datetime) -> bytes:
+    """A timestamp's binary representation (offset, fields down to its precision, fraction)."""
     precision = getattr(value, "precision", None)
-    if precision is None:
-        precision = TimestampPrecision.SECOND
-    out = bytearray()
+    # TimestampPrecision YEAR..SECOND are 0..4 (an enum in 0.9.3, plain ints in 0.15).
+    level = 4 if precision is None else getattr(precision, "value", precision)
     dt = value
     if dt.tzinfo is None:
-        out += b"\xc0"
+        out = b"\xc0"
     else:
-        offset = dt.utcoffset() or timedelta(0)
-        dt = dt - offset
-        out += _varint(int(offset.total_seconds() // 60))
+        offset = dt.utcoffset()
+        if offset:
+            dt = dt - offset
+            out = _varint(int(offset.total_seconds() // 60))
+        else:
+            out = b"\x80"
     out += _varuint(dt.year)
-    if precision.includes_month:
-        out += _varuint(dt.month)
-    if precision.includes_day:
-        out += _varuint(dt.day)
-    if precision.includes_minute:
-        out += _varuint(dt.hour) + _varuint(dt.minute)
-    if precision.includes_second:
-        out += _varuint(dt.second)
+    if level >= 1:
+        out += _SMALL_VARUINT[dt.month]
+    if level >= 2:
+        out += _SMALL_VARUINT[dt.day]
+    if level >= 3:
+        out += _SMALL_VARUINT[dt.hour] + _SMALL_VARUINT[dt.minute]
+    if level >= 4:
+        out += _SMALL_VARUINT[dt.second]
         if isinstance(value, Timestamp):
             fraction = getattr(value, "fractional_seconds", None)
             if fraction is not None:
@@ -201,7 +207,21 @@ def _timestamp_body(value: datetime) -> bytes:
                         out += b"\x80"
         else:
             out += _varint(-6) + _int_field(dt.microsecond) if dt.microsecond else _varint(-6)
-    return bytes(out)
+    return out
+
+
+def struct_items(value: Any) -> Iterable[tuple[Any, Any]]:
+    """Every (field name, value) of a struct in order, repeated names included."""
+    # amazon.ion 0.9.3's IonPyDict keeps name -> MultimapValue; its iteritems() is a slow
+    # generator, so the values are read from where 0.9.3 keeps them (else the generic way).
+    store = getattr(value, "_Multimap__store", None)
+    if store is not None:
+        try:
+            return [(k, x) for k, values in store.items() for x in values._MultimapValue__store]
+        except AttributeError:
+            pass
+    iteritems = getattr(value, "iteritems", None)
+    return iteritems() if iteritems is not None else value.items()  # type: ignore[no-any-return]
 
 
 class _Writer:
@@ -237,8 +257,7 @@ class _Writer:
             return _header(0x8, len(raw)) + raw
         if t is IonType.STRUCT:
             parts = []
-            items = v.iteritems() if hasattr(v, "iteritems") else v.items()
-            for k, x in items:
+            for k, x in struct_items(v):
                 parts.append(_varuint(self.sid(_text(k))))
                 parts.append(self.value(x))
             body = b"".join(parts)

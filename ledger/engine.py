@@ -64,7 +64,7 @@ from ledger.evaluate import (
     text_of,
     truth,
 )
-from ledger.hashing import ion_hash, statement_digest
+from ledger.hashing import ion_hash, text_hash
 from ledger.nodes import (
     MISSING,
     Call,
@@ -419,7 +419,7 @@ class Transaction:
             raise StatementError(statement, str(exc)) from None
         run.apply()
         self._last_start_ms = start_ms
-        self._statements.append((statement, start_ms, statement_digest(statement, run.params)))
+        self._statements.append((statement, start_ms, run.digest()))
         if isinstance(parsed.statement, Select):
             return [decode(encode(v)) for v in result]  # copies: callers may change them
         return result
@@ -526,6 +526,17 @@ class _Run:
         self.ddl: list[_Ddl] = []
         self.touched_tables = False
         self.index_fields: dict[str, tuple[str, ...]] = {}
+        # id -> Ion hash of the documents staged as they are (``INSERT INTO T ?`` stages the
+        # parameter itself): the statement digest then does not hash that parameter again.
+        self.hashed: dict[int, bytes] = {}
+
+    def digest(self) -> bytes:
+        """The statement digest: its text's Ion hash dot-folded with each parameter's."""
+        digest = text_hash(self.text)
+        for p in self.params:
+            h = self.hashed.get(id(p))
+            digest = dot(digest, ion_hash(p) if h is None else h)
+        return digest
 
     def fail(self, reason: str) -> StatementError:
         return StatementError(self.text, reason)
@@ -592,6 +603,7 @@ class _Run:
                     f"QLDB's limit of {MAX_DOCUMENT_BYTES} (128 KB)",
                 )
             data_hash = ion_hash(value)  # now: ``value`` may be the caller's, mutable object
+            self.hashed[id(value)] = data_hash
         keys: dict[str, str | None] = {}
         if value is not None:
             indexes = self.index_fields.get(table.table_id)

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -25,7 +25,14 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
 
 from journal.hashes import dot
-from journal.ion_binary import _decimal_body, _timestamp_body, decode, encode, ion_type_of
+from journal.ion_binary import (
+    _decimal_body,
+    _timestamp_body,
+    decode,
+    encode,
+    ion_type_of,
+    struct_items,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,12 @@ _NULL_TQ = {
     IonType.CLOB: 0x9F, IonType.BLOB: 0xAF, IonType.LIST: 0xBF, IonType.SEXP: 0xCF,
     IonType.STRUCT: 0xDF,
 }  # fmt: skip
+
+
+_sha256 = hashlib.sha256
+_STRING, _STRUCT, _INT, _TIMESTAMP = IonType.STRING, IonType.STRUCT, IonType.INT, IonType.TIMESTAMP
+_LIST, _SEXP, _DECIMAL, _BOOL = IonType.LIST, IonType.SEXP, IonType.DECIMAL, IonType.BOOL
+_FLOAT, _SYMBOL, _BLOB, _CLOB = IonType.FLOAT, IonType.SYMBOL, IonType.BLOB, IonType.CLOB
 
 
 def _escape(raw: bytes) -> bytes:
@@ -58,7 +71,21 @@ def _symbol(text: str | None) -> bytes:
     return _scalar(0x70, text.encode("utf-8"))
 
 
+def _struct(items: Iterable[tuple[Any, Any]]) -> bytes:
+    fields = []
+    for k, x in items:
+        name = _symbol(k if type(k) is str else str(getattr(k, "text", k)))
+        fields.append(_sha256(name + _serialize(x)).digest())
+    fields.sort()
+    return b"\x0b\xd0" + _escape(b"".join(fields)) + _E
+
+
 def _serialize(v: Any) -> bytes:
+    cls = type(v)
+    if cls is str:  # the common plain values first: no Ion type to look up, no annotations
+        return b"\x0b\x80" + _escape(v.encode("utf-8")) + _E
+    if cls is dict:
+        return _struct(v.items())
     t = getattr(v, "ion_type", None) or ion_type_of(v)
     annotations = getattr(v, "ion_annotations", None)
     body = _serialize_bare(v, t)
@@ -71,42 +98,37 @@ def _serialize(v: Any) -> bytes:
 def _serialize_bare(v: Any, t: IonType) -> bytes:
     if v is None or isinstance(v, IonPyNull):
         return bytes((0x0B, _NULL_TQ[t], 0x0E))
-    if t is IonType.STRING:
-        return _scalar(0x80, str(v).encode("utf-8"))
-    if t is IonType.STRUCT:
-        items = v.iteritems() if hasattr(v, "iteritems") else v.items()
-        fields = sorted(
-            hashlib.sha256(_symbol(str(getattr(k, "text", k))) + _serialize(x)).digest()
-            for k, x in items
-        )
-        return _B + b"\xd0" + _escape(b"".join(fields)) + _E
-    if t is IonType.INT:
+    if t is _STRING:
+        return b"\x0b\x80" + _escape(str(v).encode("utf-8")) + _E
+    if t is _STRUCT:
+        return _struct(struct_items(v))
+    if t is _INT:
         n = int(v)
         if n == 0:
             return b"\x0b\x20\x0e"
         m = -n if n < 0 else n
         return _scalar(0x30 if n < 0 else 0x20, m.to_bytes((m.bit_length() + 7) // 8, "big"))
-    if t is IonType.LIST or t is IonType.SEXP:
-        tq = b"\xb0" if t is IonType.LIST else b"\xc0"
-        return _B + tq + b"".join(_serialize(x) for x in v) + _E
-    if t is IonType.DECIMAL:
+    if t is _TIMESTAMP:
+        return b"\x0b\x60" + _escape(_timestamp_body(v)) + _E
+    if t is _LIST or t is _SEXP:
+        tq = b"\xb0" if t is _LIST else b"\xc0"
+        return _B + tq + b"".join(map(_serialize, v)) + _E
+    if t is _DECIMAL:
         d = Decimal(v)
         if not d.is_signed() and d.is_zero() and d.as_tuple().exponent == 0:
             return b"\x0b\x50\x0e"
         return _scalar(0x50, _decimal_body(d))
-    if t is IonType.TIMESTAMP:
-        return _scalar(0x60, _timestamp_body(v))
-    if t is IonType.BOOL:
+    if t is _BOOL:
         return b"\x0b\x11\x0e" if v else b"\x0b\x10\x0e"
-    if t is IonType.FLOAT:
+    if t is _FLOAT:
         f = float(v)
         if f == 0.0 and math.copysign(1.0, f) > 0:
             return b"\x0b\x40\x0e"
         return _scalar(0x40, struct.pack(">d", f))
-    if t is IonType.SYMBOL:
+    if t is _SYMBOL:
         return _symbol(getattr(v, "text", v))
-    if t is IonType.BLOB or t is IonType.CLOB:
-        return _scalar(0xA0 if t is IonType.BLOB else 0x90, bytes(v))
+    if t is _BLOB or t is _CLOB:
+        return _scalar(0xA0 if t is _BLOB else 0x90, bytes(v))
     if t is IonType.NULL:
         return b"\x0b\x0f\x0e"
     raise TypeError(f"cannot hash Ion type {t}")

@@ -14,8 +14,8 @@ from amazon.ion.simple_types import IonPyNull
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.hashing import ion_hash, ionhash_reference, text_hash
 from journal.ion_binary import decode, encode
+from ledger.hashing import ion_hash, ionhash_reference, text_hash
 
 
 def strict(v: Any) -> Any:
@@ -138,3 +138,28 @@ def test_ion_hash_of_plain_values_and_strings() -> None:
 @given(_values)
 def test_ion_hash_equals_the_ionhash_package_on_generated_values(value: Any) -> None:
     assert ion_hash(value) == ionhash_reference(value)
+
+
+_ion_timestamps = st.builds(
+    lambda d, cut, frac, offset: simpleion.loads(
+        f"{d.year:04d}-{d:%m-%dT%H:%M:%S}"[: (4, 7, 10, 16, 19, 19)[cut]]
+        + ("T" if cut < 3 else "")
+        + (f".{frac}" if cut == 5 and frac else "")
+        + ("" if cut < 3 else offset)
+    ),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.integers(min_value=0, max_value=5),
+    st.sampled_from(["", "0", "000", "123", "120", "123456", "123456789", "5"]),
+    st.sampled_from(["Z", "-00:00", "+05:30", "-08:00", "+00:00"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_ion_timestamps, min_size=1, max_size=3))
+def test_timestamps_of_every_precision_and_offset_hash_and_encode_like_amazon_ion(
+    values: list[Any],
+) -> None:
+    ion = simpleion.loads(simpleion.dumps(values, binary=True))
+    assert ion_hash(ion) == ionhash_reference(ion)
+    assert strict(decode(encode(ion))) == strict(ion)
+    assert strict(simpleion.loads(encode(ion))) == strict(ion)
