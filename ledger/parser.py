@@ -1,12 +1,14 @@
 """Parse QLDB PartiQL statements (``grammar.lark``) into the typed tree of ``ledger.nodes``.
 
 ``parse(text)`` returns a cached ``Parsed`` (the same text is parsed once per process) or raises
-``ParseError`` pointing at the offending token by line and column. Imports only lark, the
-standard library and amazon.ion: the ingest Lambda classifies statements with it.
+``ParseError`` pointing at the offending token by line and column. Statements that differ only
+in their literals are parsed by lark once per shape (see "statements of one shape" below). Imports
+only lark, the standard library and amazon.ion: the ingest Lambda classifies statements with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from decimal import Decimal
@@ -465,6 +467,11 @@ def parse(text: str) -> Parsed:
         )
     if not text.strip():
         raise ParseError(text, "is empty")
+    shaped = _parse_by_shape(text)
+    return shaped if shaped is not None else _parse_lark(text)
+
+
+def _parse_lark(text: str) -> Parsed:
     with _lock:
         lark, builder = _parser()
         builder.params = 0
@@ -480,6 +487,113 @@ def parse(text: str) -> Parsed:
                 raise ParseError(text, _token_message(text, inner)) from None
             raise
         return Parsed(text=text, statement=statement, parameters=builder.params)
+
+
+# --- statements of one shape --------------------------------------------------------------------
+#
+# Statements replayed from their text mostly differ only in their literals (INSERT INTO T {'VIN':
+# '...'}, UPDATE ... WHERE t.id = '...'). Lark takes about half a millisecond for such a statement,
+# so each is parsed once per shape: its string, int and decimal literals are replaced by
+# placeholders of the same token type, the shape is parsed (and cached), and the literal values
+# are put back into a copy of the tree. Lark would have seen the same token types in the same
+# order, and no callback of the tree builder depends on these literals' values (only on their
+# types; the negation of a number literal is folded, and placeholders are chosen to fold exactly),
+# so the tree is the one lark gives for the statement itself (tests/ledger/test_ledger_shapes.py
+# compares both on generated statements). A shape lark refuses is parsed again as the statement
+# itself, for the error message.
+
+_SHAPE_TOKENS = re.compile(
+    # Skipped whole, as lark reads them: comments, quoted names, Ion literals, floats, decimals
+    # starting with "." (after a name, lark may read "." and an int instead), names and keywords.
+    r"(?P<skip>--[^\n]*|/\*(?:.|\n)*?\*/|\"(?:[^\"]|\"\")*\"|`[^`]*`"
+    r"|(?:\d+(?:\.\d*)?|\.\d+)[eE][+-]?\d+|\.\d+|[A-Za-z_$][A-Za-z0-9_$]*)"
+    r"|(?P<string>'(?:[^']|'')*')"
+    r"|(?P<decimal>\d+\.\d*)"
+    r"|(?P<int>\d+)"
+)
+_MARK = "\ue000"  # a private-use character: statements holding it are parsed as they are
+_BASE = 9 * 10**20  # placeholder numbers: _BASE + n, and _BASE + n + 0.5 for decimals
+_MAX_NUMBER = 24  # statements with longer numbers are parsed as they are
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+# placeholder -> value, for str, int and Decimal leaves (kept apart: 1 == Decimal(1))
+_Values = tuple[dict[str, str], dict[int, int], dict[Decimal, Decimal]]
+
+
+def _shape(text: str) -> tuple[str, _Values] | None:
+    """The statement with its literals replaced by placeholders, and their values."""
+    if _MARK in text:
+        return None
+    parts: list[str] = []
+    strings: dict[str, str] = {}
+    ints: dict[int, int] = {}
+    decimals: dict[Decimal, Decimal] = {}
+    last = 0
+    for m in _SHAPE_TOKENS.finditer(text):
+        kind = m.lastgroup
+        if kind == "skip":
+            continue
+        token = m.group()
+        if kind == "string":
+            key = f"{_MARK}{len(strings)}"
+            strings[key] = _unquote(token, "'")
+            placeholder = f"'{key}'"
+        elif len(token) > _MAX_NUMBER:
+            return None
+        elif kind == "int":
+            n, v = _BASE + len(ints) // 2, int(token)
+            ints[n], ints[-n] = v, -v
+            placeholder = str(n)
+        else:
+            placeholder = f"{_BASE + len(decimals) // 2}.5"
+            d, dv = Decimal(placeholder), Decimal(token)
+            decimals[d], decimals[-d] = dv, -dv
+        parts.append(text[last : m.start()])
+        parts.append(f" {placeholder} ")
+        last = m.end()
+    if not parts:
+        return None
+    parts.append(text[last:])
+    return "".join(parts), (strings, ints, decimals)
+
+
+@lru_cache(maxsize=4096)
+def _parse_shape(shape: str) -> Parsed | None:
+    try:
+        return _parse_lark(shape)
+    except Exception:  # parsed again as the statement itself, for its own error
+        return None
+
+
+def _fill(node: Any, values: _Values) -> Any:
+    """A copy of the tree with each placeholder (a str, int or Decimal leaf) replaced."""
+    cls = type(node)
+    if cls is str:
+        return values[0].get(node, node)
+    if cls is int:
+        return values[1].get(node, node)
+    if cls is Decimal:
+        return values[2].get(node, node)
+    if cls is tuple:
+        return tuple(_fill(x, values) for x in node)
+    names = _FIELDS.get(cls)
+    if names is None:
+        if not dataclasses.is_dataclass(node):
+            return node  # a literal's Ion value (shared, as parse's cache shares it anyway)
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(node))
+    return cls(*(_fill(getattr(node, n), values) for n in names))
+
+
+def _parse_by_shape(text: str) -> Parsed | None:
+    shaped = _shape(text)
+    if shaped is None:
+        return None
+    shape, values = shaped
+    parsed = _parse_shape(shape)
+    if parsed is None:
+        return None
+    statement = _fill(parsed.statement, values)
+    return Parsed(text=text, statement=statement, parameters=parsed.parameters)
 
 
 def _token_message(text: str, exc: _Fail) -> str:
