@@ -8,8 +8,10 @@ mismatched):
 - the chain link: when the block is the very next one after ``previous`` (``sequenceNo`` =
   previous + 1, same strand, previous applied whole and its hash known), its
   ``previousBlockHash`` is the previous block's ``blockHash``;
-- every buffered revision: its hash equals the ``revisionSummaries`` entry of its document, the
-  hash appears in ``entriesHashList``, its ``txId`` is the block's transaction, and, where it
+- every buffered revision: its table is the one the block's ``documents`` map names for it
+  (``tableInfo`` is outside the revision hash); its hash equals the ``revisionSummaries`` entry
+  of its document, the hash appears in ``entriesHashList``, its ``txId`` is the block's
+  transaction, and, where it
   carries ``data``, the hash is ``dot(IonHash(data), IonHash(metadata))`` (the revision content
   is what the source committed);
 - the ``statementDigest`` of every statement without parameters is the Ion hash (SHA-256) of its
@@ -232,6 +234,7 @@ def verify_block(
             )
 
     summaries = {r.document_id: r.hash for r in s.user_revisions}
+    tables = {d.document_id: (d.table_name, d.table_id) for d in s.documents}
     listed = set(s.entries_hash_list)
     check = check_content and _ion_hasher() is not None
     checked = 0
@@ -248,6 +251,14 @@ def verify_block(
         if rev.hash not in listed:
             return Verification.failed(
                 bid, f"{where}: hash {rev.hash.hex()} not in entriesHashList"
+            )
+        # tableInfo is outside the revision hash: the block's documents map vouches for it.
+        expected_table = tables.get(doc_id)
+        if expected_table is not None and (rev.table_name, rev.table_id) != expected_table:
+            return Verification.failed(
+                bid,
+                f"{where}: tableInfo {rev.table_name} ({rev.table_id}) is not the block's "
+                f"{expected_table[0]} ({expected_table[1]}) for this document",
             )
         if rev.metadata.tx_id != s.transaction_id:
             return Verification.failed(

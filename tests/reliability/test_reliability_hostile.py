@@ -222,12 +222,6 @@ def test_a_block_whose_hashes_do_not_chain_halts_the_settler_at_it(
     assert says in reason, reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settler.verify does not check a REVISION_DETAILS tableInfo (outside the revision "
-    "hash) against its block summary's documents map: the revision is replayed into the table it "
-    "names (reported to the lead, issue 10)",
-)
 def test_a_revision_naming_another_table_than_its_block_is_refused(
     stream: Stream, pipeline: Pipeline
 ) -> None:
