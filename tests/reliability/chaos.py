@@ -90,7 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument("--workdir", type=Path, help="a new folder for the run's files")
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="scenario")
-    parser.add_argument("--report", type=Path, help=f"report file (default {REPORT})")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help=f"report file (default {REPORT}; beside the workdir with --quick or --only)",
+    )
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="qldb-settle-chaos-"))
@@ -144,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for line in summary(report):
         print(line)
-    target = args.report or (workdir / "report.json" if args.quick or args.only else REPORT)
+    # A partial or quick run does not overwrite the campaign's report.
+    partial = workdir.with_name(f"{workdir.name}-report.json")
+    target = args.report or (partial if args.quick or args.only else REPORT)
     target.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"report: {target}")
     passed = bool(report["verdict"]["passed"])

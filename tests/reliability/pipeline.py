@@ -185,7 +185,7 @@ class Pipeline:
 
         Half of the instants are drawn over the whole expected run (``Durations``); with a
         ``watch`` for the command (a cheap signal of its first write: the files it writes), the
-        other half fall in its work: within 0.25 s after that signal first changes. The report
+        other half fall in its work: within 50 ms after that signal first changes. The report
         says which, and whether the process had written before it died."""
         watch = self.watch.get(key)
         before = watch() if watch else None
@@ -194,7 +194,7 @@ class Pipeline:
             mode = "in its work"
             while run.alive() and watch() == before:
                 time.sleep(0.005)
-            at = run.elapsed() + self.rng.uniform(0.0, 0.25)
+            at = run.elapsed() + self.rng.uniform(0.0, 0.05)
         else:
             mode = "anywhere in its run"
             at = self.durations.instant(key, self.rng)
@@ -229,7 +229,7 @@ class Pipeline:
         hi: float = 0.9,
     ) -> Finished | None:
         """Start the process and ``act`` on it at a random instant inside its expected run, or,
-        with a ``watch`` for the command, within 0.2 s after its first write (in the middle of
+        with a ``watch`` for the command, within 50 ms after its first write (in the middle of
         its batch or cycle). ``act`` returns an undo, run once the process ended. None when the
         process ended first."""
         watch = self.watch.get(key)
@@ -238,7 +238,7 @@ class Pipeline:
         if watch is not None:
             while run.alive() and watch() == before:
                 time.sleep(0.005)
-            at = run.elapsed() + self.rng.uniform(0.0, 0.2)
+            at = run.elapsed() + self.rng.uniform(0.0, 0.05)
         else:
             at = self.rng.uniform(lo, hi) * self.durations.estimate(key)
         if not run.wait_until(at):

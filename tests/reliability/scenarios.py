@@ -207,7 +207,8 @@ def finish(
 
 def files_changed(db: Path) -> Callable[[], Any]:
     """A cheap signal of a SQLite file's writes: size and modification time of the database and
-    its write-ahead log (a process's first write changes them)."""
+    of its write-ahead log once it holds anything. (Opening a WAL database creates an empty
+    ``-wal`` and closing it removes it: that is not a write.)"""
     paths = (db, db.with_name(db.name + "-wal"))
 
     def signal() -> Any:
@@ -218,7 +219,7 @@ def files_changed(db: Path) -> Callable[[], Any]:
             except FileNotFoundError:
                 out.append(None)
             else:
-                out.append((st.st_size, st.st_mtime_ns))
+                out.append((st.st_size, st.st_mtime_ns) if st.st_size else None)
         return tuple(out)
 
     return signal
@@ -280,19 +281,23 @@ def main_scenario(ctx: Context) -> ScenarioResult:
         "buffer locked mid-batch",
         name,
         f"another process holds the SQLite write lock {SQLITE_BUSY_TIMEOUT_S + 1.5:g} s "
-        "(over the busy timeout) from a random instant of an ingest",
+        "(over the busy timeout), from within 50 ms after an ingest's first write",
     )
     lock_s = t.get(
         "buffer locked mid-cycle",
         name,
-        "the same, from a random instant of a settle cycle",
+        "the same, from within 50 ms after a settle cycle's first destination commit",
     )
     ro_i = t.get(
         "buffer read-only mid-batch",
         name,
-        "chattr +i on the buffer's database and -wal at a random instant of an ingest",
+        "chattr +i on the buffer's database and -wal within 50 ms after an ingest's first write",
     )
-    ro_s = t.get("buffer read-only mid-cycle", name, "the same, during a settle cycle")
+    ro_s = t.get(
+        "buffer read-only mid-cycle",
+        name,
+        "the same, within 50 ms after a settle cycle's first destination commit",
+    )
     pair_other = t.get(
         "two settlers at once",
         name,
@@ -318,62 +323,81 @@ def main_scenario(ctx: Context) -> ScenarioResult:
 
     chunks = p.chunks(size.main_chunk)
     n = len(chunks)
-    settled = max(3, n * 11 // 20)  # afterwards the settler is "down": the Lambda drains
+    settled = max(3, n * 3 // 5)  # then the settler is down while the stream goes on arriving
+    down = list(range(settled, n))
+    restart = down[: max(1, len(down) // 2)]  # it comes back crashing (kill -9) as it catches up
+    # ... and the settler Lambda drains the rest with its deadlines.
 
-    def take(k: int, among: list[int]) -> set[int]:
-        return set(rng.sample(among, min(k, len(among))))
+    def take(k: int, among: list[int]) -> list[int]:
+        return rng.sample(among, min(k, len(among)))
 
-    # Two settlers start together where the cycle has two chunks' work (no settle before).
-    slots = list(range(2, settled, 2))
-    rng.shuffle(slots)
+    up = list(range(1, settled))
+    slots = take(size.pairs_other_owner + size.pairs_same_owner, up[1:])
     pairs_other_at = set(slots[: size.pairs_other_owner])
-    pairs_same_at = set(slots[size.pairs_other_owner :][: size.pairs_same_owner])
-    no_settle = {i - 1 for i in pairs_other_at | pairs_same_at}
-    settling = [i for i in range(1, settled) if i not in no_settle]
+    pairs_same_at = set(slots[size.pairs_other_owner :])
+    faulted = [i for i in up if i not in pairs_other_at | pairs_same_at] or up
+    lock_settle_at = set(take(size.lock_faults, faulted))
+    ro_settle_at = set(take(size.readonly_faults, faulted))
+    redeliver_at = set(take(size.redeliveries, up[1:]))
     ingest_kills = spread(size.kills_ingest, n, rng)
-    kills_at = spread(size.kills_settle, len(settling), rng)
-    settle_kills = {i: kills_at[k] for k, i in enumerate(settling)}
-    lock_ingest_at = take(size.lock_faults, list(range(1, n)))
-    ro_ingest_at = take(size.readonly_faults, list(range(1, n)))
-    lock_settle_at = take(size.lock_faults, settling)
-    ro_settle_at = take(size.readonly_faults, settling)
-    redeliver_at = take(size.redeliveries, settling)
+    # Settle kills while the settler is up (each at an instant stepping through its chunk, so
+    # each killed cycle has fresh blocks to replay) and while it catches up after its downtime.
+    killed = faulted + restart
+    settle_kills = dict(zip(killed, spread(size.kills_settle, len(killed), rng), strict=True))
+    lock_ingest_at = set(take(size.lock_faults, list(range(1, n))))
+    ro_ingest_at = set(take(size.readonly_faults, list(range(1, n))))
     result.notes.append(
-        f"schedule: settle at chunks {settling}, two settlers at {sorted(pairs_other_at)} "
-        f"(same owner at {sorted(pairs_same_at)}); settler down from chunk {settled} of {n}, "
-        "then the settler Lambda drains with deadlines"
+        f"schedule: {n} chunks; settle after each of 1..{settled - 1} (two settlers at "
+        f"{sorted(pairs_other_at)}, same owner at {sorted(pairs_same_at)}); the settler down from "
+        f"chunk {settled}; restarted with kill -9 while it catches up to chunk {restart[-1]}; "
+        "the settler Lambda drains the rest with deadlines"
     )
     can_readonly = readonly_supported(work)
     if not can_readonly:
         result.notes.append("chattr +i is not available here: the read-only faults were not run")
 
     ctx.say(f"[{name}] {n} chunks of {size.main_chunk} events, window {window:g} s")
+    previous = delivered_at(chunks[0][-1])
     for i, files in enumerate(chunks):
         args = p.ingest_args(files)
-        _kills(p, "ingest", args, ingest_kills[i], k_ingest)
-        if i in lock_ingest_at:
+        if i in lock_ingest_at:  # before the kills: while the chunk is still to be stored
             _locked(p, key="ingest", args=args, db=buffer_db, tally=lock_i)
         if i in ro_ingest_at and can_readonly:
             _readonly(p, key="ingest", args=args, db=buffer_db, tally=ro_i)
+        _kills(p, "ingest", [args], ingest_kills[i], k_ingest)
         p.ingest(files)
-        if i >= settled or i in no_settle:
+        at = delivered_at(files[-1])
+        if i == 0 or i >= settled:
             continue
-        now = p.now_of(files)
+        now = iso(at)
         if i in redeliver_at:
-            at = delivered_at(files[-1])
             _redeliver(p, stream=stream, work=work, tally=redelivered, at=at, rng=rng)
-        sargs = p.settle_args(now)
-        if i in pairs_other_at or i in pairs_same_at:  # first, with two chunks' work
-            _pair(p, sargs, pair_same if i in pairs_same_at else pair_other, i in pairs_same_at)
-        if i in lock_settle_at:
+        if i in pairs_other_at or i in pairs_same_at:  # first, while the cycle has work
+            same = i in pairs_same_at
+            _pair(p, p.settle_args(now), pair_same if same else pair_other, same)
+        mid = previous + (at - previous) / 2
+        if i in settle_kills:  # through the first half of the chunk
+            times = _steps(previous, mid, settle_kills[i])
+            _kills(p, "settle", [p.settle_args(t) for t in times], settle_kills[i], k_settle)
+        if i in lock_settle_at:  # half-way through the chunk, so that the read-only fault
+            mid_text = iso(mid)  # below still finds work
+            sargs = p.settle_args(mid_text)
             _locked(p, key="settle", args=sargs, db=buffer_db, tally=lock_s, probe=replica_written)
         if i in ro_settle_at and can_readonly:
+            sargs = p.settle_args(now)
             _readonly(p, key="settle", args=sargs, db=buffer_db, tally=ro_s, probe=replica_written)
-        _kills(p, "settle", sargs, settle_kills.get(i, 0), k_settle)
         p.settle(now)
+        previous = at
         if (i + 1) % 5 == 0:
-            ctx.say(f"[{name}] chunk {i + 1}/{n}: {k_ingest.injected + k_settle.injected} kills")
+            ctx.say(f"[{name}] chunk {i + 1}/{n}: {k_ingest.injected} ingest kills")
 
+    ctx.say(f"[{name}] the settler restarts and is killed while it catches up")
+    for i in restart:
+        at = delivered_at(chunks[i][-1])
+        times = _steps(previous, at, settle_kills[i])
+        _kills(p, "settle", [p.settle_args(t) for t in times], settle_kills[i], k_settle)
+        p.settle(iso(at))
+        previous = at
     ctx.say(f"[{name}] the settler Lambda drains with deadlines")
     _deadline_drain(p, work, deadline, pending_blocks(buffer_db))
     final = p.drain()  # as of the far future: nothing may be left, nothing replayed twice
@@ -391,11 +415,17 @@ def main_scenario(ctx: Context) -> ScenarioResult:
     return result
 
 
-def _kills(p: Pipeline, key: str, args: list[str], count: int, tally: Tally) -> None:
+def _steps(start: datetime, end: datetime, count: int) -> list[str]:
+    """``count`` instants evenly through (start, end], as ``--now`` values."""
+    return [iso(start + (end - start) * (k + 1) / max(1, count)) for k in range(max(1, count))]
+
+
+def _kills(p: Pipeline, key: str, runs: list[list[str]], count: int, tally: Tally) -> None:
+    """Land ``count`` kills, the n-th try running ``runs[n]`` (the last one once they run out)."""
     landed = tries = 0
-    while landed < count and tries < 3 * count:
+    while landed < count and tries < 5 * count:
+        landed += int(p.kill9(key, runs[min(tries, len(runs) - 1)], tally))
         tries += 1
-        landed += int(p.kill9(key, args, tally))
 
 
 def _locked(
