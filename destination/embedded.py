@@ -129,9 +129,10 @@ class EmbeddedDestination:
                     f"checkpoint of {ledger}/{strand} is {_describe(current)}, not the expected "
                     f"{_describe(expected)}: nothing applied"
                 )
+            learnt: set[tuple[str, str]] = set()
             for block in blocks:
                 try:
-                    self._apply_block(conn, block, report)
+                    self._apply_block(conn, block, report, learnt)
                 except LedgerError as exc:
                     raise ReplayError(block.block_id, str(exc)) from None
             new = last.checkpoint()
@@ -162,9 +163,13 @@ class EmbeddedDestination:
     # --- replay ----------------------------------------------------------------------------------
 
     def _apply_block(
-        self, conn: sqlite3.Connection, block: BlockReplay, report: ApplyReport
+        self,
+        conn: sqlite3.Connection,
+        block: BlockReplay,
+        report: ApplyReport,
+        learnt: set[tuple[str, str]],
     ) -> None:
-        self._learn_table_ids(conn, block)
+        self._learn_table_ids(conn, block, learnt)
         tx = self._ledger.begin()
         try:
             if block.mode == "statements":
@@ -192,23 +197,28 @@ class EmbeddedDestination:
             if not tx.closed:
                 tx.abort()
 
-    def _learn_table_ids(self, conn: sqlite3.Connection, block: BlockReplay) -> None:
-        """Record which destination table each source table id of the block is."""
+    def _learn_table_ids(
+        self, conn: sqlite3.Connection, block: BlockReplay, learnt: set[tuple[str, str]]
+    ) -> None:
+        """Record which destination table each source table id of the block is (``learnt``:
+        the ids recorded already, in this ``apply``)."""
         for source_id, name in block.table_names:
+            if (block.ledger, source_id) in learnt:
+                continue
             known = conn.execute(
                 "SELECT 1 FROM settle_table_ids WHERE ledger = ? AND source_id = ?",
                 (block.ledger, source_id),
             ).fetchone()
             if known is not None:
+                learnt.add((block.ledger, source_id))
                 continue
-            dest = conn.execute(
-                "SELECT table_id FROM ledger_tables WHERE name = ? AND status = 'ACTIVE'", (name,)
-            ).fetchone()
+            dest = self._ledger._active_table_id(conn, name)
             if dest is not None:
                 conn.execute(
                     "INSERT INTO settle_table_ids (ledger, source_id, dest_id) VALUES (?, ?, ?)",
-                    (block.ledger, source_id, dest[0]),
+                    (block.ledger, source_id, dest),
                 )
+                learnt.add((block.ledger, source_id))
 
     def _statement(
         self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay, op: StatementOp
@@ -261,9 +271,7 @@ class EmbeddedDestination:
         )
 
     def _ensure_table(self, conn: sqlite3.Connection, tx: Transaction, name: str) -> None:
-        active = conn.execute(
-            "SELECT 1 FROM ledger_tables WHERE name = ? AND status = 'ACTIVE'", (name,)
-        ).fetchone()
+        active = self._ledger._active_table_id(conn, name)
         if active is None and name not in tx.created_tables():
             tx.execute(f"CREATE TABLE {quote(name)}")
 

@@ -337,6 +337,17 @@ class _Write:
 
 
 @dataclass(slots=True)
+class _UnitCache:
+    """Committed tables, indexes and tip read inside one ``atomic()`` unit. The unit holds
+    SQLite's write lock, so only its own commits change them: a commit moves the tip, one with
+    DDL empties the tables and indexes, and so does a commit that fails."""
+
+    tip: int | None = None
+    tables: dict[str, str | None] = field(default_factory=dict)  # active name -> id
+    indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table id -> field -> index
+
+
+@dataclass(slots=True)
 class _TableState:
     table_id: str
     name: str
@@ -464,13 +475,11 @@ class Transaction:
         for t in self._tables.values():
             if t.name == name and t.status == "ACTIVE":
                 return t
-        row = conn.execute(
-            "SELECT table_id FROM ledger_tables WHERE name = ? AND status = 'ACTIVE'", (name,)
-        ).fetchone()
-        if row is not None:
-            own = self._tables.get(row[0])
+        table_id = self._ledger._active_table_id(conn, name)
+        if table_id is not None:
+            own = self._tables.get(table_id)
             if own is None or own.status == "ACTIVE":
-                return _TableState(row[0], name, "ACTIVE")
+                return _TableState(table_id, name, "ACTIVE")
         raise StatementError(statement, f"no active table named {name!r}")
 
     def _table_by_id(self, conn: sqlite3.Connection, table_id: str) -> _TableState | None:
@@ -484,14 +493,7 @@ class Transaction:
 
     def _table_indexes(self, conn: sqlite3.Connection, table_id: str) -> dict[str, str]:
         """field -> index id of the table's online indexes."""
-        out = {
-            f: i
-            for i, f in conn.execute(
-                "SELECT index_id, field FROM ledger_indexes WHERE table_id = ? AND status = "
-                "'ONLINE'",
-                (table_id,),
-            )
-        }
+        out = self._ledger._online_indexes(conn, table_id)
         for ix in self._indexes.values():
             if ix.table_id != table_id:
                 continue
@@ -1131,8 +1133,46 @@ class EmbeddedLedger:
         return value
 
     def _tip(self, conn: sqlite3.Connection) -> int:
+        cache: _UnitCache | None = getattr(self._local, "cache", None)
+        if cache is not None and cache.tip is not None:
+            return cache.tip
         row = conn.execute("SELECT max(seq) FROM ledger_blocks").fetchone()
-        return -1 if row[0] is None else int(row[0])
+        tip = -1 if row[0] is None else int(row[0])
+        if cache is not None:
+            cache.tip = tip
+        return tip
+
+    def _active_table_id(self, conn: sqlite3.Connection, name: str) -> str | None:
+        """The id of the committed active table named ``name`` (None: there is none)."""
+        cache: _UnitCache | None = getattr(self._local, "cache", None)
+        if cache is not None and name in cache.tables:
+            return cache.tables[name]
+        row = conn.execute(
+            "SELECT table_id FROM ledger_tables WHERE name = ? AND status = 'ACTIVE'", (name,)
+        ).fetchone()
+        table_id = None if row is None else str(row[0])
+        if cache is not None:
+            cache.tables[name] = table_id
+        return table_id
+
+    def _online_indexes(self, conn: sqlite3.Connection, table_id: str) -> dict[str, str]:
+        """field -> index id of a table's committed online indexes (a copy to change at will)."""
+        cache: _UnitCache | None = getattr(self._local, "cache", None)
+        if cache is not None:
+            known = cache.indexes.get(table_id)
+            if known is not None:
+                return dict(known)
+        indexes = {
+            str(f): str(i)
+            for f, i in conn.execute(
+                "SELECT field, index_id FROM ledger_indexes WHERE table_id = ? AND status = "
+                "'ONLINE'",
+                (table_id,),
+            )
+        }
+        if cache is not None:
+            cache.indexes[table_id] = dict(indexes)
+        return indexes
 
     # -- public API
 
@@ -1274,6 +1314,7 @@ class EmbeddedLedger:
             raise RuntimeError("atomic() does not nest")
         conn.execute("BEGIN IMMEDIATE")
         self._local.unit = 1
+        self._local.cache = _UnitCache()
         try:
             yield conn
         except BaseException:
@@ -1284,6 +1325,7 @@ class EmbeddedLedger:
             conn.execute("COMMIT")
         finally:
             self._local.unit = 0
+            self._local.cache = None
 
     def _in_unit(self) -> bool:
         return bool(getattr(self._local, "unit", 0))
@@ -1314,6 +1356,7 @@ class EmbeddedLedger:
                 conn.execute("SAVEPOINT ledger_commit")
             else:
                 conn.execute("BEGIN IMMEDIATE")
+            cache: _UnitCache | None = getattr(self._local, "cache", None)
             try:
                 block = self._commit_in(conn, tx)
             except BaseException:
@@ -1322,11 +1365,16 @@ class EmbeddedLedger:
                     conn.execute("RELEASE ledger_commit")
                 else:
                     conn.execute("ROLLBACK")
+                if cache is not None:  # it may hold what the rolled-back commit wrote
+                    cache.tables.clear()
+                    cache.indexes.clear()
                 raise
             if unit:
                 conn.execute("RELEASE ledger_commit")
             else:
                 conn.execute("COMMIT")
+            if cache is not None:
+                cache.tip = block.sequence_no
         for w, r in zip(tx._writes.values(), block.revisions, strict=True):
             if w.decoded is not None:
                 self._cache[(r.document_id, r.version)] = w.decoded
@@ -1459,6 +1507,10 @@ class EmbeddedLedger:
         payload = _payload(record, self.strand_id, info)
 
         # DDL
+        cache: _UnitCache | None = getattr(self._local, "cache", None)
+        if tx._ddl and cache is not None:
+            cache.tables.clear()
+            cache.indexes.clear()
         for d in tx._ddl:
             if d.kind in ("create_table", "drop_table", "undrop_table"):
                 t = tx._tables[d.table_id]
@@ -1507,13 +1559,7 @@ class EmbeddedLedger:
             )
             idx = indexes_of.get(r.table_id)
             if idx is None:
-                idx = indexes_of[r.table_id] = dict(
-                    conn.execute(
-                        "SELECT field, index_id FROM ledger_indexes WHERE table_id = ? AND "
-                        "status = 'ONLINE'",
-                        (r.table_id,),
-                    ).fetchall()
-                )
+                idx = indexes_of[r.table_id] = self._online_indexes(conn, r.table_id)
             for fld, index_id in idx.items():
                 key = w.index_keys.get(fld)
                 if key is not None:

@@ -49,3 +49,70 @@ def test_statement_digests_with_staged_parameters_are_the_general_digest(
         statement_digest("INSERT INTO T << ?, ? >>", [other, doc]),
         statement_digest("UPDATE T AS t SET t.n = ?, t.m = ? WHERE t.VIN = ?", [3, doc, "1"]),
     ]
+
+
+_SCRIPT: list[list[str]] = [
+    ["CREATE TABLE A", "CREATE TABLE B"],
+    ["INSERT INTO A {'k': 1, 'v': 'a'}", "INSERT INTO B {'k': 1}"],
+    ["CREATE INDEX ON A (k)"],
+    ["INSERT INTO A {'k': 2}", "UPDATE A AS a SET a.v = 'b' WHERE a.k = 1"],
+    ["DROP TABLE B"],
+    ["INSERT INTO B {'k': 2}"],  # refused: B is dropped
+    ["CREATE TABLE B", "INSERT INTO B {'k': 3}"],
+    ["SELECT * FROM A AS a WHERE a.k = 2", "DELETE FROM A AS a WHERE a.k = 2"],
+    ["CREATE INDEX ON B (k)", "INSERT INTO B {'k': 4}"],
+    ["SELECT * FROM B AS b WHERE b.k = 4", "UPDATE B AS b SET b.z = 1 WHERE b.k = 4"],
+    ["CREATE TABLE C", "INSERT INTO C {'x': 1}", "INSERT INTO Nope {'x': 1}"],  # refused whole
+    ["INSERT INTO C {'x': 2}"],  # refused: C was never committed
+]
+
+
+def _run_script(path: Path, atomic: bool) -> tuple[list[Any], list[Any], list[str]]:
+    from contextlib import nullcontext
+
+    from ledger import EmbeddedLedger, StatementError
+
+    clock = _Clock()
+    refused = []
+    with EmbeddedLedger(path, id_seed=3, clock=clock) as led:
+        with led.atomic() if atomic else nullcontext():
+            for n, statements in enumerate(_SCRIPT):
+                tx = led.begin()
+                try:
+                    for text in statements:
+                        tx.execute(text)
+                    tx.commit()
+                except StatementError as exc:
+                    refused.append(f"{n}: {exc.reason}")
+                finally:
+                    if not tx.closed:
+                        tx.abort()
+        blocks = [(b.sequence_no, b.block_hash, b.statements) for b in led.blocks()]
+        documents = [(t, i, ion_hash(d)) for t, i, d in led.documents()]
+        return blocks, documents, refused
+
+
+class _Clock:
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.now = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> Any:
+        from datetime import timedelta
+
+        self.now += timedelta(milliseconds=3)
+        return self.now
+
+
+def test_ddl_inside_one_atomic_unit_gives_the_journal_of_separate_transactions(
+    tmp_path: Path,
+) -> None:
+    # One atomic() unit caches the committed tables, indexes and tip it reads: DDL committed
+    # inside it must be seen exactly as separate SQLite transactions see it.
+    separate = _run_script(tmp_path / "separate.db", atomic=False)
+    unit = _run_script(tmp_path / "unit.db", atomic=True)
+    assert unit == separate
+    blocks, documents, refused = unit
+    assert len(blocks) == 9 and len(documents) == 3
+    assert [r.split(":")[0] for r in refused] == ["5", "10", "11"]
