@@ -224,8 +224,12 @@ def _md(rows_: list[list[str]], header: tuple[str, ...]) -> str:
 
 def markdown(results: Json) -> str:
     meta = results["meta"]
+    changed = meta.get("uncommitted_changes") or []
+    dirty = (
+        f" plus uncommitted changes to {', '.join(f'`{c}`' for c in changed)}" if changed else ""
+    )
     return (
-        f"Run of {meta['finished_at']} (commit {str(meta['git_commit'])[:10]}), "
+        f"Run of {meta['finished_at']} (commit {str(meta['git_commit'])[:10]}{dirty}), "
         f"{meta['duration_seconds'] / 60:.1f} minutes on {meta['cpus']} CPUs, load average "
         f"{meta['load_average_before'][0]:.1f} at the start and "
         f"{meta['load_average_after'][0]:.1f} at the end.\n\n"
