@@ -19,13 +19,14 @@ generated values and mutated real records, in both environments),
 Which reader ``decode`` uses is chosen at import (``FAST_READER``): the fast one, unless
 amazon.ion reads through its C extension (0.15 in the ingest Lambda), which is faster still and
 is then used directly. Measured on this project's 2-core machine, CPU time per record over the
-five real stream records of the fixtures (540 to 1,195 bytes), medians of 7 runs, 3 rounds:
+698 stream records of a simulated stream (``demo --transactions 300 --seed 3``), symbol-table
+cache emptied before each pass, medians of 5 passes, ranges over 3 to 6 rounds:
 
     =======================  ==================  ==============================
     reader                   .venv (0.9.3)       .venv-ingest (0.15, C ext.)
     =======================  ==================  ==============================
-    simpleion.loads          3,000-3,500 us      110-135 us   <- used there
-    fast reader              250-300 us <- used  195-235 us
+    simpleion.loads          2,950-3,350 us      100-135 us   <- used there
+    fast reader              160-205 us <- used  150-170 us
     =======================  ==================  ==============================
 """
 
@@ -35,6 +36,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from amazon.ion import simpleion
@@ -424,6 +426,16 @@ def _timestamp_value(data: bytes, pos: int, end: int) -> Any:
                         fraction = _decimal_value(data, pos, end)
                         if fraction == 0 and fraction.as_tuple().exponent > -1:  # type: ignore[operator]
                             fraction = None
+    if tz is None or not offset:
+        # What adjust_from_utc_fields then from_value build, in one step (UTC or unknown offset:
+        # no adjustment), checked against amazon.ion by the differential tests.
+        value = IonPyTimestamp(
+            year, month, day, hour, minute, second, None, tz,
+            precision=precision, fractional_precision=None, fractional_seconds=fraction,
+        )  # fmt: skip
+        value.ion_type = _TIMESTAMP
+        value.ion_annotations = ()
+        return value
     ts = Timestamp.adjust_from_utc_fields(
         year, month, day, hour, minute, second, None, tz,
         precision=precision, fractional_precision=None, fractional_seconds=fraction,
@@ -460,7 +472,11 @@ def _read(
         b.ion_type = _BOOL
         return b, pos
     if low == 0x0E:
-        length, pos = _read_varuint(data, pos, end)
+        length = data[pos] & 0x7F  # most lengths fit one VarUInt byte
+        if data[pos] & 0x80:
+            pos += 1
+        else:
+            length, pos = _read_varuint(data, pos, end)
     else:
         length = low
     stop = pos + length
@@ -477,7 +493,11 @@ def _read(
         d.ion_type = _STRUCT
         add = d.add_item
         while pos < stop:
-            sid, pos = _read_varuint(data, pos, stop)
+            sid = data[pos] & 0x7F  # most symbol ids fit one VarUInt byte
+            if data[pos] & 0x80:
+                pos += 1
+            else:
+                sid, pos = _read_varuint(data, pos, stop)
             if pos >= stop:
                 raise _Unsupported("field name without a value")
             key = _token(tokens, sid).text
@@ -560,6 +580,27 @@ def _read(
 def _local_symbols(data: bytes, pos: int, end: int) -> tuple[list[SymbolToken | None], int]:
     """A local symbol table ``$ion_symbol_table::{symbols: ["..."]}`` of plain strings (the only
     shape QLDB and amazon.ion write) and the position after it."""
+    if data[pos] & 0x0F == 0x0E:
+        length, p = _read_varuint(data, pos + 1, end)
+    else:
+        length, p = data[pos] & 0x0F, pos + 1
+    stop = p + length
+    if stop > end:
+        raise _Unsupported("local symbol table runs past the stream")
+    return _symbol_table(data[pos:stop]), stop
+
+
+@lru_cache(maxsize=256)
+def _symbol_table(table: bytes) -> list[SymbolToken | None]:
+    """The symbol tokens of one local symbol table (records of one shape share theirs); callers
+    only read the list."""
+    tokens, stop = _symbol_table_at(table, 0, len(table))
+    if stop != len(table):
+        raise _Unsupported("local symbol table length")
+    return tokens
+
+
+def _symbol_table_at(data: bytes, pos: int, end: int) -> tuple[list[SymbolToken | None], int]:
     td = data[pos]
     if td >> 4 != 0xE or (td & 0x0F) < 3 or (td & 0x0F) == 0x0F:
         raise _Unsupported("not a plain local symbol table")
