@@ -60,7 +60,7 @@ class Size:
 
 
 FULL = Size(
-    main_transactions=360,
+    main_transactions=480,
     main_chunk=8,
     kills_ingest=56,
     kills_settle=56,
@@ -323,19 +323,23 @@ def main_scenario(ctx: Context) -> ScenarioResult:
 
     chunks = p.chunks(size.main_chunk)
     n = len(chunks)
-    settled = max(3, n * 3 // 5)  # then the settler is down while the stream goes on arriving
+    settled = max(3, n // 2)  # then the settler is down while the stream goes on arriving.
     down = list(range(settled, n))
-    restart = down[: max(1, len(down) // 2)]  # it comes back crashing (kill -9) as it catches up
-    # ... and the settler Lambda drains the rest with its deadlines.
+    # It comes back as two settlers at once, of different owners or of the same one (each pair
+    # catching up two chunks of backlog), then crashing (kill -9) as it catches up further; the
+    # settler Lambda drains the rest with its deadlines.
+    owners = ["other"] * max(0, size.pairs_other_owner - 1) + ["same"] * size.pairs_same_owner
+    rng.shuffle(owners)
+    catch_up = [(down[2 * k + 1], o) for k, o in enumerate(owners) if 2 * k + 1 < len(down)]
+    after = down[len(catch_up) * 2 :]
+    restart = after[: max(1, len(after) // 3)]
 
     def take(k: int, among: list[int]) -> list[int]:
         return rng.sample(among, min(k, len(among)))
 
     up = list(range(1, settled))
-    slots = take(size.pairs_other_owner + size.pairs_same_owner, up[1:])
-    pairs_other_at = set(slots[: size.pairs_other_owner])
-    pairs_same_at = set(slots[size.pairs_other_owner :])
-    faulted = [i for i in up if i not in pairs_other_at | pairs_same_at] or up
+    pairs_other_at = set(take(1, up[1:]))
+    faulted = [i for i in up if i not in pairs_other_at] or up
     lock_settle_at = set(take(size.lock_faults, faulted))
     ro_settle_at = set(take(size.readonly_faults, faulted))
     redeliver_at = set(take(size.redeliveries, up[1:]))
@@ -348,9 +352,9 @@ def main_scenario(ctx: Context) -> ScenarioResult:
     ro_ingest_at = set(take(size.readonly_faults, list(range(1, n))))
     result.notes.append(
         f"schedule: {n} chunks; settle after each of 1..{settled - 1} (two settlers at "
-        f"{sorted(pairs_other_at)}, same owner at {sorted(pairs_same_at)}); the settler down from "
-        f"chunk {settled}; restarted with kill -9 while it catches up to chunk {restart[-1]}; "
-        "the settler Lambda drains the rest with deadlines"
+        f"{sorted(pairs_other_at)}); the settler down from chunk {settled}; two settlers catch "
+        f"up to {catch_up}; killed as it catches up to chunk {restart[-1]}; the settler Lambda "
+        "drains the rest with deadlines"
     )
     can_readonly = readonly_supported(work)
     if not can_readonly:
@@ -372,9 +376,8 @@ def main_scenario(ctx: Context) -> ScenarioResult:
         now = iso(at)
         if i in redeliver_at:
             _redeliver(p, stream=stream, work=work, tally=redelivered, at=at, rng=rng)
-        if i in pairs_other_at or i in pairs_same_at:  # first, while the cycle has work
-            same = i in pairs_same_at
-            _pair(p, p.settle_args(now), pair_same if same else pair_other, same)
+        if i in pairs_other_at:  # first, while the cycle has work
+            _pair(p, p.settle_args(now), pair_other, False)
         mid = previous + (at - previous) / 2
         if i in settle_kills:  # through the first half of the chunk
             times = _steps(previous, mid, settle_kills[i])
@@ -392,6 +395,13 @@ def main_scenario(ctx: Context) -> ScenarioResult:
             ctx.say(f"[{name}] chunk {i + 1}/{n}: {k_ingest.injected} ingest kills")
 
     ctx.say(f"[{name}] the settler restarts and is killed while it catches up")
+    for i, owner in catch_up:
+        at = delivered_at(chunks[i][-1])
+        _pair(
+            p, p.settle_args(iso(at)), pair_same if owner == "same" else pair_other, owner == "same"
+        )
+        p.settle(iso(at))
+        previous = at
     for i in restart:
         at = delivered_at(chunks[i][-1])
         times = _steps(previous, at, settle_kills[i])
@@ -531,6 +541,7 @@ def _pair(p: Pipeline, args: list[str], tally: Tally, same_owner: bool) -> None:
         raise CampaignError(f"[{p.scenario}] two settlers: {fa.describe()} / {fb.describe()}")
     kept_out = [f for f in (fa, fb) if f.code == 3 and "lease" in f.stderr]
     moved = [f for f in (fa, fb) if f.code == 3 and "kept moving" in f.stderr]
+    raced = [f for f in (fa, fb) if "re-reading the checkpoint" in f.stderr]
     replayed = [f.json()["replayed"]["blocks"] for f in (fa, fb) if f.code == 0]
     if kept_out:
         outcome = "the lease kept one out (exit 3), the other settled"
@@ -538,6 +549,11 @@ def _pair(p: Pipeline, args: list[str], tally: Tally, same_owner: bool) -> None:
         outcome = (
             "both held the lease and settled at once; the checkpoint's compare-and-set refused "
             "the second writer 5 times (exit 3, nothing applied twice)"
+        )
+    elif raced:
+        outcome = (
+            "both held the lease and settled at once; the checkpoint's compare-and-set refused "
+            "the second writer, which re-read it and found the work done (nothing applied twice)"
         )
     elif len(replayed) == 2 and min(replayed) > 0:
         outcome = (
