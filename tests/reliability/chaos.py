@@ -228,7 +228,7 @@ def build_report(
         )
         if "late" in chosen
         else True,
-        "every fault injected at least once": not missing,
+        "every fault injected at least once": quick or not missing,
         f"at least {MIN_KILLS} kill -9 landed": quick or "main" not in chosen or kills >= MIN_KILLS,
         "no scenario broke": not broken,
     }
