@@ -135,15 +135,39 @@ def _value_tree(data: bytes, pos: int, end: int) -> int:
         p, e, in_struct = stack.pop()
         while p < e:
             if in_struct:
-                _, p = _varuint_in(data, p, e, "field name")
+                if data[p] & 0x80:  # a one-byte field name, the usual case
+                    p += 1
+                else:
+                    _, p = _varuint_in(data, p, e, "field name")
                 if p >= e:
                     raise IonBinaryError(p, "struct field name without a value")
+            td = data[p]
+            if td >> 4 in _PLAIN_SCALARS and td & 0x0F < 14:
+                # a string, int or lob with its length in the type descriptor: the checks
+                # _value makes of it, inline (the most common values of a record)
+                q = p + 1 + (td & 0x0F)
+                if q > e:
+                    _value(data, p, e)  # raises, naming the value
+                if td >> 4 == 8:
+                    try:
+                        data[p + 1 : q].decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise IonBinaryError(p + 1 + exc.start, "string is not UTF-8") from None
+                elif td == 0x30:
+                    raise IonBinaryError(p, "negative zero int")
+                p = q
+                continue
             p, nested = _value(data, p, e)
             if nested is not None:
                 stack.append((p, e, in_struct))
                 stack.append(nested)
                 break
     return after
+
+
+# Types whose only checks, with a length under 14, are that length and (strings) UTF-8: positive
+# and negative ints, strings, clobs and blobs.
+_PLAIN_SCALARS = frozenset({0x2, 0x3, 0x8, 0x9, 0xA})
 
 
 def _stream_end(data: bytes, start: int) -> int:
