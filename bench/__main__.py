@@ -49,12 +49,13 @@ class Sizes:
     cycle_big_at_least: int = 100_000
     # How long the big buffer may grow before the timed benchmarks need the machine to themselves
     # (it grows while the untimed ones run; about 3,000 blocks/s on 2 idle cores).
-    cycle_build_budget_seconds: float = 480.0
+    cycle_build_budget_seconds: float = 540.0
     cycle_release: int = 1_000
     cycle_reps: int = 5
     replay_transactions: int = 998  # + 2 CREATE TABLE blocks = 1,000 blocks
     replay_reps: int = 3
     round_trip_blocks: int = 200
+    round_trip_reps: int = 5
     lag_transactions: int = 900
     lag_rate_per_second: float = 0.75
     strategy_seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -73,6 +74,7 @@ TINY = Sizes(
     replay_transactions=10,
     replay_reps=1,
     round_trip_blocks=6,
+    round_trip_reps=1,
     lag_transactions=30,
     lag_rate_per_second=2.0,
     strategy_seeds=[1],
@@ -223,7 +225,9 @@ def run(sizes: Sizes, workdir: Path) -> Json:
     clock.section("cycle", s)
     clock.say(f"replay: {sizes.replay_reps} reps per mode, then the 15 ms round trip")
     s = time.monotonic()
-    replay_results = replay.measure(templates, reps=sizes.replay_reps)
+    replay_results = replay.measure(
+        templates, reps=sizes.replay_reps, round_trip_reps=sizes.round_trip_reps
+    )
     clock.section("replay", s)
     finished_at = datetime.now(UTC)
     clock.say("done")

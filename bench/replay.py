@@ -267,7 +267,7 @@ def _replay(template: Json, *, group: int, round_trip_ms: float, blocks: int) ->
     )
 
 
-def measure(templates: dict[str, Json], *, reps: int) -> Json:
+def measure(templates: dict[str, Json], *, reps: int, round_trip_reps: int) -> Json:
     """Throughput per mode against raw inserts; then grouped against ungrouped at 15 ms."""
     from settler.cycle import DEFAULT_GROUP_SIZE
 
@@ -320,7 +320,7 @@ def measure(templates: dict[str, Json], *, reps: int) -> Json:
     n = template["blocks"]
     ungrouped: list[Json] = []
     grouped: list[Json] = []
-    for _ in range(max(1, reps - 2)):
+    for _ in range(round_trip_reps):
         ungrouped.append(_replay(template, group=1, round_trip_ms=ROUND_TRIP_MS, blocks=n))
         grouped.append(_replay(template, group=0, round_trip_ms=ROUND_TRIP_MS, blocks=n))
     u_rate = median([n / r["cycle_seconds"] for r in ungrouped])
@@ -330,6 +330,7 @@ def measure(templates: dict[str, Json], *, reps: int) -> Json:
     speedup_apply = median([u["apply_seconds"] / g["apply_seconds"] for g, u in pairs])
     return {
         "repetitions": reps,
+        "round_trip_repetitions": round_trip_reps,
         "modes": modes,
         "round_trip": {
             "round_trip_ms": ROUND_TRIP_MS,
