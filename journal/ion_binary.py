@@ -720,3 +720,64 @@ def decode_all(data: bytes) -> list[Any]:
         except IonCodecError:
             pass
     return list(simpleion.loads(raw, single_value=False))
+
+
+# --- copying ------------------------------------------------------------------------------------
+
+
+class _CopyFallback(Exception):
+    pass
+
+
+def _copy(v: Any) -> Any:
+    if v.ion_annotations:
+        raise _CopyFallback  # its annotation symbol ids would be renumbered by a round trip
+    cls = type(v)
+    t = v.ion_type
+    if cls is IonPyText and t is _STRING:
+        s = IonPyText(v)
+        s.ion_type = t
+        return s
+    if cls is IonPyDict:
+        d = IonPyDict()
+        d.ion_type = t
+        add = d.add_item
+        for k, x in struct_items(v):
+            if type(k) is not str:
+                raise _CopyFallback
+            add(k, _copy(x))
+        return d
+    if cls is IonPyInt or cls is IonPyBool:
+        i = cls(v)
+        i.ion_type = t
+        return i
+    if cls is IonPyList:
+        items = IonPyList(_copy(x) for x in v)
+        items.ion_type = t
+        items.ion_annotations = ()
+        return items
+    if cls is IonPyNull:
+        null = IonPyNull()
+        null.ion_type = t
+        return null
+    if cls is IonPyDecimal and v.is_finite():
+        return IonPyDecimal(v)
+    if cls is IonPyFloat:
+        return IonPyFloat(v)
+    if cls is IonPyBytes:
+        lob = IonPyBytes(v)
+        lob.ion_type = t
+        return lob
+    if cls is IonPyTimestamp:
+        return decode(encode(v))
+    raise _CopyFallback  # symbols (sids), plain Python values, anything else
+
+
+def copy_value(value: Any) -> Any:
+    """A private copy of an Ion value, exactly ``decode(encode(value))``: a direct copy of the
+    ``IonPy*`` values ``decode`` gives (several times faster), the round trip for anything else
+    (plain Python values, symbols, annotations)."""
+    try:
+        return _copy(value)
+    except (_CopyFallback, AttributeError):
+        return decode(encode(value))

@@ -42,7 +42,7 @@ from amazon.ion.core import IonType, Timestamp, TimestampPrecision
 from amazon.ion.simple_types import IonPyDict, IonPyText
 
 from journal.hashes import HASH_SIZE, dot, merkle_root
-from journal.ion_binary import decode, encode
+from journal.ion_binary import copy_value, decode, encode
 from ledger.classify import walk
 from ledger.errors import (
     LimitExceeded,
@@ -432,7 +432,7 @@ class Transaction:
         self._last_start_ms = start_ms
         self._statements.append((statement, start_ms, run.digest()))
         if isinstance(parsed.statement, Select):
-            return [decode(encode(v)) for v in result]  # copies: callers may change them
+            return [copy_value(v) for v in result]  # copies: callers may change them
         return result
 
     def commit(self) -> CommittedBlock:
@@ -776,7 +776,7 @@ class _Run:
                 self.stage(doc.doc_id, table, doc.version, None)
                 out.append(_result(documentId=doc.doc_id))
                 continue
-            new = decode(encode(doc.value))  # a private, mutable copy
+            new = copy_value(doc.value)  # a private, mutable copy
             for op in s.ops:
                 if isinstance(op, SetOp):
                     for path, expr in op.assignments:

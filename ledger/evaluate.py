@@ -20,7 +20,7 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
 from amazon.ion.symbols import SymbolToken
 
-from journal.ion_binary import decode, encode
+from journal.ion_binary import copy_value
 from ledger.nodes import (
     MISSING,
     And,
@@ -493,7 +493,7 @@ def evaluate(e: Expr, scope: Scope | None) -> Any:
     if isinstance(e, Lit):
         v = e.value
         if isinstance(v, list | dict | Mapping):
-            return decode(encode(v))  # a literal container is shared by every execution
+            return copy_value(v)  # a literal container is shared by every execution
         return v
     if isinstance(e, Path):
         if scope is None:

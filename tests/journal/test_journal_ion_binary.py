@@ -368,3 +368,17 @@ def _mutate(data: bytes, draw: st.DataObject) -> bytes:
 def test_mutated_records_are_refused_by_both_or_read_alike(data: st.DataObject) -> None:
     source = data.draw(st.sampled_from(real_records()))
     assert_fast_reader_agrees(_mutate(source, data))
+
+
+# --- copies -------------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_values)
+def test_copies_are_exactly_the_round_trip(value: Any) -> None:
+    data = simpleion.dumps(value, binary=True)
+    for original in (value, decode(data), simpleion.loads(data)):
+        copied = codec.copy_value(original)
+        assert strict(copied) == strict(decode(codec.encode(original)))
+        if isinstance(original, list | dict) or hasattr(original, "iteritems"):
+            assert copied is not original  # a private copy the caller may change
