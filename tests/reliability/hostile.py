@@ -42,6 +42,9 @@ class Stream:
     raws: tuple[bytes, ...]
     records: Mapping[str, Incoming]
 
+    def __repr__(self) -> str:  # short: hypothesis prints it with a failing example
+        return f"Stream({len(self.raws)} records, source={self.source})"
+
     def blocks(self) -> list[BlockSummary]:
         found = [i.record for i in self.records.values() if isinstance(i.record, BlockSummary)]
         return sorted(found, key=lambda b: b.address.sequence_no)

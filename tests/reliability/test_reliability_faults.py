@@ -11,12 +11,6 @@ from journal.errors import TransientError
 from tests.qldb.qldb_server import start_serve_qldb
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QldbDestination.close() lets botocore's error from ending its sessions escape when "
-    "the endpoint is down, so `qldb-settle settle` ends with a traceback and exit 1 instead of "
-    "exit 3 (the chaos campaign's 'destination down mid-group'); reported to the lead",
-)
 def test_closing_a_qldb_destination_whose_endpoint_is_down_raises_nothing_unexpected(
     tmp_path: Path,
 ) -> None:
