@@ -269,7 +269,15 @@ class QldbDestination:
         return committed.report
 
     def close(self) -> None:
-        self._driver.close()
+        """End the driver's pooled sessions. An endpoint that is gone cannot end them; the
+        server expires them on its own, and nothing the settler did depends on it, so that is
+        logged, not raised (a settle that already stopped on a transient error keeps exit 3)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._driver.close()
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not end the QLDB sessions of %s: %s", self.ledger_name, exc)
 
     # --- reading the replica ---------------------------------------------------------------------
 

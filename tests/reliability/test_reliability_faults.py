@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import pytest
-
 from journal.errors import TransientError
 from tests.qldb.qldb_server import start_serve_qldb
 
