@@ -62,8 +62,8 @@ class Size:
 FULL = Size(
     main_transactions=480,
     main_chunk=8,
-    kills_ingest=56,
-    kills_settle=56,
+    kills_ingest=60,
+    kills_settle=60,
     lock_faults=3,
     readonly_faults=3,
     pairs_other_owner=3,
