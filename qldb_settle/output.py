@@ -74,6 +74,23 @@ def add_common_settings(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_window(p: argparse.ArgumentParser) -> None:
+    """``--window`` and ``--early-release``, the two release settings of a settle cycle."""
+    p.add_argument(
+        "--window",
+        type=float,
+        metavar="S",
+        help=f"settle window in seconds (env {ENV_NAME['window_seconds']}, "
+        f"default {DEFAULT['window_seconds']})",
+    )
+    p.add_argument(
+        "--early-release",
+        action="store_true",
+        help="release the block the chain proves to be next before its window "
+        f"(env {ENV_NAME['early_release']}, default off)",
+    )
+
+
 def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 

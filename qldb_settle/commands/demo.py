@@ -13,9 +13,10 @@ from qldb_settle.output import (
     add_common_settings,
     add_destination,
     add_json,
+    add_window,
     print_json,
 )
-from qldb_settle.settings import DEFAULT, ENV_NAME, Settings
+from qldb_settle.settings import Settings
 
 if TYPE_CHECKING:
     from qldb_settle.demo import DemoReport
@@ -41,19 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_buffer(p)
     add_destination(p)
     add_common_settings(p)
-    p.add_argument(
-        "--window",
-        type=float,
-        metavar="S",
-        help=f"settle window in seconds (env {ENV_NAME['window_seconds']}, "
-        f"default {DEFAULT['window_seconds']})",
-    )
-    p.add_argument(
-        "--early-release",
-        action="store_true",
-        help="release the block the chain proves next before its window "
-        f"(env {ENV_NAME['early_release']})",
-    )
+    add_window(p)
     p.add_argument(
         "--schedule",
         type=float,

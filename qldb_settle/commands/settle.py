@@ -16,11 +16,12 @@ from qldb_settle.output import (
     add_common_settings,
     add_destination,
     add_json,
+    add_window,
     parse_time,
     print_json,
     settings_from,
 )
-from qldb_settle.settings import DEFAULT, ENV_NAME, Settings
+from qldb_settle.settings import ENV_NAME, Settings
 
 if TYPE_CHECKING:
     from buffer.port import SettlingBuffer
@@ -49,19 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_buffer(p)
     add_destination(p)
     add_common_settings(p)
-    p.add_argument(
-        "--window",
-        type=float,
-        metavar="S",
-        help=f"settle window in seconds (env {ENV_NAME['window_seconds']}, "
-        f"default {DEFAULT['window_seconds']})",
-    )
-    p.add_argument(
-        "--early-release",
-        action="store_true",
-        help="release the block the chain proves to be next before its window "
-        f"(env {ENV_NAME['early_release']}, default off)",
-    )
+    add_window(p)
     p.add_argument(
         "--retention-days",
         type=float,
