@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import getpass
 import hashlib
+import os
+import sys
+from datetime import UTC, datetime
 
+from journal.errors import InputError
 from qldb_settle.output import (
     add_buffer,
     add_common_settings,
@@ -27,9 +32,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "decoded (kind base64, aggregate, gzip, json, ion, record-type, field, oversized) "
             "and conflicting copies of stored records (kind conflict), each with where it came "
             "from, the reason and its raw bytes (base64 in --json). Exit 1 while any of them is "
-            "unresolved, 0 otherwise."
+            "unresolved, 0 otherwise. An operator who has looked at one (and, say, re-ingested a "
+            "repaired copy) acknowledges it with --acknowledge ID --reason TEXT: unresolved "
+            "rejections keep the settler from passing gaps, since they could be a missing block."
         ),
     )
+    p.add_argument(
+        "--acknowledge",
+        nargs="+",
+        metavar="ID",
+        help="mark these rejections (the id column) resolved, recording who, when and why",
+    )
+    p.add_argument("--reason", metavar="TEXT", help="why (required with --acknowledge)")
+    p.add_argument("--actor", metavar="NAME", help="who acknowledges (default $USER)")
     add_buffer(p)
     add_common_settings(p)
     add_json(p)
@@ -39,8 +54,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from qldb_settle.bootstrap import open_buffer
 
+    if args.acknowledge and not args.reason:
+        raise InputError("--acknowledge needs --reason TEXT (it is recorded with the decision)")
     buffer = open_buffer(settings_from(args), opensearch_auth=args.opensearch_auth)
     try:
+        if args.acknowledge:
+            actor = args.actor or os.environ.get("USER") or getpass.getuser()
+            done = buffer.acknowledge_rejections(
+                args.acknowledge, args.reason, actor, datetime.now(UTC)
+            )
+            print(f"acknowledged {done} of {len(args.acknowledge)} rejections", file=sys.stderr)
         rejections = list(buffer.rejected())
         unresolved = buffer.unresolved_rejections()
     finally:

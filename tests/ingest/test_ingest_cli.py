@@ -96,6 +96,18 @@ def test_rejections_exit_1_and_are_listed(
     assert all(r["origin"].startswith(f"{event}#Records[") for r in listing["rejected"])
     code, out, _ = run(capsys, "rejected", "--buffer", buffer)
     assert code == 1 and f"{len(bad)} rejected, {len(bad)} unresolved" in out
+    # An operator acknowledges them (a reason is required), and the listing says who and why.
+    ids = [str(r["id"]) for r in listing["rejected"]]
+    code, _, _ = run(capsys, "rejected", "--buffer", buffer, "--acknowledge", *ids)
+    assert code == 2
+    code, after = run_json(
+        capsys, "rejected", "--buffer", buffer, "--json", "--acknowledge", *ids,
+        "--reason", "looked at: not QLDB records", "--actor", "ops",
+    )  # fmt: skip
+    assert code == 0 and after["unresolved"] == 0 and after["count"] == len(bad)
+    assert {(r["resolved_by"], r["resolution"]) for r in after["rejected"]} == {
+        ("ops", "looked at: not QLDB records")
+    }
 
 
 def test_fixture_folder_stores_what_it_can_and_exits_2(
