@@ -493,8 +493,8 @@ def _parse_lark(text: str) -> Parsed:
 #
 # Statements replayed from their text mostly differ only in their literals (INSERT INTO T {'VIN':
 # '...'}, UPDATE ... WHERE t.id = '...'). Lark takes about half a millisecond for such a statement,
-# so each is parsed once per shape: its string, int and decimal literals are replaced by
-# placeholders of the same token type, the shape is parsed (and cached), and the literal values
+# so each is parsed once per shape: its string, int, decimal and Ion timestamp literals are
+# replaced by placeholders of the same token type, the shape is parsed (and cached), and the values
 # are put back into a copy of the tree. Lark would have seen the same token types in the same
 # order, and no callback of the tree builder depends on these literals' values (only on their
 # types; the negation of a number literal is folded, and placeholders are chosen to fold exactly),
@@ -503,10 +503,11 @@ def _parse_lark(text: str) -> Parsed:
 # itself, for the error message.
 
 _SHAPE_TOKENS = re.compile(
-    # Skipped whole, as lark reads them: comments, quoted names, Ion literals, floats, decimals
-    # starting with "." (after a name, lark may read "." and an int instead), names and keywords.
-    r"(?P<skip>--[^\n]*|/\*(?:.|\n)*?\*/|\"(?:[^\"]|\"\")*\"|`[^`]*`"
+    # Skipped whole, as lark reads them: comments, quoted names, floats, decimals starting with
+    # "." (after a name, lark may read "." and an int instead), names and keywords.
+    r"(?P<skip>--[^\n]*|/\*(?:.|\n)*?\*/|\"(?:[^\"]|\"\")*\""
     r"|(?:\d+(?:\.\d*)?|\.\d+)[eE][+-]?\d+|\.\d+|[A-Za-z_$][A-Za-z0-9_$]*)"
+    r"|(?P<ion>`[^`]*`)"
     r"|(?P<string>'(?:[^']|'')*')"
     r"|(?P<decimal>\d+\.\d*)"
     r"|(?P<int>\d+)"
@@ -514,10 +515,13 @@ _SHAPE_TOKENS = re.compile(
 _MARK = "\ue000"  # a private-use character: statements holding it are parsed as they are
 _BASE = 9 * 10**20  # placeholder numbers: _BASE + n, and _BASE + n + 0.5 for decimals
 _MAX_NUMBER = 24  # statements with longer numbers are parsed as they are
+_MAX_TIMESTAMPS = 8999  # Ion timestamp literals: placeholders `1000T` to `9998T`
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
-# placeholder -> value, for str, int and Decimal leaves (kept apart: 1 == Decimal(1))
-_Values = tuple[dict[str, str], dict[int, int], dict[Decimal, Decimal]]
+# placeholder -> value, for str, int, Decimal and Ion timestamp leaves (kept apart: 1 ==
+# Decimal(1)). Only Ion literals that are timestamps get placeholders (a timestamp placeholder
+# behaves like any timestamp in the tree builder; other Ion values may not, e.g. after "-").
+_Values = tuple[dict[str, str], dict[int, int], dict[Decimal, Decimal], dict[Any, Any]]
 
 
 def _shape(text: str) -> tuple[str, _Values] | None:
@@ -528,13 +532,25 @@ def _shape(text: str) -> tuple[str, _Values] | None:
     strings: dict[str, str] = {}
     ints: dict[int, int] = {}
     decimals: dict[Decimal, Decimal] = {}
+    timestamps: dict[Any, Any] = {}
     last = 0
     for m in _SHAPE_TOKENS.finditer(text):
         kind = m.lastgroup
         if kind == "skip":
             continue
         token = m.group()
-        if kind == "string":
+        if kind == "ion":
+            try:
+                value = ion_literal(token[1:-1])
+            except Exception:  # left as it is: the shape is then refused like the statement
+                continue
+            if not _is_timestamp(value):
+                continue
+            if len(timestamps) >= _MAX_TIMESTAMPS:
+                return None
+            placeholder = f"`{1000 + len(timestamps)}T`"
+            timestamps[ion_literal(placeholder[1:-1])] = value
+        elif kind == "string":
             key = f"{_MARK}{len(strings)}"
             strings[key] = _unquote(token, "'")
             placeholder = f"'{key}'"
@@ -554,7 +570,7 @@ def _shape(text: str) -> tuple[str, _Values] | None:
     if not parts:
         return None
     parts.append(text[last:])
-    return "".join(parts), (strings, ints, decimals)
+    return "".join(parts), (strings, ints, decimals, timestamps)
 
 
 @lru_cache(maxsize=4096)
@@ -563,6 +579,10 @@ def _parse_shape(shape: str) -> Parsed | None:
         return _parse_lark(shape)
     except Exception:  # parsed again as the statement itself, for its own error
         return None
+
+
+def _is_timestamp(value: Any) -> bool:
+    return type(value).__name__ == "IonPyTimestamp"  # what ion_literal gives for a timestamp
 
 
 def _fill(node: Any, values: _Values) -> Any:
@@ -574,6 +594,8 @@ def _fill(node: Any, values: _Values) -> Any:
         return values[1].get(node, node)
     if cls is Decimal:
         return values[2].get(node, node)
+    if values[3] and _is_timestamp(node):
+        return values[3].get(node, node)
     if cls is tuple:
         return tuple(_fill(x, values) for x in node)
     names = _FIELDS.get(cls)

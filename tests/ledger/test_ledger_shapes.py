@@ -39,14 +39,18 @@ _numbers = st.one_of(
     ),
 )  # fmt: skip
 _ions = st.sampled_from(
-    ["`2020T`", "`2021-01-01T00:00:00.123Z`", "`{a: 1}`", "`[1, 2]`", "`1.0`", "`abc`", "`{{`"]
-)
+    [
+        "`2020T`", "`2021-01-01T00:00:00.123Z`", "`2021-01-01T00:00:00.123-07:00`", "`1000T`",
+        "` 2021-05T `", "`2021-01-01T00:00-00:00`", "`2021-13-01T`", "`{a: 1}`", "`[1, 2]`",
+        "`1.0`", "`abc`", "`{{`", "`\"s\"`", "``",
+    ]
+)  # fmt: skip
 _atoms = st.one_of(
     _strings, _numbers, _ions, st.sampled_from(["null", "true", "false", "missing", "?", "NULL"])
 )
-_negated = st.builds(lambda a, n: "-" * n + a, _numbers, st.integers(0, 2)) | _numbers.map(
-    lambda a: "- " + a
-)
+_negated = st.builds(lambda a, n: "-" * n + a, _numbers, st.integers(0, 2)) | st.one_of(
+    _numbers, _ions
+).map(lambda a: "- " + a)
 
 
 def _containers(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -61,7 +65,9 @@ def _containers(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 _values = st.recursive(st.one_of(_atoms, _negated), _containers, max_leaves=8)
 _tables = st.sampled_from(["Car", "T", '"Quoted1"', '"a""b"', "x1", "Vehicle_2", "$t"])
-_fields = st.sampled_from(["a", "VIN", '"f 1"', "x2", "['k']", "[0]", "[1].b", "value", ".5"])
+_fields = st.sampled_from(
+    ["a", "VIN", '"f 1"', "x2", "['k']", "[0]", "[1].b", "value", ".5", "[`2020T`]", '[`"k"`]']
+)
 _ops = st.sampled_from(["=", "<>", "!=", "<", ">=", "LIKE", "||", "+", "*", "-", "IS NOT"])
 _statements = st.one_of(
     st.builds("INSERT INTO {} VALUE {}".format, _tables, _values),
@@ -135,7 +141,8 @@ def test_statements_parse_by_shape_as_lark_parses_them(
         "SELECT * FROM \"a'1\" WHERE x = '\ue000'",
         "SELECT * FROM T WHERE x = 1234567890123456789012345678901234567890",
         "SELECT * FROM T WHERE a.5 = 1",
-        "INSERT INTO T VALUE {'a': `2020T`, 'b': 1e3}",
+        "INSERT INTO T VALUE {'a': `2020T`, 'b': 1e3, 'c': `2021-01-01T00:00:00.5Z`}",
+        "SELECT * FROM T AS t WHERE t[`2020T`] = `1000T` AND t.b = - `1`",
         "DELETE FROM T WHERE x = 'unterminated",
     ],
 )
