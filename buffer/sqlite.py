@@ -257,8 +257,11 @@ class SqliteBuffer:
                 raise
 
     def _open(self) -> None:
-        (app_id,) = self._db.execute("PRAGMA application_id").fetchone()
-        (tables,) = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        # Both read in one snapshot: between two separate reads another process creating the
+        # schema could commit, and a file with tables but no application id is not ours.
+        with self._tx(write=False) as cur:
+            (app_id,) = cur.execute("PRAGMA application_id").fetchone()
+            (tables,) = cur.execute("SELECT count(*) FROM sqlite_master").fetchone()
         if app_id == 0 and tables == 0:
             if self.read_only:
                 raise NotABuffer(f"{self.path} is not a qldb-settle buffer (it is empty)")
