@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -43,7 +44,7 @@ from typing import Any, Literal
 
 from amazon.ion import simpleion
 
-from buffer.port import Incoming, Rejection
+from buffer.port import BLOCK_STATES, Incoming, Rejection
 from journal.ion_binary import decode
 from journal.records import (
     BlockAddress,
@@ -377,3 +378,44 @@ def pick_revisions(
 
 def sha256_hex(raw: bytes | None) -> str | None:
     return None if raw is None else hashlib.sha256(raw).hexdigest()
+
+
+def assemble_dump(
+    *,
+    blocks: Mapping[str, Mapping[str, Any]],
+    statements: Mapping[str, Any],
+    revisions: Mapping[str, Any],
+    control: Mapping[str, Any],
+    rejected: Mapping[str, Mapping[str, Any]],
+    strands: Mapping[str, Any],
+    gaps: list[Any],
+    provenance: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The canonical ``dump()`` both adapters return, from their rows keyed by id: every map
+    sorted by key, and the counts derived from the rows (so two adapters holding the same records
+    dump equal)."""
+    by_state = Counter(b["state"] for b in blocks.values())
+    counts = {
+        "blocks": {s: by_state.get(s, 0) for s in BLOCK_STATES},
+        "statements": len(statements),
+        "revisions": len(revisions),
+        "control": len(control),
+        "rejected": sum(1 for r in rejected.values() if r["kind"] != CONFLICT),
+        "conflicts": sum(1 for r in rejected.values() if r["kind"] == CONFLICT),
+        "gaps": len(gaps),
+    }
+
+    def ordered(d: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: d[k] for k in sorted(d)}
+
+    return {
+        "blocks": ordered(blocks),
+        "statements": ordered(statements),
+        "revisions": ordered(revisions),
+        "control": ordered(control),
+        "rejected": ordered(rejected),
+        "strands": ordered(strands),
+        "gaps": gaps,
+        "counts": counts,
+        "provenance": ordered(provenance),
+    }

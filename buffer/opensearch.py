@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1858,27 +1857,16 @@ class OpenSearchBuffer:
             }
             for g in self.gaps()
         ]
-        by_state = Counter(b["state"] for b in blocks.values())
-        counts = {
-            "blocks": {s: by_state.get(s, 0) for s in BLOCK_STATES},
-            "statements": len(statements),
-            "revisions": len(revisions),
-            "control": len(control),
-            "rejected": sum(1 for r in rejected.values() if r["kind"] != c.CONFLICT),
-            "conflicts": sum(1 for r in rejected.values() if r["kind"] == c.CONFLICT),
-            "gaps": len(gaps),
-        }
-        return {
-            "blocks": _sorted(blocks),
-            "statements": _sorted(statements),
-            "revisions": _sorted(revisions),
-            "control": _sorted(control),
-            "rejected": _sorted(rejected),
-            "strands": _sorted(strands),
-            "gaps": gaps,
-            "counts": counts,
-            "provenance": _sorted(provenance),
-        }
+        return c.assemble_dump(
+            blocks=blocks,
+            statements=statements,
+            revisions=revisions,
+            control=control,
+            rejected=rejected,
+            strands=strands,
+            gaps=gaps,
+            provenance=provenance,
+        )
 
 
 def _if_earlier(r: Rejection) -> Callable[[Mapping[str, Any]], Mapping[str, Any] | None]:
@@ -1937,7 +1925,3 @@ def _item_reason(result: Mapping[str, Any]) -> str:
     if isinstance(error, Mapping):
         return f"{error.get('type')}: {error.get('reason')}"
     return str(error)
-
-
-def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: d[k] for k in sorted(d)}

@@ -1213,27 +1213,16 @@ class SqliteBuffer:
                     "ORDER BY ledger, strand_id, first, last"
                 )
             ]
-        by_state = Counter(b["state"] for b in blocks.values())
-        counts = {
-            "blocks": {s: by_state.get(s, 0) for s in BLOCK_STATES},
-            "statements": len(statements),
-            "revisions": len(revisions),
-            "control": len(control),
-            "rejected": sum(1 for r in rejected.values() if r["kind"] != c.CONFLICT),
-            "conflicts": sum(1 for r in rejected.values() if r["kind"] == c.CONFLICT),
-            "gaps": len(gaps),
-        }
-        return {
-            "blocks": _sorted(blocks),
-            "statements": _sorted(statements),
-            "revisions": _sorted(revisions),
-            "control": _sorted(control),
-            "rejected": _sorted(rejected),
-            "strands": _sorted(strands),
-            "gaps": gaps,
-            "counts": counts,
-            "provenance": _sorted(provenance),
-        }
+        return c.assemble_dump(
+            blocks=blocks,
+            statements=statements,
+            revisions=revisions,
+            control=control,
+            rejected=rejected,
+            strands=strands,
+            gaps=gaps,
+            provenance=provenance,
+        )
 
 
 def _revision(row: Sequence[Any]) -> RevisionDetails:
@@ -1268,10 +1257,6 @@ def _provenance(origin: str, arrived_us: int | None, raw: bytes, arn: str) -> di
 
 def _arrival_key(arrived_us: int | None, origin: str, raw_sha: str) -> tuple[int, int, str, str]:
     return (1, 0, origin, raw_sha) if arrived_us is None else (0, arrived_us, origin, raw_sha)
-
-
-def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: d[k] for k in sorted(d)}
 
 
 def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
