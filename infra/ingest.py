@@ -24,7 +24,7 @@ from infra.packaging import HANDLERS
 
 
 class IngestFunction(Construct):
-    """The ingest Lambda (``ingest.handler.handler``) reading ``stream``."""
+    """The ingest Lambda (``handlers.ingest.handler``) reading ``stream``."""
 
     def __init__(
         self,

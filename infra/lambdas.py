@@ -11,7 +11,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import metrics
+from handlers import metrics
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 RETENTION = {

@@ -1,6 +1,6 @@
 """Watching the ordering: the "Ordering" CloudWatch dashboard and the alarms.
 
-Every metric is read by the names and dimensions of ``infra.metrics`` (the handlers' EMF
+Every metric is read by the names and dimensions of ``handlers.metrics`` (the handlers' EMF
 contract), plus the ingest function's iterator age, the functions' errors and the on-failure
 queue's depth from their AWS namespaces.
 """
@@ -15,7 +15,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import metrics as m
+from handlers import metrics as m
 
 PERIOD = Duration.minutes(1)
 ALARM_PERIOD = Duration.minutes(5)
@@ -217,28 +217,28 @@ class Monitoring(Construct):
 
         self.alarms = [
             alarm(
-                "Halted",
+                m.HALTED,
                 self._settler(m.HALTED, "Maximum", period=ALARM_PERIOD),
                 1,
                 "The settler halted at a block that failed verification or replay: see "
                 "`qldb-settle blocks --state quarantined` and resolve it.",
             ),
             alarm(
-                "QuarantinedBlocks",
+                m.QUARANTINED_BLOCKS,
                 self._settler(m.QUARANTINED_BLOCKS, period=ALARM_PERIOD),
                 1,
                 "A block was quarantined (conflict, redacted revision, verification): "
                 "`qldb-settle blocks --state quarantined`.",
             ),
             alarm(
-                "LateBlocks",
+                m.LATE_BLOCKS,
                 self._settler(m.LATE_BLOCKS, period=ALARM_PERIOD),
                 1,
                 "A block arrived after a later one was replayed or inside a passed gap: "
                 "`qldb-settle blocks --state late`; consider a longer window.",
             ),
             alarm(
-                "ReplayLag",
+                m.REPLAY_LAG,
                 self._settler(m.REPLAY_LAG, "Maximum", period=ALARM_PERIOD),
                 lag_ms,
                 f"Replay lag above {lag_alarm_seconds}s (the window plus a margin): blocks "

@@ -15,11 +15,21 @@ logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# The project's packages both functions ship: the handlers reach the adapters through
-# qldb_settle.bootstrap, which imports the chosen adapter lazily.
-PACKAGES = ("journal", "ingest", "buffer", "settler", "destination", "ledger", "qldb_settle")
+# The project's packages both functions ship: the handlers (entry points) reach the adapters
+# through the composition root (compose.roots), which imports the chosen adapter lazily. The
+# command line (qldb_settle) is not shipped: nothing below it imports it.
+PACKAGES = (
+    "journal",
+    "ingest",
+    "buffer",
+    "settler",
+    "destination",
+    "ledger",
+    "compose",
+    "handlers",
+)
 FUNCTIONS = ("ingest", "settler")
-HANDLERS = {"ingest": "ingest.handler.handler", "settler": "settler.handler.handler"}
+HANDLERS = {"ingest": "handlers.ingest.handler", "settler": "handlers.settler.handler"}
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", "*.egg-info")
 

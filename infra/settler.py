@@ -38,7 +38,7 @@ PARTIQL_ACTIONS = (
 
 
 class Settler(Construct):
-    """The settler Lambda (``settler.handler.handler``), its schedule and its window."""
+    """The settler Lambda (``handlers.settler.handler``), its schedule and its window."""
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra import metrics
+from handlers import metrics
 from infra.buffer import BufferDomain
 from infra.config import Config
 from infra.ingest import IngestFunction

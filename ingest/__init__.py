@@ -6,7 +6,7 @@
 - ``ingest.decode``: Lambda Kinesis events, Ion files and Firehose objects → ``Incoming`` records
   and ``Rejection`` items (``buffer.port``), nothing dropped.
 - ``ingest.service``: the core, ``ingest_items`` / ``ingest_paths`` into any ``SettlingBuffer``.
-- ``ingest.handler``: the Lambda entry point (partial batch failures, EMF metrics).
 
-Imports neither ionhash nor pyqldb: the ingest Lambda ships amazon.ion 0.15 with its C extension.
+The Lambda entry point is ``handlers.ingest``, above this package. Imports neither ionhash nor
+pyqldb: the ingest Lambda ships amazon.ion 0.15 with its C extension.
 """

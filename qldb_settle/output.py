@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from qldb_settle.settings import DEFAULT, ENV_NAME, Settings
+from compose.settings import DEFAULT, ENV_NAME, Settings
 
 
 def iso_ms(value: datetime | None) -> str | None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compose.settings import Settings
 from qldb_settle.commands.simulate import add_simulation_flags, simulation_config
 from qldb_settle.output import (
     add_buffer,
@@ -16,7 +17,6 @@ from qldb_settle.output import (
     add_window,
     print_json,
 )
-from qldb_settle.settings import Settings
 
 if TYPE_CHECKING:
     from qldb_settle.demo import DemoReport
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from qldb_settle.bootstrap import open_buffer, open_destination
+    from compose.roots import open_buffer, open_destination
     from qldb_settle.commands.verify import replica_documents
     from qldb_settle.demo import DemoOptions, prepare_workdir, run_demo
 

@@ -67,8 +67,8 @@ def _progress(show: bool, total: int) -> Iterator[Progress | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from compose.roots import open_buffer
     from ingest.service import ingest_paths, input_files
-    from qldb_settle.bootstrap import open_buffer
 
     files = input_files(args.paths)  # a missing path: InputError (exit 2), nothing stored
     total = sum(f.stat().st_size for f in files)

@@ -328,7 +328,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     import boto3
 
-    from qldb_settle.bootstrap import open_buffer
+    from compose.roots import open_buffer
 
     if not 0 <= args.wait <= 20:
         raise InputError(f"--wait must be between 0 and 20 seconds, not {args.wait}")

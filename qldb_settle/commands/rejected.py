@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from qldb_settle.bootstrap import open_buffer
+    from compose.roots import open_buffer
 
     if args.acknowledge and not args.reason:
         raise InputError("--acknowledge needs --reason TEXT (it is recorded with the decision)")

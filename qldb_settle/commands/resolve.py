@@ -70,7 +70,7 @@ def _actor(given: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qldb_settle.bootstrap import open_buffer, open_destination
+    from compose.roots import open_buffer, open_destination
     from settler.operator import find_block, resolve
     from settler.report import checkpoint_json
 

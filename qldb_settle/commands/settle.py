@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from compose.settings import ENV_NAME, Settings
 from journal.errors import ConfigError, InputError, LeaseHeld
 from qldb_settle.output import (
     add_buffer,
@@ -21,7 +22,6 @@ from qldb_settle.output import (
     print_json,
     settings_from,
 )
-from qldb_settle.settings import ENV_NAME, Settings
 
 if TYPE_CHECKING:
     from buffer.port import SettlingBuffer
@@ -115,7 +115,7 @@ def _owner() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qldb_settle.bootstrap import open_buffer, open_destination
+    from compose.roots import open_buffer, open_destination
 
     if args.follow and (args.now or args.json):
         raise InputError("--follow runs on the real clock with a live display: no --now, --json")
@@ -159,8 +159,8 @@ def _cycle(
     settings: Settings,
     now: datetime,
 ) -> SettleReport:
+    from compose.settings import retention_of
     from settler.cycle import settle
-    from settler.handler import retention_of
 
     return settle(
         buffer,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compose.settings import Settings
 from journal.errors import InputError, SettleError
 from qldb_settle.output import (
     add_buffer,
@@ -30,7 +31,6 @@ from qldb_settle.output import (
     print_json,
     settings_from,
 )
-from qldb_settle.settings import Settings
 
 if TYPE_CHECKING:
     from buffer.port import BufferStats, SettlingBuffer
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def open_existing_buffer(args: argparse.Namespace) -> SettlingBuffer:
     """The buffer the flags name; a ``sqlite:`` file that does not exist is an input error
     (reading must not create an empty buffer)."""
-    from qldb_settle.bootstrap import open_buffer
+    from compose.roots import open_buffer
 
     settings = settings_from(args)
     scheme, _, rest = settings.buffer.partition(":")
@@ -170,7 +170,7 @@ def read_checkpoints(
     if not strands:
         return None, []
     try:
-        from qldb_settle.bootstrap import open_destination
+        from compose.roots import open_destination
         from settler.report import checkpoint_json
     except ImportError as exc:  # a part of the installation this command can do without
         return None, [f"checkpoint not read: {exc}"]

@@ -53,7 +53,7 @@ def replica_documents(destination: object) -> list[tuple[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qldb_settle.bootstrap import open_destination
+    from compose.roots import open_destination
     from qldb_settle.verify import (
         compare,
         documents_of_export,

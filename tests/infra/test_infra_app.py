@@ -160,9 +160,9 @@ def test_every_iam_statement_names_its_resources(
 def test_service_stack_wiring(default_app: Synthesized) -> None:
     functions = default_app.resources("Service", "AWS::Lambda::Function")
     by_handler = {f["Properties"]["Handler"]: f["Properties"] for f in functions.values()}
-    assert set(by_handler) == {"ingest.handler.handler", "settler.handler.handler"}
-    ingest_env = by_handler["ingest.handler.handler"]["Environment"]["Variables"]
-    settler_env = by_handler["settler.handler.handler"]["Environment"]["Variables"]
+    assert set(by_handler) == {"handlers.ingest.handler", "handlers.settler.handler"}
+    ingest_env = by_handler["handlers.ingest.handler"]["Environment"]["Variables"]
+    settler_env = by_handler["handlers.settler.handler"]["Environment"]["Variables"]
     (domain_id,) = default_app.resources("Service", "AWS::OpenSearchService::Domain")
     for env in (ingest_env, settler_env):
         assert env["QLDB_SETTLE_BUFFER"] == {
@@ -175,7 +175,7 @@ def test_service_stack_wiring(default_app: Synthesized) -> None:
     assert settler_env["POWERTOOLS_SERVICE_NAME"] == "qldb-settle-settler"
     assert settler_env["QLDB_SETTLE_DESTINATION"] == "qldb:qldb-settle-replica"
     assert settler_env["QLDB_SETTLE_WINDOW_PARAMETER"] == "/qldb-settle/settle-window-seconds"
-    assert by_handler["settler.handler.handler"]["ReservedConcurrentExecutions"] == 1
+    assert by_handler["handlers.settler.handler"]["ReservedConcurrentExecutions"] == 1
     # Both roles, and only they, may call the domain.
     (domain,) = default_app.resources("Service", "AWS::OpenSearchService::Domain").values()
     principals = domain["Properties"]["AccessPolicies"]["Statement"][0]["Principal"]["AWS"]

@@ -17,7 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match, Template
 
-from infra import metrics
+from handlers import metrics
 from infra.buffer import BufferDomain
 from infra.ingest import IngestFunction
 from infra.ledgers import Ledgers
@@ -234,7 +234,7 @@ def test_ingest_event_source_mapping_settings(code_dir: Path) -> None:
     t.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "Handler": "ingest.handler.handler",
+            "Handler": "handlers.ingest.handler",
             "Runtime": "python3.11",
             "Environment": {
                 "Variables": {
@@ -416,7 +416,7 @@ def test_settler_runs_alone_on_a_schedule(settler_template: Template) -> None:
     t.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "Handler": "settler.handler.handler",
+            "Handler": "handlers.settler.handler",
             "Runtime": "python3.11",
             "ReservedConcurrentExecutions": 1,
             "Environment": {

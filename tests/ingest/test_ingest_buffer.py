@@ -25,7 +25,7 @@ from ingest_helpers import (
     seq_no,
 )
 
-import ingest.handler as ingest_handler
+import handlers.ingest as ingest_handler
 from buffer.port import Incoming, PutReport, Rejection, SettlingBuffer
 from buffer.sqlite import SqliteBuffer
 from ingest import kpl

@@ -23,7 +23,7 @@ from ingest_helpers import (
     seq_no,
 )
 
-import ingest.handler as ingest_handler
+import handlers.ingest as ingest_handler
 from buffer.sqlite import SqliteBuffer
 from qldb_settle.cli import main
 

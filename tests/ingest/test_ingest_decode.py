@@ -258,7 +258,7 @@ def test_fuzz_files_give_items_or_input_error(data: st.DataObject) -> None:
 def test_the_ingest_path_imports_neither_ionhash_nor_pyqldb() -> None:
     script = (
         "import sys, json\n"
-        "import ingest.handler, ingest.service\n"
+        "import handlers.ingest, ingest.service\n"
         "from ingest.decode import decode_file\n"
         f"decode_file({str(fixture(DYNAMODB_EVENT))!r})\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "

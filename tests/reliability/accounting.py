@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from buffer.port import Incoming, Rejection
+from compose.roots import open_buffer
+from compose.settings import Settings
 from ingest.decode import decode_file
 from journal.records import BlockSummary, ControlRecord, RevisionDetails, StreamRecord
-from qldb_settle.bootstrap import open_buffer
-from qldb_settle.settings import Settings
 
 from .harness import Cli
 from .streams import delivered_at

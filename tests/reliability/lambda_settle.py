@@ -4,7 +4,7 @@
 environment as in AWS (``QLDB_SETTLE_BUFFER``, ``QLDB_SETTLE_DESTINATION``, ...). The context
 stands in for the Lambda runtime, which cannot be had locally: its
 ``get_remaining_time_in_millis`` counts down from ``BUDGET_MS`` on the real clock from the moment
-the handler is invoked, so ``settler.handler.deadline_from`` (the real one) stops the cycle once
+the handler is invoked, so ``handlers.settler.deadline_from`` (the real one) stops the cycle once
 less than its margin is left. The campaign only watches that deadline: it records whether it
 said "stop" during the cycle. The handler's answer and that flag go to ``RESULT_JSON``.
 """
@@ -32,7 +32,7 @@ class CountdownContext:
 
 def main(argv: list[str]) -> int:
     budget_ms, result_path = int(argv[0]), Path(argv[1])
-    from settler import handler
+    from handlers import settler as handler
 
     fired: list[float] = []
     started = time.monotonic()

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from settler_blocks import Chain, Rev, put
 
-import settler.handler as handler_module
+import handlers.settler as handler_module
 from buffer.sqlite import SqliteBuffer
+from compose.settings import Settings
 from destination.memory import MemoryDestination
-from qldb_settle.settings import Settings
-from settler.handler import deadline_from, handler, use_parts, window_seconds
+from handlers.settler import deadline_from, handler, use_parts, window_seconds
 
 
 class Context:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from datetime import timedelta
 from typing import Any
 
 from journal.errors import ConfigError
@@ -82,3 +83,9 @@ class Settings:
                 f"retention must be a positive number of days ({settings.retention_days})"
             )
         return settings
+
+
+def retention_of(settings: Settings) -> timedelta | None:
+    """The settler's retention as a duration (None keeps everything)."""
+    days = settings.retention_days
+    return None if days is None else timedelta(days=days)

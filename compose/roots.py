@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from compose.settings import Settings
 from journal.errors import ConfigError
-from qldb_settle.settings import Settings
 
 if TYPE_CHECKING:
     from buffer.port import SettlingBuffer

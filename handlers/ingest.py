@@ -1,9 +1,9 @@
 """The ingest Lambda: a Kinesis batch in, ``{"batchItemFailures": [...]}`` out.
 
 Thin: decode the event (``ingest.decode``), put it into the buffer (``ingest.service``), turn the
-report into the response and the EMF metrics. The buffer is built once per container, lazily,
-from the environment (``Settings.from_env`` and ``bootstrap.open_buffer``); tests give their own
-with ``use_buffer``.
+report into the response and the EMF metrics (names from ``handlers.metrics``). The buffer is
+built once per container, lazily, from the environment (``compose.settings.Settings.from_env`` and
+``compose.roots.open_buffer``, imported downward); tests give their own with ``use_buffer``.
 
 Failures: a Kinesis record whose items the buffer could not take because of a ``TransientError``
 is reported, and so is every record after it (Kinesis retries from the lowest failed sequence
@@ -20,24 +20,27 @@ import logging
 from typing import Any
 
 from buffer.port import SettlingBuffer
+from compose.roots import open_buffer
+from compose.settings import Settings
+from handlers.metrics import (
+    CONFLICTS,
+    DUPLICATES,
+    INGEST_DELAY,
+    LATE_RECORDS,
+    NAMESPACE,
+    OUT_OF_ORDERNESS,
+    RECORD_TYPE_DIMENSION,
+    RECORDS_RECEIVED,
+    REJECTED_RECORDS,
+    REVISIONS_BUFFERED,
+    STATEMENTS_BUFFERED,
+)
 from ingest.decode import DecodedItem, decode_kinesis_event
 from ingest.service import IngestReport, ingest_items
 from journal.errors import TransientError
 from journal.records import RECORD_TYPES
 
 log = logging.getLogger(__name__)
-
-NAMESPACE = "QldbSettle"
-# The ingest metric names the CDK dashboard and alarms use (infra/metrics.py holds the same).
-RECORDS_RECEIVED = "RecordsReceived"  # dimension RecordType
-STATEMENTS_BUFFERED = "StatementsBuffered"
-REVISIONS_BUFFERED = "RevisionsBuffered"
-DUPLICATES = "Duplicates"
-CONFLICTS = "Conflicts"
-LATE_RECORDS = "LateRecords"
-REJECTED_RECORDS = "RejectedRecords"
-INGEST_DELAY = "IngestDelay"  # milliseconds
-OUT_OF_ORDERNESS = "OutOfOrderness"  # sequence numbers
 
 _buffer: SettlingBuffer | None = None
 
@@ -52,9 +55,6 @@ def use_buffer(buffer: SettlingBuffer | None) -> None:
 def _get_buffer() -> SettlingBuffer:
     global _buffer  # noqa: PLW0603
     if _buffer is None:
-        from qldb_settle.bootstrap import open_buffer
-        from qldb_settle.settings import Settings
-
         _buffer = open_buffer(Settings.from_env())
     return _buffer
 
@@ -99,7 +99,7 @@ def publish_metrics(report: IngestReport) -> None:
             value=report.received.get(record_type, 0),
             namespace=NAMESPACE,
         ) as metric:
-            metric.add_dimension(name="RecordType", value=record_type)
+            metric.add_dimension(name=RECORD_TYPE_DIMENSION, value=record_type)
     metrics = Metrics(namespace=NAMESPACE)
     put = report.put
     metrics.add_metric(STATEMENTS_BUFFERED, MetricUnit.Count, put.stored.get("statements", 0))

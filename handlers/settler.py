@@ -3,9 +3,9 @@
 Thin: settings from the environment, the window from the SSM parameter named by
 ``QLDB_SETTLE_WINDOW_PARAMETER`` (read each cycle, falling back to the setting), a deadline from
 the Lambda context minus a margin, the buffer and destination from one lazy composition root
-(``qldb_settle.bootstrap``, built on the first invocation and kept for the container; tests give
-their own with ``use_parts``), then ``settler.cycle.settle`` and its report turned into the
-response and the EMF metrics (namespace ``QldbSettle``; names as in ``infra/metrics.py``).
+(``compose.roots``, imported downward; built on the first invocation and kept for the container;
+tests give their own with ``use_parts``), then ``settler.cycle.settle`` and its report turned into
+the response and the EMF metrics (names from ``handlers.metrics``).
 
 The clock is read here, at the edge, never in the core. aws-lambda-powertools and boto3 are
 imported here only, lazily.
@@ -17,40 +17,41 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from buffer.port import SettlingBuffer
+from compose.roots import open_buffer, open_destination
+from compose.settings import Settings, retention_of
 from destination.port import Destination
+from handlers.metrics import (
+    BLOCKS_REPLAYED,
+    BUFFER_DEPTH,
+    CYCLE_DURATION,
+    DIGESTS_UNVERIFIED,
+    EARLY_RELEASES,
+    GAPS_PASSED,
+    HALTED,
+    HELD_BY_WINDOW,
+    LATE_BLOCKS,
+    NAMESPACE,
+    OLDEST_PENDING_AGE,
+    QUARANTINED_BLOCKS,
+    REPLAY_LAG,
+    REVISIONS_APPLIED,
+    STATEMENTS_REPLAYED,
+)
 from journal.errors import LeaseHeld
-from qldb_settle.settings import Settings
 from settler.cycle import settle
 from settler.report import SettleReport
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "QldbSettle"
 WINDOW_PARAMETER_ENV = "QLDB_SETTLE_WINDOW_PARAMETER"
 OWNER = "settler-lambda"
 # Stop starting destination transactions when less than this is left of the invocation.
 DEADLINE_MARGIN_MS = 15_000
 MIN_DEADLINE_MARGIN_MS = 2_000
-
-# The settler metric names the CDK dashboard and alarms use (infra/metrics.py holds the same).
-BLOCKS_REPLAYED = "BlocksReplayed"
-STATEMENTS_REPLAYED = "StatementsReplayed"
-REVISIONS_APPLIED = "RevisionsApplied"
-REPLAY_LAG = "ReplayLag"  # milliseconds, one value per block
-BUFFER_DEPTH = "BufferDepth"
-OLDEST_PENDING_AGE = "OldestPendingAge"  # milliseconds
-HELD_BY_WINDOW = "HeldByWindow"
-EARLY_RELEASES = "EarlyReleases"
-GAPS_PASSED = "GapsPassed"
-QUARANTINED_BLOCKS = "QuarantinedBlocks"
-LATE_BLOCKS = "LateBlocks"
-DIGESTS_UNVERIFIED = "DigestsUnverified"
-CYCLE_DURATION = "CycleDuration"  # milliseconds
-HALTED = "Halted"  # 0 or 1
 
 _parts: tuple[SettlingBuffer, Destination] | None = None
 _ssm: Any = None
@@ -66,8 +67,6 @@ def use_parts(parts: tuple[SettlingBuffer, Destination] | None) -> None:
 def _get_parts(settings: Settings) -> tuple[SettlingBuffer, Destination]:
     global _parts  # noqa: PLW0603
     if _parts is None:
-        from qldb_settle.bootstrap import open_buffer, open_destination
-
         _parts = (open_buffer(settings), open_destination(settings))
     return _parts
 
@@ -94,11 +93,6 @@ def window_seconds(settings: Settings, env: dict[str, str] | None = None) -> flo
             name, exc, settings.window_seconds,
         )  # fmt: skip
         return settings.window_seconds
-
-
-def retention_of(settings: Settings) -> timedelta | None:
-    days = settings.retention_days
-    return None if days is None else timedelta(days=days)
 
 
 def deadline_from(context: Any) -> Callable[[], bool] | None:
