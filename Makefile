@@ -10,7 +10,7 @@ INGEST_TESTS := tests/ingest tests/journal tests/ledger/test_ledger_parser.py te
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-main test-ingest lint bench chaos synth clean lock
+.PHONY: demo test test-main test-ingest lint bench chaos synth clean lock postgresql-server
 
 $(VENV)/.ready: requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ demo: $(VENV)/.ready
 
 test: test-main test-ingest
 
-test-main: $(VENV)/.ready $(VENV_INGEST)/.ready
+test-main: $(VENV)/.ready $(VENV_INGEST)/.ready postgresql-server
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
@@ -42,15 +42,25 @@ test-ingest: $(VENV_INGEST)/.ready
 	$(VENV_INGEST)/bin/python -c "import amazon.ion, sys; print('ingest env: amazon.ion', amazon.ion.__version__ if hasattr(amazon.ion, '__version__') else '?')"
 	$(VENV_INGEST)/bin/python -m pytest -q -m ingest_env -p no:cacheprovider $(INGEST_TESTS)
 
+# The PostgreSQL destination's tests start a throwaway server (destination/postgres_local.py) from
+# Debian's postgresql package: installed here when missing (as root, as on CI). Without it, and
+# outside CI, those tests skip and say how to get it.
+postgresql-server:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's postgresql (the PostgreSQL destination's tests need a server)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "no PostgreSQL server and not root: the PostgreSQL tests will skip (apt-get install postgresql)"; fi
+
 lint: $(VENV)/.ready
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.ready $(VENV_INGEST)/.ready
+bench: $(VENV)/.ready $(VENV_INGEST)/.ready postgresql-server
 	$(PY) -m bench
 
-chaos: $(VENV)/.ready
+chaos: $(VENV)/.ready postgresql-server
 	$(PY) -m tests.reliability.chaos
 
 synth: $(VENV)/.ready

@@ -42,4 +42,11 @@ def open_destination(settings: Settings) -> Destination:
         from destination.qldb import QldbDestination
 
         return QldbDestination(ledger_name=rest, endpoint=settings.qldb_endpoint)
-    raise ConfigError(f"destination URL {url!r} is not embedded:PATH or qldb:LEDGER_NAME")
+    if scheme in ("postgresql", "postgres") and rest.startswith("//"):
+        from destination.postgres import PostgresDestination
+
+        return PostgresDestination(url, schema=settings.pg_schema)
+    raise ConfigError(
+        f"destination URL {url!r} is not embedded:PATH, qldb:LEDGER_NAME or "
+        "postgresql://USER@HOST[:PORT]/DBNAME"
+    )

@@ -19,6 +19,7 @@ ENV: tuple[tuple[str, str, str], ...] = (
     ("index_prefix", "QLDB_SETTLE_INDEX_PREFIX", "qldb-settle"),
     ("qldb_endpoint", "QLDB_SETTLE_QLDB_ENDPOINT", ""),
     ("retention_days", "QLDB_SETTLE_RETENTION_DAYS", ""),
+    ("pg_schema", "QLDB_SETTLE_PG_SCHEMA", "qldb"),
 )
 ENV_NAME = {name: var for name, var, _ in ENV}
 DEFAULT = {name: default for name, _, default in ENV}
@@ -44,6 +45,8 @@ class Settings:
     # Retention: statements and revisions of replayed blocks older than this are deleted by the
     # settler (block headers stay). None keeps everything.
     retention_days: float | None = None
+    # The PostgreSQL schema of a postgresql:// destination.
+    pg_schema: str = DEFAULT["pg_schema"]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -72,6 +75,7 @@ class Settings:
             index_prefix=raw["index_prefix"],
             qldb_endpoint=raw["qldb_endpoint"] or None,
             retention_days=retention,
+            pg_schema=raw["pg_schema"],
         )
         known = {f.name for f in fields(cls)}
         given = {k: v for k, v in overrides.items() if v is not None and k in known}

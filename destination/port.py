@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from journal.records import BlockAddress
@@ -54,6 +55,10 @@ class RevisionOp:
     document_id: str
     version: int
     data: Any
+    # The revision's hash and its ``metadata`` struct as QLDB hashed it (typed Ion values), for
+    # destinations that keep a verifiable history (PostgreSQL's ``qldb_history``).
+    revision_hash: bytes | None = None
+    metadata: Any = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +80,14 @@ class BlockReplay:
     # the copy of which source document (the one whose data equals the revision's data); a later
     # block replayed from revisions then finds that copy. Empty in "revisions" mode.
     revisions: tuple[RevisionOp, ...] = ()
+    # The block's header, for destinations that keep the block chain (PostgreSQL's
+    # ``qldb_blocks``): ``blockHash = dot(entriesHash, previousBlockHash)`` and ``entriesHash`` is
+    # the Merkle root of ``entriesHashList``, so the replica can check its history alone.
+    transaction_id: str = ""
+    committed_at: datetime | None = None
+    previous_block_hash: bytes = b""
+    entries_hash: bytes = b""
+    entries_hash_list: tuple[bytes, ...] = ()
 
     @property
     def is_last_part(self) -> bool:
@@ -109,7 +122,7 @@ class Limits:
 
 class Destination(Protocol):
     """Port of the replica. Adapters: ``EmbeddedDestination`` (the embedded ledger),
-    ``QldbDestination`` (pyqldb)."""
+    ``QldbDestination`` (pyqldb), ``PostgresDestination`` (psycopg 3)."""
 
     limits: Limits
 

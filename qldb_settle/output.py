@@ -47,9 +47,17 @@ def add_destination(p: argparse.ArgumentParser) -> None:
         "--destination",
         metavar="URL",
         help=(
-            "replica: embedded:PATH or qldb:LEDGER_NAME "
+            "replica: embedded:PATH, qldb:LEDGER_NAME or postgresql://USER@HOST[:PORT]/DBNAME "
+            "(also postgres://, with any libpq URL parameter; the password from the URL, "
+            "PGPASSWORD or ~/.pgpass) "
             f"(env {ENV_NAME['destination']}, default {DEFAULT['destination']})"
         ),
+    )
+    p.add_argument(
+        "--pg-schema",
+        metavar="NAME",
+        help="PostgreSQL schema of a postgresql:// destination "
+        f"(env {ENV_NAME['pg_schema']}, default {DEFAULT['pg_schema']})",
     )
 
 
@@ -105,6 +113,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         index_prefix=getattr(args, "index_prefix", None),
         qldb_endpoint=getattr(args, "qldb_endpoint", None),
         retention_days=getattr(args, "retention_days", None),
+        pg_schema=getattr(args, "pg_schema", None),
     )
 
 

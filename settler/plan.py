@@ -25,6 +25,8 @@ from amazon.ion import simpleion
 
 from buffer.port import BufferedBlock
 from destination.port import BlockReplay, Limits, RevisionOp, StatementOp
+from journal.records import BlockSummary
+from settler.verify import metadata_struct
 
 STATEMENT_MODE_KINDS = frozenset({"literal", "select", "ddl_id"})
 CHECKPOINT_DOCUMENTS = 1
@@ -108,9 +110,22 @@ def _revision_ops(block: BufferedBlock) -> list[RevisionOp]:
                 document_id=rev.document_id,
                 version=rev.version,
                 data=rev.data,
+                revision_hash=rev.hash,
+                metadata=metadata_struct(rev.metadata),
             )
         )
     return ops
+
+
+def _header(s: BlockSummary) -> dict[str, Any]:
+    """The block header fields a ``BlockReplay`` carries for destinations that keep the chain."""
+    return {
+        "transaction_id": s.transaction_id,
+        "committed_at": s.block_timestamp,
+        "previous_block_hash": s.previous_block_hash,
+        "entries_hash": s.entries_hash,
+        "entries_hash_list": s.entries_hash_list,
+    }
 
 
 def _table_names(block: BufferedBlock) -> tuple[tuple[str, str], ...]:
@@ -171,6 +186,7 @@ def plan_block(
                 ops=ops,
                 table_names=table_names,
                 revisions=tuple(revision_ops),
+                **_header(s),
             )
             return Plan(
                 block_id=bid,
@@ -226,6 +242,7 @@ def plan_block(
             part=None if n == 1 else k,
             parts=None if n == 1 else n,
             table_names=table_names,
+            **_header(s),
         )
         for k, ops in enumerate(parts)
     )

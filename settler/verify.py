@@ -36,6 +36,7 @@ from typing import Any
 from buffer.port import BufferedBlock
 from destination.port import Checkpoint
 from journal.hashes import block_hash, dot, merkle_root
+from journal.records import RevisionMetadata
 from ledger.hashing import ion_hash, text_hash
 
 log = logging.getLogger(__name__)
@@ -177,12 +178,15 @@ def _ion_timestamp(value: Any) -> Any:
 
 
 def _metadata_struct(block: BufferedBlock, document_id: str) -> Any:
+    return metadata_struct(block.revisions[document_id].metadata)
+
+
+def metadata_struct(meta: RevisionMetadata) -> Any:
     """The REVISION_DETAILS ``metadata`` struct as QLDB hashed it (field order does not matter
     to the Ion hash; field types and timestamp precision do), built as typed Ion values."""
     from amazon.ion.core import IonType
     from amazon.ion.simple_types import IonPyDict, IonPyInt, IonPyText, IonPyTimestamp
 
-    meta = block.revisions[document_id].metadata
     return IonPyDict.from_value(
         IonType.STRUCT,
         {

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         early_release=True if args.early_release else None,
         index_prefix=args.index_prefix,
         qldb_endpoint=args.qldb_endpoint,
+        pg_schema=args.pg_schema,
     )
     options = DemoOptions(
         simulation=simulation_config(args),

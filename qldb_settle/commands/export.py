@@ -93,10 +93,22 @@ def rows(destination: Any, ledger: EmbeddedLedger) -> Iterator[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    destination, ledger = open_replica_ledger(args, "export")
+    settings = settings_from(args)
+    if settings.destination.startswith(("postgresql://", "postgres://")):
+        from compose.roots import open_destination
+
+        destination: Any = open_destination(settings)
+        # The PostgreSQL replica keeps the source's document ids: id and source_id are one.
+        lines: Iterator[dict[str, Any]] = (
+            {"table": table, "id": doc_id, "source_id": doc_id, "data": data}
+            for table, doc_id, data in destination.documents()
+        )
+    else:
+        destination, ledger = open_replica_ledger(args, "export")
+        lines = rows(destination, ledger)
     try:
         write = sys.stdout.write
-        for row in rows(destination, ledger):
+        for row in lines:
             if args.format == "ion":
                 write(ion_line(row) + "\n")
             else:

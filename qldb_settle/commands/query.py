@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from journal.errors import InputError
-from qldb_settle.commands.export import ion_line, open_replica_ledger
+from journal.ion_json import ion_text_line as ion_line
+from qldb_settle.commands.export import open_replica_ledger
 from qldb_settle.output import add_common_settings, add_destination
 
 EXIT_OK = 0

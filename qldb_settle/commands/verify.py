@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "differ by design). --source DIR (a `simulate` folder) checks twice: against the "
             "source ledger DIR/source.db, and against the latest REVISION_DETAILS of every "
             "document in DIR/events, which does not depend on the PartiQL engine. --expected "
-            "FILE compares with an `export --format ion` file."
+            "FILE compares with an `export --format ion` file. --chain checks the replica's own "
+            "stored history alone (a postgresql:// destination: every block's hash from its "
+            "entries and predecessor hashes, its link to the block before it, and every stored "
+            "revision's hash from its Ion), and reports the first break."
         ),
     )
     add_destination(p)
@@ -34,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--source", type=Path, metavar="DIR", help="a simulate --out folder")
     group.add_argument("--expected", type=Path, metavar="FILE", help="an export --format ion file")
+    group.add_argument(
+        "--chain",
+        action="store_true",
+        help="check the destination's stored history and block chain alone (PostgreSQL)",
+    )
     p.add_argument(
         "--show", type=int, default=10, metavar="N", help="differences to print (default 10)"
     )
@@ -64,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     destination = open_destination(settings)
+    if args.chain:
+        try:
+            return _chain(destination, args)
+        finally:
+            destination.close()
     try:
         replica = replica_documents(destination)
     finally:
@@ -106,3 +119,36 @@ def run(args: argparse.Namespace) -> int:
                 for table, data in docs[: args.show]:
                     print(f"  {label} in {table}: {simpleion.dumps(data, binary=False)}")
     return EXIT_OK if equal else EXIT_ATTENTION
+
+
+def _chain(destination: object, args: argparse.Namespace) -> int:
+    verify_chain = getattr(destination, "verify_chain", None)
+    if verify_chain is None:
+        raise InputError(
+            "verify --chain reads a destination that stores its history "
+            f"({type(destination).__name__} does not keep one this command can read; "
+            "a postgresql:// destination does)"
+        )
+    report = verify_chain()
+    first = report.breaks[0] if report.breaks else None
+    if args.json:
+        print_json(
+            {
+                "equal": report.ok,
+                "blocks": report.blocks,
+                "revisions": report.revisions,
+                "revisions_hashed": report.revisions_hashed,
+                "breaks": len(report.breaks),
+                "first_break": None
+                if first is None
+                else {"where": first.where, "reason": first.reason},
+            }
+        )
+    elif first is None:
+        print(
+            f"CHAIN VERIFIED: {report.blocks} blocks linked and hashed, {report.revisions} "
+            f"revisions in their blocks, {report.revisions_hashed} recomputed from their Ion"
+        )
+    else:
+        print(f"CHAIN BROKEN at {first.where}: {first.reason} ({len(report.breaks)} breaks in all)")
+    return EXIT_OK if report.ok else EXIT_ATTENTION

@@ -70,9 +70,28 @@ def _qldb(tmp_path: Path) -> Target:
     return Target(dest, contents, table_size)
 
 
+def _postgres(tmp_path: Path) -> Target:
+    """PostgresDestination against a real PostgreSQL server started for the test process
+    (tests/postgres/pg_server.py), in a schema of its own per test."""
+    from postgres.pg_server import fresh_schema, shared_server
+
+    from destination.postgres import PostgresDestination
+
+    dest = PostgresDestination(shared_server().url("contract"), schema=fresh_schema("contract"))
+
+    def contents() -> dict[tuple[str, str], Any]:
+        return {(t, i): data for t, i, data in dest.documents()}
+
+    def table_size(table: str) -> int:
+        return sum(1 for t, _, _ in dest.documents() if t == table)
+
+    return Target(dest, contents, table_size)
+
+
 DESTINATIONS: list[tuple[str, Callable[[Path], Target]]] = [
     ("embedded", _embedded),
     ("qldb", _qldb),
+    ("postgres", _postgres),
 ]
 
 
