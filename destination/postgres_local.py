@@ -230,3 +230,21 @@ class LocalPostgres:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def main() -> None:
+    """``python -m destination.postgres_local [DBNAME]``: start a throwaway cluster, print the URL
+    of DBNAME (default ``replica``) on it, and keep it until interrupted."""
+    import sys
+
+    server = LocalPostgres.start()
+    try:
+        print(server.url(sys.argv[1] if len(sys.argv) > 1 else "replica"), flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    main()
