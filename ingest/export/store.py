@@ -128,3 +128,11 @@ def open_store(location: str, client: Any = None) -> ExportStore:
     if location.startswith("s3://"):
         return S3Store.from_url(location, client)
     return FolderStore(location)
+
+
+def is_export(location: str) -> bool:
+    """An ``s3://`` URL, or a folder holding an ``EXPORTID.started.manifest`` at its top."""
+    if location.startswith("s3://"):
+        return True
+    p = Path(location)
+    return p.is_dir() and any(p.glob("*.started.manifest"))

@@ -1,8 +1,10 @@
-"""``qldb-settle ingest [--buffer URL] [--json] FILE_OR_DIR...``: stream data into the buffer."""
+"""``qldb-settle ingest [--buffer URL] [--json] SOURCE...``: stream data and journal exports into
+the buffer."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,15 +31,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "objects (concatenated Ion binary, plain or GZIP) and store their records in the "
             "settling buffer, create-if-absent. Directories are read recursively in sorted "
             "order. Input that cannot be decoded is kept as rejected (see `qldb-settle "
-            "rejected`). Exit 1 when anything was rejected, conflicted or late (everything else "
-            "is stored), 2 when a path is missing or a file is not such input at all (the other "
-            "files are still ingested), 3 when the buffer is unavailable (run it again)."
+            "rejected`). A journal export is read from the folder that holds its manifests "
+            "(laid out like the bucket prefix: PATH/journalExport) or from s3://BUCKET/PREFIX, "
+            "its objects in the order of its completed manifest, every block verified and "
+            "linked; it needs --ledger-arn, since a manifest names the ledger but not its "
+            "region or account. Exit 1 when anything was rejected, conflicted or late "
+            "(everything else is stored), 2 when a path is missing, a file is not such input at "
+            "all (the other files are still ingested) or an export is unfinished (no completed "
+            "manifest: nothing of it is stored), 3 when the buffer or S3 is unavailable (run it "
+            "again)."
         ),
+    )
+    p.add_argument(
+        "--ledger-arn",
+        metavar="ARN",
+        default=os.environ.get("QLDB_SETTLE_LEDGER_ARN"),
+        help="for journal exports: the exported ledger, arn:aws:qldb:REGION:ACCOUNT:ledger/NAME "
+        "(env QLDB_SETTLE_LEDGER_ARN); its region, account and name make the record ids the "
+        "stream's",
     )
     add_buffer(p)
     add_common_settings(p)
     add_json(p)
-    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="files or directories")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="SOURCE",
+        help="files or directories of stream data; export folders or s3://BUCKET/PREFIX",
+    )
     p.set_defaults(run=run)
 
 
@@ -67,6 +88,17 @@ def _progress(show: bool, total: int) -> Iterator[Progress | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ingest.export.store import is_export
+
+    if any(is_export(p) for p in args.paths):
+        from qldb_settle.commands.ingest_export import run_exports
+
+        return run_exports(args, [p for p in args.paths if is_export(p)],
+                           [p for p in args.paths if not is_export(p)])  # fmt: skip
+    return _run_stream(args)
+
+
+def _run_stream(args: argparse.Namespace) -> int:
     from compose.roots import open_buffer
     from ingest.service import ingest_paths, input_files
 
