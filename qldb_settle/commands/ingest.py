@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from ingest.export.store import is_export
 
     if any(is_export(p) for p in args.paths):
-        from qldb_settle.commands.ingest_export import run_exports
+        from qldb_settle.commands._ingest_export import run_exports
 
         return run_exports(args, [p for p in args.paths if is_export(p)],
                            [p for p in args.paths if not is_export(p)])  # fmt: skip
