@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cycle, ingest, lag, replay, strategies
+from bench import cycle, ingest, lag, postgres, replay, strategies
 from bench.common import INGEST_PYTHON, MAIN_PYTHON, REPO_ROOT, BenchError, Json, rounded
 from bench.report import README_BEGIN, README_END, markdown, text
 
@@ -229,6 +229,10 @@ def run(sizes: Sizes, workdir: Path) -> Json:
         templates, reps=sizes.replay_reps, round_trip_reps=sizes.round_trip_reps
     )
     clock.section("replay", s)
+    clock.say(f"replay into PostgreSQL: {sizes.replay_reps} reps per mode, grouped and not")
+    s = time.monotonic()
+    postgres_results = postgres.measure(templates, reps=sizes.replay_reps)
+    clock.section("postgres", s)
     finished_at = datetime.now(UTC)
     clock.say("done")
     return {
@@ -249,6 +253,7 @@ def run(sizes: Sizes, workdir: Path) -> Json:
         "ingest": {"simulation": sim.stats, "environments": ingest_results},
         "settle_cycle": cycle_results,
         "replay": replay_results,
+        "postgres": postgres_results,
         "lag": lag_results,
         "strategies": strategy_results,
     }

@@ -147,6 +147,34 @@ def rows(results: Json) -> list[list[str]]:
             _met(rt["cycle_target_met"]),
         ]
     )
+    pg = results.get("postgres", {})
+    for mode in ("statements", "revisions"):
+        m = pg.get(mode)
+        if m is None:
+            continue
+        out.append(
+            [
+                f"{mode[:-1]}-mode blocks replayed into PostgreSQL (group {m['grouped']['group']})",
+                f"{fmt(m['grouped']['replay_blocks_per_s'], ' blocks/s')} "
+                f"({fmt(m['grouped']['replay_documents_per_s'], ' documents/s')})",
+                f"{fmt(m['embedded']['replay_blocks_per_s'], ' blocks/s')} embedded ledger",
+                fmt_ratio(m["grouped_to_embedded"]),
+                "reported",
+                "",
+            ]
+        )
+        out.append(
+            [
+                "  PostgreSQL, one block per transaction",
+                fmt(m["one_per_txn"]["replay_blocks_per_s"], " blocks/s"),
+                "grouped is " + fmt_ratio(m["grouped_to_one_per_txn"]),
+                "",
+                "reported",
+                "",
+            ]
+        )
+    if "skipped" in pg:
+        out.append(["replay into PostgreSQL", "skipped: " + str(pg["skipped"]), "", "", "", ""])
     lag = results["lag"]
     targets = lag["targets"]
     labels = {

@@ -52,7 +52,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]
 
 def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
     results, _ = tiny
-    assert set(results) == {"meta", "ingest", "settle_cycle", "replay", "lag", "strategies"}
+    assert set(results) == {
+        "meta", "ingest", "settle_cycle", "replay", "postgres", "lag", "strategies"
+    }  # fmt: skip
     envs = results["ingest"]["environments"]
     for name, r in envs.items():
         if "skipped" in r:
@@ -85,6 +87,13 @@ def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
     rt = replay["round_trip"]
     assert rt["ungrouped_applies"] == rt["blocks"] > rt["grouped_applies"]
     assert _positive(rt["speedup"])
+
+    pg = results["postgres"]
+    for mode in ("statements", "revisions"):
+        m = pg[mode]
+        assert m["one_per_txn"]["applies"] == m["blocks"] > m["grouped"]["applies"]
+        assert _positive(m["grouped"]["replay_blocks_per_s"])
+        assert _positive(m["embedded"]["replay_blocks_per_s"])
 
     for run in results["lag"]["runs"].values():
         assert run["verified"] and run["lag_ms"]["n"] == run["blocks_replayed"] > 0
