@@ -151,6 +151,11 @@ def _print_report(report: DemoReport, window: float, early: bool, settings: Sett
         ("ingest", f"{ing.put.stored['blocks']} blocks, {ing.put.stored['statements']} "
          f"statements, {ing.put.stored['revisions']} revisions stored; "
          f"{ing.put.duplicates} duplicates dropped, {ing.put.rejected} rejected"),
+        *([("export", f"{report.export.blocks} blocks from a journal export "
+            f"({', '.join(report.export.formats.values())}, {report.export.objects} objects, "
+            f"{len(report.export.problems)} problems), then "
+            f"{ing.put.stored['blocks']} blocks from the stream")]
+          if report.export is not None else []),
         ("settle", f"{report.cycles} cycles, window {window:g} s"
          f"{', early release on' if early else ''}: {report.replayed_blocks} blocks replayed "
          f"({report.replayed_statements} statements, {report.replayed_revisions} revisions), "

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from qldb_settle.simulate import SimulationConfig
 
 EXIT_OK = 0
+# --export-format names -> the outputFormat of a QLDB export request.
+EXPORT_FORMATS = {"ion": "ION_TEXT", "ion-binary": "ION_BINARY", "jsonl": "JSON"}
 
 
 def add_simulation_flags(p: argparse.ArgumentParser, *, transactions: int) -> None:
@@ -79,6 +81,25 @@ def add_simulation_flags(p: argparse.ArgumentParser, *, transactions: int) -> No
         metavar="Q",
         help="share of writes sent with ? parameters (replayed from revisions; default 0.35)",
     )
+    p.add_argument(
+        "--export-format",
+        "--export",
+        dest="export_format",
+        nargs="?",
+        const="ion",
+        choices=sorted(EXPORT_FORMATS),
+        metavar="ion|ion-binary|jsonl",
+        help="split the journal: its first part as a QLDB journal export (DIR/export/"
+        "journalExport, Ion text, Ion binary or JSON Lines; ion when given alone), the stream "
+        "continuing from there",
+    )
+    p.add_argument(
+        "--export-fraction",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="with --export-format: share of the blocks in the export (default 0.5)",
+    )
 
 
 def simulation_config(args: argparse.Namespace) -> SimulationConfig:
@@ -97,6 +118,8 @@ def simulation_config(args: argparse.Namespace) -> SimulationConfig:
         read_only_rate=args.read_only_rate,
         stream_read_only=args.stream_read_only,
         param_rate=args.param_rate,
+        export_format=EXPORT_FORMATS[args.export_format] if args.export_format else None,
+        export_fraction=args.export_fraction,
     )
 
 

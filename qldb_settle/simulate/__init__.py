@@ -4,6 +4,11 @@
 ``out/source.db`` (on a simulated clock), turns its journal into QLDB stream records, sends them
 through the simulated Kinesis transport and writes ``out/events/*.json`` (Lambda Kinesis events,
 one shard each, in arrival order) and ``out/simulation.json`` (the settings and what happened).
+
+With ``export_format`` the journal is split: the blocks committed before the split (the first
+``export_fraction`` of them) are written as a journal export to ``out/export/journalExport``
+(``qldb_settle.simulate.export``) and the stream carries the blocks from there on, as a stream
+started where the export ended would.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class SimulationConfig:
     seed: int = 0
     concurrency: int = 6
     rate_per_second: float = 8.0
+    export_format: str | None = None
+    export_fraction: float = 0.5
 
 
 @dataclass(slots=True)
@@ -95,8 +102,11 @@ def simulate(
         arn = ledger.stream_arn()
         records: list[tuple[int, bytes]] = []
         blocks = read_only_blocks = revision_blocks = 0
+        split_ms, export_stats = _write_export(ledger, out, config)
         for block in ledger.blocks():
             blocks += 1
+            if block.timestamp_ms < split_ms:
+                continue  # in the export, not the stream
             summary = block.payload
             read_only = "revisionSummaries" not in summary
             if read_only:
@@ -143,11 +153,43 @@ def simulate(
         "delivered_records": delivered_records,
         "duplicate_records": delivered_records - len(records),
         "epoch": EPOCH.isoformat(),
+        **export_stats,
     }
     (out / "simulation.json").write_text(
         json.dumps({"config": asdict(config), "stats": stats}, indent=2), encoding="utf-8"
     )
     return SimulationResult(out=out, config=config, events=events, event_paths=paths, stats=stats)
+
+
+def _write_export(ledger: Any, out: Path, config: SimulationConfig) -> tuple[float, dict[str, Any]]:
+    """Write the export part of the journal; return the split (ms) and what the export holds."""
+    if config.export_format is None:
+        return float("-inf"), {}
+    from datetime import UTC, datetime, timedelta
+
+    from qldb_settle.simulate.export import export_id_for, write_export
+
+    stamps = [b.timestamp_ms for b in ledger.blocks()]
+    cut = min(len(stamps) - 1, max(1, int(len(stamps) * config.export_fraction)))
+    split_ms = stamps[cut]
+    unix = datetime(1970, 1, 1, tzinfo=UTC)
+    info = write_export(
+        ledger,
+        out / "export" / "journalExport",
+        fmt=config.export_format,
+        start=EPOCH - timedelta(days=1),
+        end=unix + timedelta(milliseconds=split_ms),
+        export_id=export_id_for(f"simulation-{config.seed}"),
+    )
+    return split_ms, {
+        "export": {
+            **info,
+            "format": config.export_format,
+            "path": str(out / "export" / "journalExport"),
+            "ledger_arn": f"arn:aws:qldb:{ledger.region}:{ledger.account}:ledger/"
+            f"{ledger.ledger_name}",
+        }
+    }
 
 
 def _needs_revisions(statements: list[str]) -> bool:
