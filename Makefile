@@ -6,7 +6,7 @@ VENV_INGEST := .venv-ingest
 PY := $(VENV)/bin/python
 # The test modules whose ingest_env tests need nothing beyond the ingest Lambda's packages.
 INGEST_TESTS := tests/ingest tests/journal tests/ledger/test_ledger_parser.py tests/buffer \
-	tests/contract/test_buffer_contract.py
+	tests/contract/test_buffer_contract.py tests/export
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
