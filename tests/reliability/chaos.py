@@ -40,6 +40,7 @@ from .scenarios import (
     late_scenario,
     main_scenario,
     opensearch_scenario,
+    postgres_scenario,
     qldb_scenario,
 )
 
@@ -69,6 +70,7 @@ FAULTS = (
     "destination 503 mid-group",
     "destination commit answer lost",
     "destination down mid-group",
+    "PostgreSQL server killed mid-group",
     "deadline expires mid-cycle",
     "records re-delivered for replayed blocks",
     "blocks delivered hours late",
@@ -77,11 +79,12 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "main": main_scenario,
     "opensearch": opensearch_scenario,
     "qldb": qldb_scenario,
+    "postgres": postgres_scenario,
     "late": late_scenario,
 }
 # Two lanes on two cores: the long main run, and the others one after another.
-LANES = (("main",), ("opensearch", "qldb", "late"))
-MAIN_RUN = ("main", "opensearch", "qldb")
+LANES = (("main",), ("opensearch", "qldb", "postgres", "late"))
+MAIN_RUN = ("main", "opensearch", "qldb", "postgres")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,6 +55,8 @@ class Size:
     opensearch_chunk: int
     qldb_transactions: int
     qldb_chunk: int
+    postgres_transactions: int
+    postgres_chunk: int
     late_transactions: int
     late_blocks: int
 
@@ -73,6 +75,8 @@ FULL = Size(
     opensearch_chunk=4,
     qldb_transactions=40,
     qldb_chunk=6,
+    postgres_transactions=80,
+    postgres_chunk=6,
     late_transactions=90,
     late_blocks=3,
 )
@@ -90,6 +94,8 @@ QUICK = Size(
     opensearch_chunk=6,
     qldb_transactions=12,
     qldb_chunk=10,
+    postgres_transactions=12,
+    postgres_chunk=10,
     late_transactions=40,
     late_blocks=1,
 )
@@ -997,6 +1003,91 @@ def _qldb_fault(
     tally.outcomes[p.settle_outcome(done, False).replace(" before a commit", "")] += 1
     if done.code == 3:
         tally.details.setdefault("messages", []).append(done.stderr.strip().splitlines()[-1][:240])
+
+
+# --- postgres: the PostgreSQL replica, its server killed mid-group --------------------------------
+
+
+def postgres_scenario(ctx: Context) -> ScenarioResult:
+    """Settle into PostgreSQL (a real throwaway server) while the server is killed with ``kill
+    -9`` at a random instant of a settle and restarted 0.5-2 s later (crash recovery runs): the
+    settle in flight ends transient (exit 3) or done, and the next one goes on from the
+    destination's checkpoint. At the end the replica is verified against the source and its
+    stored chain (``verify --chain``) from PostgreSQL alone."""
+    from destination.postgres_local import LocalPostgres
+
+    name = "postgres"
+    started = time.monotonic()
+    work = ctx.workdir / name
+    rng = Random(ctx.seed + 4)
+    server = LocalPostgres.start()
+    url = server.url("chaos")
+    cli = Cli(env=base_env(), workdir=work)
+    sim = work / "sim"
+    ctx.say(f"[{name}] simulating {ctx.size.postgres_transactions} transactions")
+    result = ScenarioResult(
+        name=name,
+        buffer="sqlite",
+        destination="postgresql (a local server killed -9 and restarted)",
+        simulation={},
+        window_seconds=0,
+    )
+    try:
+        result.simulation = simulate(
+            cli, sim, transactions=ctx.size.postgres_transactions, seed=ctx.seed + 4
+        )
+        events = sorted((sim / "events").glob("*.json"))
+        stream = StreamInventory()
+        stream.add_files(events)
+        result.window_seconds = window_for(stream)
+        p = Pipeline(
+            scenario=name,
+            cli=cli,
+            sim=sim,
+            buffer_url=f"sqlite:{work / 'buffer.db'}",
+            destination_url=url,
+            window=result.window_seconds,
+            group_size=3,
+            rng=rng,
+            tallies=ctx.tallies,
+        )
+        fault = "PostgreSQL server killed mid-group"
+        how = "the PostgreSQL server killed -9 at a random instant of a settle, restarted later"
+        tally = ctx.tallies.get(fault, name, how)
+
+        def kill_and_restart(_run: Running) -> None:
+            server.kill()
+            time.sleep(rng.uniform(0.5, 2.0))
+            server.restart()
+
+        def one_fault(now: str) -> None:
+            done = p.during("settle", p.settle_args(now), tally, kill_and_restart, lo=0.2, hi=0.8)
+            if done is None or _unexpected(done, tally):
+                return
+            tally.injected += 1
+            tally.outcomes[p.settle_outcome(done, False)] += 1
+
+        for files in p.chunks(ctx.size.postgres_chunk):
+            p.ingest(files)
+            now = p.now_of(files)
+            one_fault(now)
+            p.settle(now)
+        tries = 0
+        while tally.injected == 0 and tries < 4:
+            tries += 1
+            one_fault(FAR)
+        p.drain()
+        ctx.say(f"[{name}] counting records and verifying the replica and its chain")
+        finish(p, result, stream)
+        chain = cli.run(["verify", "--chain", "--destination", url, "--json"])
+        result.checks["the stored chain verifies"] = chain.code == 0
+        result.checks["every block replayed"] = set(result.accounting["blocks_by_state"]) == {
+            "replayed"
+        }
+    finally:
+        server.stop()
+    result.seconds = time.monotonic() - started
+    return result
 
 
 # --- late: blocks delivered hours after the window ------------------------------------------------
