@@ -1,7 +1,26 @@
 """The embedded ledger: QLDB's PartiQL subset over SQLite, with its own hash-chained journal.
 
-Light on import: ``ledger.classify`` (used by the ingest Lambda) needs only lark and amazon.ion,
-so the engine (which imports ionhash) is loaded on first access of its names.
+What lives here, by reason to change:
+
+- PartiQL: ``grammar.lark``, ``parser`` (text to ``nodes``), ``nodes``, ``evaluate`` (values,
+  paths, operators), ``classify`` (statement shapes for the ingest path);
+- ``blocks``: the block and revision model, BLOCK_SUMMARY payloads and stream records;
+- ``storage``: the SQLite schema, index keys, state rows and a commit's writes;
+- ``changes``: what a transaction stages (writes, DDL) and QLDB's limits;
+- ``plan``: how a statement finds candidates (id, index, scan);
+- ``execute``: one statement run against a transaction's view;
+- ``transaction``: the transaction API and its read bookkeeping;
+- ``commit``: optimistic validation and sealing a block (hashes, Merkle root);
+- ``engine``: ``EmbeddedLedger`` (ids, connections, caches, ``atomic()``, reading blocks);
+- ``hashing`` (Ion hash), ``errors``, ``session_server`` (the QLDB session API over HTTP),
+  ``ion_binary`` (a shim over ``journal.ion_binary``).
+
+Imports: ``journal`` (hashes, Ion binary) and third-party libraries only; never ``buffer``,
+``destination``, ``settler``, ``ingest``, ``compose``, ``handlers`` or ``qldb_settle``. Inside,
+the arrows point one way: engine -> commit, transaction -> execute -> plan -> storage -> evaluate
+-> nodes; blocks and changes are leaves beside them. Light on import: ``ledger.classify`` (used
+by the ingest Lambda) needs only lark and amazon.ion, so the engine (which imports ionhash) is
+loaded on first access of its names.
 """
 
 from __future__ import annotations
