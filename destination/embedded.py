@@ -352,7 +352,10 @@ class EmbeddedDestination:
                 "SELECT dest_id FROM settle_id_map WHERE ledger = ? AND source_id = ?",
                 (block.ledger, rev.document_id),
             ).fetchone()
-            want = None if rev.data is None else ion_hash(rev.data)
+            if rev.data is None:
+                want = None
+            else:  # the hash verification computed, when the settler carried it
+                want = rev.data_hash if rev.data_hash is not None else ion_hash(rev.data)
             if row is not None:
                 dest = str(row[0])
                 claimed.add(dest)

@@ -59,6 +59,9 @@ class RevisionOp:
     # destinations that keep a verifiable history (PostgreSQL's ``qldb_history``).
     revision_hash: bytes | None = None
     metadata: Any = None
+    # The Ion hash of ``data`` as the settler's verification computed it (None: not computed),
+    # so that a destination comparing content does not hash the revision a second time.
+    data_hash: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

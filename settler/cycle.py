@@ -367,7 +367,7 @@ class _Cycle:
         result = verify_block(block, pos, check_content=self.check_content)
         if not result.ok:
             self._quarantine(st, block, result.failure or "verification failed")
-        plan = plan_block(block, self.destination.limits)
+        plan = plan_block(block, self.destination.limits, hashed=result.hashed)
         if plan.quarantine is not None:
             self._quarantine(st, block, plan.quarantine)
 
@@ -525,7 +525,7 @@ class _Cycle:
         result = verify_block(block, None, check_content=self.check_content)
         if not result.ok:
             self._quarantine(st, block, result.failure or "verification failed")
-        plan = plan_block(block, self.destination.limits)
+        plan = plan_block(block, self.destination.limits, hashed=result.hashed)
         if (
             plan.quarantine is not None
             or not plan.split

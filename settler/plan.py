@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -98,11 +98,14 @@ def _no_size(data: Any) -> int:
     return OP_OVERHEAD_BYTES
 
 
-def _revision_ops(block: BufferedBlock) -> list[RevisionOp]:
+def _revision_ops(
+    block: BufferedBlock, hashed: Mapping[str, tuple[bytes, Any]]
+) -> list[RevisionOp]:
     ops = []
     for summary in block.summary.user_revisions:
         assert summary.document_id is not None
         rev = block.revisions[summary.document_id]
+        known = hashed.get(rev.document_id)
         ops.append(
             RevisionOp(
                 table_name=rev.table_name,
@@ -111,7 +114,8 @@ def _revision_ops(block: BufferedBlock) -> list[RevisionOp]:
                 version=rev.version,
                 data=rev.data,
                 revision_hash=rev.hash,
-                metadata=metadata_struct(rev.metadata),
+                metadata=metadata_struct(rev.metadata) if known is None else known[1],
+                data_hash=None if known is None else known[0],
             )
         )
     return ops
@@ -140,10 +144,12 @@ def plan_block(
     *,
     classifier: Classifier | None = None,
     force_revisions: bool = False,
+    hashed: Mapping[str, tuple[bytes, Any]] | None = None,
 ) -> Plan:
     """Plan the replay of a complete, verified block under the destination's ``limits``.
     ``force_revisions`` replays it from its revisions whatever its statements (``resolve
-    --apply-late``: a late block's statements would run against a newer state)."""
+    --apply-late``: a late block's statements would run against a newer state). ``hashed``:
+    the data hashes and metadata structs verification computed (``Verification.hashed``)."""
     s = block.summary
     bid = s.block_id
     missing = block.missing_revisions
@@ -161,7 +167,9 @@ def plan_block(
     replayed = [(st, kind) for st, kind in zip(s.statements, kinds, strict=True)]
     replayed = [(st, kind) for st, kind in replayed if not is_redaction(st.text)]
     redacted = {r.document_id for r in s.redactions}
-    revision_ops = [op for op in _revision_ops(block) if op.document_id not in redacted]
+    revision_ops = [
+        op for op in _revision_ops(block, hashed or {}) if op.document_id not in redacted
+    ]
     table_names = _table_names(block)
     doc_cap = None if limits.documents is None else limits.documents - CHECKPOINT_DOCUMENTS
     byte_cap = limits.bytes

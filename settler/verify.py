@@ -28,8 +28,8 @@ before, whether digests and content are checked at all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -63,6 +63,9 @@ class Verification:
     unverified: tuple[UnverifiedDigest, ...]
     revisions_checked: int
     chain_checked: bool
+    # document id -> (Ion hash of its data, its metadata struct) of each revision whose content
+    # was checked: computed once here, carried to the replay (``plan_block``) and the destination.
+    hashed: Mapping[str, tuple[bytes, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -242,6 +245,7 @@ def verify_block(
     listed = set(s.entries_hash_list)
     check = check_content and _ion_hasher() is not None
     checked = 0
+    hashed: dict[str, tuple[bytes, Any]] = {}
     for doc_id, rev in sorted(block.revisions.items()):
         where = f"block {bid}: revision {doc_id} version {rev.version}"
         if doc_id not in summaries:
@@ -269,7 +273,9 @@ def verify_block(
                 bid, f"{where}: txId {rev.metadata.tx_id} is not the block's {s.transaction_id}"
             )
         if check and rev.data is not None:
-            content = dot(ion_hash(rev.data), ion_hash(_metadata_struct(block, doc_id)))
+            data_hash = ion_hash(rev.data)
+            meta = _metadata_struct(block, doc_id)
+            content = dot(data_hash, ion_hash(meta))
             if content != rev.hash:
                 return Verification.failed(
                     bid,
@@ -277,6 +283,7 @@ def verify_block(
                     f"{rev.hash.hex()}",
                 )
             checked += 1
+            hashed[doc_id] = (data_hash, meta)
 
     verified = 0
     unverified: list[UnverifiedDigest] = []
@@ -308,4 +315,5 @@ def verify_block(
         unverified=tuple(unverified),
         revisions_checked=checked,
         chain_checked=chain_checked,
+        hashed=hashed,
     )

@@ -161,6 +161,36 @@ def test_statements_that_do_not_reproduce_the_revisions_are_refused(pair: Any) -
     same_documents(source, dest.ledger)
 
 
+def test_a_carried_data_hash_still_refuses_statements_that_do_not_reproduce(pair: Any) -> None:
+    """The settler carries the data hash its verification computed (``RevisionOp.data_hash``),
+    so the destination does not hash the revision again; the comparison still catches a replay
+    that diverges, and a carried hash that is not the data's."""
+    from dataclasses import replace
+
+    from ledger.hashing import ion_hash
+
+    source, dest = pair
+    source.execute("CREATE TABLE T")
+    replay(source, dest)
+    source.execute("INSERT INTO T VALUE {'a': 1}")
+    [block] = list(source.blocks(after=source.tip() - 1))
+    r = replay_of(block, source.ledger)
+    carried = tuple(replace(op, data_hash=ion_hash(op.data)) for op in r.revisions)
+    wrong = tuple(replace(op, data_hash=ion_hash({"a": 2})) for op in r.revisions)
+    before = dest.checkpoint(source.ledger, source.strand_id)
+    for ops, revisions in (
+        ((StatementOp(text="INSERT INTO T VALUE {'a': 2}", index=0),), carried),
+        (r.ops, wrong),
+    ):
+        attempt = replace(r, ops=ops, revisions=revisions)
+        with pytest.raises(ReplayError, match="the replica would diverge"):
+            dest.apply([attempt], before)
+        assert list(dest.ledger.documents()) == []
+        assert dest.checkpoint(source.ledger, source.strand_id) == before
+    dest.apply([replace(r, revisions=carried)], before)
+    same_documents(source, dest.ledger)
+
+
 def test_revision_mode_replays_a_whole_history(pair: Any) -> None:
     source, dest = pair
     source.execute("CREATE TABLE T")
