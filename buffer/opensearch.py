@@ -1695,59 +1695,103 @@ class OpenSearchBuffer:
         return highest
 
     def stats(self, now: datetime) -> BufferStats:
+        """Every figure in one ``_msearch`` request (after one refresh): the settler asks once per
+        cycle, ``status`` once per call. The oldest pending commit is the smallest commit time of
+        any pending block (within a strand commit times rise with the sequence number, so it is
+        the commit of the first pending block of some strand)."""
         ix = self.indices
         self._refresh(ix.blocks, ix.statements, ix.revisions, ix.rejected, ix.meta)
-        by_state = self._aggregate(ix.blocks, {"states": {"terms": {"field": "state", "size": 16}}})
-        states = {b["key"]: int(b["doc_count"]) for b in by_state["states"]["buckets"]}
-        oldest: int | None = None
-        for ledger, strand_id in self.strands():
-            first = next(
-                self._search(
-                    ix.blocks,
-                    {
-                        "bool": {
-                            "filter": [
-                                {"term": {"ledger": ledger}},
-                                {"term": {"strand_id": strand_id}},
-                                {"term": {"state": "pending"}},
-                            ]
-                        }
+        strand_terms = {
+            "terms": {"field": "ledger", "size": MAX_PAGE},
+            "aggs": {
+                "strand": {
+                    "terms": {"field": "strand_id", "size": MAX_PAGE},
+                    "aggs": {"highest": {"max": {"field": "sequence_no"}}},
+                }
+            },
+        }
+        searches: list[tuple[str, dict[str, Any]]] = [
+            (
+                ix.blocks,
+                {
+                    "size": 0,
+                    "aggs": {
+                        "states": {"terms": {"field": "state", "size": 16}},
+                        "largest": {"max": {"field": "delay_ms"}},
+                        "pending": {
+                            "filter": {"term": {"state": "pending"}},
+                            "aggs": {"oldest": {"min": {"field": "commit_us"}}},
+                        },
                     },
-                    [{"sequence_no": "asc"}, {"block_id": "asc"}],
-                    limit=1,
-                    source=["commit_us"],
-                ),
-                None,
-            )
-            if first is not None:
-                commit = int(first["_source"]["commit_us"])
-                oldest = commit if oldest is None else min(oldest, commit)
+                },
+            ),
+            (
+                ix.blocks,
+                {
+                    "size": c.DELAY_SAMPLE,
+                    "query": {"bool": {"filter": [{"exists": {"field": "arrived_us"}}]}},
+                    "sort": [{"arrived_us": "desc"}, {"block_id": "asc"}],
+                    "_source": ["delay_ms"],
+                },
+            ),
+            (f"{ix.blocks},{ix.revisions}", {"size": 0, "aggs": {"ledger": strand_terms}}),
+            (
+                f"{ix.statements},{ix.revisions},{ix.rejected}",
+                {
+                    "size": 0,
+                    "aggs": {
+                        "index": {"terms": {"field": "_index", "size": 8}},
+                        "conflicts": {"filter": {"term": {"kind": c.CONFLICT}}},
+                    },
+                },
+            ),
+            (
+                ix.meta,
+                {
+                    "size": MAX_PAGE,
+                    "query": {"bool": {"filter": [{"term": {"kind": "strand"}}]}},
+                    "_source": ["gaps"],
+                },
+            ),
+        ]
+        body: list[dict[str, Any]] = []
+        for index, search in searches:
+            body += [{"index": index}, {"track_total_hits": False, **search}]
+        answer = self.client.request("stats (msearch)", "msearch", body=body)
+        responses = answer["responses"]
+        for response in responses:
+            if "error" in response:
+                raise OpenSearchError("stats", response.get("status", 500), str(response["error"]))
+        counts_aggs, sample, seen, sizes, strand_docs = responses
+        aggs = counts_aggs.get("aggregations", {})
+        states = {b["key"]: int(b["doc_count"]) for b in aggs["states"]["buckets"]}
+        oldest = aggs["pending"]["oldest"]["value"]
         delays = [
             float(h["_source"]["delay_ms"])
-            for h in self._search(
-                ix.blocks,
-                {"bool": {"filter": [{"exists": {"field": "arrived_us"}}]}},
-                [{"arrived_us": "desc"}, {"block_id": "asc"}],
-                limit=c.DELAY_SAMPLE,
-                source=["delay_ms"],
-            )
+            for h in sample["hits"]["hits"]
             if h["_source"].get("delay_ms") is not None
         ]
-        largest = self._aggregate(ix.blocks, {"largest": {"max": {"field": "delay_ms"}}})
-        value = largest["largest"]["value"]
+        value = aggs["largest"]["value"]
         if value is not None and (not delays or max(delays) < float(value)):
             delays.append(float(value))
-        gaps = sum(len(s.get("gaps") or []) for s in self._strand_docs())
-        conflicts = self._count(ix.rejected, {"term": {"kind": c.CONFLICT}})
+        highest: dict[str, int] = {}
+        for ledger in seen.get("aggregations", {}).get("ledger", {}).get("buckets", []):
+            for strand in ledger["strand"]["buckets"]:
+                if strand["highest"]["value"] is not None:
+                    highest[f"{ledger['key']}/{strand['key']}"] = int(strand["highest"]["value"])
+        size_aggs = sizes.get("aggregations", {})
+        per_index = {b["key"]: int(b["doc_count"]) for b in size_aggs["index"]["buckets"]}
+        conflicts = int(size_aggs["conflicts"]["doc_count"])
+        gaps = sum(len(h["_source"].get("gaps") or []) for h in strand_docs["hits"]["hits"])
         return BufferStats(
             blocks={s: states.get(s, 0) for s in BLOCK_STATES},
-            statements=self._count(ix.statements),
-            revisions=self._count(ix.revisions),
-            rejected=self._count(ix.rejected) - conflicts,
+            statements=per_index.get(ix.statements, 0),
+            revisions=per_index.get(ix.revisions, 0),
+            rejected=per_index.get(ix.rejected, 0) - conflicts,
             conflicts=conflicts,
             gaps=gaps,
-            oldest_pending_commit=c.opt_from_us(oldest),
-            highest_sequence_seen=self._highest_seen(),
+            oldest_pending_commit=None if oldest is None else c.from_us(int(oldest)),
+            highest_sequence_seen=dict(sorted(highest.items())),
             ingest_delays_ms=delays,
         )
 
