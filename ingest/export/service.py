@@ -37,6 +37,8 @@ from journal.records import BlockAddress, block_id
 
 log = logging.getLogger(__name__)
 
+EXPORT_STREAM_PREFIX = "export"
+
 _LEDGER_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:qldb:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
     r"ledger/(?P<name>[A-Za-z0-9_-]{1,32})$"
@@ -66,9 +68,14 @@ class LedgerRef:
         return f"{self.region}:{self.account}:{self.name}"
 
     def stream_arn(self, export_id: str) -> str:
-        """The ``qldbStreamArn`` the export's records carry: the export id stands where a stream
-        id would, so ids and fingerprints (which leave the stream id out) equal the stream's."""
-        return f"arn:aws:qldb:{self.region}:{self.account}:stream/{self.name}/{export_id}"
+        """The ``qldbStreamArn`` the export's records carry: ``export`` + the export id stands
+        where a stream id would, so ids and fingerprints (which leave the stream id out) equal the
+        stream's, and a buffered block still tells which source it came from
+        (``ingest.export.continuation``)."""
+        return (
+            f"arn:aws:qldb:{self.region}:{self.account}:stream/{self.name}/"
+            f"{EXPORT_STREAM_PREFIX}{export_id}"
+        )
 
 
 @dataclass(slots=True)

@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         unresolved = buffer.unresolved_rejections()
         window = timedelta(seconds=settings.window_seconds)
         held = sum(1 for r in buffer.blocks("pending") if r.commit_time + window > now)
+        from ingest.export.continuation import continuations
+
+        handover = continuations(buffer)
     finally:
         buffer.close()
     checkpoint, notes = read_checkpoints(settings, strands)
@@ -90,10 +93,17 @@ def run(args: argparse.Namespace) -> int:
         stats, now=now, checkpoint=checkpoint, unresolved_rejections=unresolved, notes=notes,
         held_by_window=held,
     )  # fmt: skip
+    report["export_to_stream"] = handover  # where an export ends and the stream begins
     if args.json:
         print_json(report)
     else:
         _print(report, settings)
+        for h in handover:
+            print(
+                f"export -> stream: {h['export_blocks']} blocks from an export through "
+                f"{h['export_last_block']}, then {h['stream_blocks']} from the stream"
+                + (f" from {h['stream_first_block']}" if h["stream_first_block"] else "")
+            )
     return EXIT_ATTENTION if report["attention"] else EXIT_OK
 
 
