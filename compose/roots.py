@@ -45,8 +45,23 @@ def open_destination(settings: Settings) -> Destination:
     if scheme in ("postgresql", "postgres") and rest.startswith("//"):
         from destination.postgres import PostgresDestination
 
-        return PostgresDestination(url, schema=settings.pg_schema)
+        password = None if settings.pg_secret_arn is None else _secret_password(settings)
+        return PostgresDestination(url, schema=settings.pg_schema, password=password)
     raise ConfigError(
         f"destination URL {url!r} is not embedded:PATH, qldb:LEDGER_NAME or "
         "postgresql://USER@HOST[:PORT]/DBNAME"
     )
+
+
+def _secret_password(settings: Settings) -> str:
+    """The ``password`` of the Secrets Manager secret ``pg_secret_arn`` (RDS's secret JSON)."""
+    import json
+
+    import boto3
+
+    arn = settings.pg_secret_arn
+    try:
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+        return str(json.loads(value)["password"])
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"secret {arn}: no password in its JSON ({exc})") from exc

@@ -20,6 +20,7 @@ ENV: tuple[tuple[str, str, str], ...] = (
     ("qldb_endpoint", "QLDB_SETTLE_QLDB_ENDPOINT", ""),
     ("retention_days", "QLDB_SETTLE_RETENTION_DAYS", ""),
     ("pg_schema", "QLDB_SETTLE_PG_SCHEMA", "qldb"),
+    ("pg_secret_arn", "QLDB_SETTLE_PG_SECRET_ARN", ""),
 )
 ENV_NAME = {name: var for name, var, _ in ENV}
 DEFAULT = {name: default for name, _, default in ENV}
@@ -47,6 +48,9 @@ class Settings:
     retention_days: float | None = None
     # The PostgreSQL schema of a postgresql:// destination.
     pg_schema: str = DEFAULT["pg_schema"]
+    # A Secrets Manager secret holding the PostgreSQL password (``password`` in its JSON, as RDS
+    # writes it): in AWS the settler reads it once per container instead of a URL password.
+    pg_secret_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -76,6 +80,7 @@ class Settings:
             qldb_endpoint=raw["qldb_endpoint"] or None,
             retention_days=retention,
             pg_schema=raw["pg_schema"],
+            pg_secret_arn=raw["pg_secret_arn"] or None,
         )
         known = {f.name for f in fields(cls)}
         given = {k: v for k, v in overrides.items() if v is not None and k in known}

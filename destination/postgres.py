@@ -159,7 +159,14 @@ class PostgresDestination:
 
     limits = Limits()
 
-    def __init__(self, url: str, *, schema: str = "qldb", connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "qldb",
+        password: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
         if not schema or len(schema.encode()) > MAX_IDENTIFIER or schema.startswith("pg_"):
             raise ConfigError(
                 f"--pg-schema {schema!r}: not a usable PostgreSQL schema name (1 to "
@@ -167,6 +174,7 @@ class PostgresDestination:
             )
         self.url = url
         self.schema = schema
+        self._password = password
         self._connect_timeout = connect_timeout
         self._conn: Any = None
 
@@ -178,8 +186,12 @@ class PostgresDestination:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
-            conn = psycopg.connect(self.url, connect_timeout=int(self._connect_timeout))
+            extra = {} if self._password is None else {"password": self._password}
+            conn = psycopg.connect(self.url, connect_timeout=int(self._connect_timeout), **extra)
         except psycopg.OperationalError as exc:
+            if "authentication failed" in str(exc) or "no password supplied" in str(exc):
+                # Not transient: running again would fail the same way.
+                raise ConfigError(f"PostgreSQL at {_redacted(self.url)}: {exc}".strip()) from exc
             raise TransientError(f"PostgreSQL at {_redacted(self.url)}: {exc}".strip()) from exc
         except psycopg.ProgrammingError as exc:  # a malformed URL
             raise ConfigError(f"destination URL {_redacted(self.url)}: {exc}") from exc

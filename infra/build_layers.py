@@ -7,7 +7,7 @@
   aws-lambda-powertools (``infra/layers/ingest.txt``); no ionhash, no pyqldb.
 - ``settler``: the QLDB set pinned by the project (pyqldb 3.2.4, amazon.ion 0.9.3, ionhash
   1.2.1, boto3/botocore 1.40.60: the runtime's botocore no longer knows QLDB), lark,
-  opensearch-py, powertools (``infra/layers/settler.txt``).
+  opensearch-py, powertools, psycopg with its binary wheel (``infra/layers/settler.txt``).
 
 Wheels are taken for ``manylinux2014_x86_64``, CPython 3.11 (``--only-binary=:all:``). Three
 pins of the QLDB set exist only as source distributions; they are pure Python, so they are built
@@ -50,6 +50,8 @@ MUST_HAVE = {
         "lark",
         "opensearchpy",
         "aws_lambda_powertools",
+        "psycopg",
+        "psycopg_binary",
     ),
 }
 # Lambda's limit is 250 MB unzipped for the function and all its layers together.

@@ -54,6 +54,24 @@ CONTEXT: tuple[ContextKey, ...] = (
         "this ledger only); created when deployLedgers, otherwise it must exist",
     ),
     ContextKey(
+        name="destination",
+        default="qldb",
+        meaning="where the settler replays: qldb (the destination ledger) or postgresql (an "
+        "Aurora PostgreSQL Serverless v2 cluster this app creates in a VPC of its own, the "
+        "settler in that VPC, granted its secret only; docs/postgresql.md)",
+    ),
+    ContextKey(
+        name="postgresqlMaxCapacity",
+        default=4,
+        meaning="Aurora Serverless v2 maximum capacity in ACUs (minimum 0.5), with "
+        "destination=postgresql",
+    ),
+    ContextKey(
+        name="postgresqlSchema",
+        default="qldb",
+        meaning="the PostgreSQL schema of the replica's tables, with destination=postgresql",
+    ),
+    ContextKey(
         name="destinationPermissionsMode",
         default="STANDARD",
         meaning="STANDARD or ALLOW_ALL: the destination ledger's permissions mode; STANDARD also "
@@ -262,6 +280,9 @@ class Config:
     deploy_ledgers: bool
     source_ledger_name: str
     destination_ledger_name: str
+    destination: str
+    postgresql_max_capacity: int
+    postgresql_schema: str
     destination_permissions_mode: str
     existing_stream_arn: str
     existing_stream_key_arn: str
@@ -328,6 +349,14 @@ class Config:
         for name in ("sourceLedgerName", "destinationLedgerName"):
             value = getattr(self, _snake(name))
             _require(_LEDGER.match(value) is not None, name, value)
+        _require(self.destination in ("qldb", "postgresql"), "destination", self.destination)
+        _range("postgresqlMaxCapacity", self.postgresql_max_capacity, 1, 256)
+        _require(
+            re.match(r"^[a-z_][a-z0-9_]{0,62}$", self.postgresql_schema) is not None
+            and not self.postgresql_schema.startswith("pg_"),
+            "postgresqlSchema",
+            self.postgresql_schema,
+        )
         _require(
             self.destination_permissions_mode in ("STANDARD", "ALLOW_ALL"),
             "destinationPermissionsMode",

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -49,6 +50,8 @@ def project_function(
     log_retention_days: int,
     service: str,
     reserved_concurrency: int | None = None,
+    vpc: ec2.IVpc | None = None,
+    security_groups: list[ec2.ISecurityGroup] | None = None,
 ) -> tuple[lambda_.Function, iam.Role]:
     """A Python 3.11 function from a plain code folder (no bundling), with its own role whose
     only standing permission is writing its own log group (no AWS managed policy)."""
@@ -96,10 +99,29 @@ def project_function(
         memory_size=memory_mb,
         timeout=Duration.seconds(timeout_seconds),
         reserved_concurrent_executions=reserved_concurrency,
+        vpc=vpc,
+        vpc_subnets=(
+            ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if vpc else None
+        ),
+        security_groups=security_groups,
         environment={
             "POWERTOOLS_SERVICE_NAME": service,
             "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             **environment,
         },
     )
+    if vpc is not None:
+        # What the Lambda service needs to attach the function to its subnets.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                resources=["*"],
+            )
+        )
     return function, role

@@ -142,7 +142,28 @@ def suppress(app: QldbSettleApp) -> None:
     )
     ack(service.ingest.function, "L1", runtime)
     ack(service.settler.function, "L1", runtime)
-    if app.config.destination_permissions_mode == "STANDARD":
+    if service.postgres is not None:
+        replica = service.postgres
+        ack(
+            service.settler.role,
+            "IAM5[Resource::*]",
+            "The EC2 network-interface actions Lambda needs to attach the settler to its VPC "
+            "subnets (what AWSLambdaVPCAccessExecutionRole grants); they take no resource ARN.",
+        )
+        ack(
+            replica.cluster,  # its generated secret is a child of the cluster construct
+            "SMG4",
+            "The settler reads the replica's password once per container; a rotation would cut "
+            "its live connection until the next cold start. Rotation is the operator's choice "
+            "(cluster.addRotationSingleUser) once they accept that.",
+        )
+        ack(
+            replica.cluster,
+            "RDS11",
+            "The default port 5432: the cluster is in isolated subnets and its security group "
+            "admits the settler's security group alone, so a non-default port hides nothing.",
+        )
+    if app.config.destination == "qldb" and app.config.destination_permissions_mode == "STANDARD":
         ledger = app.config.destination_ledger_name
         ack(
             service.settler.role,

@@ -21,6 +21,7 @@ from constructs import Construct
 
 from infra.lambdas import project_function
 from infra.packaging import HANDLERS
+from infra.postgres import PostgresReplica
 
 # What replaying a block does on a STANDARD-mode ledger (statements and revisions, the
 # checkpoint and id-map tables, DDL with their ids); never history() or redaction.
@@ -57,8 +58,18 @@ class Settler(Construct):
         memory_mb: int,
         timeout_seconds: int,
         log_retention_days: int,
+        postgres: PostgresReplica | None = None,
+        postgres_schema: str = "qldb",
     ) -> None:
         super().__init__(scope, construct_id)
+        if postgres is None:
+            destination_env = {"QLDB_SETTLE_DESTINATION": f"qldb:{destination_ledger_name}"}
+        else:
+            destination_env = {
+                "QLDB_SETTLE_DESTINATION": postgres.url,
+                "QLDB_SETTLE_PG_SCHEMA": postgres_schema,
+                "QLDB_SETTLE_PG_SECRET_ARN": postgres.secret.secret_arn,
+            }
         self.window = ssm.StringParameter(
             self,
             "Window",
@@ -74,7 +85,7 @@ class Settler(Construct):
             layer_dir=layer_dir,
             environment={
                 **environment,
-                "QLDB_SETTLE_DESTINATION": f"qldb:{destination_ledger_name}",
+                **destination_env,
                 "QLDB_SETTLE_WINDOW_PARAMETER": window_parameter_name,
             },
             memory_mb=memory_mb,
@@ -82,11 +93,26 @@ class Settler(Construct):
             log_retention_days=log_retention_days,
             service=service,
             reserved_concurrency=1,
+            vpc=None if postgres is None else postgres.vpc,
+            security_groups=None if postgres is None else [postgres.client_security_group],
         )
         # A tick that finds the settler still running is throttled (reserved concurrency 1):
         # drop it rather than queue it, the next tick comes soon.
         self.function.configure_async_invoke(retry_attempts=0, max_event_age=Duration.minutes(1))
         self.window.grant_read(self.role)
+        if postgres is not None:
+            postgres.secret.grant_read(self.role)  # that one secret; nothing of QLDB
+        else:
+            self._grant_qldb(destination_ledger_name, destination_permissions_mode)
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="run one settle cycle",
+            schedule=events.Schedule.rate(Duration.minutes(rate_minutes)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )
+
+    def _grant_qldb(self, destination_ledger_name: str, destination_permissions_mode: str) -> None:
         ledger_arn = (
             f"arn:{Aws.PARTITION}:qldb:{Aws.REGION}:{Aws.ACCOUNT_ID}:ledger/"
             f"{destination_ledger_name}"
@@ -104,10 +130,3 @@ class Settler(Construct):
                     ],
                 )
             )
-        self.schedule = events.Rule(
-            self,
-            "Schedule",
-            description="run one settle cycle",
-            schedule=events.Schedule.rate(Duration.minutes(rate_minutes)),
-            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
-        )

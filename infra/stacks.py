@@ -19,6 +19,7 @@ from infra.config import Config
 from infra.ingest import IngestFunction
 from infra.ledgers import Ledgers
 from infra.monitoring import Monitoring
+from infra.postgres import PostgresReplica
 from infra.settler import Settler
 from infra.stream import JournalStream
 
@@ -124,6 +125,18 @@ class ServiceStack(Stack):
             timeout_seconds=config.ingest_timeout_seconds,
             log_retention_days=config.log_retention_days,
         )
+        self.postgres = (
+            PostgresReplica(
+                self,
+                "Replica",
+                cluster_identifier=f"{config.service_name}-replica",
+                min_capacity=0.5,
+                max_capacity=config.postgresql_max_capacity,
+                log_retention_days=config.log_retention_days,
+            )
+            if config.destination == "postgresql"
+            else None
+        )
         self.settler = Settler(
             self,
             "Settler",
@@ -139,6 +152,8 @@ class ServiceStack(Stack):
             memory_mb=config.settler_memory_mb,
             timeout_seconds=config.settler_timeout_seconds,
             log_retention_days=config.log_retention_days,
+            postgres=self.postgres,
+            postgres_schema=config.postgresql_schema,
         )
         self.buffer.grant_http(self.ingest.role)
         self.buffer.grant_http(self.settler.role)
@@ -168,6 +183,9 @@ class ServiceStack(Stack):
         CfnOutput(self, "BufferUrl", value=self.buffer.url, description="--buffer for the CLI")
         CfnOutput(self, "WindowParameter", value=self.settler.window.parameter_name)
         CfnOutput(self, "Dashboard", value=f"{config.service_name}-Ordering")
+        if self.postgres is not None:
+            CfnOutput(self, "ReplicaUrl", value=self.postgres.url, description="--destination")
+            CfnOutput(self, "ReplicaSecretArn", value=self.postgres.secret.secret_arn)
 
 
 def window_parameter_name(service_name: str) -> str:

@@ -20,7 +20,7 @@ from amazon.ion import simpleion
 from destination.port import BlockReplay, Checkpoint, RevisionOp, StatementOp
 from destination.postgres import PostgresDestination
 from journal.canonical import fingerprint
-from journal.errors import ReplayError, TransientError
+from journal.errors import ConfigError, ReplayError, TransientError
 from journal.records import BlockAddress
 
 from .pg_server import fresh_schema, shared_server
@@ -218,3 +218,41 @@ def test_demo_into_postgresql_verifies_and_its_chain_checks(tmp_path: Path) -> N
     broken = _cli("verify", "--chain", "--destination", url, "--pg-schema", schema)
     assert broken.returncode == 1
     assert "CHAIN BROKEN" in broken.stdout and "do not hash to its hash" in broken.stdout
+
+
+def test_in_aws_the_password_comes_from_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``QLDB_SETTLE_PG_SECRET_ARN`` (set by the CDK app): the password is read from RDS's secret
+    JSON and used to connect. No Secrets Manager exists here: moto stands in for it."""
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    from compose.roots import open_destination
+    from compose.settings import Settings
+
+    server = shared_server()
+    hba = server.data_dir / "pg_hba.conf"
+    rules = hba.read_text()
+    if "secret_user" not in rules:  # this role must give its password (the others are trusted)
+        hba.write_text("host all secret_user 127.0.0.1/32 scram-sha-256\n" + rules)
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS secret_user")
+        conn.execute("CREATE ROLE secret_user LOGIN PASSWORD 's3cret' SUPERUSER")
+        conn.execute("SELECT pg_reload_conf()")
+    url = server.url("pgtests").replace("postgres@", "secret_user@")
+    with pytest.raises(ConfigError, match="password"):  # exit 2, not "run it again"
+        PostgresDestination(url, schema="secretcase").checkpoint(LEDGER, STRAND)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto.mock_aws():
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="replica",
+            SecretString=json.dumps({"username": "secret_user", "password": "s3cret"}),
+        )["ARN"]
+        dest = open_destination(
+            Settings(destination=url, pg_schema="secretcase", pg_secret_arn=arn)
+        )
+    try:
+        assert dest.checkpoint(LEDGER, STRAND) is None  # connected with the secret's password
+    finally:
+        dest.close()
