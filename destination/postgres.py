@@ -186,7 +186,7 @@ class PostgresDestination:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
-            extra = {} if self._password is None else {"password": self._password}
+            extra: dict[str, Any] = {} if self._password is None else {"password": self._password}
             conn = psycopg.connect(self.url, connect_timeout=int(self._connect_timeout), **extra)
         except psycopg.OperationalError as exc:
             if "authentication failed" in str(exc) or "no password supplied" in str(exc):
