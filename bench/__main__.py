@@ -5,7 +5,8 @@ by a child process in the background while the benchmarks whose figures are in s
 run (lag, strategies: machine load does not change them) and the other inputs are prepared; the
 big buffer stops growing when its time budget is spent (``Sizes.cycle_build_budget_seconds``),
 so that ``make bench`` stays within 15 minutes on a busy machine; then the timed benchmarks run
-one after the other (ingest in both environments, settle cycle, replay), nothing else of the
+one after the other (ingest in both environments, settle cycle, replay, PostgreSQL, the
+OpenSearch buffer's requests and round trips), nothing else of the
 benchmark running beside them.
 
 ``--tiny`` runs everything at a tiny size (the smoke test uses it); ``--out`` and ``--readme``
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cycle, ingest, lag, postgres, replay, strategies
+from bench import cycle, ingest, lag, opensearch, postgres, replay, strategies
 from bench.common import INGEST_PYTHON, MAIN_PYTHON, REPO_ROOT, BenchError, Json, rounded
 from bench.report import README_BEGIN, README_END, markdown, text
 
@@ -56,6 +57,10 @@ class Sizes:
     replay_reps: int = 3
     round_trip_blocks: int = 200
     round_trip_reps: int = 5
+    # About 1,700 streamed blocks in 850 Lambda events (a repetition of the three stores takes
+    # about a minute and a half: osmem-server's own indexing is most of it).
+    opensearch_transactions: int = 2_000
+    opensearch_reps: int = 2
     lag_transactions: int = 900
     lag_rate_per_second: float = 0.75
     strategy_seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -75,6 +80,8 @@ TINY = Sizes(
     replay_reps=1,
     round_trip_blocks=6,
     round_trip_reps=1,
+    opensearch_transactions=30,
+    opensearch_reps=1,
     lag_transactions=30,
     lag_rate_per_second=2.0,
     strategy_seeds=[1],
@@ -165,6 +172,11 @@ def run(sizes: Sizes, workdir: Path) -> Json:
         SimulationConfig(transactions=sizes.ingest_transactions, seed=5),
     )
     events = workdir / "ingest-input" / "events"
+    clock.say(f"simulating the OpenSearch input ({sizes.opensearch_transactions} transactions)")
+    os_sim = simulate(
+        workdir / "opensearch-input",
+        SimulationConfig(transactions=sizes.opensearch_transactions, seed=7),
+    )
     clock.say(f"building the replay templates ({sizes.replay_transactions + 2} blocks per mode)")
     templates = replay.build(
         workdir / "replay",
@@ -233,6 +245,19 @@ def run(sizes: Sizes, workdir: Path) -> Json:
     s = time.monotonic()
     postgres_results = postgres.measure(templates, reps=sizes.replay_reps)
     clock.section("postgres", s)
+    clock.say(
+        f"OpenSearch buffer: {os_sim.stats['delivered_records']} records, requests counted, "
+        f"{sizes.opensearch_reps} reps at 0 and {opensearch.ROUND_TRIP_MS:g} ms per request "
+        "beside SQLite"
+    )
+    s = time.monotonic()
+    opensearch_results = opensearch.measure(
+        workdir / "opensearch-input" / "events",
+        reps=sizes.opensearch_reps,
+        workdir=workdir / "opensearch",
+    )
+    opensearch_results["simulation"] = os_sim.stats
+    clock.section("opensearch", s)
     finished_at = datetime.now(UTC)
     clock.say("done")
     return {
@@ -254,6 +279,7 @@ def run(sizes: Sizes, workdir: Path) -> Json:
         "settle_cycle": cycle_results,
         "replay": replay_results,
         "postgres": postgres_results,
+        "opensearch": opensearch_results,
         "lag": lag_results,
         "strategies": strategy_results,
     }

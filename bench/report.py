@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import Json, fmt, fmt_ratio, table
+from bench.opensearch import top
 
 README_BEGIN = "<!-- bench figures: begin (written by python -m bench) -->"
 README_END = "<!-- bench figures: end -->"
@@ -175,6 +176,7 @@ def rows(results: Json) -> list[list[str]]:
         )
     if "skipped" in pg:
         out.append(["replay into PostgreSQL", "skipped: " + str(pg["skipped"]), "", "", "", ""])
+    out += opensearch_rows(results.get("opensearch"))
     lag = results["lag"]
     targets = lag["targets"]
     labels = {
@@ -209,6 +211,73 @@ def rows(results: Json) -> list[list[str]]:
             ]
         )
     return out
+
+
+def opensearch_rows(o: Json | None) -> list[list[str]]:
+    if o is None:
+        return []
+    req, w = o["requests"], o["workload"]
+    rt = f"{o['round_trip_ms']:g} ms"
+    sqlite, slow = o["stores"]["sqlite"], o["stores"][f"opensearch_{o['round_trip_ms']:g}ms"]
+    fast = o["stores"]["opensearch_0ms"]
+    return [
+        [
+            f"OpenSearch ingest: requests per Lambda event ({w['events']:,} events)",
+            f"{req['ingest_per_event']:.2f} ({req['ingest_total']:,}: {top(req['ingest'])})",
+            "",
+            "",
+            "<= 2",
+            _met(req["ingest_target_met"]),
+        ],
+        [
+            f"OpenSearch settle: requests per replayed block ({w['blocks']:,} blocks, one cycle)",
+            f"{req['settle_per_block_steady']:.3f} beyond the cycle's constant "
+            f"({req['settle_per_block']:.3f} with it; {req['settle_total']:,}: "
+            f"{top(req['settle'])})",
+            f"constant per cycle: {req['cycle_constant']} requests",
+            "",
+            "<= 0.05",
+            _met(req["settle_target_met"]),
+        ],
+        [
+            f"OpenSearch settle cycle at {rt} per request",
+            fmt(slow["settle_blocks_per_s"], " blocks/s")
+            + f" ({fmt(slow['settle_statements_per_s'], ' statements/s')}; osmem-server "
+            f"answering {slow['settle_server_share']:.0%} of the time)",
+            f"{fmt(sqlite['settle_blocks_per_s'], ' blocks/s')} SQLite buffer",
+            fmt_ratio(slow["settle_to_sqlite"]),
+            "reported",
+            "",
+        ],
+        [
+            "  the same over loopback, nothing added",
+            fmt(fast["settle_blocks_per_s"], " blocks/s")
+            + f" (osmem-server answering {fast['settle_server_share']:.0%} of the time)",
+            "",
+            fmt_ratio(fast["settle_to_sqlite"]),
+            "reported",
+            "",
+        ],
+        [
+            f"OpenSearch ingest at {rt} per request",
+            fmt(slow["ingest_records_per_s"], " records/s")
+            + f" ({fmt(slow['ingest_events_per_s'], ' events/s')}; osmem-server answering "
+            f"{slow['ingest_server_share']:.0%} of the time)",
+            f"{fmt(sqlite['ingest_records_per_s'], ' records/s')} SQLite buffer (.venv)",
+            fmt_ratio(slow["ingest_to_sqlite"]),
+            "reported",
+            "",
+        ],
+        [
+            "  the same over loopback, nothing added",
+            fmt(fast["ingest_records_per_s"], " records/s")
+            + f" (osmem-server answering {fast['ingest_server_share']:.0%} of the time)",
+            "",
+            fmt_ratio(fast["ingest_to_sqlite"]),
+            "reported",
+            "",
+        ],
+    ]
 
 
 def strategy_rows(results: Json) -> list[list[str]]:

@@ -572,10 +572,11 @@ class OpenSearchBuffer:
         headers = {d: h for (i, d), h in found.items() if i == ix.blocks}
         stored_revs = {d: h for (i, d), h in found.items() if i == ix.revisions}
         stored_controls = {d: h for (i, d), h in found.items() if i == ix.meta}
+        asked = {d for (i, d, _) in wanted if i == ix.blocks}
         extra = [
             h["_source"]["block_id"]
             for h in stored_revs.values()
-            if h["_source"]["block_id"] not in headers
+            if h["_source"]["block_id"] not in asked
         ]
         if extra:  # a stored revision claimed by another block: its header too
             headers.update(self._mget(ix.blocks, extra, excludes=_HEADER_LIGHT))
@@ -1561,35 +1562,75 @@ class OpenSearchBuffer:
         self._set_mark(ledger, strand_id, lambda old: None if old == sequence_no else sequence_no)
         return len(ids)
 
-    def record_gap(self, gap: Gap) -> None:
-        passed = c.to_us(gap.passed_at)
-        doc_id = _strand_doc_id(gap.ledger, gap.strand_id)
-        entry = {"first": gap.first, "last": gap.last, "passed_us": passed}
-        for _ in range(MAX_RACES):
-            doc = self._get(self.indices.meta, doc_id)
-            if doc is None:
-                created = self._write_meta_create(
-                    doc_id,
-                    {
+    def record_gaps(self, gaps: Sequence[Gap]) -> None:
+        def add(entries: list[dict[str, Any]], mine: Sequence[Gap]) -> list[dict[str, Any]]:
+            kept = {(g["first"], g["last"]): g for g in entries}
+            for gap in mine:
+                passed = c.to_us(gap.passed_at)
+                old = kept.get((gap.first, gap.last))
+                if old is None or old["passed_us"] > passed:
+                    kept[(gap.first, gap.last)] = {
+                        "first": gap.first,
+                        "last": gap.last,
+                        "passed_us": passed,
+                    }
+            return sorted(kept.values(), key=lambda g: (g["first"], g["last"]))
+
+        self._change_gaps(gaps, add, create=True)
+
+    def withdraw_gaps(self, gaps: Sequence[Gap]) -> None:
+        def remove(entries: list[dict[str, Any]], mine: Sequence[Gap]) -> list[dict[str, Any]]:
+            gone = {(g.first, g.last) for g in mine}
+            return [g for g in entries if (g["first"], g["last"]) not in gone]
+
+        self._change_gaps(gaps, remove, create=False)
+
+    def _change_gaps(
+        self,
+        gaps: Sequence[Gap],
+        change: Callable[[list[dict[str, Any]], Sequence[Gap]], list[dict[str, Any]]],
+        *,
+        create: bool,
+    ) -> None:
+        """One compare-and-set update of each strand document concerned (on the version this
+        instance last read or wrote: a settler that just wrote its mark sends no read first)."""
+        by_strand: dict[tuple[str, str], list[Gap]] = {}
+        for gap in gaps:
+            by_strand.setdefault((gap.ledger, gap.strand_id), []).append(gap)
+        for (ledger, strand_id), mine in by_strand.items():
+            doc_id = _strand_doc_id(ledger, strand_id)
+            for attempt in range(MAX_RACES):
+                doc = self._strand_docs_seen.get(doc_id) if attempt == 0 else None
+                if doc is None:
+                    doc = self._strand_doc(doc_id)
+                if doc is None:
+                    if not create:
+                        break
+                    fresh = {
                         "kind": "strand",
-                        "ledger": gap.ledger,
-                        "strand_id": gap.strand_id,
+                        "ledger": ledger,
+                        "strand_id": strand_id,
                         "replayed_through": None,
-                        "gaps": [entry],
-                    },
-                )
-                if created:
-                    return
-                continue
-            gaps = list(doc["_source"].get("gaps") or [])
-            same = [g for g in gaps if (g["first"], g["last"]) == (gap.first, gap.last)]
-            if same and same[0]["passed_us"] <= passed:
-                return
-            gaps = [g for g in gaps if (g["first"], g["last"]) != (gap.first, gap.last)] + [entry]
-            gaps.sort(key=lambda g: (g["first"], g["last"]))
-            if self._update_if(self.indices.meta, doc_id, doc, {"gaps": gaps}):
-                return
-        raise TransientError(f"the gaps of {gap.ledger}/{gap.strand_id} kept changing")
+                        "gaps": change([], mine),
+                    }
+                    if self._write_meta_create(doc_id, fresh):
+                        break
+                    continue
+                entries = list(doc["_source"].get("gaps") or [])
+                new = change(entries, mine)
+                if new == entries:
+                    break
+                answer = self._update_if(self.indices.meta, doc_id, doc, {"gaps": new})
+                if answer:
+                    self._strand_docs_seen[doc_id] = {
+                        "_seq_no": answer["_seq_no"],
+                        "_primary_term": answer["_primary_term"],
+                        "_source": {**doc["_source"], "gaps": new},
+                    }
+                    break
+                self._strand_docs_seen.pop(doc_id, None)
+            else:
+                raise TransientError(f"the gaps of {ledger}/{strand_id} kept changing")
 
     def _strand_docs(self) -> list[Mapping[str, Any]]:
         self._refresh(self.indices.meta)

@@ -243,8 +243,14 @@ class SettlingBuffer(Protocol):
         becomes ``sequence_no``. Returns the number of blocks whose mark changed."""
         ...
 
-    def record_gap(self, gap: Gap) -> None:
-        """Remember a gap the settler passed (blocks later found inside it are late)."""
+    def record_gaps(self, gaps: Sequence[Gap]) -> None:
+        """Remember gaps the settler is about to pass, in one write (blocks later found inside
+        them are late). Idempotent: a gap recorded again keeps its earliest ``passed_at``."""
+        ...
+
+    def withdraw_gaps(self, gaps: Sequence[Gap]) -> None:
+        """Forget gaps recorded for a destination transaction that did not commit them (the
+        settler stopped before the blocks after them): they were never passed."""
         ...
 
     def gaps(self) -> Sequence[Gap]: ...

@@ -950,23 +950,40 @@ class SqliteBuffer:
             self._flush(cur, batch)
         return len(ids)
 
-    def record_gap(self, gap: Gap) -> None:
+    def record_gaps(self, gaps: Sequence[Gap]) -> None:
+        if not gaps:
+            return
         with self._tx(write=True) as cur:
-            args = (gap.ledger, gap.strand_id, gap.first, gap.last, c.to_us(gap.passed_at))
-            cur.execute(
-                "INSERT OR IGNORE INTO gaps (ledger, strand_id, first, last, passed_us) "
-                "VALUES (?, ?, ?, ?, ?)",
-                args,
-            )
             batch = _Batch()
-            if cur.rowcount == 1:
-                batch.deltas["gaps"] += 1
-            else:
+            for gap in gaps:
+                args = (gap.ledger, gap.strand_id, gap.first, gap.last, c.to_us(gap.passed_at))
                 cur.execute(
-                    "UPDATE gaps SET passed_us = min(passed_us, ?) WHERE ledger = ? AND "
-                    "strand_id = ? AND first = ? AND last = ?",
-                    (args[4], *args[:4]),
+                    "INSERT OR IGNORE INTO gaps (ledger, strand_id, first, last, passed_us) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    args,
                 )
+                if cur.rowcount == 1:
+                    batch.deltas["gaps"] += 1
+                else:
+                    cur.execute(
+                        "UPDATE gaps SET passed_us = min(passed_us, ?) WHERE ledger = ? AND "
+                        "strand_id = ? AND first = ? AND last = ?",
+                        (args[4], *args[:4]),
+                    )
+            self._flush(cur, batch)
+
+    def withdraw_gaps(self, gaps: Sequence[Gap]) -> None:
+        if not gaps:
+            return
+        with self._tx(write=True) as cur:
+            batch = _Batch()
+            for gap in gaps:
+                cur.execute(
+                    "DELETE FROM gaps WHERE ledger = ? AND strand_id = ? AND first = ? AND "
+                    "last = ?",
+                    (gap.ledger, gap.strand_id, gap.first, gap.last),
+                )
+                batch.deltas["gaps"] -= cur.rowcount
             self._flush(cur, batch)
 
     def gaps(self) -> Sequence[Gap]:

@@ -48,7 +48,7 @@ from settler.verify import verify_block
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GROUP_SIZE = 50
+DEFAULT_GROUP_SIZE = 100
 DEFAULT_PAGE_SIZE = 500
 DEFAULT_LEASE_SECONDS = 900.0
 MAX_CHECKPOINT_RETRIES = 5
@@ -138,6 +138,7 @@ class _Cycle:
         self.fault = faults or (lambda step: None)
         self.check_content = check_content
         self.report = SettleReport()
+        self._unresolved: int | None = None  # asked once per cycle, at the first gap
 
     # --- per strand -------------------------------------------------------------------------------
 
@@ -321,7 +322,7 @@ class _Cycle:
             first, last = pos.sequence_no + 1, seq - 1
             if not settled:
                 self._hold(st, rest)
-            if self.buffer.unresolved_rejections() > 0 and not self.allow_gaps:
+            if not self.allow_gaps and self._unresolved_rejections() > 0:
                 self._halt(
                     st,
                     f"gap {first}..{last} before block {block.block_id} not passed: the buffer "
@@ -386,11 +387,10 @@ class _Cycle:
             self._flush(st)
             self._apply_parts(st, item, plan.replays)
             return
-        # A block passing a gap starts a new transaction: the gap is recorded just before it, and
-        # a failing block earlier in the same transaction cannot leave it recorded but unpassed.
+        # Gaps do not cut a group: the group's gaps are recorded in one write just before its
+        # transaction, and withdrawn again for the blocks a failure leaves unapplied.
         if st.group and (
-            gap is not None
-            or len(st.group) >= self.group_size
+            len(st.group) >= self.group_size
             or not fits([i.plan for i in st.group] + [plan], self.destination.limits)
         ):
             self._flush(st)
@@ -406,15 +406,27 @@ class _Cycle:
             st.position = st.expected
             raise _Stop
 
+    def _unresolved_rejections(self) -> int:
+        """The cycle's one look at the rejected records (a gap is passed only without any)."""
+        if self._unresolved is None:
+            self._unresolved = self.buffer.unresolved_rejections()
+        return self._unresolved
+
     def _record_gaps(self, items: Sequence[_Item]) -> None:
+        """Record the gaps before the blocks that pass them, in one write (idempotent: a gap an
+        earlier, interrupted cycle recorded keeps its first ``passed_at``)."""
         gaps = [i.gap for i in items if i.gap is not None]
         if not gaps:
             return
-        known = {(g.ledger, g.strand_id, g.first, g.last) for g in self.buffer.gaps()}
-        for gap in gaps:
-            if (gap.ledger, gap.strand_id, gap.first, gap.last) not in known:
-                self.buffer.record_gap(gap)
+        self.buffer.record_gaps(gaps)
         self.fault("gap_recorded")
+
+    def _withdraw_gaps(self, items: Sequence[_Item]) -> None:
+        """The gaps before blocks that were not applied were never passed: forget them, so that a
+        block still arriving inside one is replayed in order, not called late."""
+        gaps = [i.gap for i in items if i.gap is not None]
+        if gaps:
+            self.buffer.withdraw_gaps(gaps)
 
     def _apply(self, st: _Strand, replays: Sequence[BlockReplay]) -> None:
         self.fault("applying")
@@ -461,14 +473,16 @@ class _Cycle:
             raise
         except SettleError as exc:
             if len(items) == 1:
+                self._withdraw_gaps(items)
                 self._quarantine(st, items[0].block, _replay_reason(exc))
             log.warning("a group of %d blocks failed (%s); applying one by one", len(items), exc)
-            for item in items:
+            for k, item in enumerate(items):
                 try:
                     self._apply(st, item.plan.replays)
                 except (CheckpointMismatch, TransientError, LeaseHeld):
                     raise
                 except SettleError as one:
+                    self._withdraw_gaps(items[k:])
                     self._quarantine(st, item.block, _replay_reason(one))
                 self._done([item])
             st.position = st.expected
@@ -493,6 +507,7 @@ class _Cycle:
             except SettleError as exc:
                 if part.part:
                     self._halt_partial(st, item.block, part, exc)
+                self._withdraw_gaps([item])
                 self._quarantine(st, item.block, _replay_reason(exc))
         log.warning(
             "block %s was applied in %d parts (over the destination's transaction limit): the "

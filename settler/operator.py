@@ -173,14 +173,16 @@ def _resolve(
                 f"{ahead[0].summary.address.sequence_no} comes first"
             )
         if cp is not None and through + 1 < seq:
-            buffer.record_gap(
-                Gap(
-                    ledger=s.ledger,
-                    strand_id=s.address.strand_id,
-                    first=through + 1,
-                    last=seq - 1,
-                    passed_at=now,
-                )
+            buffer.record_gaps(
+                [
+                    Gap(
+                        ledger=s.ledger,
+                        strand_id=s.address.strand_id,
+                        first=through + 1,
+                        last=seq - 1,
+                        passed_at=now,
+                    )
+                ]
             )
             detail = f"sequence numbers {through + 1}..{seq - 1} recorded as a gap; "
         skip = BlockReplay(

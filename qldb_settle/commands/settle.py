@@ -22,6 +22,7 @@ from qldb_settle.output import (
     print_json,
     settings_from,
 )
+from settler.cycle import DEFAULT_GROUP_SIZE
 
 if TYPE_CHECKING:
     from buffer.port import SettlingBuffer
@@ -98,9 +99,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--group-size",
         type=int,
-        default=50,
+        default=DEFAULT_GROUP_SIZE,
         metavar="N",
-        help="blocks per destination transaction, at most (default 50)",
+        help=f"blocks per destination transaction, at most (default {DEFAULT_GROUP_SIZE})",
     )
     add_json(p)
     p.set_defaults(run=run)

@@ -53,7 +53,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]
 def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
     results, _ = tiny
     assert set(results) == {
-        "meta", "ingest", "settle_cycle", "replay", "postgres", "lag", "strategies"
+        "meta", "ingest", "settle_cycle", "replay", "postgres", "opensearch", "lag", "strategies"
     }  # fmt: skip
     envs = results["ingest"]["environments"]
     for name, r in envs.items():
@@ -95,6 +95,16 @@ def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
         assert _positive(m["grouped"]["replay_blocks_per_s"])
         assert _positive(m["embedded"]["replay_blocks_per_s"])
 
+    o = results["opensearch"]
+    # Counted by the proxy in front of osmem-server: every phase's requests, every store's rates.
+    assert o["workload"]["blocks"] > 0 and o["workload"]["events"] > 0
+    assert {"POST _mget", "POST _bulk"} <= set(o["requests"]["ingest"])
+    assert o["requests"]["ingest_total"] == sum(o["requests"]["ingest"].values())
+    assert 0 < o["requests"]["cycle_constant"] < o["requests"]["settle_total"]
+    assert set(o["stores"]) == {"sqlite", "opensearch_0ms", "opensearch_5ms"}
+    for rates in o["stores"].values():
+        assert _positive(rates["settle_blocks_per_s"]) and _positive(rates["ingest_records_per_s"])
+
     for run in results["lag"]["runs"].values():
         assert run["verified"] and run["lag_ms"]["n"] == run["blocks_replayed"] > 0
     assert results["meta"]["duration_seconds"] > 0
@@ -117,7 +127,8 @@ def test_this_service_equals_the_source_on_every_run(tiny: tuple[dict[str, Any],
 def test_the_table_is_printed(tiny: tuple[dict[str, Any], str]) -> None:
     _, stdout = tiny
     for text in ("ingest records/s", "settle cycle releasing", "replay into the embedded ledger",
-                 "lag, 120 s window", "(c) this service"):  # fmt: skip
+                 "lag, 120 s window", "(c) this service",
+                 "OpenSearch settle: requests per replayed block"):  # fmt: skip
         assert text in stdout
 
 

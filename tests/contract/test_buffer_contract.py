@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -262,7 +263,7 @@ def test_a_late_revision_alone_is_late(buf: SettlingBuffer, synth: Synth) -> Non
 def test_a_block_inside_a_passed_gap_is_late(buf: SettlingBuffer, synth: Synth) -> None:
     blocks = synth.chain(6)
     put_blocks(buf, synth, [blocks[0], blocks[4]])
-    buf.record_gap(Gap(ledger=L, strand_id=S, first=2, last=4, passed_at=T0))
+    buf.record_gaps([Gap(ledger=L, strand_id=S, first=2, last=4, passed_at=T0)])
     report = buf.put(synth.incomings([blocks[2], blocks[5]]))
     assert report.late == 2 and report.stored["blocks"] == 1
     states = {r.sequence_no: r.state for r in buf.blocks()}
@@ -570,10 +571,29 @@ def test_repair_follows_the_destination_checkpoint(buf: SettlingBuffer, synth: S
 
 def test_gaps_are_recorded_once(buf: SettlingBuffer) -> None:
     gap = Gap(ledger=L, strand_id=S, first=4, last=6, passed_at=T0)
-    buf.record_gap(gap)
-    buf.record_gap(gap)
+    buf.record_gaps([gap])
+    buf.record_gaps([gap])
     assert list(buf.gaps()) == [gap]
     assert buf.stats(T0).gaps == 1
+
+
+def test_gaps_are_recorded_together_keep_their_first_pass_and_can_be_withdrawn(
+    buf: SettlingBuffer, synth: Synth
+) -> None:
+    early = Gap(ledger=L, strand_id=S, first=2, last=2, passed_at=T0)
+    later = Gap(ledger=L, strand_id=S, first=4, last=5, passed_at=T0 + timedelta(seconds=9))
+    buf.record_gaps([later, early])
+    buf.record_gaps([replace(early, passed_at=T0 + timedelta(hours=1))])  # a retried cycle
+    assert list(buf.gaps()) == [early, later]
+    assert buf.stats(T0).gaps == 2
+    buf.withdraw_gaps([later, Gap(ledger=L, strand_id=S, first=8, last=9, passed_at=T0)])
+    assert list(buf.gaps()) == [early]
+    assert buf.stats(T0).gaps == 1
+    # A block arriving inside a withdrawn gap is pending, not late.
+    blocks = synth.chain(5)
+    report = buf.put(synth.incomings([blocks[4]]))
+    assert report.late == 0
+    assert [r.sequence_no for r in buf.blocks("pending")] == [5]
 
 
 def test_blocks_lists_rows_in_commit_order_by_state(buf: SettlingBuffer, synth: Synth) -> None:
@@ -696,7 +716,7 @@ def test_a_reopened_buffer_holds_the_same_state(open_buffer: Opener, synth: Synt
     first = open_buffer()
     put_blocks(first, synth, synth.chain(3))
     first.mark([Mark(block_id=bid(1), state="replayed", at=T0)])
-    first.record_gap(Gap(ledger=L, strand_id=S, first=5, last=5, passed_at=T0))
+    first.record_gaps([Gap(ledger=L, strand_id=S, first=5, last=5, passed_at=T0)])
     expected = first.dump()
     first.close()
     second = open_buffer()

@@ -14,7 +14,8 @@ from buffer.opensearch import OpenSearchBuffer
 from buffer.opensearch_local import LocalOpenSearch, shared_server
 
 # Helpers of this folder (on sys.path: test folders are not packages).
-from opensearch_fault_proxy import FaultProxy  # isort: skip
+from buffer.opensearch_proxy import FaultProxy
+
 from opensearch_support import QUICK, OpenBuffer  # isort: skip
 
 

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from opensearch_fault_proxy import FaultProxy
 from opensearch_support import OpenBuffer
 
 from buffer.opensearch import OpenSearchBuffer
 from buffer.opensearch_client import Endpoint, OpenSearchError, RetryPolicy
 from buffer.opensearch_local import LocalOpenSearch
+from buffer.opensearch_proxy import FaultProxy
 from buffer.opensearch_schema import MAPPINGS, Indices
 from journal.errors import ConfigError, InputError, SettleError, TransientError
 

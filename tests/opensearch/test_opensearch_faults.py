@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from opensearch_fault_proxy import FaultProxy
 from opensearch_records import T0, source_records, to_incoming
 from opensearch_support import OpenBuffer
 
 from buffer.opensearch_client import RetryPolicy
+from buffer.opensearch_proxy import FaultProxy
 from buffer.port import Incoming
 from destination.embedded import EmbeddedDestination
 from journal.errors import TransientError

@@ -4,16 +4,15 @@ event and a settled block cost. Counts are deterministic for a given workload an
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from opensearch_fault_proxy import FaultProxy
 from opensearch_records import T0, paging_chain, quick_incoming, source_records, to_incoming
 from opensearch_support import OpenBuffer
 
 from buffer.opensearch_client import RetryPolicy
+from buffer.opensearch_proxy import FaultProxy
 from buffer.port import Incoming
 from destination.embedded import EmbeddedDestination
 from journal.errors import TransientError
@@ -23,15 +22,6 @@ from settler.cycle import settle
 
 # The shared synthetic records (tests/conftest.py), imported by name for typing.
 from synth import Synth  # isort: skip
-
-
-def _kinds(proxy: FaultProxy, since: int) -> Counter[str]:
-    """``METHOD _endpoint`` of every request logged after ``since`` (``doc`` for a document)."""
-    out: Counter[str] = Counter()
-    for entry in proxy.log[since:]:
-        parts = [p for p in entry.path.split("?")[0].split("/") if p]
-        out[f"{entry.method} {next((p for p in parts if p.startswith('_')), 'doc')}"] += 1
-    return out
 
 
 def _events(synth: Synth, blocks: int, per_event: int) -> list[list[Incoming]]:
@@ -48,12 +38,12 @@ def test_an_ingest_event_costs_one_mget_and_one_bulk(
         since = len(proxy.log)
         report = buf.put(event)
         assert report.stored["blocks"] == 3 and report.stored["revisions"] == 3
-        assert _kinds(proxy, since) == {"POST _mget": 1, "POST _bulk": 1}
+        assert proxy.kinds(since) == {"POST _mget": 1, "POST _bulk": 1}
     # Kinesis re-delivers: classifying the copies is the one request, nothing is written.
     since = len(proxy.log)
     again = buf.put(events[0])
     assert again.duplicates == len(events[0])
-    assert _kinds(proxy, since) == {"POST _mget": 1}
+    assert proxy.kinds(since) == {"POST _mget": 1}
 
 
 def test_a_header_whose_statements_were_lost_gets_them_from_a_redelivery(
@@ -98,19 +88,53 @@ def test_a_settle_cycle_costs_a_constant_plus_a_few_requests_per_hundred_blocks(
 
     since = len(proxy.log)
     report = settle(buf, destination, now=now, window_seconds=120, group_size=100)
-    cost = _kinds(proxy, since)
+    cost = proxy.kinds(since)
     assert report.blocks == blocks and not report.halted
 
     # An idle cycle (nothing to release) costs the per-cycle constant alone.
     since = len(proxy.log)
     idle = settle(buf, destination, now=now, window_seconds=120, group_size=100)
-    constant = _kinds(proxy, since)
+    constant = proxy.kinds(since)
     assert idle.blocks == 0 and sum(constant.values()) <= CYCLE_CONSTANT, constant
 
     per_block = (sum(cost.values()) - sum(constant.values())) / blocks
     assert per_block <= 0.05, (cost, constant)
     # Four groups: one bulk each (headers and statement states) and one replayed-mark update.
     assert cost["POST _bulk"] == 4 and cost["POST _refresh"] <= constant["POST _refresh"] + 2
+    destination.close()
+
+
+def test_gaps_cost_a_write_per_group_not_requests_per_gap(
+    open_buffer: OpenBuffer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A stream missing every fifth block (as read-only transactions leave gaps): the gaps of a
+    group are recorded in one write, rejections are counted once per cycle, and the default
+    group size holds."""
+    chain = list(enumerate(paging_chain(500, 2), start=1))
+    items = [
+        quick_incoming(value, origin=f"shard-0/{seq}/{k}")
+        for seq, values in chain
+        if seq % 5
+        for k, value in enumerate(values)
+    ]
+    direct = open_buffer()
+    for i in range(0, len(items), 200):
+        direct.put(items[i : i + 200])
+    buf = open_buffer(proxy.url)
+    destination = EmbeddedDestination(tmp_path / "replica.db")
+    now = T0 + timedelta(days=1)
+
+    since = len(proxy.log)
+    report = settle(buf, destination, now=now, window_seconds=120)
+    cost = proxy.kinds(since)
+    assert report.blocks == 400 and report.gaps_passed == 99 and not report.halted
+    since = len(proxy.log)
+    settle(buf, destination, now=now, window_seconds=120)
+    constant = sum(proxy.kinds(since).values())
+    per_block = (sum(cost.values()) - constant) / report.blocks
+    assert per_block <= 0.05, (cost, constant)
+    assert cost["POST _count"] == 1  # the unresolved rejections, asked at the first gap only
+    assert len(direct.gaps()) == 99
     destination.close()
 
 

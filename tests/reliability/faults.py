@@ -9,7 +9,7 @@
 - ``QldbFaultProxy``: a loopback proxy in front of ``serve-qldb`` that answers a chosen
   ``SendCommand`` with an OCC conflict (aborting the transaction upstream, as QLDB does), with
   503, loses a commit's answer after forwarding it, or drops the request. The OpenSearch buffer's
-  faults use ``tests/opensearch/opensearch_fault_proxy.FaultProxy`` (429/503/drop by path) instead.
+  faults use ``buffer.opensearch_proxy.FaultProxy`` (429/503/drop by path) instead.
 """
 
 from __future__ import annotations

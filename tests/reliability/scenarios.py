@@ -656,7 +656,7 @@ def _deadline_drain(p: Pipeline, work: Path, tally: Tally, pending: Callable[[],
 
 def opensearch_scenario(ctx: Context) -> ScenarioResult:
     from buffer.opensearch_local import LocalOpenSearch
-    from tests.opensearch.opensearch_fault_proxy import FaultProxy
+    from buffer.opensearch_proxy import FaultProxy
 
     name = "opensearch"
     started = time.monotonic()

@@ -1,4 +1,9 @@
-"""A small fault-injecting HTTP proxy (stdlib only, loopback) to put in front of osmem-server.
+"""A small HTTP proxy (stdlib only, loopback) to put in front of osmem-server: it logs every
+request, can add a fixed delay to each (an AWS-like network round trip) and injects faults.
+
+Shipped in the package beside the osmem launcher (``buffer.opensearch_local``), like a testing
+module: the OpenSearch tests, the reliability scenarios and ``make bench`` (requests per block and
+per event, blocks/s at 5 ms a request) use it. The Lambdas never import it.
 
 osmem-server cannot answer 429/503 or drop a connection on demand, so tests point the buffer at
 this proxy and arm faults: each fault matches requests (method and a path substring), lets the
@@ -12,7 +17,9 @@ first ``skip`` matching requests through, then acts on the next ``times`` ones:
 - ``"bulk-items-429"``: answer a bulk request 200 with every item refused 429
   (``es_rejected_execution_exception``, a full write queue), without forwarding it.
 
-``log`` lists every request with what happened to it, so a test can show its faults were hit.
+``log`` lists every request with what happened to it, so a test can show its faults were hit
+(and a benchmark can count requests by endpoint). ``delay_seconds`` (0 unless set, changeable
+while running) is slept before each request is forwarded or answered.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import http.client
 import json
 import socket
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -57,6 +66,7 @@ class Entry:
     outcome: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    upstream_seconds: float = 0.0  # how long the server took to answer it (0: not forwarded)
 
 
 @dataclass(slots=True)
@@ -64,6 +74,7 @@ class FaultProxy:
     upstream: str
     faults: list[Fault] = field(default_factory=list)
     log: list[Entry] = field(default_factory=list)
+    delay_seconds: float = 0.0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -95,6 +106,17 @@ class FaultProxy:
         with self._lock:
             return [e for e in self.log if e.outcome == outcome]
 
+    def kinds(self, since: int = 0) -> Counter[str]:
+        """``METHOD _endpoint`` of every request logged after the first ``since`` (``doc`` for
+        a request on a document or an index, without an ``_endpoint``)."""
+        out: Counter[str] = Counter()
+        with self._lock:
+            entries = self.log[since:]
+        for entry in entries:
+            parts = [p for p in entry.path.split("?")[0].split("/") if p]
+            out[f"{entry.method} {next((p for p in parts if p.startswith('_')), 'doc')}"] += 1
+        return out
+
     def _decide(self, method: str, path: str) -> str:
         with self._lock:
             for fault in self.faults:
@@ -109,9 +131,12 @@ class FaultProxy:
         outcome: str,
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
+        *,
+        upstream_seconds: float = 0.0,
     ) -> None:
+        entry = Entry(method, path, outcome, dict(headers or {}), body or b"", upstream_seconds)
         with self._lock:
-            self.log.append(Entry(method, path, outcome, dict(headers or {}), body or b""))
+            self.log.append(entry)
 
     def start(self) -> FaultProxy:
         upstream = urlsplit(self.upstream)
@@ -119,6 +144,7 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall per answer
             _conn: http.client.HTTPConnection | None = None
 
             def log_message(self, format: str, *args: object) -> None:
@@ -135,6 +161,8 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if proxy.delay_seconds > 0:
+                    time.sleep(proxy.delay_seconds)
                 action = proxy._decide(self.command, self.path)
                 seen = dict(self.headers.items())
                 if action.isdigit():
@@ -164,12 +192,23 @@ class FaultProxy:
                     self._hang_up()
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                started = time.perf_counter()
                 status, reason, answer_headers, data = self._forward(body, headers)
+                took = time.perf_counter() - started
                 if action == "lose-answer":
-                    proxy._record(self.command, self.path, f"lose-answer:{status}", seen, body)
+                    proxy._record(
+                        self.command,
+                        self.path,
+                        f"lose-answer:{status}",
+                        seen,
+                        body,
+                        upstream_seconds=took,
+                    )
                     self._hang_up()
                     return
-                proxy._record(self.command, self.path, f"forward:{status}", seen, body)
+                proxy._record(
+                    self.command, self.path, f"forward:{status}", seen, body, upstream_seconds=took
+                )
                 self.send_response(status, reason)
                 for k, v in answer_headers:
                     if k.lower() not in _HOP and k.lower() != "content-length":
