@@ -7,17 +7,18 @@ end-to-end tests replay into the embedded ledger.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
 from settler_blocks import T0, Built, Chain, Rev, put, with_statement_text
 
-from buffer.port import Rejection, SettlingBuffer
+from buffer.port import Gap, Rejection, SettlingBuffer
 from destination.memory import MemoryDestination
 from destination.port import Checkpoint, Limits
 from journal.errors import LeaseHeld, TransientError
 from settler.cycle import settle
-from settler.operator import set_start
+from settler.operator import resolve, set_start
 from settler.report import JSON_KEYS, SettleReport
 
 WINDOW = 60.0
@@ -220,6 +221,52 @@ def test_a_replay_error_in_a_group_applies_the_blocks_before_it(buffer: Settling
                                5: "pending"}  # fmt: skip
     assert "table Person is gone" in (report.halt_reason or "")
     assert set(dest.documents()) == {("Person", _doc(1)), ("Person", _doc(2))}
+
+
+def test_a_gap_after_a_failing_block_of_a_group_is_withdrawn_not_left_passed(
+    buffer: SettlingBuffer,
+) -> None:
+    """Gaps do not cut a group: the group's gaps are recorded before its transaction. When a block
+    before a gap fails, the gap was never passed, so it is withdrawn: its block, arriving later,
+    is pending and replays in order, not late."""
+    chain = Chain()
+    blocks = [_insert(chain, n) for n in range(1, 7)]
+    missing = blocks[3]
+    put(buffer, *(b for b in blocks if b is not missing))
+    dest = MemoryDestination()
+    dest.refuse[blocks[1].summary.block_id] = "table Person is gone"
+    report = _settle(buffer, dest, _after(blocks[-1]))
+    assert report.blocks == 1 and report.halted and report.gaps_passed == 0
+    assert list(buffer.gaps()) == []
+    put(buffer, missing)
+    assert _states(buffer)[4] == "pending"
+
+    # Resolved, the line replays in order, the late-found block included, without a gap.
+    del dest.refuse[blocks[1].summary.block_id]
+    quarantined = buffer.get_block(blocks[1].summary.block_id)
+    assert quarantined is not None
+    now = _after(blocks[-1])
+    resolve(buffer, dest, quarantined, "retry", reason="table restored", actor="op", now=now)
+    again = _settle(buffer, dest, _after(blocks[-1]))
+    assert again.blocks == 5 and again.gaps_passed == 0 and not again.halted
+    assert set(_states(buffer).values()) == {"replayed"}
+
+
+def test_the_gaps_of_a_group_are_recorded_in_one_write(buffer: SettlingBuffer) -> None:
+    chain = Chain()
+    blocks = [_insert(chain, n, skip=1 if n % 3 == 0 else 0) for n in range(1, 10)]
+    put(buffer, *blocks)
+    calls: list[int] = []
+    record = buffer.record_gaps
+
+    def counting(gaps: Sequence[Gap]) -> None:
+        calls.append(len(gaps))
+        record(gaps)
+
+    buffer.record_gaps = counting  # type: ignore[method-assign]
+    report = _settle(buffer, MemoryDestination(), _after(blocks[-1]))
+    assert report.blocks == 9 and report.gaps_passed == 3
+    assert calls == [3] and len(buffer.gaps()) == 3
 
 
 def test_several_blocks_share_one_destination_transaction(buffer: SettlingBuffer) -> None:
