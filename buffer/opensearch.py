@@ -77,6 +77,7 @@ from buffer.port import (
     BufferStats,
     Gap,
     Incoming,
+    Lease,
     Mark,
     PutReport,
     Rejection,
@@ -1870,6 +1871,13 @@ class OpenSearchBuffer:
             LEASE_ID,
             lambda src: {"owner": None, "expires_us": 0} if src.get("owner") == owner else None,
         )
+
+    def lease(self) -> Lease | None:
+        doc = self._get(self.indices.meta, LEASE_ID)
+        if doc is None or doc["_source"].get("owner") is None:
+            return None
+        src = doc["_source"]
+        return Lease(owner=src["owner"], expires_at=c.from_us(int(src.get("expires_us") or 0)))
 
     def purge_replayed(self, older_than: datetime) -> int:
         ix = self.indices

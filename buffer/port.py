@@ -172,6 +172,14 @@ class Gap:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """Who holds the settler lease, and until when (an expired lease is anyone's)."""
+
+    owner: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BlockRow:
     """One line of ``qldb-settle blocks``."""
 
@@ -292,6 +300,10 @@ class SettlingBuffer(Protocol):
         ...
 
     def release_lease(self, owner: str) -> None: ...
+
+    def lease(self) -> Lease | None:
+        """The lease as stored (expired or not); None when nobody took it or it was released."""
+        ...
 
     def dump(self) -> Mapping[str, Any]:
         """A canonical, JSON-able dump of every stored record, mark and count (for tests)."""

@@ -43,6 +43,7 @@ from buffer.port import (
     BufferStats,
     Gap,
     Incoming,
+    Lease,
     Mark,
     PutReport,
     Rejection,
@@ -1099,6 +1100,13 @@ class SqliteBuffer:
     def release_lease(self, owner: str) -> None:
         with self._tx(write=True) as cur:
             cur.execute("DELETE FROM lease WHERE name = 'settler' AND owner = ?", (owner,))
+
+    def lease(self) -> Lease | None:
+        with self._tx(write=False) as cur:
+            row = cur.execute(
+                "SELECT owner, expires_us FROM lease WHERE name = 'settler'"
+            ).fetchone()
+        return None if row is None else Lease(owner=row[0], expires_at=c.from_us(row[1]))
 
     def purge_replayed(self, older_than: datetime) -> int:
         cutoff = c.to_us(older_than)

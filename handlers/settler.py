@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from handlers.metrics import (
     HALTED,
     HELD_BY_WINDOW,
     LATE_BLOCKS,
+    LEASE_HELD,
     NAMESPACE,
     OLDEST_PENDING_AGE,
     QUARANTINED_BLOCKS,
@@ -42,13 +44,16 @@ from handlers.metrics import (
     STATEMENTS_REPLAYED,
 )
 from journal.errors import LeaseHeld
-from settler.cycle import settle
+from settler.cycle import DEFAULT_LEASE_SECONDS, settle
 from settler.report import SettleReport
 
 log = logging.getLogger(__name__)
 
 WINDOW_PARAMETER_ENV = "QLDB_SETTLE_WINDOW_PARAMETER"
-OWNER = "settler-lambda"
+OWNER_PREFIX = "settler-lambda"
+# The lease outlives the invocation by this much: a settler killed at its timeout locks the
+# next one out for at most this long (a live one renews it as the cycle runs).
+LEASE_MARGIN_SECONDS = 30.0
 # Stop starting destination transactions when less than this is left of the invocation.
 DEADLINE_MARGIN_MS = 15_000
 MIN_DEADLINE_MARGIN_MS = 2_000
@@ -104,6 +109,20 @@ def deadline_from(context: Any) -> Callable[[], bool] | None:
     return lambda: bool(remaining() < margin)
 
 
+def owner_of(context: Any) -> str:
+    """The lease owner of this invocation: ``settler-lambda:REQUEST_ID``."""
+    request = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
+    return f"{OWNER_PREFIX}:{request}"
+
+
+def lease_seconds_of(context: Any) -> float:
+    """The invocation's remaining time plus a margin (the default without a context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return DEFAULT_LEASE_SECONDS
+    return float(remaining()) / 1000.0 + LEASE_MARGIN_SECONDS
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     window = window_seconds(settings)
@@ -117,11 +136,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             window_seconds=window,
             early_release=settings.early_release,
             deadline=deadline_from(context),
-            owner=OWNER,
+            owner=owner_of(context),
+            lease_seconds=lease_seconds_of(context),
             retention=retention_of(settings),
         )
     except LeaseHeld as exc:
         log.warning("cycle skipped: %s", exc)
+        publish_lease_held()
         return {"skipped": str(exc)}
     duration_ms = (time.monotonic() - started) * 1000.0
     if report.halted:
@@ -134,6 +155,19 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )  # fmt: skip
     publish_metrics(report, duration_ms)
     return {**report.to_json(), "window_seconds": window}
+
+
+def publish_lease_held() -> None:
+    """``LeaseHeld`` = 1: this invocation stood aside for another settler."""
+    try:
+        from aws_lambda_powertools import Metrics
+        from aws_lambda_powertools.metrics import MetricUnit
+    except ImportError:
+        log.warning("aws_lambda_powertools is not importable: settler metrics not published")
+        return
+    metrics = Metrics(namespace=NAMESPACE)
+    metrics.add_metric(LEASE_HELD, MetricUnit.Count, 1)
+    metrics.flush_metrics()
 
 
 def publish_metrics(report: SettleReport, duration_ms: float) -> None:
@@ -162,4 +196,5 @@ def publish_metrics(report: SettleReport, duration_ms: float) -> None:
     metrics.add_metric(DIGESTS_UNVERIFIED, count, report.digests_unverified)
     metrics.add_metric(CYCLE_DURATION, ms, duration_ms)
     metrics.add_metric(HALTED, count, 1 if report.halted else 0)
+    metrics.add_metric(LEASE_HELD, count, 0)
     metrics.flush_metrics()

@@ -3,6 +3,8 @@ block, a file) and its docstring states what it means. Adapters turn vendor erro
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class SettleError(Exception):
     """Base of every error qldb-settle raises on purpose."""
@@ -36,7 +38,15 @@ class TransientError(SettleError):
 
 
 class LeaseHeld(SettleError):
-    """Another settler holds the lease; this one does nothing this cycle."""
+    """Another settler holds the lease; this one does nothing this cycle (``holder`` and
+    ``until`` say who and how long, when the buffer could tell)."""
+
+    def __init__(
+        self, message: str, *, holder: str | None = None, until: datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.until = until
 
 
 class CheckpointMismatch(SettleError):

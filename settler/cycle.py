@@ -29,6 +29,7 @@ test can crash the cycle there.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,7 +51,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GROUP_SIZE = 100
 DEFAULT_PAGE_SIZE = 500
-DEFAULT_LEASE_SECONDS = 900.0
+# A lease outlives a crashed settler by at most this (a live one renews it: ``_Lease``).
+DEFAULT_LEASE_SECONDS = 300.0
 MAX_CHECKPOINT_RETRIES = 5
 
 STEPS = (
@@ -124,7 +126,9 @@ class _Cycle:
         allow_gaps_with_rejections: bool,
         faults: Faults | None,
         check_content: bool = True,
+        lease: _Lease | None = None,
     ) -> None:
+        self.lease = lease
         self.buffer = buffer
         self.destination = destination
         self.now = now
@@ -429,6 +433,8 @@ class _Cycle:
             self.buffer.withdraw_gaps(gaps)
 
     def _apply(self, st: _Strand, replays: Sequence[BlockReplay]) -> None:
+        if self.lease is not None:
+            self.lease.renew()  # never write to the destination on a lease that may be gone
         self.fault("applying")
         self.destination.apply(replays, st.expected)
         st.expected = replays[-1].checkpoint()
@@ -571,6 +577,50 @@ def _replay_reason(exc: SettleError) -> str:
     return f"replay failed: {exc}"
 
 
+class _Lease:
+    """The settler lease of one cycle: taken for ``ttl`` seconds as of the cycle's ``now`` and
+    renewed before a destination transaction once a third of it has passed (the cycle's clock is
+    ``now`` plus the time elapsed since it started). A renewal that fails means another settler
+    took an expired lease: this cycle stops writing (``TransientError``; the destination's
+    checkpoint compare-and-set keeps the replica exact meanwhile)."""
+
+    def __init__(
+        self,
+        buffer: SettlingBuffer,
+        owner: str,
+        ttl: float,
+        now: datetime,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.buffer, self.owner, self.ttl, self.now, self.clock = buffer, owner, ttl, now, clock
+        self.started = self.renewed = clock()
+
+    def acquire(self) -> None:
+        if not self.buffer.acquire_lease(self.owner, self.ttl, self.now):
+            held = self.buffer.lease()
+            if held is None:  # released between the two reads: say so, the next cycle takes it
+                raise LeaseHeld("another settler held the lease of the buffer a moment ago")
+            raise LeaseHeld(
+                f"another settler ({held.owner}) holds the lease of the buffer until "
+                f"{held.expires_at.isoformat(timespec='seconds')}",
+                holder=held.owner,
+                until=held.expires_at,
+            )
+
+    def renew(self) -> None:
+        t = self.clock()
+        if t - self.renewed < self.ttl / 3:
+            return
+        at = self.now + timedelta(seconds=t - self.started)
+        if not self.buffer.acquire_lease(self.owner, self.ttl, at):
+            held = self.buffer.lease()
+            raise TransientError(
+                f"the settler lease ran out and {held.owner if held else 'another settler'} took "
+                "it: this cycle stopped before its next destination transaction (run it again)"
+            )
+        self.renewed = t
+
+
 def settle(
     buffer: SettlingBuffer,
     destination: Destination,
@@ -587,6 +637,7 @@ def settle(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     check_content: bool = True,
     retention: timedelta | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SettleReport:
     """Run one settle cycle as of ``now`` (see the module docstring) and report what it did.
     With ``retention``, the statements and revisions of replayed blocks committed longer ago
@@ -594,10 +645,15 @@ def settle(
     ``check_content`` also checks that each revision's data and metadata hash to its revision
     hash (``settler.verify``; the costliest check, about a millisecond per small revision).
 
-    Raises ``LeaseHeld`` when another settler holds the lease, ``TransientError`` when the
-    buffer or destination cannot be reached (nothing is lost: run it again)."""
-    if not buffer.acquire_lease(owner, lease_seconds, now):
-        raise LeaseHeld(f"another settler holds the lease of the buffer (this is {owner!r})")
+    ``owner`` must name this process or invocation (two settlers with one owner would share the
+    lease); ``lease_seconds`` is how long the lease outlives a settler that crashed, renewed while
+    the cycle runs (``clock``: seconds, monotonic).
+
+    Raises ``LeaseHeld`` when another settler holds the lease (who and until when), and
+    ``TransientError`` when the buffer or destination cannot be reached or the lease was lost
+    mid-cycle (nothing is lost: run it again)."""
+    lease = _Lease(buffer, owner, lease_seconds, now, clock)
+    lease.acquire()
     fault = faults or (lambda step: None)
     try:
         fault("leased")
@@ -614,6 +670,7 @@ def settle(
             allow_gaps_with_rejections=allow_gaps_with_rejections,
             faults=fault,
             check_content=check_content,
+            lease=lease,
         )
         for ledger, strand_id in buffer.strands():
             cycle.strand(ledger, strand_id)

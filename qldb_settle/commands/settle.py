@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import secrets
 import socket
 import sys
 import time
@@ -23,11 +25,11 @@ from qldb_settle.output import (
     settings_from,
 )
 from settler.cycle import DEFAULT_GROUP_SIZE
+from settler.report import SettleReport
 
 if TYPE_CHECKING:
     from buffer.port import SettlingBuffer
     from destination.port import Checkpoint, Destination
-    from settler.report import SettleReport
 
 EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 
@@ -107,12 +109,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(run=run)
 
 
+_TOKEN = secrets.token_hex(4)
+
+
 def _owner() -> str:
+    """This process's lease owner: ``settle-cli:USER@HOST:PID:TOKEN`` (two settles of one user on
+    one host are two owners, so the lease keeps the second out)."""
     try:
         user = getpass.getuser()
     except Exception:
         user = "unknown"
-    return f"settle-cli:{user}@{socket.gethostname()}"
+    return f"settle-cli:{user}@{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,8 +147,11 @@ def run(args: argparse.Namespace) -> int:
             try:
                 report = _cycle(buffer, destination, args, settings, now or datetime.now(UTC))
             except LeaseHeld as exc:
-                print(f"qldb-settle settle: {exc} (run it again later)", file=sys.stderr)
-                return EXIT_TRANSIENT
+                # Another settler is doing this work: standing aside is not a failure.
+                print(f"qldb-settle settle: {exc}: standing aside", file=sys.stderr)
+                if args.json:
+                    print_json(SettleReport().to_json())
+                return EXIT_OK
         finally:
             destination.close()
     finally:

@@ -19,7 +19,7 @@ from amazon.ion.simple_types import IonPyNull, IonPySymbol
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from buffer.port import Gap, Incoming, Mark, Rejection, SettlingBuffer
+from buffer.port import Gap, Incoming, Lease, Mark, Rejection, SettlingBuffer
 from journal.canonical import fingerprint, record_fingerprint
 from journal.errors import InputError
 from journal.records import BlockSummary, RevisionDetails, record_from_ion
@@ -680,6 +680,16 @@ def test_the_lease_has_one_owner_until_it_expires(buf: SettlingBuffer) -> None:
     assert not buf.acquire_lease("a", 30, T0 + timedelta(seconds=53))
     buf.release_lease("b")
     assert buf.acquire_lease("a", 30, T0 + timedelta(seconds=54))
+
+
+def test_the_lease_says_who_holds_it_until_when(buf: SettlingBuffer) -> None:
+    assert buf.lease() is None
+    assert buf.acquire_lease("settle-cli:ops@host:42:ab", 30, T0)
+    assert buf.lease() == Lease(
+        owner="settle-cli:ops@host:42:ab", expires_at=T0 + timedelta(seconds=30)
+    )
+    buf.release_lease("settle-cli:ops@host:42:ab")
+    assert buf.lease() is None
 
 
 def test_two_instances_never_both_hold_the_lease(open_buffer: Opener) -> None:

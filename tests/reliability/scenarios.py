@@ -545,12 +545,12 @@ def _pair(p: Pipeline, args: list[str], tally: Tally, same_owner: bool) -> None:
     codes = sorted((fa.code, fb.code))
     if any(c not in (0, 3) for c in codes):
         raise CampaignError(f"[{p.scenario}] two settlers: {fa.describe()} / {fb.describe()}")
-    kept_out = [f for f in (fa, fb) if f.code == 3 and "lease" in f.stderr]
+    kept_out = [f for f in (fa, fb) if f.code == 0 and "standing aside" in f.stderr]
     moved = [f for f in (fa, fb) if f.code == 3 and "kept moving" in f.stderr]
     raced = [f for f in (fa, fb) if "re-reading the checkpoint" in f.stderr]
     replayed = [f.json()["replayed"]["blocks"] for f in (fa, fb) if f.code == 0]
     if kept_out:
-        outcome = "the lease kept one out (exit 3), the other settled"
+        outcome = "the lease kept one out (exit 0, standing aside), the other settled"
     elif moved:
         outcome = (
             "both held the lease and settled at once; the checkpoint's compare-and-set refused "

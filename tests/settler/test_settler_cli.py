@@ -146,15 +146,23 @@ def test_resolve_records_the_user_when_no_actor_is_given(
     assert code == 0 and done["actor"] == "ops-bo" and done["state"] == "pending"
 
 
-def test_a_held_lease_exits_3(capsys: pytest.CaptureFixture[str], urls: tuple[str, str]) -> None:
+def test_a_held_lease_stands_aside_with_exit_0_and_says_until_when(
+    capsys: pytest.CaptureFixture[str], urls: tuple[str, str]
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     buffer_url, dest = urls
     buffer = SqliteBuffer(buffer_url.removeprefix("sqlite:"))
-    assert buffer.acquire_lease("settler-lambda", 600, datetime.now(UTC) + timedelta(days=1))
+    now = datetime.now(UTC) + timedelta(days=1)
+    assert buffer.acquire_lease("settler-lambda:req-1", 600, now)
     buffer.close()
-    code, _, err = _run(capsys, "settle", "--buffer", buffer_url, "--destination", dest)
-    assert code == 3 and "lease" in err
+    code, out, err = _run(capsys, "settle", "--buffer", buffer_url, "--destination", dest, "--json")
+    until = (now + timedelta(seconds=600)).isoformat(timespec="seconds")
+    assert (
+        code == 0 and f"(settler-lambda:req-1) holds the lease of the buffer until {until}" in err
+    )
+    assert "standing aside" in err
+    assert json.loads(out)["replayed"]["blocks"] == 0  # the --json contract holds
 
 
 @pytest.mark.parametrize(

@@ -340,6 +340,55 @@ def test_another_settler_holding_the_lease_stops_the_cycle(buffer: SettlingBuffe
     assert _settle(buffer, MemoryDestination(), T0 + timedelta(seconds=61)).blocks == 0
 
 
+def test_the_lease_is_renewed_as_the_cycle_runs_and_a_lost_lease_stops_its_writes(
+    buffer: SettlingBuffer,
+) -> None:
+    chain = Chain()
+    blocks = [_insert(chain, n) for n in range(1, 7)]
+    put(buffer, *blocks)
+    now = _after(blocks[-1])
+    ticks = iter(range(0, 10_000, 25))  # each look at the clock: 25 s later
+
+    renewals: list[tuple[str, datetime]] = []
+    acquire = buffer.acquire_lease
+
+    def spy(owner: str, ttl: float, at: datetime) -> bool:
+        renewals.append((owner, at))
+        return acquire(owner, ttl, at)
+
+    buffer.acquire_lease = spy  # type: ignore[method-assign]
+    dest = MemoryDestination()
+    report = _settle(
+        buffer, dest, now, owner="me", lease_seconds=120, group_size=2, clock=lambda: next(ticks)
+    )
+    assert report.blocks == 6
+    # Taken at now; before each of the three destination transactions (at 25, 50 and 75 s) it is
+    # renewed once a third of it (40 s) has passed since the last renewal: at 50 s only, as of
+    # the cycle's clock.
+    assert renewals == [("me", now), ("me", now + timedelta(seconds=50))]
+
+    # Another settler takes the lease after it ran out: the cycle stops before writing again.
+    more = [_insert(chain, n) for n in range(7, 11)]
+    put(buffer, *more)
+    later = _after(more[-1])
+    ticks = iter(range(0, 10_000, 50))
+    state = {"calls": 0}
+
+    def stolen(owner: str, ttl: float, at: datetime) -> bool:
+        state["calls"] += 1
+        if state["calls"] == 2:  # the first renewal: someone else holds it by now
+            acquire("thief", 600, at - timedelta(seconds=1))
+        return acquire(owner, ttl, at)
+
+    buffer.acquire_lease = stolen  # type: ignore[method-assign]
+    with pytest.raises(TransientError, match="thief took it"):
+        _settle(
+            buffer, dest, later, owner="me", lease_seconds=30, group_size=2,
+            clock=lambda: next(ticks),
+        )  # fmt: skip
+    assert _states(buffer)[7] == "pending" and len(dest.documents()) == 6
+
+
 def test_the_cycle_stops_at_the_deadline_and_the_next_goes_on(buffer: SettlingBuffer) -> None:
     chain = Chain()
     blocks = [_insert(chain, n) for n in range(1, 6)]

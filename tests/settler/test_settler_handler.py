@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from handlers.settler import deadline_from, handler, use_parts, window_seconds
 class Context:
     """What the handler uses of the Lambda context."""
 
-    def __init__(self, remaining_ms: list[int]) -> None:
+    def __init__(self, remaining_ms: list[int], request_id: str = "req-0") -> None:
         self.remaining = remaining_ms
+        self.aws_request_id = request_id
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining[0]
@@ -84,11 +86,43 @@ def test_one_cycle_replays_and_publishes_the_settler_metrics(
     assert set(metrics) == {
         "BlocksReplayed", "StatementsReplayed", "RevisionsApplied", "ReplayLag", "BufferDepth",
         "HeldByWindow", "EarlyReleases", "GapsPassed", "QuarantinedBlocks", "LateBlocks",
-        "DigestsUnverified", "CycleDuration", "Halted",
+        "DigestsUnverified", "CycleDuration", "Halted", "LeaseHeld",
     }  # fmt: skip
     assert metrics["BlocksReplayed"] == [2] and metrics["Halted"] == [0]
+    assert metrics["LeaseHeld"] == [0]
     assert len(metrics["ReplayLag"]) == 2 and metrics["DigestsUnverified"] == [1]
     assert len(dest.documents()) == 1
+
+
+def test_an_invocation_stands_aside_while_another_holds_the_lease_and_says_so_in_a_metric(
+    parts: tuple[SqliteBuffer, MemoryDestination], capsys: pytest.CaptureFixture[str]
+) -> None:
+    buffer, _ = parts
+    # Another invocation (its own request id: owners are per invocation) is mid-cycle.
+    other = handler_module.owner_of(Context([60_000], "req-other"))
+    assert other == "settler-lambda:req-other" != handler_module.owner_of(Context([60_000]))
+    assert buffer.acquire_lease(other, 90, datetime.now(UTC))
+    result = handler({}, Context([60_000]))
+    assert "settler-lambda:req-other" in result["skipped"]
+    assert _emf(capsys.readouterr().out) == {"LeaseHeld": [1]}
+
+
+def test_the_lease_lasts_the_invocation_plus_a_margin(
+    parts: tuple[SqliteBuffer, MemoryDestination],
+) -> None:
+    buffer, _ = parts
+    assert handler_module.lease_seconds_of(Context([60_000])) == 60 + 30
+    seen: list[float] = []
+    acquire = buffer.acquire_lease
+
+    def spy(owner: str, ttl: float, now: datetime) -> bool:
+        seen.append(ttl)
+        return acquire(owner, ttl, now)
+
+    buffer.acquire_lease = spy  # type: ignore[method-assign]
+    handler({}, Context([45_000]))
+    assert seen == [75.0]
+    assert buffer.lease() is None  # released at the end of the cycle
 
 
 def test_the_window_comes_from_the_ssm_parameter_each_cycle(
