@@ -65,9 +65,11 @@ class Rejection:
     """Input that could not become a stored record, kept for an operator with its reason.
 
     ``kind`` is one of ``base64``, ``aggregate``, ``gzip``, ``json``, ``ion``, ``record-type``,
-    ``field``, ``oversized``, ``conflict``. ``record_id`` is set for conflicts (the id whose first
-    copy was kept). ``resolved_at``/``resolved_by``/``resolution`` are set by the buffer once an
-    operator acknowledged the rejection (``SettlingBuffer.acknowledge_rejections``).
+    ``field``, ``oversized``, ``conflict``, ``failed-range`` (a failed stream range ``redrive``
+    could not read: its records may be the settler's missing blocks). ``record_id`` is set for
+    conflicts (the id whose first copy was kept). ``resolved_at``/``resolved_by``/``resolution``
+    are set by the buffer once an operator acknowledged the rejection
+    (``SettlingBuffer.acknowledge_rejections``).
     """
 
     origin: str

@@ -330,8 +330,9 @@ class _Cycle:
                 self._halt(
                     st,
                     f"gap {first}..{last} before block {block.block_id} not passed: the buffer "
-                    "holds unresolved rejected records that could be the missing block "
-                    "(qldb-settle rejected; acknowledge them, or allow gaps)",
+                    "holds unresolved rejected records or failed stream ranges that could be "
+                    "the missing block (qldb-settle rejected; redrive or acknowledge them, or "
+                    "allow gaps)",
                 )
             gap = Gap(
                 ledger=st.ledger, strand_id=st.strand_id, first=first, last=last, passed_at=self.now

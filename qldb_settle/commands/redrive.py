@@ -36,6 +36,7 @@ GET_RECORDS_LIMIT = 1000
 # empty answers in a row that are still behind, and report the range as not fully read.
 MAX_EMPTY_READS = 50
 VISIBILITY_SECONDS = 900
+FAILED_RANGE = "failed-range"  # the rejection kind of a range that could not be redriven
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,16 +259,17 @@ def redrive(
             read = read_range(kinesis_for(rng.region), rng)
             if read.problem is not None:
                 log.warning("range %s %s..%s: %s", rng.shard_id, rng.start, rng.end, read.problem)
-                report.unreadable.append(
-                    {
-                        "message_id": rng.message_id,
-                        "stream_arn": rng.stream_arn,
-                        "shard_id": rng.shard_id,
-                        "start": rng.start,
-                        "end": rng.end,
-                        "reason": read.problem,
-                    }
-                )
+                unreadable = {
+                    "message_id": rng.message_id,
+                    "stream_arn": rng.stream_arn,
+                    "shard_id": rng.shard_id,
+                    "start": rng.start,
+                    "end": rng.end,
+                    "reason": read.problem,
+                }
+                report.unreadable.append(unreadable)
+                if not _keep_failed_range(buffer, rng, read.problem, report):
+                    return report
                 continue
             items = []
             for record in read.records:
@@ -289,6 +291,35 @@ def redrive(
             report.kinesis_records += len(read.records)
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=rng.receipt_handle)
             report.redriven += 1
+
+
+def _keep_failed_range(
+    buffer: SettlingBuffer, rng: FailedRange, problem: str, report: RedriveReport
+) -> bool:
+    """Record a range that could not be redriven in the buffer as a ``failed-range`` rejection:
+    until an operator acknowledges it, the settler passes no gap (the range may hold the missing
+    blocks). Its id is stable (the range and the reason), so a rerun records it once. False when
+    the buffer is unavailable (``report.transient``)."""
+    from buffer.port import Rejection
+
+    described = {
+        "stream_arn": rng.stream_arn,
+        "shard_id": rng.shard_id,
+        "start": rng.start,
+        "end": rng.end,
+    }
+    rejection = Rejection(
+        origin=f"{rng.shard_id}/{rng.start}..{rng.end}",
+        raw=json.dumps(described, sort_keys=True).encode(),
+        kind=FAILED_RANGE,
+        reason=f"a failed stream range the redrive could not read: {problem}",
+    )
+    try:
+        buffer.put([], [rejection])
+    except TransientError as exc:
+        report.transient = str(exc)
+        return False
+    return True
 
 
 def _region_of_queue(url: str) -> str | None:

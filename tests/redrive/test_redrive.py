@@ -27,9 +27,11 @@ from moto import mock_aws
 
 from buffer.port import Incoming, PutReport, Rejection
 from buffer.sqlite import SqliteBuffer
+from destination.memory import MemoryDestination
 from journal.errors import TransientError
 from qldb_settle.cli import main
 from qldb_settle.commands import redrive as rd
+from settler.cycle import settle
 from tests.conftest import Synth
 
 REGION = "eu-west-1"
@@ -236,6 +238,27 @@ def test_ranges_no_longer_in_the_stream_are_reported_and_kept(
     assert len(report["not_ranges"]) == 1
     assert report["stored"]["blocks"] == 0
     assert stream.waiting() == 4  # every message kept for an operator
+
+    # The buffer knows: each unreadable range is an unresolved `failed-range` rejection, and the
+    # settler passes no gap while one is (its records may be the missing blocks).
+    buffer = SqliteBuffer(tmp_path / "b.db")
+    try:
+        kept = [r for r in buffer.rejected() if r.kind == rd.FAILED_RANGE]
+        assert len(kept) == 3 and buffer.unresolved_rejections() == 3
+        assert all("could not read" in r.reason and r.origin.startswith(shard) for r in kept)
+        one, _, three = synth.chain(3)
+        buffer.put(synth.incomings([one, three]))
+        report = settle(
+            buffer,
+            MemoryDestination(),
+            now=datetime(2100, 1, 1, tzinfo=UTC),
+            window_seconds=60,
+            check_content=False,  # the synthetic revisions carry made-up hashes
+        )
+    finally:
+        buffer.close()
+    assert report.blocks == 1 and report.gaps_passed == 0 and report.halted
+    assert "failed stream ranges" in (report.halt_reason or "")
 
 
 class FailingBuffer:
