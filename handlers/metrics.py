@@ -46,6 +46,7 @@ LATE_BLOCKS: Final = "LateBlocks"
 DIGESTS_UNVERIFIED: Final = "DigestsUnverified"
 CYCLE_DURATION: Final = "CycleDuration"  # Milliseconds
 HALTED: Final = "Halted"  # 0 or 1, once per cycle
+GAPS_HELD: Final = "GapsHeld"  # 1 when a gap waited because the ingest was impaired
 LEASE_HELD: Final = "LeaseHeld"  # 1 when the cycle stood aside for another settler
 
 INGEST_METRICS: Final = (
@@ -74,6 +75,7 @@ SETTLER_METRICS: Final = (
     DIGESTS_UNVERIFIED,
     CYCLE_DURATION,
     HALTED,
+    GAPS_HELD,
     LEASE_HELD,
 )
 

@@ -31,6 +31,7 @@ from handlers.metrics import (
     CYCLE_DURATION,
     DIGESTS_UNVERIFIED,
     EARLY_RELEASES,
+    GAPS_HELD,
     GAPS_PASSED,
     HALTED,
     HELD_BY_WINDOW,
@@ -45,11 +46,15 @@ from handlers.metrics import (
 )
 from journal.errors import LeaseHeld
 from settler.cycle import DEFAULT_LEASE_SECONDS, settle
+from settler.ingest_health import aws_ingest_health
 from settler.report import SettleReport
 
 log = logging.getLogger(__name__)
 
 WINDOW_PARAMETER_ENV = "QLDB_SETTLE_WINDOW_PARAMETER"
+# What the settler reads of the ingest's health before it passes a gap (settler.ingest_health).
+FAILURE_QUEUE_ENV = "QLDB_SETTLE_FAILURE_QUEUE_URL"
+INGEST_FUNCTION_ENV = "QLDB_SETTLE_INGEST_FUNCTION"
 OWNER_PREFIX = "settler-lambda"
 # The lease outlives the invocation by this much: a settler killed at its timeout locks the
 # next one out for at most this long (a live one renews it as the cycle runs).
@@ -138,6 +143,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             deadline=deadline_from(context),
             owner=owner_of(context),
             lease_seconds=lease_seconds_of(context),
+            ingest_health=aws_ingest_health(
+                window_seconds=window,
+                queue_url=os.environ.get(FAILURE_QUEUE_ENV),
+                function_name=os.environ.get(INGEST_FUNCTION_ENV),
+            ),
             retention=retention_of(settings),
         )
     except LeaseHeld as exc:
@@ -197,4 +207,5 @@ def publish_metrics(report: SettleReport, duration_ms: float) -> None:
     metrics.add_metric(CYCLE_DURATION, ms, duration_ms)
     metrics.add_metric(HALTED, count, 1 if report.halted else 0)
     metrics.add_metric(LEASE_HELD, count, 0)
+    metrics.add_metric(GAPS_HELD, count, 1 if report.gap_held else 0)
     metrics.flush_metrics()

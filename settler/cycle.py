@@ -69,6 +69,8 @@ STEPS = (
 )
 
 Faults = Callable[[str], None]
+# Why the ingest may still deliver the blocks of a gap, or None when it is healthy.
+IngestHealth = Callable[[], str | None]
 Deadline = Callable[[], bool]
 
 
@@ -127,8 +129,11 @@ class _Cycle:
         faults: Faults | None,
         check_content: bool = True,
         lease: _Lease | None = None,
+        ingest_health: IngestHealth | None = None,
     ) -> None:
         self.lease = lease
+        self.ingest_health = ingest_health
+        self._impaired: tuple[str | None] | None = None  # asked once per cycle, at the first gap
         self.buffer = buffer
         self.destination = destination
         self.now = now
@@ -334,6 +339,14 @@ class _Cycle:
                     "the missing block (qldb-settle rejected; redrive or acknowledge them, or "
                     "allow gaps)",
                 )
+            impaired = self._ingest_impaired()
+            if impaired is not None:
+                self.report.gap_held = impaired
+                self._halt(
+                    st,
+                    f"gap {first}..{last} before block {block.block_id} not passed while the "
+                    f"ingest is impaired: {impaired}",
+                )
             gap = Gap(
                 ledger=st.ledger, strand_id=st.strand_id, first=first, last=last, passed_at=self.now
             )
@@ -416,6 +429,14 @@ class _Cycle:
         if self._unresolved is None:
             self._unresolved = self.buffer.unresolved_rejections()
         return self._unresolved
+
+    def _ingest_impaired(self) -> str | None:
+        """Why the ingest may still be holding the missing blocks (None: it is healthy)."""
+        if self.ingest_health is None:
+            return None
+        if self._impaired is None:
+            self._impaired = (self.ingest_health(),)
+        return self._impaired[0]
 
     def _record_gaps(self, items: Sequence[_Item]) -> None:
         """Record the gaps before the blocks that pass them, in one write (idempotent: a gap an
@@ -639,6 +660,7 @@ def settle(
     check_content: bool = True,
     retention: timedelta | None = None,
     clock: Callable[[], float] = time.monotonic,
+    ingest_health: IngestHealth | None = None,
 ) -> SettleReport:
     """Run one settle cycle as of ``now`` (see the module docstring) and report what it did.
     With ``retention``, the statements and revisions of replayed blocks committed longer ago
@@ -648,7 +670,9 @@ def settle(
 
     ``owner`` must name this process or invocation (two settlers with one owner would share the
     lease); ``lease_seconds`` is how long the lease outlives a settler that crashed, renewed while
-    the cycle runs (``clock``: seconds, monotonic).
+    the cycle runs (``clock``: seconds, monotonic). ``ingest_health`` is asked at the first gap
+    of the cycle: a reason (records still in the ingest's failure queue, an iterator age above
+    the window) holds every gap, since the missing blocks may still be on their way.
 
     Raises ``LeaseHeld`` when another settler holds the lease (who and until when), and
     ``TransientError`` when the buffer or destination cannot be reached or the lease was lost
@@ -672,6 +696,7 @@ def settle(
             faults=fault,
             check_content=check_content,
             lease=lease,
+            ingest_health=ingest_health,
         )
         for ledger, strand_id in buffer.strands():
             cycle.strand(ledger, strand_id)

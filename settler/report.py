@@ -66,6 +66,7 @@ class SettleReport:
     unverified_reasons: dict[str, int] = field(default_factory=dict)
     halted: bool = False
     halt_reason: str | None = None
+    gap_held: str | None = None  # why a gap was not passed: the ingest was impaired
     checkpoints: list[Checkpoint] = field(default_factory=list)
     lag_ms: list[float] = field(default_factory=list)
     # Not part of ``settle --json``; for the human output, logs and metrics.

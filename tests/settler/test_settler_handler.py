@@ -86,7 +86,7 @@ def test_one_cycle_replays_and_publishes_the_settler_metrics(
     assert set(metrics) == {
         "BlocksReplayed", "StatementsReplayed", "RevisionsApplied", "ReplayLag", "BufferDepth",
         "HeldByWindow", "EarlyReleases", "GapsPassed", "QuarantinedBlocks", "LateBlocks",
-        "DigestsUnverified", "CycleDuration", "Halted", "LeaseHeld",
+        "DigestsUnverified", "CycleDuration", "Halted", "LeaseHeld", "GapsHeld",
     }  # fmt: skip
     assert metrics["BlocksReplayed"] == [2] and metrics["Halted"] == [0]
     assert metrics["LeaseHeld"] == [0]
