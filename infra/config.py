@@ -229,6 +229,38 @@ CONTEXT: tuple[ContextKey, ...] = (
         default=30,
         meaning="retention of the functions' and the domain's log groups (a CloudWatch value)",
     ),
+    # Replay of a journal export in S3 (QLDB's end of support: exports are what is left).
+    ContextKey(
+        name="exportBucket",
+        default="",
+        meaning="S3 bucket of a journal export (ExportJournalToS3 output) to replay into the "
+        "buffer; empty: no export replay. Set: the export-ingest function and its state machine "
+        "<serviceName>-export-replay are created, granted reads under exportPrefix only",
+    ),
+    ContextKey(
+        name="exportPrefix",
+        default="",
+        meaning="the export's prefix in exportBucket (the folder of its EXPORTID.started.manifest, "
+        "e.g. journalExport); empty: the whole bucket",
+    ),
+    ContextKey(
+        name="exportLedgerArn",
+        default="",
+        meaning="ARN of the exported ledger (arn:aws:qldb:REGION:ACCOUNT:ledger/NAME; its region, "
+        "account and name make the record ids); required with exportBucket",
+    ),
+    ContextKey(
+        name="exportKeyArn",
+        default="",
+        meaning="KMS key ARN of an SSE-KMS export (the export-ingest function is granted "
+        "kms:Decrypt on it); empty: SSE-S3",
+    ),
+    ContextKey(
+        name="exportMemoryMb",
+        default=1024,
+        meaning="memory of the export-ingest function (its timeout is 900 s; it stops between "
+        "objects before it and the state machine invokes it again)",
+    ),
     # Monitoring.
     ContextKey(
         name="lagAlarmSeconds",
@@ -268,6 +300,9 @@ FEATURE_FLAGS: dict[str, Any] = {
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{2,19}$")
 _LEDGER = re.compile(r"^(?!^.*--)(?!^[0-9]+$)(?!^-)(?!.*-$)^[A-Za-z0-9-]{1,32}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.()'/-]{1,900}$")  # no wildcard or condition characters
+_LEDGER_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:qldb:[a-z0-9-]+:\d{12}:ledger/[A-Za-z0-9_-]{1,32}$")
 _STARTING = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 _RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 
@@ -314,6 +349,11 @@ class Config:
     settler_memory_mb: int
     settler_timeout_seconds: int
     log_retention_days: int
+    export_bucket: str
+    export_prefix: str
+    export_ledger_arn: str
+    export_key_arn: str
+    export_memory_mb: int
     lag_alarm_seconds: int
     iterator_age_alarm_seconds: int
     alarm_topic_arn: str
@@ -338,6 +378,15 @@ class Config:
     @property
     def creates_stream(self) -> bool:
         return not self.existing_stream_arn
+
+    @property
+    def replays_export(self) -> bool:
+        return bool(self.export_bucket)
+
+    @property
+    def export_location(self) -> str:
+        prefix = self.export_prefix.strip("/")
+        return f"s3://{self.export_bucket}/{prefix}" if prefix else f"s3://{self.export_bucket}"
 
     @property
     def operator_roles(self) -> tuple[str, ...]:
@@ -415,6 +464,27 @@ class Config:
         _require(
             self.log_retention_days in _RETENTION_DAYS, "logRetentionDays", self.log_retention_days
         )
+        if self.export_bucket:
+            _require(
+                _BUCKET.match(self.export_bucket) is not None, "exportBucket", self.export_bucket
+            )
+            _require(
+                _LEDGER_ARN.match(self.export_ledger_arn) is not None,
+                "exportLedgerArn",
+                self.export_ledger_arn or "(empty: required with exportBucket)",
+            )
+        _require(
+            not self.export_prefix or _PREFIX.match(self.export_prefix) is not None,
+            "exportPrefix",
+            self.export_prefix,
+        )
+        if self.export_key_arn:
+            _require(
+                self.export_key_arn.startswith("arn:") and ":key/" in self.export_key_arn,
+                "exportKeyArn",
+                self.export_key_arn,
+            )
+        _range("exportMemoryMb", self.export_memory_mb, 128, 10240)
         _range("lagAlarmSeconds", self.lag_alarm_seconds, 1, 7 * 86400)
         _range("iteratorAgeAlarmSeconds", self.iterator_age_alarm_seconds, 1, 7 * 86400)
         if self.alarm_topic_arn:

@@ -16,6 +16,7 @@ from constructs import Construct
 from handlers import metrics
 from infra.buffer import BufferDomain
 from infra.config import Config
+from infra.export import ExportReplay
 from infra.ingest import IngestFunction
 from infra.ledgers import Ledgers
 from infra.monitoring import Monitoring
@@ -157,6 +158,24 @@ class ServiceStack(Stack):
         )
         self.buffer.grant_http(self.ingest.role)
         self.buffer.grant_http(self.settler.role)
+        self.export: ExportReplay | None = None
+        if config.replays_export:
+            self.export = ExportReplay(
+                self,
+                "ExportReplay",
+                bucket=config.export_bucket,
+                prefix=config.export_prefix,
+                ledger_arn=config.export_ledger_arn,
+                key_arn=config.export_key_arn,
+                code_dir=code_dirs["ingest"],  # the ingest function's code and layer (amazon.ion)
+                layer_dir=layer_dirs["ingest"] if layer_dirs else None,
+                environment=environment,
+                service=f"{config.service_name}-export",
+                state_machine_name=f"{config.service_name}-export-replay",
+                memory_mb=config.export_memory_mb,
+                log_retention_days=config.log_retention_days,
+            )
+            self.buffer.grant_http(self.export.role)
         for arn in config.operator_roles:
             self.buffer.allow_principal(arn)
 
@@ -183,6 +202,13 @@ class ServiceStack(Stack):
         CfnOutput(self, "BufferUrl", value=self.buffer.url, description="--buffer for the CLI")
         CfnOutput(self, "WindowParameter", value=self.settler.window.parameter_name)
         CfnOutput(self, "Dashboard", value=f"{config.service_name}-Ordering")
+        if self.export is not None:
+            CfnOutput(
+                self,
+                "ExportReplayStateMachineArn",
+                value=self.export.state_machine.state_machine_arn,
+                description="aws stepfunctions start-execution --input '{}' --state-machine-arn",
+            )
         if self.postgres is not None:
             CfnOutput(self, "ReplicaUrl", value=self.postgres.url, description="--destination")
             CfnOutput(self, "ReplicaSecretArn", value=self.postgres.secret.secret_arn)
