@@ -16,10 +16,13 @@ from aws_cdk import Aws, Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.lambdas import project_function
+from infra.nag import ack
 from infra.packaging import HANDLERS
 from infra.postgres import PostgresReplica
 
@@ -110,6 +113,32 @@ class Settler(Construct):
             description="run one settle cycle",
             schedule=events.Schedule.rate(Duration.minutes(rate_minutes)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )
+
+    def watch_ingest(self, failure_queue: sqs.IQueue, ingest_function: lambda_.IFunction) -> None:
+        """Let the settler check the ingest's health before it passes a gap
+        (``settler.ingest_health``): the failure queue's depth and the ingest function's
+        ``IteratorAge``, exactly those reads."""
+        self.function.add_environment("QLDB_SETTLE_FAILURE_QUEUE_URL", failure_queue.queue_url)
+        self.function.add_environment("QLDB_SETTLE_INGEST_FUNCTION", ingest_function.function_name)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sqs:GetQueueAttributes"], resources=[failure_queue.queue_arn]
+            )
+        )
+        # GetMetricStatistics has no resource-level permissions; the namespace is the condition.
+        statement = iam.PolicyStatement(
+            actions=["cloudwatch:GetMetricStatistics"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": "AWS/Lambda"}},
+        )
+        self.role.add_to_policy(statement)
+        ack(
+            self.role,
+            "IAM5[Resource::*]",
+            "cloudwatch:GetMetricStatistics supports no resource-level permissions; it is limited "
+            "to the AWS/Lambda namespace (the settler reads the ingest function's IteratorAge "
+            "before it passes a gap).",
         )
 
     def _grant_qldb(self, destination_ledger_name: str, destination_permissions_mode: str) -> None:

@@ -467,6 +467,47 @@ def test_settler_qldb_grant_is_the_destination_ledger_only(settler_template: Tem
     assert not [s for s in statements(t) if any(a.startswith("es:") for a in as_list(s["Action"]))]
 
 
+def test_the_settler_reads_exactly_the_ingest_health_it_checks_before_passing_a_gap(
+    code_dir: Path,
+) -> None:
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_sqs as sqs
+
+    stack = new_stack()
+    settler = make_settler(stack, code_dir / "settler")
+    queue = sqs.Queue(stack, "Failures")
+    ingest = lambda_.Function(
+        stack,
+        "IngestStub",
+        runtime=lambda_.Runtime.PYTHON_3_11,
+        handler="index.handler",
+        code=lambda_.Code.from_inline("def handler(e, c): pass"),
+    )
+    settler.watch_ingest(queue, ingest)
+    t = Template.from_stack(stack)
+    queue_id = next(iter(t.find_resources("AWS::SQS::Queue")))
+    t.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "handlers.settler.handler",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "QLDB_SETTLE_FAILURE_QUEUE_URL": {"Ref": queue_id},
+                        "QLDB_SETTLE_INGEST_FUNCTION": Match.any_value(),
+                    }
+                )
+            },
+        },
+    )
+    (depth,) = with_action(t, "sqs:GetQueueAttributes")
+    assert depth["Action"] == "sqs:GetQueueAttributes"
+    assert depth["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    (age,) = with_action(t, "cloudwatch:GetMetricStatistics")
+    assert age["Resource"] == "*"
+    assert age["Condition"] == {"StringEquals": {"cloudwatch:namespace": "AWS/Lambda"}}
+
+
 def test_settler_on_an_allow_all_ledger_has_no_partiql_grant(code_dir: Path) -> None:
     stack = new_stack()
     make_settler(stack, code_dir / "settler", destination_permissions_mode="ALLOW_ALL")
