@@ -5,9 +5,9 @@ by a child process in the background while the benchmarks whose figures are in s
 run (lag, strategies: machine load does not change them) and the other inputs are prepared; the
 big buffer stops growing when its time budget is spent (``Sizes.cycle_build_budget_seconds``),
 so that ``make bench`` stays within 15 minutes on a busy machine; then the timed benchmarks run
-one after the other (ingest in both environments, settle cycle, replay, PostgreSQL, the
-OpenSearch buffer's requests and round trips), nothing else of the
-benchmark running beside them.
+one after the other (ingest in both environments, settle cycle, replay, PostgreSQL, journal
+export ingest in its three formats, the OpenSearch buffer's requests and round trips), nothing
+else of the benchmark running beside them.
 
 ``--tiny`` runs everything at a tiny size (the smoke test uses it); ``--out`` and ``--readme``
 say where the results and the README's figures go (``--readme -``: nowhere).
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cycle, ingest, lag, opensearch, postgres, replay, strategies
+from bench import cycle, export, ingest, lag, opensearch, postgres, replay, strategies
 from bench.common import INGEST_PYTHON, MAIN_PYTHON, REPO_ROOT, BenchError, Json, rounded
 from bench.report import README_BEGIN, README_END, markdown, text
 
@@ -61,6 +61,10 @@ class Sizes:
     # about a minute and a half: osmem-server's own indexing is most of it).
     opensearch_transactions: int = 2_000
     opensearch_reps: int = 2
+    # About 1,500 exported blocks in 31 objects per format (an ingest child takes about 2 s in
+    # .venv-ingest; the three simulations, untimed, about 4 s each).
+    export_transactions: int = 1_500
+    export_reps: int = 3
     lag_transactions: int = 900
     lag_rate_per_second: float = 0.75
     strategy_seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -82,6 +86,8 @@ TINY = Sizes(
     round_trip_reps=1,
     opensearch_transactions=30,
     opensearch_reps=1,
+    export_transactions=20,
+    export_reps=1,
     lag_transactions=30,
     lag_rate_per_second=2.0,
     strategy_seeds=[1],
@@ -177,6 +183,18 @@ def run(sizes: Sizes, workdir: Path) -> Json:
         workdir / "opensearch-input",
         SimulationConfig(transactions=sizes.opensearch_transactions, seed=7),
     )
+    export_sims: dict[str, Json] = {}
+    for fmt in export.FORMATS:
+        clock.say(f"simulating the {fmt} export input ({sizes.export_transactions} transactions)")
+        export_sims[fmt] = simulate(
+            workdir / f"export-input-{fmt.lower()}",
+            SimulationConfig(
+                transactions=sizes.export_transactions,
+                seed=9,
+                export_format=fmt,
+                export_fraction=1.0,
+            ),
+        ).stats
     clock.say(f"building the replay templates ({sizes.replay_transactions + 2} blocks per mode)")
     templates = replay.build(
         workdir / "replay",
@@ -246,6 +264,13 @@ def run(sizes: Sizes, workdir: Path) -> Json:
     postgres_results = postgres.measure(templates, reps=sizes.replay_reps)
     clock.section("postgres", s)
     clock.say(
+        f"export ingest: {export_sims[export.FORMATS[0]]['export']['blocks']} blocks per format, "
+        f"{sizes.export_reps} reps per format in {export.environment()[0]}"
+    )
+    s = time.monotonic()
+    export_results = export.measure(export_sims, reps=sizes.export_reps)
+    clock.section("export", s)
+    clock.say(
         f"OpenSearch buffer: {os_sim.stats['delivered_records']} records, requests counted, "
         f"{sizes.opensearch_reps} reps at 0 and {opensearch.ROUND_TRIP_MS:g} ms per request "
         "beside SQLite"
@@ -279,6 +304,7 @@ def run(sizes: Sizes, workdir: Path) -> Json:
         "settle_cycle": cycle_results,
         "replay": replay_results,
         "postgres": postgres_results,
+        "export": export_results,
         "opensearch": opensearch_results,
         "lag": lag_results,
         "strategies": strategy_results,

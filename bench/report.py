@@ -176,6 +176,7 @@ def rows(results: Json) -> list[list[str]]:
         )
     if "skipped" in pg:
         out.append(["replay into PostgreSQL", "skipped: " + str(pg["skipped"]), "", "", "", ""])
+    out += export_rows(results.get("export"))
     out += opensearch_rows(results.get("opensearch"))
     lag = results["lag"]
     targets = lag["targets"]
@@ -208,6 +209,29 @@ def rows(results: Json) -> list[list[str]]:
                 ),
                 target,
                 met,
+            ]
+        )
+    return out
+
+
+def export_rows(e: Json | None) -> list[list[str]]:
+    """One row per export format: blocks/s into a new SQLite buffer against bare decoding."""
+    if e is None:
+        return []
+    out: list[list[str]] = []
+    for r in e["formats"].values():
+        objects = f"{r['objects']:,} object" + ("" if r["objects"] == 1 else "s")
+        # Bare JSON decoding is C-fast: two decimals would round that ratio to 0.00x.
+        small = r["ratio"] is not None and r["ratio"] < 0.1
+        out.append(
+            [
+                f"export ingest, {r['label']}, {r['blocks']:,} blocks, {r['ion']}",
+                f"{fmt(r['ingest_blocks_per_s'], ' blocks/s')} "
+                f"({fmt(r['ingest_revisions_per_s'], ' revisions/s')}, {objects})",
+                f"{fmt(r['decode_blocks_per_s'], ' blocks/s')} bare {r['baseline']}",
+                f"{r['ratio']:.3f}x" if small else fmt_ratio(r["ratio"]),
+                "reported",
+                "",
             ]
         )
     return out

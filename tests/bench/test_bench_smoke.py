@@ -53,7 +53,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]
 def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
     results, _ = tiny
     assert set(results) == {
-        "meta", "ingest", "settle_cycle", "replay", "postgres", "opensearch", "lag", "strategies"
+        "meta", "ingest", "settle_cycle", "replay", "postgres", "export", "opensearch", "lag",
+        "strategies",
     }  # fmt: skip
     envs = results["ingest"]["environments"]
     for name, r in envs.items():
@@ -95,6 +96,20 @@ def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
         assert _positive(m["grouped"]["replay_blocks_per_s"])
         assert _positive(m["embedded"]["replay_blocks_per_s"])
 
+    export = results["export"]
+    assert set(export["formats"]) == {"ION_TEXT", "ION_BINARY", "JSON"}
+    if INGEST_PYTHON.exists():
+        assert export["environment"] == "venv-ingest" and "C extension" in export["ion"]
+    for fmt, e in export["formats"].items():
+        for key in ("ingest_blocks_per_s", "ingest_revisions_per_s", "decode_blocks_per_s"):
+            assert _positive(e[key]), (fmt, key, e[key])
+        assert _positive(e["ratio"]) and e["objects"] > 0
+        # The whole export was stored: every block of the simulated journal but the last, which
+        # the simulator leaves to the stream (export_fraction 1.0).
+        sim = e["simulation"]
+        assert e["blocks"] == e["stored"]["blocks"] == sim["export_blocks"]
+        assert 0 < sim["export_blocks"] < sim["journal_blocks"]
+
     o = results["opensearch"]
     # Counted by the proxy in front of osmem-server: every phase's requests, every store's rates.
     assert o["workload"]["blocks"] > 0 and o["workload"]["events"] > 0
@@ -128,7 +143,8 @@ def test_the_table_is_printed(tiny: tuple[dict[str, Any], str]) -> None:
     _, stdout = tiny
     for text in ("ingest records/s", "settle cycle releasing", "replay into the embedded ledger",
                  "lag, 120 s window", "(c) this service",
-                 "OpenSearch settle: requests per replayed block"):  # fmt: skip
+                 "OpenSearch settle: requests per replayed block", "export ingest, Ion text",
+                 "export ingest, Ion binary", "export ingest, JSON Lines"):  # fmt: skip
         assert text in stdout
 
 
@@ -165,6 +181,44 @@ def test_the_ingest_benchmark_imports_only_the_ingest_path(
     modules = _ingest_modules(python, tmp_path / "sim" / "events")
     assert "ingest.decode" in modules and "buffer.sqlite" in modules
     assert "ledger.classify" in modules
+    leaked = sorted(
+        m for m in modules for f in FORBIDDEN_IN_INGEST if m == f or m.startswith(f + ".")
+    )
+    assert leaked == []
+
+
+@pytest.mark.parametrize("environment", ["venv", "venv-ingest"])
+def test_the_export_benchmark_imports_only_the_ingest_path(
+    environment: str, tmp_path: Path
+) -> None:
+    from qldb_settle.simulate import SimulationConfig, simulate
+
+    python = sys.executable if environment == "venv" else INGEST_PYTHON
+    if environment == "venv-ingest" and not INGEST_PYTHON.exists():
+        pytest.skip(f"{INGEST_PYTHON} is not built (make test-ingest builds it)")
+    info = simulate(
+        tmp_path / "sim",
+        SimulationConfig(transactions=8, seed=2, export_format="ION_BINARY", export_fraction=1.0),
+    ).stats["export"]
+    args = {"export": info["path"], "format": "ION_BINARY"}
+    script = (
+        "import json, sys\n"
+        "from bench.export import child_decode, child_ingest\n"
+        f"child_decode({args!r})\n"
+        f"child_ingest({dict(args, blocks=info['blocks'], ledger_arn=info['ledger_arn'])!r})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [str(python), "-c", script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    modules = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "ingest.export.service" in modules and "buffer.sqlite" in modules
     leaked = sorted(
         m for m in modules for f in FORBIDDEN_IN_INGEST if m == f or m.startswith(f + ".")
     )
