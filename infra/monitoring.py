@@ -101,14 +101,18 @@ class Monitoring(Construct):
                 width=8,
             ),
             cw.GraphWidget(
-                title="Gaps passed, late, quarantined, halted",
+                title="Gaps passed, late, quarantined; halted, gaps held, lease held",
                 left=[
                     self._settler(m.GAPS_PASSED),
                     self._settler(m.LATE_BLOCKS),
                     self._settler(m.QUARANTINED_BLOCKS),
                     self._ingest(m.LATE_RECORDS),
                 ],
-                right=[self._settler(m.HALTED, "Maximum")],
+                right=[
+                    self._settler(m.HALTED, "Maximum"),
+                    self._settler(m.GAPS_HELD, "Maximum"),
+                    self._settler(m.LEASE_HELD, "Maximum"),
+                ],
                 width=8,
             ),
             cw.GraphWidget(

@@ -156,6 +156,7 @@ class ServiceStack(Stack):
             postgres=self.postgres,
             postgres_schema=config.postgresql_schema,
         )
+        self.settler.watch_ingest(self.ingest.failure_queue, self.ingest.function)
         self.buffer.grant_http(self.ingest.role)
         self.buffer.grant_http(self.settler.role)
         self.export: ExportReplay | None = None
