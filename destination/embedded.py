@@ -20,7 +20,10 @@ Replay (DESIGN.md rule 7):
   ``ReplayError`` (the replica would diverge).
 - ``revisions`` mode makes the mapped copy equal each revision: ``INSERT INTO T ?`` (the data as an
   Ion parameter), ``UPDATE T AS t BY pid SET t."f" = ? ... REMOVE t."g" WHERE pid = ?`` or
-  ``DELETE FROM T AS t BY pid WHERE pid = ?``; a missing table is created first.
+  ``DELETE FROM T AS t BY pid WHERE pid = ?``; a missing table is created first. A redacted
+  revision removes the copy as a deletion does (its content is gone; the next revision of the
+  document brings it back); one down-converted by a JSON Lines export is stored with its JSON
+  types, and a warning says so for each.
 
 The embedded ledger is not bound by QLDB's transaction limits (``limits = Limits()``).
 """
@@ -278,13 +281,20 @@ class EmbeddedDestination:
     def _revision(
         self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay, op: RevisionOp
     ) -> int:
+        if op.down_converted:
+            log.warning(
+                "NOTE block %s: revision %s v%s came from a JSON Lines export: QLDB down-converted "
+                "its Ion types (decimals to numbers, timestamps, blobs and symbols to strings), "
+                "and the replica stores it with those JSON types",
+                block.block_id, op.document_id, op.version,
+            )  # fmt: skip
         row = conn.execute(
             "SELECT dest_id FROM settle_id_map WHERE ledger = ? AND source_id = ?",
             (block.ledger, op.document_id),
         ).fetchone()
         dest = None if row is None else str(row[0])
         table = quote(op.table_name)
-        if op.data is None:
+        if op.data is None:  # a deletion, or a redacted revision: the copy's content is gone
             if dest is None:
                 return 0
             tx.execute(f"DELETE FROM {table} AS t BY pid WHERE pid = ?", dest)

@@ -47,8 +47,9 @@ class StatementOp:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RevisionOp:
     """Make the destination's copy of a source document equal a revision: insert it (no copy
-    yet), replace it (``data`` set), or delete it (``data`` None). ``data`` is the Ion value of the
-    REVISION_DETAILS, passed to the destination as an Ion value (never as text)."""
+    yet), replace it (``data`` set), or delete it (``data`` None, not ``redacted``). ``data`` is
+    the Ion value of the REVISION_DETAILS, passed to the destination as an Ion value (never as
+    text)."""
 
     table_name: str
     table_id: str
@@ -60,8 +61,16 @@ class RevisionOp:
     revision_hash: bytes | None = None
     metadata: Any = None
     # The Ion hash of ``data`` as the settler's verification computed it (None: not computed),
-    # so that a destination comparing content does not hash the revision a second time.
+    # so that a destination comparing content does not hash the revision a second time; for a
+    # redacted revision, the data hash the source kept.
     data_hash: bytes | None = None
+    # A redacted revision (``data`` None, its hash and ``data_hash`` kept): the content the source
+    # committed is gone. Not a deletion: the destination removes its copy's content and keeps
+    # what the source kept (docs/export.md says what each destination stores).
+    redacted: bool = False
+    # ``data`` came from a JSON Lines export: QLDB down-converted it, its Ion types are lost
+    # (``ingest.export.origin``); a destination replaying it says so loudly.
+    down_converted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

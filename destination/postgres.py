@@ -530,7 +530,7 @@ class PostgresDestination:
             (
                 table, op.document_id, op.version, data, ion, metadata, op.revision_hash,
                 block.ledger, block.address.strand_id, seq, block.transaction_id or None,
-                block.committed_at, op.data is None,
+                block.committed_at, op.data is None and not op.redacted,
             )
         )  # fmt: skip
         if op.data is None:

@@ -3,7 +3,8 @@
 Two independent references:
 
 - the source ledger itself (``DIR/source.db`` of a simulation), or an export file;
-- the stream's own REVISION_DETAILS: the latest revision of every document, deletions removed.
+- the stream's own REVISION_DETAILS: the latest revision of every document, deletions removed
+  (with ``simulate --export``, the journal's first part is an export: its revisions count too).
   This one does not depend on the PartiQL engine that both the source and the replica run, so an
   engine bug cannot hide itself by being made twice.
 
@@ -101,21 +102,86 @@ def documents_of_export(path: Path) -> list[Document]:
     return out
 
 
-def documents_of_stream(paths: Iterable[Path]) -> list[Document]:
-    """The latest revision of every document in a stream's REVISION_DETAILS, deletions removed."""
+def documents_of_stream(paths: Iterable[Path], exported: Iterable[Any] = ()) -> list[Document]:
+    """The latest revision of every document in a stream's REVISION_DETAILS (and in
+    ``exported``, the REVISION_DETAILS a journal export stands for, ``revisions_of_export``),
+    deletions removed."""
     from ingest.decode import decode_file
     from journal.records import RevisionDetails
 
     latest: dict[str, RevisionDetails] = {}
+
+    def add(record: Any) -> None:
+        if isinstance(record, RevisionDetails):
+            key = f"{record.ledger}/{record.document_id}"
+            seen = latest.get(key)
+            if seen is None or record.version > seen.version:
+                latest[key] = record
+
+    for record in exported:
+        add(record)
     for path in paths:
         for item in decode_file(path):
-            record = getattr(item, "record", None)
-            if isinstance(record, RevisionDetails):
-                key = f"{record.ledger}/{record.document_id}"
-                seen = latest.get(key)
-                if seen is None or record.version > seen.version:
-                    latest[key] = record
+            add(getattr(item, "record", None))
     return [(r.table_name, r.data) for r in latest.values() if r.data is not None]
+
+
+def revisions_of_export(folder: Path, ledger_arn: str) -> Iterator[Any]:
+    """The REVISION_DETAILS records the journal export(s) under ``folder`` (the folder holding
+    the manifests) stand for, read and checked as ``qldb-settle ingest`` reads them. A
+    ``simulate --export`` folder holds the journal's first part there, the stream the rest."""
+    from ingest.decode import decode_user_record
+    from ingest.export.blocks import BlockProblem, check_block, from_json
+    from ingest.export.manifest import find_exports
+    from ingest.export.objects import ObjectDamage, read_object
+    from ingest.export.service import LedgerRef
+    from ingest.export.store import FolderStore
+    from journal.ion_binary import encode
+    from journal.records import RevisionDetails
+
+    ledger = LedgerRef.from_arn(ledger_arn)
+    store = FolderStore(folder)
+    exports, _others = find_exports(store)
+    for export in exports:
+        for completed in export.completed:
+            for key in completed.keys:
+                fmt, items = read_object(store.read(export.started.relative(key)))
+                arn = ledger.stream_arn(export.export_id, fmt)
+                for item in items:
+                    if isinstance(item, ObjectDamage):
+                        raise InputError(f"{key}: {item.reason}")
+                    value = from_json(item.value) if fmt == "JSON" else item.value
+                    try:
+                        block = check_block(value, arn)
+                    except BlockProblem as exc:
+                        raise InputError(f"{key} block {item.index}: {exc}") from None
+                    for rec in block.records:
+                        decoded = decode_user_record(encode(rec), origin=key)
+                        record = getattr(decoded, "record", None)
+                        if isinstance(record, RevisionDetails):
+                            yield record
+
+
+def export_of_simulation(folder: Path) -> tuple[Path, str] | None:
+    """``(the export's manifest folder, the exported ledger's ARN)`` of a ``simulate --export``
+    folder, from its ``simulation.json``; None when the simulation wrote no export."""
+    import json
+
+    stats_path = folder / "simulation.json"
+    if not stats_path.exists():
+        return None
+    try:
+        stats = json.loads(stats_path.read_text())
+    except ValueError:
+        raise InputError(f"{stats_path}: not JSON") from None
+    stats = stats.get("stats") if isinstance(stats, Mapping) else None
+    info = stats.get("export") if isinstance(stats, Mapping) else None
+    if not isinstance(info, Mapping) or not info.get("ledger_arn"):
+        return None
+    manifests = folder / "export" / "journalExport"
+    if not manifests.is_dir():
+        raise InputError(f"{folder}: simulation.json names an export, {manifests} is missing")
+    return manifests, str(info["ledger_arn"])
 
 
 def event_files(directory: Path) -> Iterator[Path]:

@@ -6,9 +6,15 @@
 - **Revision mode** otherwise (parameters, document ids, non-deterministic functions, statements
   the parser refuses): the block's DDL still runs as statements, first; then one ``RevisionOp``
   per user revision in ``revisionSummaries`` order (insert, replace or delete the copy).
-- A revision carrying ``dataHash`` instead of ``data`` (already redacted) cannot be replayed: the
-  block is quarantined. ``EXEC REDACT_REVISION`` redacts an older revision and changes no current
-  document: it is not replayed.
+- A revision carrying ``dataHash`` instead of ``data`` (already redacted; verified by that hash,
+  ``settler.verify``) is replayed as redacted: revision mode (the statement texts still hold what
+  was redacted), with a ``RevisionOp`` marked ``redacted`` (``data`` None, ``data_hash`` the kept
+  hash); docs/export.md says what each destination stores. ``EXEC REDACT_REVISION`` redacts an
+  older revision and changes no current document: it is not replayed.
+- A revision from a JSON Lines export (``ingest.export.origin.down_converted``) whose content
+  verification could not prove is replayed from its revisions, its ``RevisionOp`` marked
+  ``down_converted``: the block's statements would write Ion types its revisions no longer
+  show, so the destination could not match them.
 - A block the destination's ``limits`` cannot hold in one transaction is split into resumable
   parts (revision mode; each part has its own checkpoint), and the plan says so (it is counted).
   One document of every transaction is kept for the checkpoint.
@@ -25,6 +31,7 @@ from amazon.ion import simpleion
 
 from buffer.port import BufferedBlock
 from destination.port import BlockReplay, Limits, RevisionOp, StatementOp
+from ingest.export.origin import down_converted
 from journal.records import BlockSummary
 from settler.verify import metadata_struct
 
@@ -106,16 +113,19 @@ def _revision_ops(
         assert summary.document_id is not None
         rev = block.revisions[summary.document_id]
         known = hashed.get(rev.document_id)
+        data_hash = rev.data_hash if rev.is_redacted else None if known is None else known[0]
         ops.append(
             RevisionOp(
                 table_name=rev.table_name,
                 table_id=rev.table_id,
                 document_id=rev.document_id,
                 version=rev.version,
-                data=rev.data,
+                data=None if rev.is_redacted else rev.data,
                 revision_hash=rev.hash,
                 metadata=metadata_struct(rev.metadata) if known is None else known[1],
-                data_hash=None if known is None else known[0],
+                data_hash=data_hash,
+                redacted=rev.is_redacted,
+                down_converted=rev.data is not None and down_converted(rev.stream),
             )
         )
     return ops
@@ -155,13 +165,13 @@ def plan_block(
     missing = block.missing_revisions
     if missing:
         return Plan.refused(bid, f"block {bid} is missing revisions of {', '.join(missing)}")
-    for rev in sorted(block.revisions.values(), key=lambda r: r.document_id):
-        if rev.is_redacted:
-            return Plan.refused(
-                bid,
-                f"block {bid}: revision {rev.document_id} version {rev.version} is redacted "
-                "(dataHash instead of data) and cannot be replayed",
-            )
+    # Revisions the block's statements cannot stand for: redacted ones (replaying the statements
+    # would write what was redacted) and down-converted ones not proven by their hash.
+    from_revisions = any(
+        rev.is_redacted
+        or (rev.data is not None and down_converted(rev.stream) and doc_id not in (hashed or {}))
+        for doc_id, rev in block.revisions.items()
+    )
 
     kinds = statement_kinds(block, classifier)
     replayed = [(st, kind) for st, kind in zip(s.statements, kinds, strict=True)]
@@ -176,7 +186,11 @@ def plan_block(
     # Serializing revisions to measure them is costly: only when the destination limits bytes.
     size_of = _no_size if byte_cap is None else _size
 
-    if not force_revisions and all(kind in STATEMENT_MODE_KINDS for _, kind in replayed):
+    if (
+        not force_revisions
+        and not from_revisions
+        and all(kind in STATEMENT_MODE_KINDS for _, kind in replayed)
+    ):
         ops = tuple(
             StatementOp(text=st.text, index=st.index) for st, k in replayed if k != "select"
         )

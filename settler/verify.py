@@ -11,13 +11,28 @@ mismatched):
 - every buffered revision: its table is the one the block's ``documents`` map names for it
   (``tableInfo`` is outside the revision hash); its hash equals the ``revisionSummaries`` entry
   of its document, the hash appears in ``entriesHashList``, its ``txId`` is the block's
-  transaction, and, where it
-  carries ``data``, the hash is ``dot(IonHash(data), IonHash(metadata))`` (the revision content
-  is what the source committed);
+  transaction, and, where it carries ``data``, the hash is ``dot(IonHash(data),
+  IonHash(metadata))`` (the revision content is what the source committed); a redacted revision
+  (``dataHash`` kept, ``data`` gone) is verified by its kept hash: ``dot(dataHash,
+  IonHash(metadata))``;
+- a revision from a JSON Lines export (``ingest.export.origin.down_converted``: QLDB
+  down-converted its data to JSON, so its Ion types are gone) whose data does not hash to its
+  revision hash is not a failure: that check is not possible for it, and it is counted as
+  unverified with the reason ``REVISION_DOWN_CONVERTED`` (one whose data still hashes right,
+  such as data of strings and integers only, is verified). Every other check runs for it as for
+  any block: the chain, ``entriesHash`` and ``blockHash`` (recomputed at ingest too,
+  ``ingest.export.blocks``), the revision hash against ``revisionSummaries`` and
+  ``entriesHashList``, its metadata; and a redacted one is verified by its kept hash, which JSON
+  keeps exactly;
 - the ``statementDigest`` of every statement without parameters is the Ion hash (SHA-256) of its
   text. A statement with parameters cannot be checked (QLDB does not stream parameter values):
   it is counted as unverified with that reason; so is every statement when ionhash cannot be
-  imported.
+  imported. Statement texts are strings, which JSON keeps exactly: the digests of a block from a
+  JSON Lines export are verified like any other.
+
+``Verification.unverified`` lists what could not be checked, statements (``index``) and
+revisions (``document_id``), each with its reason; the settle report counts them all in its
+``digests.unverified`` figure and its reasons.
 
 ionhash is imported here only, lazily: the ingest path never imports it. The hashes themselves
 are computed by ``ledger.hashing`` (its own Ion Hash, checked against ionhash in the ledger and
@@ -35,6 +50,7 @@ from typing import Any
 
 from buffer.port import BufferedBlock
 from destination.port import Checkpoint
+from ingest.export.origin import down_converted
 from journal.hashes import block_hash, dot, merkle_root
 from journal.records import RevisionMetadata
 from ledger.hashing import ion_hash, text_hash
@@ -43,14 +59,17 @@ log = logging.getLogger(__name__)
 
 PARAMETERS_NOT_STREAMED = "parameters not streamed"
 IONHASH_UNAVAILABLE = "ionhash unavailable"
+REVISION_DOWN_CONVERTED = "revision hash: data down-converted to JSON (JSON Lines export)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnverifiedDigest:
-    """A statement whose digest could not be checked, and why."""
+    """A statement whose digest (``index``), or a revision whose hash (``document_id``), could not
+    be checked, and why."""
 
-    index: int
+    index: int | None
     reason: str
+    document_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,6 +265,7 @@ def verify_block(
     check = check_content and _ion_hasher() is not None
     checked = 0
     hashed: dict[str, tuple[bytes, Any]] = {}
+    unverified_revisions: list[UnverifiedDigest] = []
     for doc_id, rev in sorted(block.revisions.items()):
         where = f"block {bid}: revision {doc_id} version {rev.version}"
         if doc_id not in summaries:
@@ -272,15 +292,25 @@ def verify_block(
             return Verification.failed(
                 bid, f"{where}: txId {rev.metadata.tx_id} is not the block's {s.transaction_id}"
             )
-        if check and rev.data is not None:
-            data_hash = ion_hash(rev.data)
+        if check and (rev.data is not None or rev.data_hash is not None):
+            # A redacted revision is verified by the data hash it kept.
+            data_hash = ion_hash(rev.data) if rev.data is not None else rev.data_hash
+            assert data_hash is not None
             meta = _metadata_struct(block, doc_id)
             content = dot(data_hash, ion_hash(meta))
             if content != rev.hash:
+                if rev.data is not None and down_converted(rev.stream):
+                    unverified_revisions.append(
+                        UnverifiedDigest(
+                            index=None, document_id=doc_id, reason=REVISION_DOWN_CONVERTED
+                        )
+                    )
+                    continue
+                what = "data" if rev.data is not None else "dataHash (redacted)"
                 return Verification.failed(
                     bid,
-                    f"{where}: data and metadata hash to {content.hex()}, not the revision hash "
-                    f"{rev.hash.hex()}",
+                    f"{where}: {what} and metadata hash to {content.hex()}, not the revision "
+                    f"hash {rev.hash.hex()}",
                 )
             checked += 1
             hashed[doc_id] = (data_hash, meta)
@@ -312,7 +342,7 @@ def verify_block(
         block_id=bid,
         failure=None,
         digests_verified=verified,
-        unverified=tuple(unverified),
+        unverified=(*unverified, *unverified_revisions),
         revisions_checked=checked,
         chain_checked=chain_checked,
         hashed=hashed,

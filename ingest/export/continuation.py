@@ -1,7 +1,8 @@
 """Where an export ends and a stream begins, read back from the buffer (``qldb-settle status``).
 
-The records of an export carry ``export`` + the export id where a stream record carries its QLDB
-stream id (``LedgerRef.stream_arn``), and the buffer keeps the first copy of each block, so the
+The records of an export carry ``export`` + the export id (``ingest.export.origin``) where a
+stream record carries its QLDB stream id (``LedgerRef.stream_arn``), and the buffer keeps the
+first copy of each block, so the
 block summary it holds says which source delivered the block. Per strand, the last block held
 from an export and the first held from a stream after it are found by bisection over the
 buffered sequence numbers (a few ``get_block`` calls, not one per block), assuming, as a
@@ -13,13 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from buffer.port import SettlingBuffer
-from ingest.export.service import EXPORT_STREAM_PREFIX
+from ingest.export.origin import from_export
 from journal.records import BlockAddress, block_id
 
 
 def _from_export(buffer: SettlingBuffer, ledger: str, strand: str, seq: int) -> bool:
     found = buffer.get_block(block_id(ledger, BlockAddress(strand, seq)))
-    return found is not None and found.summary.stream.stream_id.startswith(EXPORT_STREAM_PREFIX)
+    return found is not None and from_export(found.summary.stream)
 
 
 def continuations(buffer: SettlingBuffer) -> list[dict[str, Any]]:

@@ -30,14 +30,13 @@ from ingest.decode import decode_user_record
 from ingest.export.blocks import BlockProblem, ExportedBlock, address_of, check_block, from_json
 from ingest.export.manifest import OBJECT_RANGE, Export, find_exports
 from ingest.export.objects import ObjectDamage, read_object
+from ingest.export.origin import export_stream_id
 from ingest.export.store import ExportStore, MissingObject
 from journal.errors import InputError, TransientError
 from journal.ion_binary import encode
 from journal.records import BlockAddress, block_id
 
 log = logging.getLogger(__name__)
-
-EXPORT_STREAM_PREFIX = "export"
 
 _LEDGER_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:qldb:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -67,14 +66,15 @@ class LedgerRef:
     def key(self) -> str:
         return f"{self.region}:{self.account}:{self.name}"
 
-    def stream_arn(self, export_id: str) -> str:
-        """The ``qldbStreamArn`` the export's records carry: ``export`` + the export id stands
-        where a stream id would, so ids and fingerprints (which leave the stream id out) equal the
-        stream's, and a buffered block still tells which source it came from
-        (``ingest.export.continuation``)."""
+    def stream_arn(self, export_id: str, fmt: str = "ION_TEXT") -> str:
+        """The ``qldbStreamArn`` the export's records carry: ``export`` + the export id
+        (``exportjson`` + the id for a JSON Lines export, ``ingest.export.origin``) stands where a
+        stream id would, so ids and fingerprints (which leave the stream id out) equal the
+        stream's, and a buffered record still tells which source it came from
+        (``ingest.export.continuation``) and whether its documents were down-converted."""
         return (
             f"arn:aws:qldb:{self.region}:{self.account}:stream/{self.name}/"
-            f"{EXPORT_STREAM_PREFIX}{export_id}"
+            f"{export_stream_id(export_id, fmt)}"
         )
 
 
@@ -178,7 +178,6 @@ class _Run:
     def strand(self, export: Export, strand_id: str, keys: Iterable[str]) -> None:
         span = StrandSpan(export_id=export.export_id, strand_id=strand_id)
         self.report.spans.append(span)
-        arn = self.ledger.stream_arn(export.export_id)
         last: ExportedBlock | None = None
         keys = list(keys)
         for n, key in enumerate(keys):
@@ -206,6 +205,8 @@ class _Run:
             self.report.objects += 1
             fmt, items = read_object(data)
             self.report.formats.setdefault(export.export_id, fmt)
+            # Each object's records carry its format: JSON Lines ones are marked down-converted.
+            arn = self.ledger.stream_arn(export.export_id, fmt)
             first_in_object: int | None = None
             for item in items:
                 origin = f"{key}#{item.index}"

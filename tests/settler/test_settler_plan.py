@@ -96,15 +96,20 @@ def test_a_block_with_any_statement_not_replayable_from_text_replays_revisions(
     assert (plan.statements, plan.revisions) == (1, 2)
 
 
-def test_a_redacted_revision_quarantines_the_block() -> None:
+def test_a_redacted_revision_replays_as_redacted_from_revisions() -> None:
+    """Issue 16 (over DESIGN.md rule 7's quarantine): replayed from its revisions, marked."""
     chain = Chain()
     built = chain.block(
-        [("INSERT INTO Person ?", [{"name": "a"}])],
+        [("INSERT INTO Person VALUE {'name': 'a'}", [])],
         [Rev("Person", _doc(1), 0, {"name": "a"}, redacted=True)],
     )
-    plan = plan_block(built.buffered(), UNBOUNDED)
-    assert plan.replays == ()
-    assert plan.quarantine is not None and "redacted" in plan.quarantine
+    block = built.buffered()
+    plan = plan_block(block, UNBOUNDED)
+    assert plan.quarantine is None and plan.mode == "revisions"
+    (replay,) = plan.replays
+    (op,) = replay.ops
+    assert isinstance(op, RevisionOp) and op.redacted and op.data is None
+    assert op.data_hash == block.revisions[_doc(1)].data_hash
 
 
 def test_a_block_redacting_an_older_revision_changes_no_document() -> None:

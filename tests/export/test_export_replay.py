@@ -1,0 +1,169 @@
+"""Export blocks that cannot be verified like stream blocks, replayed: a JSON Lines export (its
+documents down-converted, so their revision hashes cannot be recomputed) and a redacted revision
+(hash kept, data gone). Settled into the embedded ledger (issue 16)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from amazon.ion import simpleion
+from export_helpers import LEDGER, START, buffer, export, source_ledger
+
+from destination.embedded import EmbeddedDestination
+from ingest.export.origin import down_converted
+from ingest.export.service import ingest_export
+from ingest.export.store import FolderStore
+from ledger.hashing import ion_hash
+from settler.cycle import settle
+from settler.verify import REVISION_DOWN_CONVERTED
+
+FAR = START.replace(year=2100)
+
+
+def _ledger(path: Path) -> Any:
+    led = source_ledger(path, transactions=4)
+    # A timestamp: JSON Lines writes it as a string, so this revision's hash cannot be recomputed.
+    led.execute("INSERT INTO Person VALUE {'n': 99, 'at': `2020-01-01T`, 'amount': 1.5}")
+    return led
+
+
+def _settle(tmp_path: Path, folder: Path) -> tuple[Any, Any, EmbeddedDestination]:
+    buf = buffer(tmp_path / "b.db")
+    report = ingest_export(buf, FolderStore(folder), LEDGER)
+    assert not report.problems, report.problems
+    dest = EmbeddedDestination(tmp_path / "r.db")
+    return buf, settle(buf, dest, now=FAR, window_seconds=0), dest
+
+
+def _docs(led: Any) -> list[str]:
+    return sorted(simpleion.dumps(d, binary=False) for _t, _i, d in led.documents())
+
+
+def test_a_json_lines_export_replays_its_hash_checks_reported_not_possible(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    led = _ledger(tmp_path / "source.db")
+    info = export(led, tmp_path / "x", "JSON")
+    with caplog.at_level(logging.WARNING, logger="destination.embedded"):
+        buf, report, dest = _settle(tmp_path, tmp_path / "x")
+    assert not report.halted, report.halt_reason
+    assert report.quarantined == 0
+    assert report.blocks == info["blocks"]
+    # Only the timestamped revision fails its hash: not a failure, "not possible", counted.
+    assert report.unverified_reasons == {REVISION_DOWN_CONVERTED: 1}
+    assert report.digests_unverified == 1
+    assert report.digests_verified > 0  # statement texts survive JSON: their digests still check
+    assert any("down-converted" in r.getMessage() for r in caplog.records)
+    # Every record of the export carries the mark; the replica holds the JSON types.
+    block = buf.get_block(f"{LEDGER.key}/{next(iter(led.blocks(-1))).strand_id}/1")
+    assert block is not None and down_converted(block.summary.stream)
+    replica = _docs(dest.ledger)
+    assert any('at:"2020-01-01T"' in d or 'at:"2020-01-01' in d for d in replica), replica
+    assert len(replica) == len(_docs(led))
+
+
+def test_a_json_lines_export_whose_chain_is_broken_still_quarantines(tmp_path: Path) -> None:
+    """The checks JSON keeps still run: a revision hash not in entriesHashList fails."""
+    from settler.verify import verify_block
+
+    led = _ledger(tmp_path / "source.db")
+    export(led, tmp_path / "x", "JSON")
+    buf = buffer(tmp_path / "b.db")
+    ingest_export(buf, FolderStore(tmp_path / "x"), LEDGER)
+    strand = next(iter(led.blocks(-1))).strand_id
+    block = buf.get_block(f"{LEDGER.key}/{strand}/2")
+    assert block is not None and block.revisions
+    doc, rev = next(iter(block.revisions.items()))
+    from dataclasses import replace
+
+    forged = replace(block, revisions={doc: replace(rev, hash=bytes(32))})
+    assert verify_block(forged).failure is not None
+
+
+def _redact(folder: Path, n: int) -> str:
+    """Redact, in the exported objects, the insert of the document whose ``n`` is ``n``: its
+    data replaced by its Ion hash (``dataHash``), as QLDB exports a redacted revision."""
+    for path in sorted(folder.rglob("*.ion")):
+        values = simpleion.loads(path.read_bytes(), single_value=False)
+        for block in values:
+            for r in block.get("revisions") or []:
+                data = r.get("data")
+                if data is not None and data.get("n") == n and r["metadata"]["version"] == 0:
+                    r["dataHash"] = ion_hash(data)
+                    del r["data"]
+                    path.write_text("\n".join(simpleion.dumps(v, binary=False) for v in values))
+                    return str(r["metadata"]["id"])
+    raise AssertionError(f"no insert of n={n} in the export")
+
+
+def test_a_redacted_revision_verifies_by_its_hash_and_replays_as_redacted(
+    tmp_path: Path,
+) -> None:
+    led = _ledger(tmp_path / "source.db")
+    export(led, tmp_path / "x", "ION_TEXT")
+    doc_id = _redact(tmp_path / "x", 1)  # n=1 is deleted later by the source
+    buf, report, dest = _settle(tmp_path, tmp_path / "x")
+    assert not report.halted, report.halt_reason
+    assert report.quarantined == 0
+    assert report.unverified_reasons == {}
+    held = [b for b in buf.blocks() if b.sequence_no >= 0]
+    assert held
+    assert _docs(dest.ledger) == _docs(led)
+    assert doc_id not in dest.source_ids().values()
+
+
+def test_a_redacted_revision_with_a_forged_data_hash_quarantines(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from settler.verify import verify_block
+
+    led = _ledger(tmp_path / "source.db")
+    export(led, tmp_path / "x", "ION_TEXT")
+    doc_id = _redact(tmp_path / "x", 1)
+    buf = buffer(tmp_path / "b.db")
+    ingest_export(buf, FolderStore(tmp_path / "x"), LEDGER)
+    block = next(
+        b
+        for b in (
+            buf.get_block(f"{LEDGER.key}/{r.strand_id}/{r.sequence_no}") for r in buf.blocks()
+        )
+        if b is not None and doc_id in b.revisions
+    )
+    assert block.revisions[doc_id].is_redacted
+    assert verify_block(block).ok
+    rev = block.revisions[doc_id]
+    forged = replace(
+        block, revisions={**block.revisions, doc_id: replace(rev, data_hash=bytes(32))}
+    )
+    failure = verify_block(forged).failure
+    assert failure is not None and "redacted" in failure
+
+
+def test_verify_source_counts_the_export_part_of_a_simulation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``verify --source`` on a ``simulate --export`` folder: documents last revised in the
+    export are in the stream-revisions reference, not unexpected in the replica."""
+    import json
+
+    from qldb_settle.cli import main
+    from qldb_settle.simulate import SimulationConfig, simulate
+
+    sim = tmp_path / "sim"
+    simulate(sim, SimulationConfig(transactions=40, seed=5, export_format="ION_TEXT"))
+    arn = json.loads((sim / "simulation.json").read_text())["stats"]["export"]["ledger_arn"]
+    buf, rep = f"sqlite:{tmp_path / 'b.db'}", f"embedded:{tmp_path / 'r.db'}"
+    manifests = str(sim / "export" / "journalExport")
+    assert (
+        main(["ingest", "--buffer", buf, "--ledger-arn", arn, manifests, str(sim / "events")]) == 0
+    )
+    main(["settle", "--buffer", buf, "--destination", rep, "--now", "2100-01-01T00:00:00Z"])
+    capsys.readouterr()
+    code = main(["verify", "--destination", rep, "--source", str(sim), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    stream = next(r for r in out["references"] if r["reference"] == "stream revisions")
+    assert stream["unexpected"] == 0 and stream["missing"] == 0, out
+    assert code == 0 and out["equal"], out
