@@ -24,7 +24,7 @@ from qldb_settle.output import (
     print_json,
     settings_from,
 )
-from settler.cycle import DEFAULT_GROUP_SIZE
+from settler.cycle import DEFAULT_GROUP_SIZE, DEFAULT_LEASE_SECONDS
 from settler.report import SettleReport
 
 if TYPE_CHECKING:
@@ -105,6 +105,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help=f"blocks per destination transaction, at most (default {DEFAULT_GROUP_SIZE})",
     )
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=DEFAULT_LEASE_SECONDS,
+        metavar="S",
+        help="how long this settle's lease outlives it if it dies (renewed while it runs; "
+        f"other settlers stand aside until then; default {DEFAULT_LEASE_SECONDS:g})",
+    )
     add_json(p)
     p.set_defaults(run=run)
 
@@ -129,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--follow runs on the real clock with a live display: no --now, --json")
     if args.group_size < 1:
         raise InputError("--group-size must be at least 1")
+    if args.lease_seconds <= 0:
+        raise InputError("--lease-seconds must be positive")
     now = _time(args.now) if args.now else None
     settings = settings_from(args)
     buffer = open_buffer(settings, opensearch_auth=args.opensearch_auth)
@@ -181,6 +191,7 @@ def _cycle(
         early_release=settings.early_release,
         owner=_owner(),
         group_size=args.group_size,
+        lease_seconds=args.lease_seconds,
         allow_gaps_with_rejections=args.allow_gaps_with_rejections,
         retention=retention_of(settings),
     )

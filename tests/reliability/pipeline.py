@@ -146,6 +146,11 @@ class Pipeline:
             now,
             "--group-size",
             str(self.group_size),
+            # A settle killed -9 keeps the others out until its lease expires (of the --now
+            # clock): as short as a settle of this campaign lasts, so that the next chunk's
+            # settle (seconds later on that clock) is not kept out by a dead one.
+            "--lease-seconds",
+            "2",
             "--json",
         ]
 
