@@ -28,6 +28,11 @@ WRITES = {"ingest": "write to the buffer", "settle": "destination commit"}
 Probe = Callable[[], Any]
 
 
+# A settle killed -9 keeps the others out until its lease expires, of the --now clock (the
+# expiry is --now + this + the time it ran): short, so that a later chunk is not kept out.
+LEASE_SECONDS = 2.0
+
+
 class CampaignError(RuntimeError):
     """The campaign itself could not go on (a step failed that no fault explains)."""
 
@@ -150,7 +155,7 @@ class Pipeline:
             # clock): as short as a settle of this campaign lasts, so that the next chunk's
             # settle (seconds later on that clock) is not kept out by a dead one.
             "--lease-seconds",
-            "2",
+            f"{LEASE_SECONDS:g}",
             "--json",
         ]
 

@@ -30,7 +30,7 @@ from typing import Any
 from .accounting import StreamInventory
 from .faults import QldbFaultProxy, ReadOnly, WriteLock, paused, readonly_supported
 from .harness import REPO_ROOT, Cli, Finished, Running, base_env
-from .pipeline import CampaignError, Pipeline, Tallies, Tally, Verification
+from .pipeline import LEASE_SECONDS, CampaignError, Pipeline, Tallies, Tally, Verification
 from .streams import delivered_at, iso, redelivery, split_late
 
 # SqliteBuffer's busy timeout (its default): a write waits this long for another writer's lock.
@@ -385,15 +385,19 @@ def main_scenario(ctx: Context) -> ScenarioResult:
         if i in pairs_other_at:  # first, while the cycle has work
             _pair(p, p.settle_args(now), pair_other, False)
         mid = previous + (at - previous) / 2
+        # After kills, a fault's settle waits out the dead settle's lease (on the --now clock),
+        # as an operator's next settle would; otherwise it stands aside and nothing is injected.
+        lease_out = mid
         if i in settle_kills:  # through the first half of the chunk
             times = _steps(previous, mid, settle_kills[i])
             _kills(p, "settle", [p.settle_args(t) for t in times], settle_kills[i], k_settle)
+            lease_out = mid + timedelta(seconds=LEASE_SECONDS + 3)
         if i in lock_settle_at:  # half-way through the chunk, so that the read-only fault
-            mid_text = iso(mid)  # below still finds work
+            mid_text = iso(max(mid, lease_out))  # below still finds work
             sargs = p.settle_args(mid_text)
             _locked(p, key="settle", args=sargs, db=buffer_db, tally=lock_s, probe=replica_written)
         if i in ro_settle_at and can_readonly:
-            sargs = p.settle_args(now)
+            sargs = p.settle_args(iso(max(at, lease_out)))
             _readonly(p, key="settle", args=sargs, db=buffer_db, tally=ro_s, probe=replica_written)
         p.settle(now)
         previous = at
