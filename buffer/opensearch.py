@@ -1482,40 +1482,54 @@ class OpenSearchBuffer:
         self, ledger: str, strand_id: str, decide: Callable[[int | None], int | None]
     ) -> None:
         """Change a strand's replayed mark: ``decide(old)`` gives the new value (None: keep)."""
+
+        def change(src: Mapping[str, Any]) -> dict[str, Any] | None:
+            old = src.get("replayed_through")
+            new = decide(None if old is None else int(old))
+            return None if new is None else {"replayed_through": new}
+
+        self._change_strand(ledger, strand_id, change, "replayed mark")
+
+    def _change_strand(
+        self,
+        ledger: str,
+        strand_id: str,
+        change: Callable[[Mapping[str, Any]], dict[str, Any] | None],
+        what: str,
+    ) -> None:
+        """Compare-and-set a strand document: ``change(source)`` gives the fields to write (None:
+        nothing to do); an absent document is changed from an empty one and created. Tried first
+        on the version this instance last read or wrote, so a settler's next mark or gaps send no
+        read (a stale version only costs a 409 and a re-read)."""
         doc_id = _strand_doc_id(ledger, strand_id)
+        empty: dict[str, Any] = {
+            "kind": "strand",
+            "ledger": ledger,
+            "strand_id": strand_id,
+            "replayed_through": None,
+            "gaps": [],
+        }
         for attempt in range(MAX_RACES):
-            # The version this instance last read or wrote: a stale one only costs a 409.
             doc = self._strand_docs_seen.get(doc_id) if attempt == 0 else None
             if doc is None:
                 doc = self._strand_doc(doc_id)
-            old = None if doc is None else doc["_source"].get("replayed_through")
-            new = decide(None if old is None else int(old))
-            if new is None:
+            fields = change(empty if doc is None else doc["_source"])
+            if fields is None:
                 return
             if doc is None:
-                created = self._write_meta_create(
-                    doc_id,
-                    {
-                        "kind": "strand",
-                        "ledger": ledger,
-                        "strand_id": strand_id,
-                        "replayed_through": new,
-                        "gaps": [],
-                    },
-                )
-                if created:
+                if self._write_meta_create(doc_id, {**empty, **fields}):
                     return
-                continue
-            answer = self._update_if(self.indices.meta, doc_id, doc, {"replayed_through": new})
+                continue  # someone created it meanwhile: change what they wrote
+            answer = self._update_if(self.indices.meta, doc_id, doc, fields)
             if answer:
                 self._strand_docs_seen[doc_id] = {
                     "_seq_no": answer["_seq_no"],
                     "_primary_term": answer["_primary_term"],
-                    "_source": {**doc["_source"], "replayed_through": new},
+                    "_source": {**doc["_source"], **fields},
                 }
                 return
             self._strand_docs_seen.pop(doc_id, None)
-        raise TransientError(f"the replayed mark of {ledger}/{strand_id} kept changing")
+        raise TransientError(f"the {what} of {ledger}/{strand_id} kept changing")
 
     def _strand_doc(self, doc_id: str) -> Hit | None:
         doc = self._get(self.indices.meta, doc_id)
@@ -1577,61 +1591,33 @@ class OpenSearchBuffer:
                     }
             return sorted(kept.values(), key=lambda g: (g["first"], g["last"]))
 
-        self._change_gaps(gaps, add, create=True)
+        self._change_gaps(gaps, add)
 
     def withdraw_gaps(self, gaps: Sequence[Gap]) -> None:
         def remove(entries: list[dict[str, Any]], mine: Sequence[Gap]) -> list[dict[str, Any]]:
             gone = {(g.first, g.last) for g in mine}
             return [g for g in entries if (g["first"], g["last"]) not in gone]
 
-        self._change_gaps(gaps, remove, create=False)
+        self._change_gaps(gaps, remove)
 
     def _change_gaps(
         self,
         gaps: Sequence[Gap],
         change: Callable[[list[dict[str, Any]], Sequence[Gap]], list[dict[str, Any]]],
-        *,
-        create: bool,
     ) -> None:
-        """One compare-and-set update of each strand document concerned (on the version this
-        instance last read or wrote: a settler that just wrote its mark sends no read first)."""
+        """One compare-and-set update of each strand document concerned (none when its gaps
+        stay as they are)."""
         by_strand: dict[tuple[str, str], list[Gap]] = {}
         for gap in gaps:
             by_strand.setdefault((gap.ledger, gap.strand_id), []).append(gap)
         for (ledger, strand_id), mine in by_strand.items():
-            doc_id = _strand_doc_id(ledger, strand_id)
-            for attempt in range(MAX_RACES):
-                doc = self._strand_docs_seen.get(doc_id) if attempt == 0 else None
-                if doc is None:
-                    doc = self._strand_doc(doc_id)
-                if doc is None:
-                    if not create:
-                        break
-                    fresh = {
-                        "kind": "strand",
-                        "ledger": ledger,
-                        "strand_id": strand_id,
-                        "replayed_through": None,
-                        "gaps": change([], mine),
-                    }
-                    if self._write_meta_create(doc_id, fresh):
-                        break
-                    continue
-                entries = list(doc["_source"].get("gaps") or [])
+
+            def fields(src: Mapping[str, Any], mine: Sequence[Gap] = mine) -> dict[str, Any] | None:
+                entries = list(src.get("gaps") or [])
                 new = change(entries, mine)
-                if new == entries:
-                    break
-                answer = self._update_if(self.indices.meta, doc_id, doc, {"gaps": new})
-                if answer:
-                    self._strand_docs_seen[doc_id] = {
-                        "_seq_no": answer["_seq_no"],
-                        "_primary_term": answer["_primary_term"],
-                        "_source": {**doc["_source"], "gaps": new},
-                    }
-                    break
-                self._strand_docs_seen.pop(doc_id, None)
-            else:
-                raise TransientError(f"the gaps of {ledger}/{strand_id} kept changing")
+                return None if new == entries else {"gaps": new}
+
+            self._change_strand(ledger, strand_id, fields, "gaps")
 
     def _strand_docs(self) -> list[Mapping[str, Any]]:
         self._refresh(self.indices.meta)
