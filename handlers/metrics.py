@@ -48,6 +48,7 @@ CYCLE_DURATION: Final = "CycleDuration"  # Milliseconds
 HALTED: Final = "Halted"  # 0 or 1, once per cycle
 GAPS_HELD: Final = "GapsHeld"  # 1 when a gap waited because the ingest was impaired
 LEASE_HELD: Final = "LeaseHeld"  # 1 when the cycle stood aside for another settler
+WINDOW_SECONDS: Final = "WindowSeconds"  # Seconds: the settle window the cycle actually used
 
 INGEST_METRICS: Final = (
     RECORDS_RECEIVED,
@@ -77,6 +78,7 @@ SETTLER_METRICS: Final = (
     HALTED,
     GAPS_HELD,
     LEASE_HELD,
+    WINDOW_SECONDS,
 )
 
 

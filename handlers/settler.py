@@ -1,7 +1,8 @@
 """The settler Lambda (EventBridge schedule): one settle cycle per invocation.
 
 Thin: settings from the environment, the window from the SSM parameter named by
-``QLDB_SETTLE_WINDOW_PARAMETER`` (read each cycle, falling back to the setting), a deadline from
+``QLDB_SETTLE_WINDOW_PARAMETER`` (read each cycle; a failed read keeps the container's
+last good value, and with none the cycle is skipped with an error), a deadline from
 the Lambda context minus a margin, the buffer and destination from one lazy composition root
 (``compose.roots``, imported downward; built on the first invocation and kept for the container;
 tests give their own with ``use_parts``), then ``settler.cycle.settle`` and its report turned into
@@ -43,6 +44,7 @@ from handlers.metrics import (
     REPLAY_LAG,
     REVISIONS_APPLIED,
     STATEMENTS_REPLAYED,
+    WINDOW_SECONDS,
 )
 from journal.errors import LeaseHeld
 from settler.cycle import DEFAULT_LEASE_SECONDS, settle
@@ -65,6 +67,8 @@ MIN_DEADLINE_MARGIN_MS = 2_000
 
 _parts: tuple[SettlingBuffer, Destination] | None = None
 _ssm: Any = None
+# The last value read of each window parameter, kept for the container's life.
+_last_good_window: dict[str, float] = {}
 
 
 def use_parts(parts: tuple[SettlingBuffer, Destination] | None) -> None:
@@ -81,8 +85,21 @@ def _get_parts(settings: Settings) -> tuple[SettlingBuffer, Destination]:
     return _parts
 
 
+class WindowUnreadable(RuntimeError):
+    """The SSM window parameter could not be read and this container has no good value of it:
+    the cycle is skipped with an error (the Errors alarm sees it) rather than settled with a
+    window nobody chose."""
+
+
 def window_seconds(settings: Settings, env: dict[str, str] | None = None) -> float:
-    """The settle window: the SSM parameter's value when one is named, else the setting."""
+    """The settle window: the SSM parameter's value when one is named, else the setting
+    (``QLDB_SETTLE_WINDOW_SECONDS``, which the stack sets from the context).
+
+    A read that fails (throttled, missing, malformed) falls back to the last value this
+    container read successfully, never to the setting: one throttled read after an operator
+    raised the window must not release blocks early. With no good value yet it raises
+    ``WindowUnreadable``.
+    """
     environ = os.environ if env is None else env
     name = environ.get(WINDOW_PARAMETER_ENV)
     if not name:
@@ -93,16 +110,24 @@ def window_seconds(settings: Settings, env: dict[str, str] | None = None) -> flo
             import boto3
 
             _ssm = boto3.client("ssm")
-        value = float(_ssm.get_parameter(Name=name)["Parameter"]["Value"])
-        if value < 0:
-            raise ValueError(f"negative window {value}")
-        return value
-    except Exception as exc:  # unreachable, missing or malformed: the setting still holds
+        raw = _ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        value = float(raw)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"not a window in seconds: {raw!r}")
+    except Exception as exc:  # unreachable, missing or malformed
+        last = _last_good_window.get(name)
+        if last is None:
+            raise WindowUnreadable(
+                f"settle window parameter {name} unreadable ({exc}) and no earlier value in "
+                "this container: cycle skipped"
+            ) from exc
         log.warning(
-            "settle window parameter %s unreadable (%s): using %s s",
-            name, exc, settings.window_seconds,
+            "settle window parameter %s unreadable (%s): keeping its last value, %s s",
+            name, exc, last,
         )  # fmt: skip
-        return settings.window_seconds
+        return last
+    _last_good_window[name] = value
+    return value
 
 
 def deadline_from(context: Any) -> Callable[[], bool] | None:
@@ -163,7 +188,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         report.blocks, report.statements, report.revisions, duration_ms, report.held_by_window,
         report.gaps_passed, report.late, report.quarantined, report.deadline_reached,
     )  # fmt: skip
-    publish_metrics(report, duration_ms)
+    publish_metrics(report, duration_ms, window)
     return {**report.to_json(), "window_seconds": window}
 
 
@@ -180,7 +205,7 @@ def publish_lease_held() -> None:
     metrics.flush_metrics()
 
 
-def publish_metrics(report: SettleReport, duration_ms: float) -> None:
+def publish_metrics(report: SettleReport, duration_ms: float, window: float) -> None:
     """The settler metrics of DESIGN.md as CloudWatch EMF (printed to stdout)."""
     try:
         from aws_lambda_powertools import Metrics
@@ -208,4 +233,5 @@ def publish_metrics(report: SettleReport, duration_ms: float) -> None:
     metrics.add_metric(HALTED, count, 1 if report.halted else 0)
     metrics.add_metric(LEASE_HELD, count, 0)
     metrics.add_metric(GAPS_HELD, count, 1 if report.gap_held else 0)
+    metrics.add_metric(WINDOW_SECONDS, MetricUnit.Seconds, window)
     metrics.flush_metrics()

@@ -95,9 +95,12 @@ class Monitoring(Construct):
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(
-                title="Held by window, early releases",
+                title="Held by window, early releases; the window used (s)",
                 left=[self._settler(m.HELD_BY_WINDOW, "Maximum")],
-                right=[self._settler(m.EARLY_RELEASES)],
+                right=[
+                    self._settler(m.EARLY_RELEASES),
+                    self._settler(m.WINDOW_SECONDS, "Minimum"),
+                ],
                 width=8,
             ),
             cw.GraphWidget(

@@ -90,6 +90,8 @@ class Settler(Construct):
                 **environment,
                 **destination_env,
                 "QLDB_SETTLE_WINDOW_PARAMETER": window_parameter_name,
+                # Used only where no parameter is named (a failed read keeps the last good one).
+                "QLDB_SETTLE_WINDOW_SECONDS": str(window_seconds),
             },
             memory_mb=memory_mb,
             timeout_seconds=timeout_seconds,

@@ -209,9 +209,11 @@ def diff(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [path]
 
 
-def test_changing_the_window_changes_only_the_ssm_parameter(
+def test_changing_the_window_changes_only_the_ssm_parameter_and_the_settlers_default(
     default_app: Synthesized, synthesize: Callable[[Mapping[str, Any]], Synthesized]
 ) -> None:
+    """The parameter is what the settler reads; the environment variable is the value it would
+    use were no parameter named (it never stands in for a failed read: handlers.settler)."""
     wider = synthesize({"settleWindowSeconds": "600"})
     assert set(wider.templates) == set(default_app.templates)
     differences = {
@@ -219,9 +221,20 @@ def test_changing_the_window_changes_only_the_ssm_parameter(
         for stack in default_app.templates
     }
     (param_id,) = default_app.resources("Service", "AWS::SSM::Parameter")
+    (settler_id,) = [
+        rid
+        for rid in default_app.resources("Service", "AWS::Lambda::Function")
+        if "QLDB_SETTLE_WINDOW_PARAMETER"
+        in default_app.templates["Service"]["Resources"][rid]["Properties"]["Environment"][
+            "Variables"
+        ]
+    ]
     assert differences == {
         "Streaming": [],
-        "Service": [f"/Resources/{param_id}/Properties/Value"],
+        "Service": [
+            f"/Resources/{settler_id}/Properties/Environment/Variables/QLDB_SETTLE_WINDOW_SECONDS",
+            f"/Resources/{param_id}/Properties/Value",
+        ],
     }
     (before,) = default_app.resources("Service", "AWS::SSM::Parameter").values()
     (after,) = wider.resources("Service", "AWS::SSM::Parameter").values()

@@ -86,8 +86,9 @@ def test_one_cycle_replays_and_publishes_the_settler_metrics(
     assert set(metrics) == {
         "BlocksReplayed", "StatementsReplayed", "RevisionsApplied", "ReplayLag", "BufferDepth",
         "HeldByWindow", "EarlyReleases", "GapsPassed", "QuarantinedBlocks", "LateBlocks",
-        "DigestsUnverified", "CycleDuration", "Halted", "LeaseHeld", "GapsHeld",
+        "DigestsUnverified", "CycleDuration", "Halted", "LeaseHeld", "GapsHeld", "WindowSeconds",
     }  # fmt: skip
+    assert metrics["WindowSeconds"] == [0]  # the window the cycle used
     assert metrics["BlocksReplayed"] == [2] and metrics["Halted"] == [0]
     assert metrics["LeaseHeld"] == [0]
     assert len(metrics["ReplayLag"]) == 2 and metrics["DigestsUnverified"] == [1]
@@ -133,6 +134,8 @@ def test_the_window_comes_from_the_ssm_parameter_each_cycle(
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(handler_module, "_ssm", None)
+    monkeypatch.setattr(handler_module, "_last_good_window", {})
     settings = Settings(window_seconds=120)
     env = {"QLDB_SETTLE_WINDOW_PARAMETER": "/qldb-settle/window"}
     with mock_aws():
@@ -144,8 +147,36 @@ def test_the_window_comes_from_the_ssm_parameter_each_cycle(
         ssm.put_parameter(Name="/qldb-settle/window", Value="300", Type="String", Overwrite=True)
         assert window_seconds(settings, env) == 300
         ssm.put_parameter(Name="/qldb-settle/window", Value="soon", Type="String", Overwrite=True)
-        assert window_seconds(settings, env) == 120  # unreadable: the setting holds
+        # Unreadable: the last good value holds, not the setting (120 would release early).
+        assert window_seconds(settings, env) == 300
+        ssm.delete_parameter(Name="/qldb-settle/window")
+        assert window_seconds(settings, env) == 300
     assert window_seconds(settings, {}) == 120
+
+
+def test_an_unreadable_window_with_no_earlier_value_skips_the_cycle_with_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A container whose first read fails has no window anybody chose: the invocation fails
+    (the Errors alarm sees it) and nothing is settled, rather than settling with the default."""
+    from moto import mock_aws
+
+    settler_handler = handler_module
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(settler_handler, "_ssm", None)
+    monkeypatch.setattr(settler_handler, "_last_good_window", {})
+    env = {"QLDB_SETTLE_WINDOW_PARAMETER": "/qldb-settle/never-written"}
+    with mock_aws():
+        with pytest.raises(settler_handler.WindowUnreadable, match="never-written"):
+            window_seconds(Settings(window_seconds=120), env)
+        monkeypatch.setenv("QLDB_SETTLE_WINDOW_PARAMETER", "/qldb-settle/never-written")
+        settled: list[object] = []
+        monkeypatch.setattr(settler_handler, "settle", lambda *a, **k: settled.append(a))
+        with pytest.raises(settler_handler.WindowUnreadable):
+            settler_handler.handler({}, None)
+        assert settled == []
 
 
 def test_the_deadline_keeps_a_margin_of_the_invocation() -> None:
