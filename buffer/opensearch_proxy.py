@@ -15,7 +15,15 @@ first ``skip`` matching requests through, then acts on the next ``times`` ones:
 - ``"lose-answer"``: forward the request, then close the connection without answering (the server
   applied it, the client does not know);
 - ``"bulk-items-429"``: answer a bulk request 200 with every item refused 429
-  (``es_rejected_execution_exception``, a full write queue), without forwarding it.
+  (``es_rejected_execution_exception``, a full write queue), without forwarding it;
+- ``"forward-first"``: forward only the first ``keep`` actions of a bulk request, then close the
+  connection without answering (the server applied those, never saw the rest: a client that
+  died part way through its writes, or a bulk request cut off mid-way).
+
+A fault may also ask for the body to match (``when``, a predicate on the request body) and run a
+hook once it acted (``then``, for ``forward-first``: called once the server applied the part and
+before the connection is closed; the reliability campaign kills the settler there, between the
+marks of one settle group).
 
 ``log`` lists every request with what happened to it, so a test can show its faults were hit
 (and a benchmark can count requests by endpoint). ``delay_seconds`` (0 unless set, changeable
@@ -31,6 +39,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -48,9 +57,14 @@ class Fault:
     times: int = 1
     seen: int = 0
     fired: int = 0
+    keep: int = 0  # "forward-first": how many bulk actions are forwarded
+    when: Callable[[bytes], bool] | None = None
+    then: Callable[[], None] | None = None
 
-    def take(self, method: str, path: str) -> bool:
+    def take(self, method: str, path: str, body: bytes = b"") -> bool:
         if self.path not in path or (self.method is not None and method != self.method):
+            return False
+        if self.when is not None and not self.when(body):
             return False
         self.seen += 1
         if self.seen <= self.skip or self.fired >= self.times:
@@ -92,8 +106,20 @@ class FaultProxy:
         method: str | None = None,
         skip: int = 0,
         times: int = 1,
+        keep: int = 0,
+        when: Callable[[bytes], bool] | None = None,
+        then: Callable[[], None] | None = None,
     ) -> Fault:
-        fault = Fault(action=action, path=path, method=method, skip=skip, times=times)
+        fault = Fault(
+            action=action,
+            path=path,
+            method=method,
+            skip=skip,
+            times=times,
+            keep=keep,
+            when=when,
+            then=then,
+        )
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -117,12 +143,12 @@ class FaultProxy:
             out[f"{entry.method} {next((p for p in parts if p.startswith('_')), 'doc')}"] += 1
         return out
 
-    def _decide(self, method: str, path: str) -> str:
+    def _decide(self, method: str, path: str, body: bytes = b"") -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.take(method, path):
-                    return fault.action
-        return "forward"
+                if fault.take(method, path, body):
+                    return fault
+        return None
 
     def _record(
         self,
@@ -163,8 +189,23 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 if proxy.delay_seconds > 0:
                     time.sleep(proxy.delay_seconds)
-                action = proxy._decide(self.command, self.path)
+                fault = proxy._decide(self.command, self.path, body or b"")
+                action = fault.action if fault is not None else "forward"
                 seen = dict(self.headers.items())
+                if action == "forward-first":
+                    assert fault is not None
+                    part = first_actions(body or b"", fault.keep)
+                    headers = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in _HOP and k.lower() != "content-length"
+                    }
+                    status = self._forward(part, headers)[0]
+                    proxy._record(self.command, self.path, f"forward-first:{status}", seen, part)
+                    if fault.then is not None:
+                        fault.then()
+                    self._hang_up()
+                    return
                 if action.isdigit():
                     proxy._record(self.command, self.path, action, seen, body)
                     payload = (
@@ -278,3 +319,23 @@ def _refused_items(body: bytes) -> bytes:
             }
         )
     return json.dumps({"took": 1, "errors": True, "items": items}).encode()
+
+
+def bulk_actions(body: bytes) -> list[tuple[dict[str, object], bytes]]:
+    """The actions of a bulk body: each action's metadata and its lines (with its source, but
+    for ``delete``), in order."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    out: list[tuple[dict[str, object], bytes]] = []
+    i = 0
+    while i < len(lines):
+        meta = json.loads(lines[i])
+        ((op, _),) = meta.items()
+        n = 1 if op == "delete" else 2
+        out.append((meta, b"\n".join(lines[i : i + n]) + b"\n"))
+        i += n
+    return out
+
+
+def first_actions(body: bytes, keep: int) -> bytes:
+    """The bulk body of the first ``keep`` actions of ``body``."""
+    return b"".join(part for _, part in bulk_actions(body)[:keep])

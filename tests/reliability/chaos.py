@@ -66,6 +66,7 @@ FAULTS = (
     "OpenSearch 503 mid-cycle",
     "osmem-server stopped mid-cycle",
     "OpenSearch unreachable mid-cycle",
+    "OpenSearch marks of a group half written",
     "destination OCC conflict mid-group",
     "destination 503 mid-group",
     "destination commit answer lost",

@@ -696,7 +696,11 @@ def opensearch_scenario(ctx: Context) -> ScenarioResult:
             rng=rng,
             tallies=ctx.tallies,
         )
-        _opensearch_faults(ctx, p, proxy, server.process.pid)
+        _opensearch_faults(ctx, p, proxy, server.process.pid, direct=server.url)
+        marks = ctx.tallies.get(MARK_REPAIR, name, "")
+        result.checks["every half-marked group repaired from the checkpoint"] = (
+            marks.injected > 0 and marks.details.get("repaired_as_expected") == marks.injected
+        )
         p.drain()
         ctx.say(f"[{name}] counting records and verifying the replica")
         finish(p, result, stream)
@@ -710,9 +714,15 @@ def opensearch_scenario(ctx: Context) -> ScenarioResult:
     return result
 
 
-def _opensearch_faults(ctx: Context, p: Pipeline, proxy: Any, pid: int) -> None:
+def _opensearch_faults(ctx: Context, p: Pipeline, proxy: Any, pid: int, *, direct: str) -> None:
     name = p.scenario
     t = ctx.tallies
+    marks = t.get(
+        MARK_REPAIR,
+        name,
+        "the proxy forwards the first 1 or 2 block marks of a settle group's mark request (its "
+        "destination transaction committed), then the settler is killed -9 before the rest",
+    )
     kinds = {
         "ingest": [
             ("OpenSearch 429 mid-batch", "the proxy answers 429 to the n-th bulk write", "429"),
@@ -755,6 +765,8 @@ def _opensearch_faults(ctx: Context, p: Pipeline, proxy: Any, pid: int) -> None:
         )
         p.ingest(files)
         now = p.now_of(files)
+        if i % 3 == 1:
+            now = _mark_repair(p, proxy, args=p.settle_args(now), tally=marks, direct=direct)
         fault, how, action = kinds["settle"][i % len(kinds["settle"])]
         _opensearch_fault(
             p,
@@ -768,6 +780,10 @@ def _opensearch_faults(ctx: Context, p: Pipeline, proxy: Any, pid: int) -> None:
         )
         p.settle(now)
     # every kind at least once, whatever the number of chunks
+    for _ in range(3):
+        if marks.injected:
+            break
+        _mark_repair(p, proxy, args=p.settle_args(FAR), tally=marks, direct=direct)
     for key in ("ingest", "settle"):
         for fault, how, action in kinds[key]:
             tally = t.get(fault, name, how)
@@ -788,6 +804,133 @@ def _opensearch_faults(ctx: Context, p: Pipeline, proxy: Any, pid: int) -> None:
                 )
                 if key == "ingest":
                     p.ingest(files)
+
+
+MARK_REPAIR = "OpenSearch marks of a group half written"
+
+
+def _group_marks(body: bytes) -> list[str]:
+    """The block ids a settle group's mark request marks replayed (empty for any other bulk
+    request: ingest writes, statement states, the repair's marks, quarantines)."""
+    from buffer.opensearch_proxy import bulk_actions
+
+    try:
+        actions = bulk_actions(body)
+    except ValueError:
+        return []
+    ids: list[str] = []
+    for meta, lines in actions:
+        ((op, target),) = meta.items()
+        assert isinstance(target, dict)
+        if op != "update" or not str(target.get("_index", "")).endswith("-blocks"):
+            break
+        doc = json.loads(lines.splitlines()[1]).get("doc", {})
+        if doc.get("state") != "replayed" or doc.get("reason") is not None:
+            return []
+        ids.append(str(target["_id"]))
+    return ids
+
+
+def _mark_repair(p: Pipeline, proxy: Any, *, args: list[str], tally: Tally, direct: str) -> str:
+    """A settle cycle killed between the marks of one group: its destination transaction has
+    committed, the proxy forwards the first ``keep`` block marks of the group's mark request to
+    the server and the settler is killed -9 before the rest (as a crash between two of the
+    non-atomic writes leaves it). Checks that the buffer holds exactly that half-marked state,
+    then runs the next cycle (once the dead settler's lease has run out on the ``--now`` clock)
+    and checks that it repaired the rest from the destination's checkpoint: every block of the
+    group replayed, the repaired ones marked by the repair (so not replayed again), the strand's
+    replayed mark at the checkpoint. Returns the ``--now`` the chunk goes on from."""
+    from buffer.opensearch import OpenSearchBuffer
+    from destination.embedded import EmbeddedDestination
+
+    rng = p.rng
+    keep = rng.randint(1, 2)
+    now = args[args.index("--now") + 1]
+    seen: dict[str, Any] = {}
+    run: list[Running] = []
+
+    def when(body: bytes) -> bool:
+        ids = _group_marks(body)
+        if len(ids) > keep:
+            seen["ids"] = ids
+            return True
+        return False
+
+    def kill() -> None:
+        while not run:
+            time.sleep(0.001)
+        seen["killed"] = run[0].kill9()
+
+    fault = proxy.arm("forward-first", path="/_bulk", keep=keep, when=when, then=kill, times=1)
+    run.append(p.start("settle", args))
+    done = run[0].wait()
+    proxy.disarm()
+    if fault.fired == 0:
+        tally.missed += 1  # the cycle had no group of more than `keep` blocks to mark
+        return now
+    if not seen.get("killed"):
+        raise CampaignError(
+            f"[{p.scenario}] the settler was not killed mid-marks: {done.describe()}"
+        )
+    ids: list[str] = seen["ids"]
+    buf = OpenSearchBuffer.from_url(direct, index_prefix=p.cli.env["QLDB_SETTLE_INDEX_PREFIX"])
+    replica = EmbeddedDestination(p.destination_url.removeprefix("embedded:"))
+    try:
+        rows = {r.block_id: r for r in buf.blocks()}
+        group = [rows[b] for b in ids]
+        ledger, strand = group[0].ledger, group[0].strand_id
+        checkpoint = replica.checkpoint(ledger, strand)
+        mark_before = buf.replayed_through(ledger, strand)
+        half = (
+            [r.state for r in group] == ["replayed"] * keep + ["pending"] * (len(ids) - keep)
+            and checkpoint is not None
+            and checkpoint.sequence_no >= group[-1].sequence_no
+            and (mark_before is None or mark_before < checkpoint.sequence_no)
+        )
+        # The dead settler's lease runs out on the --now clock (LEASE_SECONDS after its --now
+        # plus the time it ran): the next cycle comes after it, as the next schedule would.
+        after = iso(_parse(now) + timedelta(seconds=LEASE_SECONDS + done.seconds + 3))
+        nxt = p.settle(after)
+        rows = {r.block_id: r for r in buf.blocks()}
+        mark_after = buf.replayed_through(ledger, strand)
+        repaired = [
+            b
+            for b in ids[keep:]
+            if rows[b].state == "replayed"
+            and (rows[b].reason or "").startswith("repaired from the destination checkpoint")
+        ]
+        cp_after = replica.checkpoint(ledger, strand)
+    finally:
+        buf.close()
+        replica.close()
+    tally.injected += 1
+    tally.details.setdefault("group_blocks_marked_before_the_kill", []).append([keep, len(ids)])
+    ok = (
+        half
+        and len(repaired) == len(ids) - keep
+        and all(rows[b].state == "replayed" and rows[b].reason is None for b in ids[:keep])
+        and cp_after is not None
+        and mark_after is not None
+        and mark_after >= checkpoint.sequence_no  # type: ignore[union-attr]
+    )
+    if ok:
+        tally.details["repaired_as_expected"] = tally.details.get("repaired_as_expected", 0) + 1
+        tally.outcomes[
+            "half marked at the kill (checkpoint past the group, strand mark below it); the next "
+            "cycle repaired the rest from the checkpoint, replaying none of them again"
+        ] += 1
+    else:
+        tally.outcomes[
+            f"NOT repaired as expected: half-marked {half}, repaired {len(repaired)} of "
+            f"{len(ids) - keep}, strand mark {mark_before} -> {mark_after}, checkpoint "
+            f"{checkpoint.sequence_no if checkpoint else None}"
+        ] += 1
+    tally.details.setdefault("next_cycle_replayed", []).append(nxt["replayed"]["blocks"])
+    return after
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _opensearch_fault(
