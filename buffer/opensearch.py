@@ -323,6 +323,7 @@ class OpenSearchBuffer:
             retry=retry,
             max_bulk_actions=bulk_actions,
             max_bulk_bytes=bulk_bytes,
+            timeout=timeout,
         )
         try:
             return cls(client, index_prefix=index_prefix, **options)

@@ -10,6 +10,9 @@ Nothing outside this module sees an opensearch-py exception:
   retrying cannot fix that);
 - anything else (a mapping or query the server refuses) becomes ``OpenSearchError``.
 
+Inside an invocation's deadline (``runtime.deadline``) each request's timeout is at most what is
+left of it, and no attempt is started, nor a backoff slept, past it (``DeadlineReached``).
+
 Every write the buffer sends is safe to repeat: creates are create-if-absent by deterministic id,
 conditional writes carry ``if_seq_no``/``if_primary_term`` and their callers re-read on a conflict,
 and deletes are by id or by query. So a request whose answer was lost can be sent again.
@@ -29,6 +32,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from journal.errors import ConfigError, SettleError, TransientError
+from runtime import deadline
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +139,10 @@ class Client:
         sleep: Callable[[float], None] = time.sleep,
         max_bulk_actions: int = 500,
         max_bulk_bytes: int = 5_000_000,
+        timeout: float = 30.0,
     ) -> None:
         self.raw = raw
+        self.timeout = timeout
         self.endpoint = endpoint
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -160,6 +166,7 @@ class Client:
         started = time.monotonic()
         last = ""
         for attempt in range(self.retry.attempts):
+            deadline.check(f"OpenSearch {what} at {self.endpoint.host}")
             try:
                 return fn(self.raw)
             except OsConnectionError as exc:
@@ -182,6 +189,11 @@ class Client:
                 raise OpenSearchError(what, "N/A", f"{type(exc).__name__}: {exc}") from None
             if attempt + 1 < self.retry.attempts:
                 delay = self.retry.delay(attempt, self._rng)
+                if not deadline.sleep_allowed(delay):
+                    raise deadline.DeadlineReached(
+                        f"OpenSearch at {self.endpoint.host}: {what} failed ({last}) and the "
+                        "invocation's deadline leaves no time to retry it"
+                    )
                 log.warning(
                     "OpenSearch %s failed (%s); retry %d in %.2fs", what, last, attempt + 1, delay
                 )
@@ -202,6 +214,8 @@ class Client:
             target = raw
             for part in method.split("."):
                 target = getattr(target, part)
+            if deadline.remaining() is not None:  # the request ends by the deadline
+                return target(**kwargs, request_timeout=deadline.timeout(self.timeout))
             return target(**kwargs)
 
         return self.call(what, invoke, allow=allow)
@@ -239,6 +253,11 @@ class Client:
                 todo = again
                 if attempt + 1 < self.retry.attempts:
                     delay = self.retry.delay(attempt, self._rng)
+                    if not deadline.sleep_allowed(delay):
+                        raise deadline.DeadlineReached(
+                            f"OpenSearch at {self.endpoint.host}: {len(todo)} items of {what} "
+                            "refused and the invocation's deadline leaves no time to retry them"
+                        )
                     log.warning(
                         "OpenSearch %s: %d items refused, retry in %.2fs", what, len(again), delay
                     )

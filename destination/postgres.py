@@ -48,6 +48,7 @@ from journal.errors import CheckpointMismatch, ConfigError, ReplayError, Transie
 from journal.hashes import adjacent, block_hash, dot, merkle_root
 from journal.ion_binary import encode
 from journal.ion_json import json_text
+from runtime import deadline
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,9 @@ class PostgresDestination:
             return self._conn
         try:
             extra: dict[str, Any] = {} if self._password is None else {"password": self._password}
-            conn = psycopg.connect(self.url, connect_timeout=int(self._connect_timeout), **extra)
+            deadline.check(f"connecting to PostgreSQL at {_redacted(self.url)}")
+            timeout = max(1, int(deadline.timeout(self._connect_timeout)))
+            conn = psycopg.connect(self.url, connect_timeout=timeout, **extra)
         except psycopg.OperationalError as exc:
             if "authentication failed" in str(exc) or "no password supplied" in str(exc):
                 # Not transient: running again would fail the same way.
@@ -204,6 +207,16 @@ class PostgresDestination:
             raise TransientError(f"PostgreSQL at {_redacted(self.url)}: {exc}") from exc
         self._conn = conn
         return conn
+
+    def _bounded(self, conn: Any) -> None:
+        """First thing in a transaction of the settle path: no statement of it may run past the
+        invocation's deadline (``SET LOCAL statement_timeout``; PostgreSQL cancels it, and the
+        transaction rolls back). Nothing without a deadline."""
+        left = deadline.remaining()
+        if left is None:
+            return
+        deadline.check(f"a transaction at PostgreSQL {_redacted(self.url)}")
+        conn.execute(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
 
     def _sql(self, template: str, **names: str) -> Any:
         from psycopg import sql
@@ -227,7 +240,10 @@ class PostgresDestination:
 
     def _lost(self, exc: Exception) -> TransientError:
         self.close()
-        return TransientError(f"PostgreSQL at {_redacted(self.url)}: {exc}".strip())
+        message = f"PostgreSQL at {_redacted(self.url)}: {exc}".strip()
+        if type(exc).__name__ == "QueryCanceled" and deadline.remaining() is not None:
+            return deadline.DeadlineReached(f"{message} (cut at the invocation's deadline)")
+        return TransientError(message)
 
     # --- the port --------------------------------------------------------------------------
 
@@ -237,6 +253,7 @@ class PostgresDestination:
         conn = self._connection()
         try:
             with conn.transaction():
+                self._bounded(conn)
                 return self._read_checkpoint(conn, ledger, strand_id)
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from exc
@@ -250,6 +267,7 @@ class PostgresDestination:
         first = blocks[0]
         try:
             with conn.transaction():
+                self._bounded(conn)
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))",
                     (f"{first.ledger}/{first.address.strand_id}",),

@@ -28,12 +28,18 @@ Where things live in the ledger:
 QLDB's limits (40 documents and 4 MB per transaction) are in ``limits``; the settler splits blocks
 under them. botocore 1.40.61 and later no longer have the ``qldb-session`` model: the constructor
 says so plainly (``ConfigError``) instead of failing deep inside boto3 (docs/qldb.md).
+
+Time: inside an invocation's deadline (``runtime.deadline``) no transaction is started, and no
+pyqldb retry is slept for, past it (``DeadlineReached``); botocore's own timeouts are short
+(``CONNECT_TIMEOUT_SECONDS``, ``READ_TIMEOUT_SECONDS``: one QLDB command, not a whole
+transaction), and pyqldb turns botocore's retries off, retrying whole transactions itself.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +63,7 @@ from journal.errors import (
     SettleError,
     TransientError,
 )
+from runtime import deadline
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +74,23 @@ QLDB_LIMITS = Limits(documents=40, bytes=4 * 1024 * 1024)
 REQUIRED_BOTOCORE = "1.40.60"
 # Credentials for a local endpoint when none are configured: serve-qldb accepts any.
 LOCAL_CREDENTIALS = ("qldb-settle-local", "qldb-settle-local")
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 20
+# pyqldb's own backoff: full jitter over base * 2**attempt milliseconds, at most 5 s.
+BACKOFF_BASE_MS = 10
+BACKOFF_CAP_MS = 5000
+
+
+def _backoff_ms(attempt: int, error: Any, transaction_id: Any) -> float:
+    """pyqldb's ``custom_backoff``: its default backoff, refused past the invocation's deadline
+    (the error is raised out of ``execute_lambda``, ending the retries)."""
+    delay = random.uniform(0, min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2**attempt))
+    if not deadline.sleep_allowed(delay / 1000.0):
+        raise deadline.DeadlineReached(
+            f"QLDB transaction {transaction_id} failed ({error}) and the invocation's deadline "
+            "leaves no time to retry it"
+        )
+    return delay
 
 
 def check_botocore(session: Any = None) -> None:
@@ -165,6 +189,7 @@ class QldbDestination:
         read_ahead: int = 0,
     ) -> None:
         check_botocore()
+        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, UnknownServiceError
         from pyqldb.config.retry_config import RetryConfig
         from pyqldb.driver.qldb_driver import QldbDriver
@@ -191,7 +216,10 @@ class QldbDestination:
         try:
             self._driver = QldbDriver(
                 ledger_name,
-                retry_config=RetryConfig(retry_limit=retry_limit),
+                retry_config=RetryConfig(retry_limit=retry_limit, custom_backoff=_backoff_ms),
+                config=Config(
+                    connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS
+                ),
                 read_ahead=read_ahead,
                 endpoint_url=endpoint,
                 region_name=region,
@@ -335,8 +363,13 @@ class QldbDestination:
         from botocore.exceptions import BotoCoreError, ClientError
         from pyqldb.errors import IllegalStateError
 
+        def bounded(executor: Any) -> Any:
+            deadline.check(f"QLDB ledger {self.ledger_name}: {what}")
+            return fn(executor)
+
+        deadline.check(f"QLDB ledger {self.ledger_name}: {what}")
         try:
-            return self._driver.execute_lambda(fn)
+            return self._driver.execute_lambda(bounded)
         except ClientError as exc:
             self._tables = None  # a lost answer may or may not have created tables
             error = exc.response.get("Error", {})

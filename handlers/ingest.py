@@ -10,6 +10,14 @@ is reported, and so is every record after it (Kinesis retries from the lowest fa
 number; order within the shard is kept). A rejected record is *not* a failure: reporting it would
 block the shard forever; it is kept in the buffer with its reason and counted.
 
+Time: every buffer request ends by the invocation's deadline (``runtime.deadline``, the remaining
+time less a margin), and what is not stored by then is reported as failures, so a slow buffer
+ends in a partial batch response, never in a timeout that fails the whole batch.
+
+Metrics count only the Kinesis records this invocation acknowledges (puts are made of whole
+records: ``ingest_items(units=...)``), so a retried record is counted once, by the invocation
+that stores it, not on every retry.
+
 aws-lambda-powertools is imported here only, and only when metrics are published (the core
 never imports it; without it, metrics are skipped with a warning).
 """
@@ -39,10 +47,15 @@ from ingest.decode import DecodedItem, decode_kinesis_event
 from ingest.service import IngestReport, ingest_items
 from journal.errors import TransientError
 from journal.records import RECORD_TYPES
+from runtime import deadline
 
 log = logging.getLogger(__name__)
 
 _buffer: SettlingBuffer | None = None
+# Stop starting buffer requests this long before the invocation's end (at least 2 s, at most
+# 10 s, a tenth of what is left): enough to answer with batchItemFailures instead of timing out.
+MAX_MARGIN_MS = 10_000
+MIN_MARGIN_MS = 2_000
 
 
 def use_buffer(buffer: SettlingBuffer | None) -> None:
@@ -59,6 +72,16 @@ def _get_buffer() -> SettlingBuffer:
     return _buffer
 
 
+def seconds_left(context: Any) -> float | None:
+    """The invocation's remaining time less the margin, in seconds (None without a context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    left = int(remaining())
+    margin = max(MIN_MARGIN_MS, min(MAX_MARGIN_MS, left // 10))
+    return max(0, left - margin) / 1000.0
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     decoded = decode_kinesis_event(event)
     items: list[DecodedItem] = []
@@ -66,7 +89,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
     for i, rec in enumerate(decoded):
         items.extend(rec.items)
         owner.extend([i] * len(rec.items))
-    report = ingest_items(_get_buffer(), items)
+    with deadline.until(seconds_left(context)):
+        report = ingest_items(_get_buffer(), items, units=[len(r.items) for r in decoded])
     failures: list[str] = []
     if report.unstored_from is not None:
         first = owner[report.unstored_from]

@@ -1,9 +1,10 @@
 """The settler Lambda (EventBridge schedule): one settle cycle per invocation.
 
 Thin: settings from the environment, the window from the SSM parameter named by
-``QLDB_SETTLE_WINDOW_PARAMETER`` (read each cycle; a failed read keeps the container's
-last good value, and with none the cycle is skipped with an error), a deadline from
-the Lambda context minus a margin, the buffer and destination from one lazy composition root
+``QLDB_SETTLE_WINDOW_PARAMETER`` (read each cycle; a failed read keeps the container's last good
+value, and with none the cycle is skipped with an error), a deadline from the Lambda context minus
+a margin (the cycle starts no destination transaction past it) and a hard one that every client
+call keeps (``runtime.deadline``), the buffer and destination from one lazy composition root
 (``compose.roots``, imported downward; built on the first invocation and kept for the container;
 tests give their own with ``use_parts``), then ``settler.cycle.settle`` and its report turned into
 the response and the EMF metrics (names from ``handlers.metrics``).
@@ -47,6 +48,7 @@ from handlers.metrics import (
     WINDOW_SECONDS,
 )
 from journal.errors import LeaseHeld
+from runtime import deadline
 from settler.cycle import DEFAULT_LEASE_SECONDS, settle
 from settler.ingest_health import aws_ingest_health
 from settler.report import SettleReport
@@ -64,6 +66,12 @@ LEASE_MARGIN_SECONDS = 30.0
 # Stop starting destination transactions when less than this is left of the invocation.
 DEADLINE_MARGIN_MS = 15_000
 MIN_DEADLINE_MARGIN_MS = 2_000
+# No client call of the cycle (buffer, destination, AWS reads) may run closer than this to the
+# invocation's end (runtime.deadline): what is cut there is rolled back or repaired next cycle,
+# where a Lambda timeout would cut it anywhere.
+HARD_MARGIN_MS = 1_000
+# The settler's own AWS reads (SSM here, SQS and CloudWatch in settler.ingest_health).
+AWS_CLIENT_CONFIG = {"connect_timeout": 3, "read_timeout": 5, "retries": {"max_attempts": 3}}
 
 _parts: tuple[SettlingBuffer, Destination] | None = None
 _ssm: Any = None
@@ -108,8 +116,9 @@ def window_seconds(settings: Settings, env: dict[str, str] | None = None) -> flo
     try:
         if _ssm is None:
             import boto3
+            from botocore.config import Config
 
-            _ssm = boto3.client("ssm")
+            _ssm = boto3.client("ssm", config=Config(**AWS_CLIENT_CONFIG))
         raw = _ssm.get_parameter(Name=name)["Parameter"]["Value"]
         value = float(raw)
         if not value >= 0 or value == float("inf"):
@@ -139,6 +148,14 @@ def deadline_from(context: Any) -> Callable[[], bool] | None:
     return lambda: bool(remaining() < margin)
 
 
+def hard_seconds_left(context: Any) -> float | None:
+    """The invocation's end less ``HARD_MARGIN_MS``, in seconds (None without a context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return max(0, int(remaining()) - HARD_MARGIN_MS) / 1000.0
+
+
 def owner_of(context: Any) -> str:
     """The lease owner of this invocation: ``settler-lambda:REQUEST_ID``."""
     request = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
@@ -153,28 +170,39 @@ def lease_seconds_of(context: Any) -> float:
     return float(remaining()) / 1000.0 + LEASE_MARGIN_SECONDS
 
 
+def _settle(
+    buffer: SettlingBuffer,
+    destination: Destination,
+    settings: Settings,
+    window: float,
+    context: Any,
+) -> SettleReport:
+    return settle(
+        buffer,
+        destination,
+        now=datetime.now(UTC),
+        window_seconds=window,
+        early_release=settings.early_release,
+        deadline=deadline_from(context),
+        owner=owner_of(context),
+        lease_seconds=lease_seconds_of(context),
+        ingest_health=aws_ingest_health(
+            window_seconds=window,
+            queue_url=os.environ.get(FAILURE_QUEUE_ENV),
+            function_name=os.environ.get(INGEST_FUNCTION_ENV),
+        ),
+        retention=retention_of(settings),
+    )
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     window = window_seconds(settings)
     buffer, destination = _get_parts(settings)
     started = time.monotonic()
     try:
-        report = settle(
-            buffer,
-            destination,
-            now=datetime.now(UTC),
-            window_seconds=window,
-            early_release=settings.early_release,
-            deadline=deadline_from(context),
-            owner=owner_of(context),
-            lease_seconds=lease_seconds_of(context),
-            ingest_health=aws_ingest_health(
-                window_seconds=window,
-                queue_url=os.environ.get(FAILURE_QUEUE_ENV),
-                function_name=os.environ.get(INGEST_FUNCTION_ENV),
-            ),
-            retention=retention_of(settings),
-        )
+        with deadline.until(hard_seconds_left(context)):
+            report = _settle(buffer, destination, settings, window, context)
     except LeaseHeld as exc:
         log.warning("cycle skipped: %s", exc)
         publish_lease_held()

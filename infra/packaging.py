@@ -20,6 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # command line (qldb_settle) is not shipped: nothing below it imports it.
 PACKAGES = (
     "journal",
+    "runtime",
     "ingest",
     "buffer",
     "settler",

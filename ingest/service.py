@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from buffer.port import Incoming, PutReport, Rejection, SettlingBuffer
 from ingest.decode import DecodedItem, decode_file
 from journal.errors import InputError, TransientError
 from journal.records import BlockSummary, RevisionDetails
+from runtime import deadline
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +121,34 @@ class _Ingestor:
             self.highest[key] = highest
             r.out_of_orderness.append(highest - seq)
 
-    def add(self, items: Sequence[DecodedItem]) -> bool:
+    def _batches(self, n: int, units: Sequence[int] | None) -> Iterator[tuple[int, int]]:
+        """``(start, end)`` of each put: at most ``batch_size`` items, made of whole units (a
+        unit larger than a batch is a batch of its own)."""
+        if units is None:
+            for start in range(0, n, self.batch_size):
+                yield start, min(n, start + self.batch_size)
+            return
+        if sum(units) != n or any(u < 0 for u in units):
+            raise ValueError(f"units {list(units)[:8]}... do not add up to the {n} items")
+        start = end = 0
+        for size in units:
+            if end > start and end - start + size > self.batch_size:
+                yield start, end
+                start = end
+            end += size
+        if end > start:
+            yield start, end
+
+    def add(self, items: Sequence[DecodedItem], units: Sequence[int] | None = None) -> bool:
         """Put ``items``; False when a transient failure stopped it (see the report)."""
         r = self.report
         base = r.records
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
+        for start, end in self._batches(len(items), units):
+            batch = items[start:end]
             records = [i for i in batch if isinstance(i, Incoming)]
             rejections = [i for i in batch if isinstance(i, Rejection)]
             try:
+                deadline.check(f"putting items {base + start}-{base + end - 1}")
                 put = self.buffer.put(records, rejections)
             except TransientError as exc:
                 log.warning("buffer unavailable after %d items: %s", base + start, exc)
@@ -148,15 +168,22 @@ def ingest_items(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     highest_seen: Mapping[tuple[str, str], int] | None = None,
+    units: Sequence[int] | None = None,
 ) -> IngestReport:
     """Put decoded items into ``buffer`` in order, in batches of at most ``batch_size``.
 
     ``highest_seen`` seeds the out-of-orderness measure with the highest sequence number already
     seen per (ledger, strandId); without it the measure is relative to these items. Stops at the
-    first ``TransientError`` (``report.unstored_from``, ``report.transient``); never raises it.
+    first ``TransientError`` (``report.unstored_from``, ``report.transient``), the invocation's
+    deadline included (``runtime.deadline``); never raises it.
+
+    ``units`` (the number of items of each Kinesis record, in order) makes every batch whole
+    records: then ``unstored_from`` is the first item of a record, and the report counts exactly
+    the records stored in full, the ones the caller acknowledges. A record that is retried is
+    thus counted once, by the invocation that acknowledges it, not again on each retry.
     """
     ingestor = _Ingestor(buffer, batch_size, highest_seen)
-    ingestor.add(items)
+    ingestor.add(items, units)
     return ingestor.report
 
 

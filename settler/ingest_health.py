@@ -52,8 +52,11 @@ def _client(given: Any, name: str) -> Any:
     if given is not None:
         return given
     import boto3
+    from botocore.config import Config
 
-    return boto3.client(name)
+    # Short timeouts: this read runs inside the settler's invocation (runtime.deadline).
+    config = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 3})
+    return boto3.client(name, config=config)
 
 
 def _queue(sqs: Any, url: str) -> list[str]:

@@ -199,12 +199,103 @@ def test_handler_failure_in_a_later_batch_names_only_the_records_from_there(
         response = ingest_handler.handler(kinesis_event(entries), None)
     finally:
         ingest_handler.use_buffer(None)
-    # The aggregate's second user record was not stored: retry from the aggregate on.
-    assert response == {"batchItemFailures": [{"itemIdentifier": seq_no(i)} for i in range(3)]}
+    # Puts are whole Kinesis records: the aggregate (a batch of its own) was stored, so the
+    # retry starts at the record of the failed put.
+    assert response == {"batchItemFailures": [{"itemIdentifier": seq_no(i)} for i in (1, 2)]}
 
 
-def _small_batches(buffer: SettlingBuffer, items: Sequence[Any]) -> Any:
-    return ingest_items(buffer, items, batch_size=1)
+def _small_batches(buffer: SettlingBuffer, items: Sequence[Any], **options: Any) -> Any:
+    return ingest_items(buffer, items, batch_size=1, **options)
+
+
+def test_puts_are_made_of_whole_kinesis_records(buffer: SqliteBuffer) -> None:
+    """``units``: batches never split a Kinesis record, so the first unstored item is the first
+    of a record; a record larger than a batch is a batch of its own."""
+    items = decode_event(load_json(DYNAMODB_EVENT)) + decode_event(load_json(ES_EVENT))
+    sizes: list[int] = []
+
+    class Sizes(FailingBuffer):
+        def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection] = ()) -> Any:
+            sizes.append(len(records) + len(rejections))
+            return super().put(records, rejections)
+
+    report = ingest_items(Sizes(buffer, fail_from=3), items, batch_size=2, units=[1, 2, 1])
+    assert sizes == [1, 2, 1]  # [1] [2] alone (1 + 2 > 2), then the third put fails
+    assert report.unstored_from == 3 and report.records == 3
+    with pytest.raises(ValueError, match="do not add up"):
+        ingest_items(buffer, items, units=[1, 1])
+
+
+def _emf_sums(out: str) -> dict[str, float]:
+    """Sum of each EMF metric printed (aws-lambda-powertools writes one JSON object per line)."""
+    sums: dict[str, float] = {}
+    for line in out.splitlines():
+        if not line.startswith("{"):
+            continue
+        doc = json.loads(line)
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = doc[metric["Name"]]
+                total = sum(value) if isinstance(value, list) else value
+                sums[metric["Name"]] = sums.get(metric["Name"], 0) + total
+    return sums
+
+
+def test_a_retried_kinesis_record_is_counted_once_by_the_invocation_that_stores_it(
+    buffer: SqliteBuffer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Kinesis redelivers the failed records; their metrics are published by the invocation that
+    acknowledges them, so RecordsReceived adds up to the records sent, and no retry counts
+    as a duplicate."""
+    pytest.importorskip("aws_lambda_powertools")
+    records = real_user_records()
+    entries = [
+        kinesis_entry(kpl.aggregate([("a", records[0]), ("b", records[1])]), seq=seq_no(0)),
+        kinesis_entry(records[2], seq=seq_no(1)),
+        kinesis_entry(records[3], seq=seq_no(2)),
+    ]
+    monkeypatch.setattr(ingest_handler, "ingest_items", _small_batches)
+    ingest_handler.use_buffer(FailingBuffer(buffer, fail_from=2))
+    try:
+        first = ingest_handler.handler(kinesis_event(entries), None)
+        ingest_handler.use_buffer(buffer)
+        failed = {f["itemIdentifier"] for f in first["batchItemFailures"]}
+        again = ingest_handler.handler(
+            kinesis_event([e for e in entries if e["kinesis"]["sequenceNumber"] in failed]), None
+        )
+    finally:
+        ingest_handler.use_buffer(None)
+    assert failed == {seq_no(1), seq_no(2)} and again == {"batchItemFailures": []}
+    sums = _emf_sums(capsys.readouterr().out)
+    assert sums["RecordsReceived"] == len(records)
+    assert sums["Duplicates"] == 0
+    assert sums["StatementsBuffered"] + sums["RevisionsBuffered"] > 0
+
+
+class _Context:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_with_no_time_left_the_batch_is_answered_with_failures_not_a_timeout(
+    handler_buffer: SqliteBuffer,
+) -> None:
+    """The deadline (remaining time less the margin) comes before the first put: every record
+    is reported for retry and the handler answers in time; with time left, all is stored."""
+    entries = [kinesis_entry(r, seq=seq_no(i)) for i, r in enumerate(real_user_records())]
+    late = ingest_handler.handler(kinesis_event(entries), _Context(remaining_ms=1_500))
+    assert late == {"batchItemFailures": [{"itemIdentifier": seq_no(i)} for i in range(4)]}
+    assert handler_buffer.dump()["counts"]["blocks"]["pending"] == 0
+    assert ingest_handler.seconds_left(_Context(1_500)) == 0.0
+    assert ingest_handler.seconds_left(_Context(60_000)) == 54.0  # a tenth kept back
+    assert ingest_handler.seconds_left(_Context(200_000)) == 190.0  # at most 10 s
+    assert ingest_handler.seconds_left(None) is None
+    on_time = ingest_handler.handler(kinesis_event(entries), _Context(remaining_ms=60_000))
+    assert on_time == {"batchItemFailures": []}
+    assert handler_buffer.dump()["counts"]["blocks"]["pending"] == 2
 
 
 def test_handler_composition_root_from_the_environment(

@@ -256,3 +256,25 @@ def test_in_aws_the_password_comes_from_the_secret(monkeypatch: pytest.MonkeyPat
         assert dest.checkpoint(LEDGER, STRAND) is None  # connected with the secret's password
     finally:
         dest.close()
+
+
+def test_a_transaction_waiting_past_the_invocations_deadline_is_cancelled_and_rolled_back(
+    dest: PostgresDestination,
+) -> None:
+    """``runtime.deadline``: the apply's statements carry ``statement_timeout`` = what is left;
+    held up by another session's lock on the strand, the apply is cancelled at the deadline
+    (``DeadlineReached``), nothing of it stays, and the same apply succeeds afterwards."""
+    from runtime import deadline
+
+    b0 = block(0, [StatementOp(text="CREATE TABLE Person", index=0)], mode="statements")
+    with psycopg.connect(dest.url) as other:
+        other.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{LEDGER}/{STRAND}",))
+        with deadline.until(0.5), pytest.raises(deadline.DeadlineReached, match="deadline"):
+            dest.apply([b0], None)
+        other.rollback()  # the lock goes with the other session's transaction
+    assert dest.checkpoint(LEDGER, STRAND) is None
+    with deadline.until(30.0):
+        dest.apply([b0], None)
+    assert dest.checkpoint(LEDGER, STRAND) == b0.checkpoint()
+    with deadline.until(0.0), pytest.raises(deadline.DeadlineReached):
+        dest.checkpoint(LEDGER, STRAND)

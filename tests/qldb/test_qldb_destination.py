@@ -310,3 +310,44 @@ def test_ddl_naming_source_ids_is_translated(dest: QldbDestination) -> None:
     with pytest.raises(ReplayError) as err:
         dest.apply([unknown], expected)
     assert err.value.block == unknown.block_id and "never seen" in err.value.reason
+
+
+def test_no_transaction_and_no_retry_past_the_invocations_deadline(
+    served: Served, ledger_name: str
+) -> None:
+    """``runtime.deadline``: with the deadline gone nothing is started; a commit whose answer is
+    lost when the deadline has come is not retried (``DeadlineReached``, a transient error), and
+    the commit that did land is what the next cycle finds."""
+    import time
+
+    from runtime import deadline
+
+    proxy = LossyProxy(served.url)
+    d = QldbDestination(ledger_name, endpoint=proxy.url)
+    skew = [0.0]
+    deadline.use_clock(lambda: time.monotonic() + skew[0])
+    try:
+        with deadline.until(0.0), pytest.raises(deadline.DeadlineReached, match="listing tables"):
+            d.checkpoint(LEDGER, STRAND)
+        b0 = block(0, (StatementOp(text="CREATE TABLE Vehicle", index=0),), mode="statements")
+        d.apply([b0], None)
+        b1 = block(1, (rev("DocA000000000000000001", 0, {"VIN": "1"}),))
+        proxy.drop_commit_answers(1)
+        take_drop = proxy.take_drop
+
+        def drop_and_run_out_of_time() -> bool:
+            dropped = take_drop()
+            if dropped:
+                skew[0] += 3600.0  # the answer is lost, and with it the invocation's time
+            return dropped
+
+        proxy.take_drop = drop_and_run_out_of_time  # type: ignore[method-assign]
+        with deadline.until(60.0), pytest.raises(deadline.DeadlineReached, match="no time"):
+            d.apply([b1], b0.checkpoint())
+        assert proxy.dropped == 1
+        assert d.checkpoint(LEDGER, STRAND) == b1.checkpoint()
+        assert [c.source_id for c in d.copies()] == ["DocA000000000000000001"]
+    finally:
+        deadline.use_clock(time.monotonic)
+        d.close()
+        proxy.stop()

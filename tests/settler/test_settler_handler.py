@@ -198,3 +198,26 @@ def test_a_cycle_near_the_end_of_the_invocation_applies_nothing(
     result = handler({}, context)
     assert result["replayed"]["blocks"] == 0 and dest.apply_calls == 0
     capsys.readouterr()
+
+
+def test_every_client_call_of_the_cycle_runs_inside_the_invocations_hard_deadline(
+    parts: tuple[SqliteBuffer, MemoryDestination], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler sets ``runtime.deadline`` to the invocation's end less ``HARD_MARGIN_MS``
+    around the cycle (the OpenSearch, QLDB and PostgreSQL clients read it); it is gone after."""
+    from runtime import deadline
+
+    seen: list[float | None] = []
+    real_settle = handler_module.settle
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(deadline.remaining())
+        return real_settle(*args, **kwargs)
+
+    monkeypatch.setattr(handler_module, "settle", spy)
+    handler({}, Context([30_000]))
+    (left,) = seen
+    assert left is not None and 28.0 < left <= 29.0  # 30 s less the 1 s margin
+    assert deadline.remaining() is None
+    assert handler_module.hard_seconds_left(Context([500])) == 0.0
+    assert handler_module.hard_seconds_left(None) is None

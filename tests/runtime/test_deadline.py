@@ -1,0 +1,54 @@
+"""The invocation's deadline (``runtime.deadline``) on a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from journal.errors import TransientError
+from runtime import deadline
+
+
+@pytest.fixture
+def clock() -> Iterator[list[float]]:
+    now = [1000.0]
+    deadline.use_clock(lambda: now[0])
+    yield now
+    deadline.use_clock(__import__("time").monotonic)
+
+
+def test_no_deadline_leaves_every_client_its_own_timeouts(clock: list[float]) -> None:
+    assert deadline.remaining() is None
+    assert deadline.timeout(30.0) == 30.0
+    assert deadline.sleep_allowed(1e9)
+    deadline.check("anything")  # no bound: never raises
+
+
+def test_the_deadline_bounds_timeouts_backoffs_and_new_requests(clock: list[float]) -> None:
+    with deadline.until(10.0):
+        assert deadline.remaining() == 10.0
+        assert deadline.timeout(30.0) == 10.0 and deadline.timeout(4.0) == 4.0
+        clock[0] += 9.0
+        assert deadline.timeout(30.0) == 1.0
+        assert deadline.sleep_allowed(0.5) and not deadline.sleep_allowed(1.0)
+        deadline.check("a request with a second left")
+        clock[0] += 1.0
+        assert deadline.remaining() == 0.0
+        with pytest.raises(deadline.DeadlineReached, match="before putting items 4-7"):
+            deadline.check("putting items 4-7")
+    assert deadline.remaining() is None  # restored when the invocation's block ends
+
+
+def test_nested_deadlines_keep_the_earlier_end_and_it_is_a_transient_error(
+    clock: list[float],
+) -> None:
+    with deadline.until(5.0):
+        with deadline.until(60.0):
+            assert deadline.remaining() == 5.0
+        with deadline.until(2.0):
+            assert deadline.remaining() == 2.0
+        assert deadline.remaining() == 5.0
+    with deadline.until(None):
+        assert deadline.remaining() is None
+    assert issubclass(deadline.DeadlineReached, TransientError)  # exit 3: nothing lost
