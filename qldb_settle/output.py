@@ -20,6 +20,19 @@ def iso_ms(value: datetime | None) -> str | None:
     return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
 
 
+def duration(ms: float | None) -> str:
+    """A duration in milliseconds in human units (``2 min 5 s``, ``3 h 12 min``, ``5.0 years``):
+    the one formatter of every duration the command line prints; JSON keeps milliseconds."""
+    from settler.report import human_duration
+
+    return human_duration(ms)
+
+
+def durations(d: Mapping[str, float | None]) -> str:
+    """A ``{"p50", "p99", "max"}`` distribution (ms) as ``p50 2.8 s, p99 8.0 s, max 8.0 s``."""
+    return ", ".join(f"{k} {duration(d[k])}" for k in ("p50", "p99", "max"))
+
+
 def parse_time(text: str) -> datetime:
     """An ISO 8601 instant (``Z`` or an offset; a bare date or time without zone is UTC)."""
     t = text.strip()
@@ -82,8 +95,9 @@ def add_common_settings(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_window(p: argparse.ArgumentParser) -> None:
-    """``--window`` and ``--early-release``, the two release settings of a settle cycle."""
+def add_window(p: argparse.ArgumentParser, *, early_release: bool = True) -> None:
+    """``--window`` and ``--early-release``, the two release settings of a settle cycle (only
+    ``--window`` with ``early_release=False``: a command that reports on the window)."""
     p.add_argument(
         "--window",
         type=float,
@@ -91,6 +105,8 @@ def add_window(p: argparse.ArgumentParser) -> None:
         help=f"settle window in seconds (env {ENV_NAME['window_seconds']}, "
         f"default {DEFAULT['window_seconds']})",
     )
+    if not early_release:
+        return
     p.add_argument(
         "--early-release",
         action="store_true",

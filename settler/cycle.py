@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from buffer.port import BufferedBlock, Gap, Mark, SettlingBuffer
+from buffer.port import BlockRow, BufferedBlock, Gap, Mark, SettlingBuffer
 from destination.port import BlockReplay, Checkpoint, Destination
 from journal.errors import (
     CheckpointMismatch,
@@ -44,7 +44,7 @@ from journal.errors import (
     TransientError,
 )
 from settler.plan import Plan, fits, plan_block
-from settler.report import SettleReport
+from settler.report import SettleReport, late_blocks_hint
 from settler.verify import verify_block
 
 log = logging.getLogger(__name__)
@@ -257,10 +257,32 @@ class _Cycle:
         if rows:
             first = min(rows, key=lambda r: r.sequence_no)
             st.stop_at = first.sequence_no
+            late = self._late_before(st, first.sequence_no, first.reason or "")
             st.stop_reason = (
                 f"block {first.block_id} is quarantined ({first.reason or 'no reason recorded'}):"
-                " resolve it (qldb-settle resolve --retry|--skip)"
+                + (
+                    f" {late_blocks_hint(st.strand_id, first.sequence_no, late)}"
+                    if late
+                    else " resolve it (qldb-settle resolve --retry|--skip)"
+                )
             )
+
+    def _late_before(self, st: _Strand, seq: int, reason: str) -> list[BlockRow]:
+        """The late blocks of the strand before block ``seq`` when its replay failed (the replica
+        lacks them; the block may need one): only for the halt reason, so a buffer that cannot
+        be read here leaves the reason without them."""
+        if not reason.startswith("replay failed"):
+            return []
+        try:
+            rows = self.buffer.blocks("late")
+        except SettleError as exc:
+            log.warning("late blocks not read for the halt reason: %s", exc)
+            return []
+        return [
+            r
+            for r in rows
+            if (r.ledger, r.strand_id) == (st.ledger, st.strand_id) and r.sequence_no < seq
+        ]
 
     # --- release ----------------------------------------------------------------------------------
 
@@ -306,7 +328,10 @@ class _Cycle:
         self.fault("quarantined")
         log.error("quarantined %s: %s", block.block_id, reason)
         self.report.quarantined_now.append((block.block_id, reason))
-        self.report.halt(f"block {block.block_id} quarantined: {reason}")
+        seq = block.summary.address.sequence_no
+        late = self._late_before(st, seq, reason)
+        hint = f"; {late_blocks_hint(st.strand_id, seq, late)}" if late else ""
+        self.report.halt(f"block {block.block_id} quarantined: {reason}{hint}")
         raise _Stop
 
     def _consider(self, st: _Strand, block: BufferedBlock, rest: Sequence[BufferedBlock]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from buffer.port import Gap
+from buffer.port import BlockRow, Gap
 from destination.port import Checkpoint
 
 JSON_KEYS = (
@@ -27,6 +27,92 @@ def distribution(values: Sequence[float]) -> dict[str, float | None]:
         return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
 
     return {"p50": rank(0.50), "p99": rank(0.99), "max": ordered[-1]}
+
+
+_DAY_S = 86_400
+_YEAR_S = 365.25 * _DAY_S
+
+
+def human_duration(ms: float | None) -> str:
+    """A duration in milliseconds as a person reads it, rounded to its two largest units:
+    ``850 ms``, ``7.9 s``, ``42 s``, ``2 min 5 s``, ``3 h 12 min``, ``2 days 4 h``, ``45 days``,
+    ``5.0 years``; ``-`` for None. The one formatter of every duration the command line prints
+    (JSON keeps milliseconds)."""
+    if ms is None:
+        return "-"
+    if ms < 0:
+        return "-" + human_duration(-ms)
+    if ms < 999.5:
+        return f"{ms:.0f} ms"
+    s = ms / 1000.0
+    if s < 9.95:
+        return f"{s:.1f} s"
+    if s < 59.5:
+        return f"{s:.0f} s"
+    if (whole_s := round(s)) < 3600:
+        return f"{whole_s // 60} min {whole_s % 60} s"
+    if (whole_min := round(s / 60)) < 24 * 60:
+        return f"{whole_min // 60} h {whole_min % 60} min"
+    if (whole_h := round(s / 3600)) < 10 * 24:
+        days = whole_h // 24
+        return f"{days} day{'' if days == 1 else 's'} {whole_h % 24} h"
+    if (days := round(s / _DAY_S)) < 365:
+        return f"{days} days"
+    return f"{s / _YEAR_S:.1f} years"
+
+
+def block_ref(strand_id: str, sequence_no: int) -> str:
+    """A block as ``qldb-settle resolve`` takes it: ``STRAND/SEQUENCE``."""
+    return f"{strand_id}/{sequence_no}"
+
+
+LATE_LISTED = 5
+
+
+def late_recovery(
+    strand_id: str, sequence_no: int, late: Sequence[BlockRow], *, flags: str = ""
+) -> tuple[str, list[str]]:
+    """What to say, and the commands to run, when block ``sequence_no`` of the strand failed
+    replay while ``late`` blocks of that strand (commit order) wait in the buffer: they arrived
+    after the settler had passed them (as with a settle window below the stream's delay), so the
+    replica lacks them and the failed block may need one of them (a table, an index, a
+    document). The commands apply each late block (the first ``LATE_LISTED``), retry the failed
+    block and settle (``flags``: buffer and destination flags to repeat, if any)."""
+    refs = [block_ref(r.strand_id, r.sequence_no) for r in late]
+    listed = ", ".join(refs[:LATE_LISTED])
+    if len(refs) > LATE_LISTED:
+        listed += f" and {len(refs) - LATE_LISTED} more (qldb-settle blocks --state late)"
+    many = len(refs) != 1
+    what = (
+        f"{len(refs)} late block{'s' if many else ''} of this strand, which the replica lacks "
+        f"and this block may need, {'wait' if many else 'waits'} in the buffer: {listed} "
+        "(they arrived after the settler had passed them, as with a settle window below the "
+        "stream's delay)"
+    )
+    opt = f" {flags}" if flags else ""
+    commands = [
+        f"qldb-settle resolve{opt} {ref} --apply-late --reason TEXT" for ref in refs[:LATE_LISTED]
+    ]
+    commands.append(
+        f"qldb-settle resolve{opt} {block_ref(strand_id, sequence_no)} --retry --reason TEXT"
+    )
+    commands.append(f"qldb-settle settle{opt}")
+    return what, commands
+
+
+def late_blocks_hint(
+    strand_id: str, sequence_no: int, late: Sequence[BlockRow], *, flags: str = ""
+) -> str:
+    """``late_recovery`` in one line (a halt reason): what, then the commands in order."""
+    what, commands = late_recovery(strand_id, sequence_no, late, flags=flags)
+    *applies, retry, settle = commands
+    listed = ", ".join(f"`{c}`" for c in applies)
+    more = (
+        " (and the other late blocks the same way, in commit order)"
+        if len(late) > len(applies)
+        else ""
+    )
+    return f"{what}; run {listed}{more}, then `{retry}` and `{settle}`"
 
 
 def checkpoint_json(cp: Checkpoint) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from qldb_settle.output import (
     add_destination,
     add_json,
     add_window,
+    duration,
+    durations,
     print_json,
 )
 
@@ -199,13 +201,16 @@ def _lag_chart(lags: list[float], width: int = 40, buckets: int = 8) -> str:
     for v in lags:
         counts[min(buckets - 1, int((v / 1000 - lo) / span * buckets))] += 1
     top = max(counts)
-    ordered = sorted(lags)
-    p50 = ordered[len(ordered) // 2] / 1000
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000
-    lines = [f"  replay lag (replay - commit): p50 {p50:.0f} s, p99 {p99:.0f} s, max {hi:.0f} s"]
-    for i, n in enumerate(counts):
-        a = lo + span * i / buckets
-        b = lo + span * (i + 1) / buckets
+    from settler.report import distribution
+
+    lines = [f"  replay lag (replay - commit): {durations(distribution(lags))}"]
+    labels = [
+        f"{duration((lo + span * i / buckets) * 1000)} - "
+        f"{duration((lo + span * (i + 1) / buckets) * 1000)}"
+        for i in range(buckets)
+    ]
+    pad = max(len(label) for label in labels)
+    for label, n in zip(labels, counts, strict=True):
         bar = "#" * (round(n / top * width) if top else 0)
-        lines.append(f"  {a:6.0f}-{b:<6.0f}s {bar} {n}")
+        lines.append(f"  {label:<{pad}} {bar} {n}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from qldb_settle.output import (
     add_destination,
     add_json,
     add_window,
+    durations,
     parse_time,
     print_json,
     settings_from,
@@ -255,7 +256,7 @@ def _print(report: SettleReport, window: float) -> None:
         print(f"  checkpoint: {cp.ledger}/{cp.strand_id} block {cp.sequence_no}{part}")
     lag = j["lag_ms"]
     if lag["max"] is not None:
-        print(f"  lag: p50 {lag['p50']:.0f} ms, p99 {lag['p99']:.0f} ms, max {lag['max']:.0f} ms")
+        print(f"  lag: {durations(lag)}")
     for gap in report.gaps:
         print(f"  gap passed: {gap.strand_id} {gap.first}..{gap.last}")
     for block, missing in report.waiting:
@@ -307,9 +308,7 @@ def _follow(
                 f"{last.digests_verified} verified, {last.digests_unverified} unverified",
             )
             if lag["max"] is not None:
-                table.add_row(
-                    "lag (last cycle)", f"p50 {lag['p50']:.0f} ms, max {lag['max']:.0f} ms"
-                )
+                table.add_row("lag (last cycle)", durations(lag))
             table.add_row("halted", last.halt_reason or "no")
         if note:
             table.add_row("note", note)
