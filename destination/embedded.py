@@ -41,7 +41,7 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
 
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
-from journal.errors import CheckpointMismatch, ReplayError
+from journal.errors import CheckpointMismatch, DownConvertedCopy, ReplayError
 from ledger import EmbeddedLedger, LedgerError, StatementError
 from ledger.engine import Transaction
 from ledger.hashing import ion_hash
@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS settle_checkpoint (
     part INTEGER, block_hash BLOB NOT NULL, PRIMARY KEY (ledger, strand_id));
 CREATE TABLE IF NOT EXISTS settle_id_map (
     ledger TEXT NOT NULL, source_id TEXT NOT NULL, table_name TEXT NOT NULL,
-    dest_id TEXT NOT NULL, PRIMARY KEY (ledger, source_id));
+    dest_id TEXT NOT NULL, down_converted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (ledger, source_id));
 CREATE INDEX IF NOT EXISTS settle_id_map_dest ON settle_id_map (dest_id);
 CREATE TABLE IF NOT EXISTS settle_table_ids (
     ledger TEXT NOT NULL, source_id TEXT NOT NULL, dest_id TEXT NOT NULL,
@@ -106,6 +107,11 @@ class EmbeddedDestination:
         )
         conn = self._ledger._connection()
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(settle_id_map)")}
+        if "down_converted" not in columns:  # a replica made before the column existed
+            conn.execute(
+                "ALTER TABLE settle_id_map ADD COLUMN down_converted INTEGER NOT NULL DEFAULT 0"
+            )
 
     @property
     def ledger(self) -> EmbeddedLedger:
@@ -313,9 +319,11 @@ class EmbeddedDestination:
             current = tx.execute(f"SELECT VALUE t FROM {table} AS t BY pid WHERE pid = ?", dest)
             if current:
                 self._replace(tx, table, dest, current[0], op.data)
+                self._map(conn, block.ledger, op.document_id, op.table_name, dest, op=op)
                 return 1
         [inserted] = tx.execute(f"INSERT INTO {table} ?", op.data)
-        self._map(conn, block.ledger, op.document_id, op.table_name, str(inserted["documentId"]))
+        dest = str(inserted["documentId"])
+        self._map(conn, block.ledger, op.document_id, op.table_name, dest, op=op)
         return 1
 
     def _replace(
@@ -337,13 +345,24 @@ class EmbeddedDestination:
         )
 
     def _map(
-        self, conn: sqlite3.Connection, ledger: str, source_id: str, table: str, dest_id: str
+        self,
+        conn: sqlite3.Connection,
+        ledger: str,
+        source_id: str,
+        table: str,
+        dest_id: str,
+        *,
+        op: RevisionOp | None = None,
     ) -> None:
+        """Record which copy stands for the source document, and whether its content is a
+        down-converted revision (``op`` replayed it; None: the block's statements wrote it, from
+        a copy that was exact, or the settler would have replayed the block from revisions)."""
         conn.execute(
-            "INSERT INTO settle_id_map (ledger, source_id, table_name, dest_id) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (ledger, source_id) DO UPDATE SET "
-            "table_name = excluded.table_name, dest_id = excluded.dest_id",
-            (ledger, source_id, table, dest_id),
+            "INSERT INTO settle_id_map (ledger, source_id, table_name, dest_id, down_converted) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ledger, source_id) DO UPDATE SET "
+            "table_name = excluded.table_name, dest_id = excluded.dest_id, "
+            "down_converted = excluded.down_converted",
+            (ledger, source_id, table, dest_id, int(op is not None and op.down_converted)),
         )
 
     def _map_statement_writes(
@@ -359,7 +378,8 @@ class EmbeddedDestination:
         for rev in block.revisions:
             what = f"revision {rev.document_id} v{rev.version}"
             row = conn.execute(
-                "SELECT dest_id FROM settle_id_map WHERE ledger = ? AND source_id = ?",
+                "SELECT dest_id, down_converted FROM settle_id_map "
+                "WHERE ledger = ? AND source_id = ?",
                 (block.ledger, rev.document_id),
             ).fetchone()
             if rev.data is None:
@@ -378,6 +398,12 @@ class EmbeddedDestination:
                     conn.execute(
                         "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?",
                         (block.ledger, rev.document_id),
+                    )
+                elif (got is None or got[1] != want) and row[1]:
+                    raise DownConvertedCopy(
+                        block.block_id,
+                        f"{what}: the replica's copy {dest} holds a revision down-converted by a "
+                        "JSON Lines export, so the block's statements cannot reproduce it",
                     )
                 elif got is None or got[1] != want:
                     raise StatementError(

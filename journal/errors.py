@@ -63,5 +63,12 @@ class ReplayError(SettleError):
         super().__init__(f"block {block}: {reason}")
 
 
+class DownConvertedCopy(ReplayError):
+    """A block replayed by its statements writes a document whose replica copy came from a JSON
+    Lines export (Ion types down-converted): the statements cannot reproduce the block's
+    revisions on it. The settler replays such a block from its revisions instead (they carry the
+    source's Ion data, and the copy is exact again)."""
+
+
 class ConfigError(SettleError):
     """A setting or URL is malformed: exit 2."""

@@ -18,7 +18,9 @@ Then the pending blocks after the checkpoint are taken in ``sequenceNo`` order a
 - **grouped** with the blocks after it (up to ``group_size`` and the destination's limits) into
   one ``Destination.apply`` with the compare-and-set checkpoint. A ``CheckpointMismatch`` means
   the checkpoint moved under the cycle: it is re-read and the marks repaired, nothing is applied
-  twice. A replay error in a group applies the blocks before the failing one and quarantines it.
+  twice. A replay error in a group applies the blocks before the failing one and quarantines it;
+  a block whose statements meet a copy down-converted by a JSON Lines export
+  (``DownConvertedCopy``) is replayed from its revisions instead.
 - **marked** replayed once the destination committed.
 
 Time is injected: ``now`` is the cycle's instant, ``deadline`` a callable the cycle asks before
@@ -30,14 +32,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from buffer.port import BlockRow, BufferedBlock, Gap, Mark, SettlingBuffer
 from destination.port import BlockReplay, Checkpoint, Destination
 from journal.errors import (
     CheckpointMismatch,
+    DownConvertedCopy,
     LeaseHeld,
     ReplayError,
     SettleError,
@@ -85,6 +89,7 @@ class _Item:
     gap: Gap | None
     early: bool
     digests: tuple[int, int, tuple[str, ...]]
+    hashed: Mapping[str, tuple[bytes, Any]] | None = None  # what verification hashed
 
 
 @dataclass(slots=True)
@@ -425,6 +430,7 @@ class _Cycle:
                 result.digests_unverified,
                 tuple(u.reason for u in result.unverified),
             ),
+            hashed=result.hashed,
         )
         if plan.split:
             self._flush(st)
@@ -525,23 +531,47 @@ class _Cycle:
         except (CheckpointMismatch, TransientError, LeaseHeld):
             raise
         except SettleError as exc:
-            if len(items) == 1:
-                self._withdraw_gaps(items)
-                self._quarantine(st, items[0].block, _replay_reason(exc))
-            log.warning("a group of %d blocks failed (%s); applying one by one", len(items), exc)
+            if len(items) > 1:
+                log.warning(
+                    "a group of %d blocks failed (%s); applying one by one", len(items), exc
+                )
             for k, item in enumerate(items):
                 try:
-                    self._apply(st, item.plan.replays)
+                    marked = self._apply_one(st, item, exc if len(items) == 1 else None)
                 except (CheckpointMismatch, TransientError, LeaseHeld):
                     raise
                 except SettleError as one:
                     self._withdraw_gaps(items[k:])
                     self._quarantine(st, item.block, _replay_reason(one))
-                self._done([item])
+                if not marked:
+                    self._done([item])
             st.position = st.expected
             return
         self._done(items)
         st.position = st.expected
+
+    def _apply_one(self, st: _Strand, item: _Item, failed: SettleError | None) -> bool:
+        """Apply one block of a failed group (``failed``: the error it already met alone). A
+        block whose statements meet a copy down-converted by a JSON Lines export is replayed
+        from its revisions instead (``DownConvertedCopy``); any other error is the caller's.
+        True when the block was applied in parts and marked already."""
+        try:
+            if failed is not None:
+                raise failed
+            self._apply(st, item.plan.replays)
+            return False
+        except DownConvertedCopy as exc:
+            log.warning("%s: replaying the block from its revisions", exc)
+        item.plan = plan_block(
+            item.block, self.destination.limits, force_revisions=True, hashed=item.hashed
+        )
+        if item.plan.quarantine is not None:
+            raise ReplayError(item.block.block_id, item.plan.quarantine)
+        if item.plan.split:
+            self._apply_parts(st, item, item.plan.replays, gaps_recorded=True)
+            return True
+        self._apply(st, item.plan.replays)
+        return False
 
     def _check_deadline_before_apply(self, st: _Strand, items: Sequence[_Item]) -> None:
         if self.deadline is not None and self.deadline():
@@ -549,8 +579,16 @@ class _Cycle:
             st.position = st.expected
             raise _Stop
 
-    def _apply_parts(self, st: _Strand, item: _Item, parts: Sequence[BlockReplay]) -> None:
-        self._record_gaps([item])
+    def _apply_parts(
+        self,
+        st: _Strand,
+        item: _Item,
+        parts: Sequence[BlockReplay],
+        *,
+        gaps_recorded: bool = False,
+    ) -> None:
+        if not gaps_recorded:
+            self._record_gaps([item])
         for part in parts:
             self._check_deadline_before_apply(st, [item])
             try:
@@ -593,7 +631,11 @@ class _Cycle:
         result = verify_block(block, None, check_content=self.check_content)
         if not result.ok:
             self._quarantine(st, block, result.failure or "verification failed")
-        plan = plan_block(block, self.destination.limits, hashed=result.hashed)
+        # Only revision plans split (a block replayed by revisions when it met a down-converted
+        # copy included), so the rest of the parts is the revision plan's.
+        plan = plan_block(
+            block, self.destination.limits, force_revisions=True, hashed=result.hashed
+        )
         if (
             plan.quarantine is not None
             or not plan.split

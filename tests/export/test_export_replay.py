@@ -167,3 +167,36 @@ def test_verify_source_counts_the_export_part_of_a_simulation(
     stream = next(r for r in out["references"] if r["reference"] == "stream revisions")
     assert stream["unexpected"] == 0 and stream["missing"] == 0, out
     assert code == 0 and out["equal"], out
+
+
+def test_a_stream_statement_on_a_down_converted_copy_replays_from_its_revision(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Export (JSON Lines) then stream: the stream's literal UPDATE of a document whose replica
+    copy holds the export's JSON types cannot reproduce the stream's revision (a timestamp the
+    copy has as a string), so the settler replays that block from its revision, which carries
+    the source's Ion data: the copy is exact again, nothing is quarantined."""
+    from export_helpers import stream_items
+
+    led = _ledger(tmp_path / "source.db")
+    info = export(led, tmp_path / "x", "JSON")
+    led.execute("UPDATE Person AS p SET p.n = 100 WHERE p.n = 99")  # a literal statement
+    stream = stream_items(led, after=info["last"])
+    buf = buffer(tmp_path / "b.db")
+    assert not ingest_export(buf, FolderStore(tmp_path / "x"), LEDGER).problems
+    assert buf.put(stream).stored["blocks"] == 1
+    dest = EmbeddedDestination(tmp_path / "r.db")
+    try:
+        with caplog.at_level(logging.WARNING, logger="settler.cycle"):
+            report = settle(buf, dest, now=FAR, window_seconds=0)
+        assert not report.halted, report.halt_reason
+        assert report.quarantined == 0 and report.blocks == info["blocks"] + 1
+        notes = [r.getMessage() for r in caplog.records]
+        assert any("replaying the block from its revisions" in n for n in notes), notes
+        updated = [d for d in _docs(dest.ledger) if "n:100" in d]
+        assert updated == [d for d in _docs(led) if "n:100" in d]  # Ion types back: exact
+        assert "2020-01-01T" in updated[0] and 'at:"' not in updated[0]
+    finally:
+        dest.close()
+        buf.close()
+        led.close()
