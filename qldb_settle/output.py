@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,6 +33,33 @@ def duration(ms: float | None) -> str:
 def durations(d: Mapping[str, float | None]) -> str:
     """A ``{"p50", "p99", "max"}`` distribution (ms) as ``p50 2.8 s, p99 8.0 s, max 8.0 s``."""
     return ", ".join(f"{k} {duration(d[k])}" for k in ("p50", "p99", "max"))
+
+
+def repeat_flags(args: argparse.Namespace) -> str:
+    """The ``--buffer``/``--destination`` flags this command was given, for the commands it
+    suggests (settings from the environment apply to those as they did here)."""
+    flags = []
+    for name in ("buffer", "destination"):
+        value = getattr(args, name, None)
+        if value:
+            flags.append(f"--{name} {shlex.quote(value)}")
+    return " ".join(flags)
+
+
+_COMMAND = re.compile(r"`qldb-settle (resolve|settle)\b([^`]*)`")
+
+
+def suggested_commands(reason: str, flags: str = "") -> tuple[str, list[str]]:
+    """A halt reason for people: its text before the commands it names (``; run `...```), and
+    those ``qldb-settle resolve``/``settle`` commands in order, with ``flags``
+    (``repeat_flags``) added where they have none; ``(reason, [])`` when it names none."""
+    out = []
+    for verb, rest in _COMMAND.findall(reason):
+        opt = f" {flags}" if flags and "--buffer" not in rest else ""
+        out.append(f"qldb-settle {verb}{opt}{rest}")
+    if not out:
+        return reason, []
+    return reason.split("; run `", 1)[0], out
 
 
 def parse_time(text: str) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from qldb_settle.output import (
     duration,
     durations,
     print_json,
+    suggested_commands,
 )
 
 if TYPE_CHECKING:
@@ -135,6 +137,7 @@ def _with_progress(options: Any, workdir: Path, buffer: Any, destination: Any) -
 
 def _print_report(report: DemoReport, window: float, early: bool, settings: Settings) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -178,7 +181,14 @@ def _print_report(report: DemoReport, window: float, early: bool, settings: Sett
             f"{len(c.unexpected)} unexpected"
         )
     if report.halted:
-        console.print(f"[red]settler halted:[/red] {report.halt_reason}")
+        flags = f"--buffer {shlex.quote(settings.buffer)} --destination "
+        flags += shlex.quote(settings.destination)
+        reason, commands = suggested_commands(report.halt_reason or "", flags)
+        console.print(f"[red]settler halted:[/red] {escape(reason)}")
+        if commands:
+            console.print("  to recover, run in this order:")
+            for command in commands:
+                console.print(f"    {escape(command)}", soft_wrap=True, highlight=False)
     if report.quarantined or report.late:
         console.print(
             f"[red]{report.quarantined} quarantined, {report.late} late blocks[/red] "

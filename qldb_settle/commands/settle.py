@@ -23,7 +23,9 @@ from qldb_settle.output import (
     durations,
     parse_time,
     print_json,
+    repeat_flags,
     settings_from,
+    suggested_commands,
 )
 from settler.cycle import DEFAULT_GROUP_SIZE, DEFAULT_LEASE_SECONDS
 from settler.report import SettleReport
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_json())
     else:
-        _print(report, settings.window_seconds)
+        _print(report, settings.window_seconds, repeat_flags(args))
     return EXIT_ATTENTION if report.needs_operator else EXIT_OK
 
 
@@ -234,7 +236,7 @@ def _start(
     )
 
 
-def _print(report: SettleReport, window: float) -> None:
+def _print(report: SettleReport, window: float, flags: str = "") -> None:
     j = report.to_json()
     r = j["replayed"]
     print(
@@ -264,7 +266,12 @@ def _print(report: SettleReport, window: float) -> None:
     if report.deadline_reached:
         print("  stopped at the deadline: run it again to go on")
     if report.halted:
-        print(f"HALTED: {report.halt_reason}")
+        reason, commands = suggested_commands(report.halt_reason or "", flags)
+        print(f"HALTED: {reason}")
+        if commands:
+            print("  to recover, run in this order:")
+            for command in commands:
+                print(f"    {command}")
     if report.late or report.quarantined:
         print(
             "  needs an operator: `qldb-settle blocks --state quarantined|late`, then "

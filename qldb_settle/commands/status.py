@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +41,7 @@ from qldb_settle.output import (
     durations,
     iso_ms,
     print_json,
+    repeat_flags,
     settings_from,
 )
 
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         pending = list(buffer.blocks("pending"))
         held = sum(1 for r in pending if r.commit_time + window > now)
         last_commit = source_last_commit(buffer, stats, pending)
-        hints = late_block_hints(buffer, stats, flags=_repeat_flags(args))
+        hints = late_block_hints(buffer, stats, flags=repeat_flags(args))
         from ingest.export.continuation import continuations
 
         handover = continuations(buffer)
@@ -130,17 +130,6 @@ def run(args: argparse.Namespace) -> int:
                 + (f" from {h['stream_first_block']}" if h["stream_first_block"] else "")
             )
     return EXIT_ATTENTION if report["attention"] else EXIT_OK
-
-
-def _repeat_flags(args: argparse.Namespace) -> str:
-    """The ``--buffer``/``--destination`` flags given to this command, for the commands it
-    suggests (settings from the environment apply to those as they did here)."""
-    flags = []
-    for name in ("buffer", "destination"):
-        value = getattr(args, name, None)
-        if value:
-            flags.append(f"--{name} {shlex.quote(value)}")
-    return " ".join(flags)
 
 
 def source_last_commit(
