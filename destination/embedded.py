@@ -169,6 +169,18 @@ class EmbeddedDestination:
         """``(table, destination id, data)`` of the replica's current documents."""
         return self._ledger.documents()
 
+    def down_converted_documents(self) -> list[tuple[str, Any]]:
+        """``(table, data)`` of the current documents whose content is a revision a JSON Lines
+        export down-converted (``settle_id_map.down_converted``)."""
+        conn = self._ledger._connection()
+        ids = {
+            str(row[0])
+            for row in conn.execute("SELECT dest_id FROM settle_id_map WHERE down_converted = 1")
+        }
+        if not ids:
+            return []
+        return [(table, data) for table, dest, data in self.documents() if dest in ids]
+
     # --- replay ----------------------------------------------------------------------------------
 
     def _apply_block(

@@ -10,13 +10,21 @@ Two independent references:
 
 Documents are compared as multisets of (table, canonical fingerprint of the data) per table:
 ``missing`` are in the reference but not in the replica, ``unexpected`` the other way round.
+
+A replica copy whose content came from a JSON Lines export (the destination marks it:
+``down_converted_copies``) cannot equal its Ion source; it is matched to a reference document
+whose down-conversion (``down_converted``: what the export made of it) it equals, and counted
+apart (``Comparison.down_converted``), never as equal by content. Only marked copies are
+matched that way, so a replica that lost Ion types on its own is still reported different.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,7 @@ from amazon.ion import simpleion
 
 from journal.canonical import fingerprint
 from journal.errors import InputError
+from journal.ion_json import json_text
 
 Document = tuple[str, Any]  # (table, data)
 
@@ -34,6 +43,9 @@ class Comparison:
     documents: int = 0
     missing: list[tuple[str, Any]] = field(default_factory=list)
     unexpected: list[tuple[str, Any]] = field(default_factory=list)
+    # Replica copies from a JSON Lines export equal to their reference only after its
+    # down-conversion (Ion types lost): neither missing nor unexpected, and not exact either.
+    down_converted: int = 0
 
     @property
     def equal(self) -> bool:
@@ -46,13 +58,25 @@ class Comparison:
             "documents": self.documents,
             "missing": len(self.missing),
             "unexpected": len(self.unexpected),
+            "down_converted": self.down_converted,
         }
 
 
+def down_converted(data: Any) -> Any:
+    """What a JSON Lines export makes of an Ion value: its JSON (``journal.ion_json``) read back
+    as the export reader reads it (numbers with a fraction or exponent as decimals)."""
+    return json.loads(json_text(data), parse_float=Decimal)
+
+
 def compare(
-    reference_name: str, reference: Iterable[Document], replica: Iterable[Document]
+    reference_name: str,
+    reference: Iterable[Document],
+    replica: Iterable[Document],
+    *,
+    down_converted_copies: Iterable[Document] = (),
 ) -> Comparison:
-    """Compare two collections of documents by content, table by table."""
+    """Compare two collections of documents by content, table by table; the replica's
+    ``down_converted_copies`` left over are matched after down-conversion (module docstring)."""
     ref: dict[tuple[str, str], Any] = {}
     ref_count: Counter[tuple[str, str]] = Counter()
     for table, data in reference:
@@ -70,7 +94,30 @@ def compare(
         result.missing.extend([(key[0], ref[key])] * n)
     for key, n in (rep_count - ref_count).items():
         result.unexpected.extend([(key[0], rep[key])] * n)
+    marked = Counter((table, fingerprint(data)) for table, data in down_converted_copies)
+    if marked and result.missing and result.unexpected:
+        _match_down_converted(result, marked)
     return result
+
+
+def _match_down_converted(result: Comparison, marked: Counter[tuple[str, str]]) -> None:
+    wanted: dict[tuple[str, str], list[int]] = {}
+    for i, (table, data) in enumerate(result.missing):
+        wanted.setdefault((table, fingerprint(down_converted(data))), []).append(i)
+    matched: set[int] = set()
+    unexpected = []
+    for table, data in result.unexpected:
+        key = (table, fingerprint(data))
+        if marked[key] > 0:
+            candidates = wanted.get((table, fingerprint(down_converted(data))))
+            if candidates:
+                marked[key] -= 1
+                matched.add(candidates.pop())
+                result.down_converted += 1
+                continue
+        unexpected.append((table, data))
+    result.unexpected = unexpected
+    result.missing = [doc for i, doc in enumerate(result.missing) if i not in matched]
 
 
 def documents_of_ledger(path: Path) -> list[Document]:

@@ -200,3 +200,35 @@ def test_a_stream_statement_on_a_down_converted_copy_replays_from_its_revision(
         dest.close()
         buf.close()
         led.close()
+
+
+def test_verify_matches_the_copies_a_json_lines_export_down_converted_and_only_those(
+    tmp_path: Path,
+) -> None:
+    """The replica of a JSON Lines export holds the timestamped document with a string: compared
+    with the source it is equal only after down-conversion, counted apart; the same lossy
+    document in a replica that does not mark it stays a difference."""
+    from qldb_settle.verify import compare, documents_of_ledger
+
+    led = _ledger(tmp_path / "source.db")
+    export(led, tmp_path / "x", "JSON")
+    led.close()
+    buf, report, dest = _settle(tmp_path, tmp_path / "x")
+    try:
+        assert not report.halted, report.halt_reason
+        source = documents_of_ledger(tmp_path / "source.db")
+        replica = [(t, d) for t, _i, d in dest.documents()]
+        marked = dest.down_converted_documents()
+        assert len(marked) == 1 and "2020-01-01" in simpleion.dumps(marked[0][1], binary=False)
+        plain = compare("source ledger", source, replica)
+        assert (len(plain.missing), len(plain.unexpected)) == (1, 1)  # Ion types lost
+        matched = compare("source ledger", source, replica, down_converted_copies=marked)
+        assert matched.equal and matched.down_converted == 1
+        assert matched.summary()["down_converted"] == 1
+        # A copy equal after down-conversion but not marked by the destination: still different.
+        other = [(t, d) for t, d in replica if (t, d) not in marked]
+        unmarked = compare("source", source, other + marked, down_converted_copies=other[:1])
+        assert not unmarked.equal and unmarked.down_converted == 0
+    finally:
+        dest.close()
+        buf.close()
