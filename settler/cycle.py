@@ -48,7 +48,7 @@ from journal.errors import (
     TransientError,
 )
 from settler.plan import Plan, fits, plan_block
-from settler.report import SettleReport, late_blocks_hint
+from settler.report import SettleReport, human_duration, late_blocks_hint
 from settler.verify import verify_block
 
 log = logging.getLogger(__name__)
@@ -396,7 +396,7 @@ class _Cycle:
                 self._halt(
                     st,
                     f"block {block.block_id} is still missing revisions of {', '.join(missing)} "
-                    f"{_ms(self.now - s.commit_time) / 1000:.0f} s after its commit",
+                    f"{human_duration(_ms(self.now - s.commit_time))} after its commit",
                 )
             self._hold(st, rest)
 

@@ -158,3 +158,23 @@ def test_human_durations() -> None:
     }
     for ms, text in cases.items():
         assert human_duration(ms) == text, ms
+
+
+def test_a_block_missing_revisions_says_how_long_in_human_units(
+    buffer: SettlingBuffer, tmp_path: Path
+) -> None:
+    chain = Chain()
+    block = chain.block(
+        ["INSERT INTO Person {'name': 'Ann'}"], [Rev("Person", "DocAnn0000000000000000", 0,
+                                                     {"name": "Ann"})]
+    )  # fmt: skip
+    buffer.put(block.incoming(arrived_at=T0)[:1])  # the summary, not its revision
+    dest = EmbeddedDestination(tmp_path / "replica.db")
+    try:
+        report = _cycle(buffer, dest, block.commit + timedelta(seconds=125))
+    finally:
+        dest.close()
+    assert report.halted
+    assert (report.halt_reason or "").endswith(
+        "is still missing revisions of DocAnn0000000000000000 2 min 5 s after its commit"
+    )
