@@ -4,8 +4,9 @@ Architecture: x86_64 for all three functions (``ARCHITECTURE``; the layers are b
 ``infra.build_layers.MACHINE``, and a test keeps the two equal). arm64 costs about 20% less per
 GB-second, weighed function by function:
 
-- settler: its layer needs psycopg-binary 3.3.9, whose only aarch64 wheel is manylinux_2_28
-  (glibc 2.28); the python3.11 runtime is Amazon Linux 2 (glibc 2.26), so it could not load there.
+- settler: its layer needs psycopg-binary 3.3.9, whose only aarch64 wheel is tagged
+  manylinux_2_27 (glibc 2.27) while the python3.11 runtime is Amazon Linux 2 (glibc 2.26): it
+  would not load there (the x86_64 wheel is manylinux2014, glibc 2.17).
   It also runs once per schedule period, for seconds: 20% of it is cents a month.
 - ingest (and export ingest, which shares its code and layer): an aarch64 wheel of amazon.ion 0.15
   exists (manylinux2014_aarch64), so arm64 is possible. It stays x86_64 because the layer that is
