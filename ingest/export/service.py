@@ -148,21 +148,30 @@ class _Stop(Exception):
 
 
 class _Run:
-    def __init__(self, buffer: SettlingBuffer, store: ExportStore, ledger: LedgerRef) -> None:
+    def __init__(
+        self,
+        buffer: SettlingBuffer,
+        store: ExportStore,
+        ledger: LedgerRef,
+        progress: Progress | None = None,
+    ) -> None:
         self.buffer, self.store, self.ledger = buffer, store, ledger
+        self.progress = progress
         self.report = ExportReport()
         self.broken_strands: set[str] = set()
 
     def put(self, records: list[Incoming], rejections: list[Rejection]) -> None:
-        if not records and not rejections:
-            return
-        try:
-            put = self.buffer.put(records, rejections)
-        except TransientError as exc:
-            self.report.transient = str(exc)
-            raise _Stop from None
-        self.report.put.add(put)
-        self.report.records += len(records) + len(rejections)
+        """Store one object's records (or a problem's rejection), then report progress."""
+        if records or rejections:
+            try:
+                put = self.buffer.put(records, rejections)
+            except TransientError as exc:
+                self.report.transient = str(exc)
+                raise _Stop from None
+            self.report.put.add(put)
+            self.report.records += len(records) + len(rejections)
+        if self.progress is not None:
+            self.progress(self.report)
 
     def problem(self, origin: str, reason: str, raw: bytes) -> Rejection:
         log.warning("export: %s: %s", origin, reason)
@@ -319,7 +328,7 @@ def ingest_export(
     cannot be read, or an export is unfinished (no completed manifest). A ``TransientError`` from
     the buffer stops the ingest (``report.transient``); running it again is harmless."""
     exports, others = find_exports(store)
-    run = _Run(buffer, store, ledger)
+    run = _Run(buffer, store, ledger, progress)
     report = run.report
     listed = {e.started.relative(k) for e in exports for c in e.completed for k in c.keys}
     report.objects_total = len(listed)
@@ -356,8 +365,6 @@ def ingest_export(
                 continue
             for completed in export.completed:
                 run.strand(export, completed.strand_id, completed.keys)
-                if progress is not None:
-                    progress(report)
             report.formats.setdefault(export.export_id, export.started.output_format)
     except _Stop:
         pass

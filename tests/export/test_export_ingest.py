@@ -105,3 +105,23 @@ def test_an_unfinished_export_stops_before_storing_anything(tmp_path: Path, ledg
         ingest_export(buf, FolderStore(tmp_path / "journalExport"), LEDGER)
     assert buf.blocks() == []
     buf.close()
+
+
+def test_progress_is_reported_after_every_object(tmp_path: Path, ledger) -> None:  # type: ignore[no-untyped-def]
+    """``progress`` is called once each object's blocks are stored, with the counts so far (the
+    CLI shows objects, blocks and blocks/s from it): a long strand is not silent until its end."""
+    info = export(ledger, tmp_path / "journalExport", blocks_per_object=2)
+    seen: list[tuple[int, int, int]] = []
+    buf = buffer(tmp_path / "buffer.db")
+    report = ingest_export(
+        buf,
+        FolderStore(tmp_path / "journalExport"),
+        LEDGER,
+        progress=lambda r: seen.append((r.objects, r.objects_total, r.blocks)),
+    )
+    buf.close()
+    assert info["objects"] > 2 and report.objects == info["objects"]
+    assert [objects for objects, _total, _blocks in seen] == list(range(1, info["objects"] + 1))
+    assert {total for _o, total, _b in seen} == {info["objects"]}
+    blocks = [b for _o, _t, b in seen]
+    assert blocks == sorted(blocks) and blocks[-1] == info["blocks"]
