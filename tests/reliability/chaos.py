@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .impaired import impaired_scenario
 from .pipeline import Tallies, Tally
 from .scenarios import (
     FULL,
@@ -73,6 +74,7 @@ FAULTS = (
     "destination down mid-group",
     "PostgreSQL server killed mid-group",
     "deadline expires mid-cycle",
+    "ingest failing past its retries",
     "records re-delivered for replayed blocks",
     "blocks delivered hours late",
 )
@@ -82,10 +84,11 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "qldb": qldb_scenario,
     "postgres": postgres_scenario,
     "late": late_scenario,
+    "impaired": impaired_scenario,
 }
 # Two lanes on two cores: the long main run, and the others one after another.
-LANES = (("main",), ("opensearch", "qldb", "postgres", "late"))
-MAIN_RUN = ("main", "opensearch", "qldb", "postgres")
+LANES = (("main",), ("opensearch", "impaired", "qldb", "postgres", "late"))
+MAIN_RUN = ("main", "opensearch", "qldb", "postgres", "impaired")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,7 +176,7 @@ def ordered(tallies: Sequence[Tally]) -> list[Tally]:
 
 
 def table(tallies: Sequence[Tally]) -> str:
-    head = ("fault", "scenario", "injected", "records lost", "docs wrong", "outcome")
+    head = ("fault", "scenario", "injected", "records lost", "docs wrong", "skipped", "outcome")
     rows: list[tuple[str, ...]] = []
     for t in ordered(tallies):
         rows.append(
@@ -183,22 +186,24 @@ def table(tallies: Sequence[Tally]) -> str:
                 str(t.injected),
                 "-" if t.records_lost is None else str(t.records_lost),
                 "-" if t.documents_wrong is None else str(t.documents_wrong),
+                "-" if t.blocks_skipped is None else str(t.blocks_skipped),
                 t.outcome(),
             )
         )
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
-    out_width = max(40, 150 - sum(widths) - 10)
+    n = len(head) - 1
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(n)]
+    out_width = max(40, 150 - sum(widths) - 2 * n)
     lines = []
 
     def line(cells: Sequence[str]) -> None:
-        wrapped = textwrap.wrap(cells[5], out_width) or [""]
-        first = "  ".join(c.ljust(w) for c, w in zip(cells[:5], widths, strict=True))
+        wrapped = textwrap.wrap(cells[n], out_width) or [""]
+        first = "  ".join(c.ljust(w) for c, w in zip(cells[:n], widths, strict=True))
         lines.append(f"{first}  {wrapped[0]}")
         pad = " " * (len(first) + 2)
         lines.extend(pad + w for w in wrapped[1:])
 
     line(head)
-    lines.append("-" * min(160, sum(widths) + 10 + out_width))
+    lines.append("-" * min(160, sum(widths) + 2 * n + out_width))
     for r in rows:
         line(r)
     return "\n".join(lines)
@@ -220,12 +225,14 @@ def build_report(
     main_run = [results[n] for n in MAIN_RUN if n in results]
     lost = sum(r.records_lost for r in main_run)
     wrong = sum(r.documents_wrong for r in main_run)
+    skipped = sum(r.blocks_skipped for r in main_run)
     late = results.get("late")
     expected = [f for f in FAULTS if _scenario_of(f) in chosen]
     missing = [f for f in expected if f not in by_fault or by_fault[f].injected == 0]
     checks = {
         "main run: zero records lost": lost == 0 and len(main_run) == len(set(MAIN_RUN) & chosen),
         "main run: zero documents wrong": wrong == 0,
+        "main run: zero blocks skipped (every streamed block replayed in order)": skipped == 0,
         "main run: every scenario check held": all(all(r.checks.values()) for r in main_run),
         "late scenario: every late block counted, listed, never applied": (
             late is not None and all(late.checks.values())
@@ -253,6 +260,7 @@ def build_report(
             "checks": checks,
             "records_lost": lost,
             "documents_wrong": wrong,
+            "blocks_skipped": skipped,
             "kill9_landed": kills,
             "faults_not_injected": missing,
         },
@@ -270,6 +278,8 @@ def _scenario_of(fault: str) -> str:
         return "qldb"
     if fault == "blocks delivered hours late":
         return "late"
+    if fault == "ingest failing past its retries":
+        return "impaired"
     return "main"
 
 
@@ -300,15 +310,20 @@ def summary(report: dict[str, Any]) -> list[str]:
     v = report["verdict"]
     lines = [
         f"kill -9 landed: {v['kill9_landed']}   records lost (main run): {v['records_lost']}   "
-        f"documents wrong (main run): {v['documents_wrong']}"
+        f"documents wrong (main run): {v['documents_wrong']}   "
+        f"blocks skipped (main run): {v.get('blocks_skipped', '?')}"
     ]
     for s in report["scenarios"]:
         a = s["accounting"]
+        b = a.get("blocks", {})
         lines.append(
             f"  {s['name']:<10} {s['buffer']} -> {s['destination']}: "
             f"{a.get('stream_records', '?')} distinct records ({a.get('delivered_copies', '?')} "
             f"delivered), {a.get('stored', '?')} stored, {a.get('late', '?')} late, "
-            f"{a.get('records_lost', '?')} lost; verify: {s['documents_wrong']} wrong; "
+            f"{a.get('records_lost', '?')} lost; blocks: {b.get('replayed_in_order', '?')} of "
+            f"{b.get('blocks_to_replay', '?')} replayed in order, "
+            f"{s.get('blocks_skipped', '?')} skipped ({b.get('read_only_blocks', '?')} read-only "
+            f"not streamed); verify: {s['documents_wrong']} wrong; "
             f"{'ok' if s['ok'] else 'NOT OK'} ({s['seconds']} s)"
         )
         for note in s["notes"]:

@@ -7,14 +7,22 @@ stands in for the Lambda runtime, which cannot be had locally: its
 the handler is invoked, so ``handlers.settler.deadline_from`` (the real one) stops the cycle once
 less than its margin is left. The campaign only watches that deadline: it records whether it
 said "stop" during the cycle. The handler's answer and that flag go to ``RESULT_JSON``.
+
+With ``CHAOS_AWS_DIR`` set, the ingest health check (``settler.ingest_health``, the real one, on
+the queue of ``QLDB_SETTLE_FAILURE_QUEUE_URL``) reads the campaign's file-backed on-failure queue
+there (``tests.reliability.aws_fakes``) instead of SQS. With ``CHAOS_NOW`` (ISO 8601) the
+handler's clock starts at that instant instead of the real one and runs on from it (as
+``settle --now`` does for the CLI), so a scenario invokes it at the simulated stream's time.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,20 @@ class CountdownContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._end - time.monotonic()) * 1000))
+
+
+def _clock_from(start: datetime) -> type[datetime]:
+    """A ``datetime`` whose ``now`` starts at ``start`` and runs on the monotonic clock."""
+    t0 = time.monotonic()
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Clock:
+            at = start + timedelta(seconds=time.monotonic() - t0)
+            moved = at.astimezone(tz) if tz is not None else at
+            return cls.fromtimestamp(moved.timestamp(), moved.tzinfo)
+
+    return Clock
 
 
 def main(argv: list[str]) -> int:
@@ -54,10 +76,20 @@ def main(argv: list[str]) -> int:
         return check
 
     handler.deadline_from = watched
+    at = os.environ.get("CHAOS_NOW")
+    if at:
+        setattr(handler, "datetime", _clock_from(datetime.fromisoformat(at.replace("Z", "+00:00"))))  # noqa: B010
+    aws_dir = os.environ.get("CHAOS_AWS_DIR")
+    if aws_dir:
+        from .aws_fakes import FileQueue
+
+        health = getattr(handler, "aws_ingest_health")  # noqa: B009 - replaced below
+        queue = FileQueue(Path(aws_dir))
+        setattr(handler, "aws_ingest_health", lambda **kw: health(**{**kw, "sqs": queue}))  # noqa: B010
     # Small destination transactions, as the campaign's other settles use, so that the deadline
     # (asked before each transaction) can fall inside a cycle of a few dozen blocks.
-    settle = handler.settle
-    handler.settle = lambda *a, **kw: settle(*a, **{"group_size": GROUP_SIZE, **kw})  # type: ignore[assignment]
+    settle = getattr(handler, "settle")  # noqa: B009 - replaced below
+    setattr(handler, "settle", lambda *a, **kw: settle(*a, **{"group_size": GROUP_SIZE, **kw}))  # noqa: B010
     answer = handler.handler(
         {"source": "aws.events", "detail-type": "Scheduled Event"}, CountdownContext(budget_ms)
     )

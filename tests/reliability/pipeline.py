@@ -19,7 +19,16 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from .accounting import Accounting, StreamInventory, account, read_buffer
+from .accounting import (
+    Accounting,
+    BlockAccount,
+    BufferInventory,
+    StreamInventory,
+    account,
+    account_blocks,
+    read_buffer,
+    source_blocks,
+)
 from .harness import Cli, Durations, Finished, Running
 from .streams import delivered_at, iso
 
@@ -50,6 +59,7 @@ class Tally:
     details: dict[str, Any] = field(default_factory=dict)
     records_lost: int | None = None
     documents_wrong: int | None = None
+    blocks_skipped: int | None = None
 
     def outcome(self) -> str:
         return "; ".join(f"{n}x {what}" for what, n in self.outcomes.most_common()) or "-"
@@ -65,6 +75,7 @@ class Tally:
             "outcome": self.outcome(),
             "records_lost": self.records_lost,
             "documents_wrong": self.documents_wrong,
+            "blocks_skipped": self.blocks_skipped,
             "details": self.details,
         }
 
@@ -132,6 +143,7 @@ class Pipeline:
         self.events = sorted((sim / "events").glob("*.json"))
         self.delivered: list[Path] = []
         self.last_settle: dict[str, Any] | None = None
+        self.buffer_seen: BufferInventory | None = None
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -303,7 +315,15 @@ class Pipeline:
         return stream
 
     def account(self, stream: StreamInventory) -> Accounting:
-        return account(stream, read_buffer(self.cli, self.buffer_url, self.cli.env))
+        self.buffer_seen = read_buffer(self.cli, self.buffer_url, self.cli.env)
+        return account(stream, self.buffer_seen)
+
+    def account_blocks(self, stream: StreamInventory) -> BlockAccount:
+        """The source's blocks against what was replayed in order (the buffer as ``account``
+        last read it)."""
+        buf = self.buffer_seen or read_buffer(self.cli, self.buffer_url, self.cli.env)
+        streamed = [r for r, kind in stream.kinds.items() if kind == "block"]
+        return account_blocks(source_blocks(self.sim / "source.db"), buf, streamed)
 
     def verify(self, env: Mapping[str, str] | None = None) -> Verification:
         done = self.cli.run(

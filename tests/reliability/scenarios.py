@@ -59,6 +59,9 @@ class Size:
     postgres_chunk: int
     late_transactions: int
     late_blocks: int
+    impaired_transactions: int
+    impaired_blocks: int  # whose every copy is in a batch the ingest fails past its retries
+    ingest_retries: int  # attempts of each failing batch before its range goes to the queue
 
 
 FULL = Size(
@@ -79,6 +82,9 @@ FULL = Size(
     postgres_chunk=6,
     late_transactions=90,
     late_blocks=3,
+    impaired_transactions=40,
+    impaired_blocks=2,
+    ingest_retries=3,
 )
 QUICK = Size(
     main_transactions=40,
@@ -98,6 +104,9 @@ QUICK = Size(
     postgres_chunk=10,
     late_transactions=40,
     late_blocks=1,
+    impaired_transactions=16,
+    impaired_blocks=1,
+    ingest_retries=2,
 )
 
 
@@ -112,6 +121,7 @@ class ScenarioResult:
     verify: dict[str, Any] = field(default_factory=dict)
     records_lost: int = 0
     documents_wrong: int = 0
+    blocks_skipped: int = 0
     checks: dict[str, bool] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -131,6 +141,7 @@ class ScenarioResult:
             "verify": self.verify,
             "records_lost": self.records_lost,
             "documents_wrong": self.documents_wrong,
+            "blocks_skipped": self.blocks_skipped,
             "checks": self.checks,
             "ok": self.ok,
             "notes": self.notes,
@@ -198,6 +209,9 @@ def finish(
     accounting = p.account(stream)
     result.accounting = accounting.as_json()
     result.records_lost = accounting.records_lost + len(accounting.unexpected)
+    blocks = p.account_blocks(stream)
+    result.accounting["blocks"] = blocks.as_json()
+    result.blocks_skipped = blocks.blocks_skipped
     verification = p.verify(verify_env)
     result.verify = verification.raw
     if expect_equal:
@@ -205,6 +219,7 @@ def finish(
     for tally in p.tallies.of(result.name):
         tally.records_lost = result.records_lost
         tally.documents_wrong = result.documents_wrong
+        tally.blocks_skipped = result.blocks_skipped
     return verification
 
 
@@ -1317,6 +1332,9 @@ def late_scenario(ctx: Context) -> ScenarioResult:
     accounting = p.account(stream)
     result.accounting = accounting.as_json()
     result.records_lost = accounting.records_lost + len(accounting.unexpected)
+    blocks = p.account_blocks(stream)
+    result.accounting["blocks"] = blocks.as_json()
+    result.blocks_skipped = blocks.blocks_skipped  # the late blocks, and only they
     result.documents_wrong = len(without_late.missing) + len(without_late.unexpected)
     verification = p.verify()
     result.verify = {
@@ -1333,6 +1351,8 @@ def late_scenario(ctx: Context) -> ScenarioResult:
         "everything else replayed": blocks_of_state.get("replayed", 0)
         == len([r for r, k in stream.kinds.items() if k == "block"]) - len(late_blocks),
         "the replica is the stream without the late blocks": without_late.equal,
+        "the blocks skipped are the late blocks": sorted(b for b, _ in blocks.skipped)
+        == sorted(b.split("/", 1)[1] for b in late_blocks),
     }
     tally = ctx.tallies.get(
         "blocks delivered hours late",
@@ -1342,6 +1362,7 @@ def late_scenario(ctx: Context) -> ScenarioResult:
     tally.injected = len(late_blocks)
     tally.records_lost = result.records_lost
     tally.documents_wrong = result.documents_wrong
+    tally.blocks_skipped = result.blocks_skipped
     tally.details = {
         "late_blocks": late_blocks,
         "records_held_back": held,

@@ -4,6 +4,7 @@ the late scenario's stream split holds back exactly the records of the chosen bl
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from datetime import UTC, datetime
@@ -11,14 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from buffer.port import Incoming
+from buffer.port import Gap, Incoming
 from buffer.sqlite import SqliteBuffer
 from ingest.decode import decode_file
 from ingest.service import ingest_items
 from journal.records import BlockSummary, RevisionDetails
 from qldb_settle.simulate import SimulationConfig, simulate
+from settler.ingest_health import aws_ingest_health
 
-from .accounting import BufferInventory, StreamInventory, account
+from .accounting import (
+    BufferInventory,
+    SourceBlock,
+    StreamInventory,
+    account,
+    account_blocks,
+    source_blocks,
+)
+from .aws_fakes import QUEUE_URL, EventSourceMapping
 from .streams import delivered_at, split_late, user_records
 
 
@@ -104,3 +114,92 @@ def test_the_late_split_holds_back_exactly_the_records_of_the_late_blocks(
         for _shard, raw in user_records(json.loads(path.read_text(encoding="utf-8"))):
             assert raw in {stream.raw[r] for r in late_ids}
     assert any(isinstance(stream.records[r], RevisionDetails) for r in late_ids)
+
+
+def _gap(first: int, last: int) -> Gap:
+    return Gap(ledger="l", strand_id="S", first=first, last=last, passed_at=datetime.now(UTC))
+
+
+def test_the_block_accounting_finds_every_block_not_replayed_in_order() -> None:
+    source = [SourceBlock("S", seq, read_only=seq in (3, 7)) for seq in range(10)]
+    states = dict.fromkeys((0, 1, 2, 4, 5, 8, 9), "replayed") | {6: "late"}
+    buf = BufferInventory(
+        blocks={f"l/S/{seq}": st for seq, st in states.items()},
+        revisions=set(),
+        rejected=[],
+        # 3: a read-only block, rightly passed; 7..8: 8 was passed over, arrived, was applied
+        gaps=[_gap(3, 3), _gap(7, 8)],
+    )
+    blocks = account_blocks(source, buf)
+    assert sorted(blocks.skipped) == [
+        ("S/6", "ends late"),
+        ("S/8", "replayed, but inside the gap 7..8 passed"),
+    ]
+    assert (blocks.must_replay, blocks.replayed_in_order) == (8, 6)
+    assert (blocks.gaps_passed, blocks.gaps_over_read_only_only) == (2, 1)
+    # A read-only block the stream carried after all must be replayed too; a block never
+    # buffered is skipped.
+    carried = account_blocks(source, buf, streamed=["l/S/3"])
+    assert ("S/3", "never buffered") in carried.skipped
+    buf.blocks["l/S/3"] = "replayed"  # it arrived after its gap was passed, applied late
+    carried = account_blocks(source, buf, streamed=["l/S/3"])
+    assert ("S/3", "replayed, but inside the gap 3..3 passed") in carried.skipped
+    del buf.blocks["l/S/9"]
+    assert ("S/9", "never buffered") in account_blocks(source, buf).skipped
+
+
+def test_the_block_accounting_reads_the_simulated_source(events: list[Path]) -> None:
+    blocks = source_blocks(events[0].parents[1] / "source.db")
+    stream = StreamInventory()
+    stream.add_files(events)
+    streamed = {
+        (r.address.strand_id, r.address.sequence_no)
+        for r in stream.records.values()
+        if isinstance(r, BlockSummary)
+    }
+    # What the simulator streams is exactly the blocks that revised something.
+    assert {(b.strand_id, b.sequence_no) for b in blocks if not b.read_only} == streamed
+    assert any(b.read_only for b in blocks)
+
+
+def test_the_failure_queue_and_stream_serve_redrive(events: list[Path], tmp_path: Path) -> None:
+    """The file-backed on-failure queue and stream answer the calls ``redrive`` and the ingest
+    health check make as SQS and Kinesis do (a batch's range re-read whole, a received message
+    invisible until its timeout, a refused stream a ClientError)."""
+    from botocore.exceptions import ClientError
+
+    from qldb_settle.commands.redrive import FailedRange, read_range
+
+    esm = EventSourceMapping(tmp_path)
+    for path in events:
+        esm.deliver(path)
+    batch = events[len(events) // 2]
+    body = esm.give_up(batch, attempts=4)
+    health = aws_ingest_health(
+        window_seconds=60, queue_url=QUEUE_URL, function_name=None, sqs=esm.queue
+    )
+    assert health is not None and "1 failed batch(es) wait" in (health() or "")
+    attrs = esm.queue.get_queue_attributes(QueueUrl=QUEUE_URL, AttributeNames=[])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "1"
+    (message,) = esm.queue.receive_message(QueueUrl=QUEUE_URL, VisibilityTimeout=900)["Messages"]
+    assert esm.queue.receive_message(QueueUrl=QUEUE_URL) == {}  # invisible now
+    attrs = esm.queue.get_queue_attributes(QueueUrl=QUEUE_URL, AttributeNames=[])["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "1"
+    rng = FailedRange.from_message(message)
+    assert rng.end == body["KinesisBatchInfo"]["endSequenceNumber"]
+    read = read_range(esm.stream, rng)
+    assert read.problem is None
+    sent = json.loads(batch.read_text(encoding="utf-8"))["Records"]
+    assert [r["SequenceNumber"] for r in read.records] == [
+        e["kinesis"]["sequenceNumber"] for e in sent
+    ]
+    assert [base64.b64encode(r["Data"]).decode() for r in read.records] == [
+        e["kinesis"]["data"] for e in sent
+    ]
+    esm.stream.refuse(True)
+    refused = read_range(esm.stream, rng)
+    assert refused.problem is not None and "ResourceNotFoundException" in refused.problem
+    with pytest.raises(ClientError):
+        esm.stream.get_records(ShardIterator="x|0")
+    esm.queue.delete_message(QueueUrl=QUEUE_URL, ReceiptHandle=message["ReceiptHandle"])
+    assert esm.queue.count() == 0 and health() is None
