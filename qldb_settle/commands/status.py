@@ -349,7 +349,7 @@ def _print(report: Mapping[str, Any], settings: Settings) -> None:
     )
     last, age = report.get("source_last_commit"), report.get("source_last_commit_age_ms")
     if report.get("old_journal"):
-        figures.add_row("lag", "- (an old journal, not a live stream: no lag to measure)")
+        figures.add_row("lag", "- (an old journal, not a live stream)")
     else:
         figures.add_row(
             "lag",
