@@ -13,10 +13,11 @@ destination exists; otherwise null with a note.
 Added keys (nothing above is renamed): ``window_seconds`` (the configured window, ``--window``),
 ``source_last_commit`` and ``source_last_commit_age_ms`` (the newest commit the buffer has seen),
 ``old_journal`` (that commit is more than a day old: the pending blocks' age is then not a lag,
-and the table says "source's last commit N days ago" instead), and ``warnings`` (a window below
-the observed p99 ingest delay). A quarantined block whose replay failed while late blocks of its
-strand wait (the replica lacks them; it may need one) gets an ``attention`` item naming them and
-the commands that recover it. The table prints every duration in human units
+and the table shows the source's last commit, "N days ago", instead of a lag), ``warnings`` (a
+window below the observed p99 ingest delay) and ``recovery``: for a quarantined block whose
+replay failed while late blocks of its strand wait (the replica lacks them; it may need one),
+``block``, ``late``, ``reason``, ``what`` and the ``commands`` that recover it, which an
+``attention`` item also names. The table prints every duration in human units
 (``qldb_settle.output.duration``).
 """
 
