@@ -1,11 +1,11 @@
 """Run a Lambda handler from exactly its code asset and its layer: the probe of
 ``tests/infra/test_infra_layer_imports.py``.
 
-``python -I -S tests/infra/layer_probe.py SPEC.json OUT.json``: no site-packages, no user site, no
-``PYTHON*`` variables; ``sys.path`` is the standard library plus the folders ``SPEC["paths"]``
-names (the asset, the layer's ``python/``, and for the ingest functions a stand-in of what the
-Lambda runtime provides: boto3 and botocore), in Lambda's order. This file imports the standard
-library only until those are on the path.
+``python -I -S -B tests/infra/layer_probe.py SPEC.json OUT.json``: no site-packages, no user site,
+no ``PYTHON*`` variables, no byte code written into the layer; ``sys.path`` is the standard
+library plus the folders ``SPEC["paths"]`` names (the asset, the layer's ``python/``, and for the
+ingest functions a stand-in of what the Lambda runtime provides: boto3 and botocore), in
+Lambda's order. This file imports the standard library only until those are on the path.
 
 ``SPEC["steps"]`` are what a real invocation does, run in order; every one is a real call against
 local servers the test started (osmem-server for OpenSearch, ``serve-qldb`` for the QLDB Session

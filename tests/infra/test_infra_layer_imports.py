@@ -1,5 +1,5 @@
 """Each function runs from exactly its code asset plus its layer: real invocations in an isolated
-interpreter (``python -I -S``, no site-packages), against local servers.
+interpreter (``python -I -S -B``, no site-packages), against local servers.
 
 The layers are built from their locks (``infra/layers/*.lock``, ``python -m infra.build_layers``)
 into ``build/layer-tests/<key>/`` (key: the locks and the builder; a second run reuses them) and
@@ -209,7 +209,7 @@ def probe(
     spec_file, out = tmp / f"spec-{uuid.uuid4().hex[:8]}.json", tmp / "out.json"
     spec_file.write_text(json.dumps({"paths": [str(p) for p in paths], "steps": steps, **spec}))
     done = subprocess.run(
-        [sys.executable, "-I", "-S", str(PROBE), str(spec_file), str(out)],
+        [sys.executable, "-I", "-S", "-B", str(PROBE), str(spec_file), str(out)],
         check=False,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), **env},
         cwd=tmp,
@@ -355,6 +355,13 @@ def test_settler_replays_through_pyqldb_from_its_asset_and_layer(
     for name in ("pyqldb", "ionhash", "botocore", "boto3", "psycopg_binary", "amazon.ion"):
         assert Path(modules[name]).is_relative_to(layer), name
     assert runs["settler"]["answers"]["psycopg"]["impl"] == "binary"
+
+
+@pytest.mark.parametrize("name", [*bl.LAYERS, bl.RUNTIME])
+def test_each_lock_is_the_closure_of_its_requirements_but_the_exclusions(name: str) -> None:
+    """Resolving ``<name>.in`` again for the Lambda platform gives the lock as checked in: a
+    requirement changed without ``python -m infra.build_layers --lock`` fails here."""
+    assert bl.resolve_lock(name) == bl.LOCKS[name].read_text()
 
 
 @pytest.mark.parametrize("layer", bl.LAYERS)
