@@ -25,6 +25,9 @@ class ContextKey:
     name: str
     default: Scalar
     meaning: str
+    # (profile, value) pairs: the key's value under each ``profile`` when it is "auto" (its
+    # default); an explicit value wins over the profile's.
+    by_profile: tuple[tuple[str, Scalar], ...] = ()
 
 
 # The order of this table is the order of cdk.json and of docs/deploy.md.
@@ -97,14 +100,33 @@ CONTEXT: tuple[ContextKey, ...] = (
     ),
     ContextKey(
         name="streamRetentionHours",
-        default=24,
-        meaning="retention of the created stream (24-8760): how long redrive can re-read a range",
+        default=168,
+        meaning="retention of the created stream (24-8760): how long redrive can re-read a range; "
+        "ingestMaxRecordAgeSeconds must stay below it minus 1 h",
+    ),
+    ContextKey(
+        name="existingStreamRetentionHours",
+        default=0,
+        meaning="retention of existingStreamArn in hours (24-8760), required with it (0: not "
+        "given): the ingestMaxRecordAgeSeconds check and the failed-ranges age alarm use it",
     ),
     ContextKey(
         name="deployJournalStream",
         default=False,
         meaning="create the QLDB journal stream from sourceLedgerName into the created Kinesis "
         "stream (aggregation on); needs a ledger that QLDB still serves",
+    ),
+    ContextKey(
+        name="backupObjectLock",
+        default="",
+        meaning="Object Lock of the created raw backup bucket (the audit copy): GOVERNANCE or "
+        "COMPLIANCE (default retention backupObjectLockDays); empty: none. Decide at the first "
+        "deploy: a bucket's Object Lock cannot be turned off",
+    ),
+    ContextKey(
+        name="backupObjectLockDays",
+        default=365,
+        meaning="default retention of each backup object version under backupObjectLock (1-36500)",
     ),
     ContextKey(
         name="journalStreamStartTime",
@@ -154,6 +176,13 @@ CONTEXT: tuple[ContextKey, ...] = (
     ContextKey(name="ingestTimeoutSeconds", default=60, meaning="timeout of the ingest function"),
     # Buffer.
     ContextKey(
+        name="profile",
+        default="production",
+        meaning="production or dev: the buffer domain's sizing where its keys say auto. "
+        "production: 3 data nodes (r6g.large.search) in 3 zones and 3 dedicated masters; dev: "
+        "1 t3.small.search data node, no masters, one zone (no quorum to lose, no HA either)",
+    ),
+    ContextKey(
         name="indexPrefix",
         default="qldb-settle",
         meaning="OpenSearch index prefix (QLDB_SETTLE_INDEX_PREFIX of both functions)",
@@ -171,18 +200,24 @@ CONTEXT: tuple[ContextKey, ...] = (
     ),
     ContextKey(
         name="openSearchInstanceType",
-        default="r6g.large.search",
-        meaning="data node instance type of the buffer domain",
+        default="auto",
+        meaning="data node instance type of the buffer domain; auto: the profile's "
+        "(production r6g.large.search, dev t3.small.search)",
+        by_profile=(("production", "r6g.large.search"), ("dev", "t3.small.search")),
     ),
     ContextKey(
         name="openSearchDataNodes",
-        default=2,
-        meaning="data nodes (a multiple of openSearchAvailabilityZones)",
+        default="auto",
+        meaning="data nodes (a multiple of openSearchAvailabilityZones); auto: the profile's "
+        "(production 3, dev 1)",
+        by_profile=(("production", 3), ("dev", 1)),
     ),
     ContextKey(
         name="openSearchAvailabilityZones",
-        default=2,
-        meaning="1, 2 or 3: zone awareness of the buffer domain (1 turns it off)",
+        default="auto",
+        meaning="1, 2 or 3: zone awareness of the buffer domain (1 turns it off); auto: the "
+        "profile's (production 3, dev 1)",
+        by_profile=(("production", 3), ("dev", 1)),
     ),
     ContextKey(
         name="openSearchVolumeGb",
@@ -191,13 +226,41 @@ CONTEXT: tuple[ContextKey, ...] = (
     ),
     ContextKey(
         name="openSearchMasterNodes",
-        default=0,
-        meaning="dedicated master nodes: 0 (none), 3 or 5",
+        default="auto",
+        meaning="dedicated master nodes: 0 (none), 3 or 5; auto: the profile's (production 3, "
+        "dev 0). production refuses 0 with fewer than 3 data nodes: two master-eligible nodes "
+        "lose the master with one node",
+        by_profile=(("production", 3), ("dev", 0)),
     ),
     ContextKey(
         name="openSearchMasterInstanceType",
         default="m6g.large.search",
         meaning="instance type of the dedicated master nodes, when openSearchMasterNodes > 0",
+    ),
+    ContextKey(
+        name="openSearchMasterRoleArn",
+        default="",
+        meaning="IAM role ARN of the buffer domain's fine-grained access control master user "
+        "(it must trust this account); empty: the app creates <serviceName>-buffer-master, "
+        "assumable by the account's principals allowed sts:AssumeRole on it",
+    ),
+    ContextKey(
+        name="vpcId",
+        default="",
+        meaning="an existing VPC to place the buffer domain in (with vpcSubnetIds and "
+        "vpcAvailabilityZones; no lookup); the ingest, settler and export functions join it "
+        "and reach the domain on 443. Empty: a public HTTPS endpoint (IAM and FGAC only)",
+    ),
+    ContextKey(
+        name="vpcSubnetIds",
+        default="",
+        meaning="comma-separated private subnet ids of vpcId (with a route to AWS APIs: NAT or "
+        "endpoints), one per openSearchAvailabilityZones, in the order of vpcAvailabilityZones",
+    ),
+    ContextKey(
+        name="vpcAvailabilityZones",
+        default="",
+        meaning="comma-separated availability zones of vpcSubnetIds, one per subnet",
     ),
     # Settler.
     ContextKey(
@@ -206,6 +269,13 @@ CONTEXT: tuple[ContextKey, ...] = (
         meaning="first value of the settle window SSM parameter (/<serviceName>/"
         "settle-window-seconds); the settler reads the parameter each cycle, so change it "
         "there at run time; changing this key changes only the parameter's value",
+    ),
+    ContextKey(
+        name="bufferRetentionDays",
+        default=0,
+        meaning="QLDB_SETTLE_RETENTION_DAYS of the settler: replayed blocks committed longer "
+        "ago than this are purged from the buffer (their headers stay, marked, for duplicates); "
+        "0 keeps everything (the buffer grows forever)",
     ),
     ContextKey(
         name="earlyRelease",
@@ -221,8 +291,10 @@ CONTEXT: tuple[ContextKey, ...] = (
     ContextKey(name="settlerMemoryMb", default=1024, meaning="memory of the settler function"),
     ContextKey(
         name="settlerTimeoutSeconds",
-        default=60,
-        meaning="timeout of the settler function; a cycle stops before it (at most 900)",
+        default=50,
+        meaning="timeout of the settler function; a cycle stops before it (at most 900, and "
+        "below the schedule period settleRateMinutes * 60, so one cycle ends before the next "
+        "tick)",
     ),
     ContextKey(
         name="logRetentionDays",
@@ -265,9 +337,9 @@ CONTEXT: tuple[ContextKey, ...] = (
     ContextKey(
         name="lagAlarmSeconds",
         default=300,
-        meaning="the replay-lag alarm fires when lag exceeds this: the window plus a margin. "
-        "It is a key of its own because the window may change at run time (SSM); keep it "
-        "above the window",
+        meaning="the replay-lag and oldest-pending-age alarms fire when lag exceeds this: the "
+        "window plus a margin. It is a key of its own because the window may change at run "
+        "time (SSM); it must be above settleWindowSeconds",
     ),
     ContextKey(
         name="iteratorAgeAlarmSeconds",
@@ -278,7 +350,9 @@ CONTEXT: tuple[ContextKey, ...] = (
     ContextKey(
         name="alarmTopicArn",
         default="",
-        meaning="SNS topic ARN the alarms notify; empty: alarms without actions",
+        meaning="SNS topic ARN the alarms notify; empty: the service stack creates one "
+        "(<serviceName>-alarms, KMS-encrypted with a key of its own; output AlarmTopicArn): "
+        "subscribe to it",
     ),
     # Packaging.
     ContextKey(
@@ -304,6 +378,9 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.()'/-]{1,900}$")  # no wildcard or condition characters
 _LEDGER_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:qldb:[a-z0-9-]+:\d{12}:ledger/[A-Za-z0-9_-]{1,32}$")
 _STARTING = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+PROFILES = ("production", "dev")
+# ingestMaxRecordAgeSeconds stays this far below the stream retention (redrive's time to act).
+RETENTION_MARGIN_SECONDS = 3600
 _RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 
 
@@ -323,6 +400,7 @@ class Config:
     existing_stream_key_arn: str
     shard_count: int
     stream_retention_hours: int
+    existing_stream_retention_hours: int
     deploy_journal_stream: bool
     journal_stream_start_time: str
     starting_position: str
@@ -343,6 +421,14 @@ class Config:
     open_search_volume_gb: int
     open_search_master_nodes: int
     open_search_master_instance_type: str
+    open_search_master_role_arn: str
+    vpc_id: str
+    vpc_subnet_ids: str
+    vpc_availability_zones: str
+    profile: str
+    backup_object_lock: str
+    backup_object_lock_days: int
+    buffer_retention_days: int
     settle_window_seconds: int
     early_release: bool
     settle_rate_minutes: int
@@ -368,8 +454,20 @@ class Config:
         """Parse every key through ``lookup`` (e.g. ``app.node.try_get_context``); a missing key
         takes its default. Raises ``ConfigError`` naming the key for a malformed value."""
         values: dict[str, Any] = {}
+        profile = str(lookup("profile") or DEFAULTS["profile"]).strip()
+        if profile not in PROFILES:
+            raise ConfigError(
+                f"context profile must be one of {', '.join(PROFILES)}, not {profile!r}"
+            )
         for key in CONTEXT:
             raw = lookup(key.name)
+            if key.by_profile:
+                by_profile = dict(key.by_profile)
+                if raw is None or str(raw).strip() == "auto":
+                    values[_snake(key.name)] = by_profile[profile]
+                else:
+                    values[_snake(key.name)] = _parse(key, raw, like=by_profile["production"])
+                continue
             values[_snake(key.name)] = key.default if raw is None else _parse(key, raw)
         config = cls(**values)
         config.check()
@@ -378,6 +476,12 @@ class Config:
     @property
     def creates_stream(self) -> bool:
         return not self.existing_stream_arn
+
+    @property
+    def retention_hours(self) -> int:
+        """The retention of the stream the ingest reads: the created one's, or the one given
+        for ``existingStreamArn``."""
+        return self.existing_stream_retention_hours or self.stream_retention_hours
 
     @property
     def replays_export(self) -> bool:
@@ -391,6 +495,14 @@ class Config:
     @property
     def operator_roles(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.operator_role_arns.split(",") if a.strip())
+
+    @property
+    def vpc_subnets(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.vpc_subnet_ids.split(",") if a.strip())
+
+    @property
+    def vpc_zones(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.vpc_availability_zones.split(",") if a.strip())
 
     def check(self) -> None:
         """Cross-field and range checks, each naming its context key."""
@@ -422,6 +534,19 @@ class Config:
                 not self.deploy_journal_stream,
                 "deployJournalStream",
                 "true (the journal stream is created only into the stream this app creates)",
+            )
+            if not self.existing_stream_retention_hours:
+                raise ConfigError(
+                    "context existingStreamRetentionHours is required with existingStreamArn: "
+                    "give the existing stream's retention in hours (aws kinesis "
+                    "describe-stream-summary --stream-arn ARN: RetentionPeriodHours)"
+                )
+            _range("existingStreamRetentionHours", self.existing_stream_retention_hours, 24, 8760)
+        elif self.existing_stream_retention_hours:
+            raise ConfigError(
+                "context existingStreamRetentionHours is given only with existingStreamArn (the "
+                "created stream's retention is streamRetentionHours), not "
+                f"{self.existing_stream_retention_hours}"
             )
         if self.existing_stream_key_arn:
             _require(
@@ -457,6 +582,62 @@ class Config:
             "openSearchMasterNodes",
             self.open_search_master_nodes,
         )
+        if self.profile == "production":
+            _require(
+                self.open_search_master_nodes > 0 or self.open_search_data_nodes >= 3,
+                "openSearchMasterNodes",
+                f"0 with {self.open_search_data_nodes} data nodes (profile production: fewer "
+                "than 3 master-eligible nodes lose the master with one node; set 3 or 5, more "
+                "data nodes, or profile dev)",
+            )
+            _require(
+                self.open_search_availability_zones > 1,
+                "openSearchAvailabilityZones",
+                "1 (profile production: a zone's loss would stop the buffer; use 2 or 3, or "
+                "profile dev)",
+            )
+        if self.open_search_master_role_arn:
+            _require(
+                self.open_search_master_role_arn.startswith("arn:")
+                and ":role/" in self.open_search_master_role_arn,
+                "openSearchMasterRoleArn",
+                self.open_search_master_role_arn,
+            )
+        if self.vpc_id or self.vpc_subnets or self.vpc_zones:
+            _require(
+                re.match(r"^vpc-[0-9a-f]{8,17}$", self.vpc_id) is not None,
+                "vpcId",
+                self.vpc_id or "(empty: required with vpcSubnetIds)",
+            )
+            for subnet in self.vpc_subnets:
+                _require(
+                    re.match(r"^subnet-[0-9a-f]{8,17}$", subnet) is not None, "vpcSubnetIds", subnet
+                )
+            _require(
+                len(self.vpc_subnets) == self.open_search_availability_zones,
+                "vpcSubnetIds",
+                f"{self.vpc_subnet_ids} (one subnet per zone: openSearchAvailabilityZones is "
+                f"{self.open_search_availability_zones})",
+            )
+            _require(
+                len(self.vpc_zones) == len(self.vpc_subnets)
+                and len(set(self.vpc_zones)) == len(self.vpc_zones),
+                "vpcAvailabilityZones",
+                f"{self.vpc_availability_zones} (one distinct zone per subnet of vpcSubnetIds)",
+            )
+            _require(
+                self.destination != "postgresql",
+                "vpcId",
+                f"{self.vpc_id} with destination postgresql (the settler joins the replica's "
+                "own VPC; one VPC per function)",
+            )
+        _require(
+            self.backup_object_lock in ("", "GOVERNANCE", "COMPLIANCE"),
+            "backupObjectLock",
+            self.backup_object_lock,
+        )
+        _range("backupObjectLockDays", self.backup_object_lock_days, 1, 36500)
+        _range("bufferRetentionDays", self.buffer_retention_days, 0, 36500)
         _range("settleWindowSeconds", self.settle_window_seconds, 0, 86400)
         _range("settleRateMinutes", self.settle_rate_minutes, 1, 1440)
         _range("settlerMemoryMb", self.settler_memory_mb, 128, 10240)
@@ -489,14 +670,44 @@ class Config:
         _range("iteratorAgeAlarmSeconds", self.iterator_age_alarm_seconds, 1, 7 * 86400)
         if self.alarm_topic_arn:
             _require(self.alarm_topic_arn.startswith("arn:"), "alarmTopicArn", self.alarm_topic_arn)
+        self._cross_check()
+
+    def _cross_check(self) -> None:
+        """The keys that bound each other: each message names both keys and their values."""
+        if not self.lag_alarm_seconds > self.settle_window_seconds:
+            raise ConfigError(
+                f"context lagAlarmSeconds ({self.lag_alarm_seconds}) must be above "
+                f"settleWindowSeconds ({self.settle_window_seconds}): every block waits the "
+                "window, so a lag alarm at or below it fires on a healthy settler"
+            )
+        period = self.settle_rate_minutes * 60
+        if not self.settler_timeout_seconds < period:
+            raise ConfigError(
+                f"context settlerTimeoutSeconds ({self.settler_timeout_seconds}) must be below "
+                f"the schedule period, settleRateMinutes * 60 ({period} s): the next tick would "
+                "find the settler still running (throttled, reserved concurrency 1)"
+            )
+        retention_key = (
+            "existingStreamRetentionHours" if self.existing_stream_arn else "streamRetentionHours"
+        )
+        limit = self.retention_hours * 3600 - RETENTION_MARGIN_SECONDS
+        if not self.ingest_max_record_age_seconds < limit:
+            raise ConfigError(
+                f"context ingestMaxRecordAgeSeconds ({self.ingest_max_record_age_seconds}) must "
+                f"be below the stream retention minus {RETENTION_MARGIN_SECONDS // 3600} h "
+                f"({retention_key} = {self.retention_hours}: {limit} s): a range that expires "
+                "into the on-failure queue must still be in the stream for redrive"
+            )
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _parse(key: ContextKey, raw: Any) -> Scalar:
-    if isinstance(key.default, bool):
+def _parse(key: ContextKey, raw: Any, *, like: Scalar | None = None) -> Scalar:
+    """``raw`` as a value of the type of ``like`` (the key's default unless given)."""
+    example = key.default if like is None else like
+    if isinstance(example, bool):
         if isinstance(raw, bool):
             return raw
         text = str(raw).strip().lower()
@@ -505,7 +716,7 @@ def _parse(key: ContextKey, raw: Any) -> Scalar:
         if text in ("false", "0", "no", "off", ""):
             return False
         raise ConfigError(f"context {key.name} must be true or false, not {raw!r}")
-    if isinstance(key.default, int):
+    if isinstance(example, int):
         if isinstance(raw, bool):
             raise ConfigError(f"context {key.name} must be a whole number, not {raw!r}")
         try:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -54,6 +55,8 @@ class ExportReplay(Construct):
         state_machine_name: str,
         memory_mb: int,
         log_retention_days: int,
+        vpc: ec2.IVpc | None = None,
+        security_groups: list[ec2.ISecurityGroup] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.prefix = prefix.strip("/")
@@ -74,6 +77,8 @@ class ExportReplay(Construct):
             timeout_seconds=TIMEOUT_SECONDS,
             log_retention_days=log_retention_days,
             service=service,
+            vpc=vpc,
+            security_groups=security_groups,
         )
         list_bucket = iam.PolicyStatement(
             sid="ListTheExportPrefix",

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -46,14 +47,18 @@ class IngestFunction(Construct):
         memory_mb: int,
         timeout_seconds: int,
         log_retention_days: int,
+        vpc: ec2.IVpc | None = None,
+        security_groups: list[ec2.ISecurityGroup] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        # SQS's longest: a range waits for redrive as long as the queue can keep it.
+        self.failure_queue_retention_seconds = 14 * 86400
         self.failure_queue = sqs.Queue(
             self,
             "FailedRanges",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=Duration.seconds(self.failure_queue_retention_seconds),
         )
         self.function, self.role = project_function(
             self,
@@ -66,6 +71,8 @@ class IngestFunction(Construct):
             timeout_seconds=timeout_seconds,
             log_retention_days=log_retention_days,
             service=service,
+            vpc=vpc,
+            security_groups=security_groups,
         )
         timestamp = None
         if starting_position == "AT_TIMESTAMP":

@@ -100,27 +100,51 @@ def suppress(app: QldbSettleApp) -> None:
             )
         )
     domain = service.buffer.domain
-    ack(
-        domain,
-        "OS1",
-        "The buffer domain is reached over HTTPS (TLS 1.2) with SigV4 only, its resource policy "
-        "names the two function roles alone, and data is encrypted at rest and between nodes. "
-        "A VPC would put both functions in a VPC with NAT or endpoints for Kinesis, SSM, SQS and "
-        "QLDB Session, for no access the IAM policy does not already deny.",
-    )
+    config = app.config
+    if service.vpc is None:
+        ack(
+            domain,
+            "OS1",
+            "Public endpoint by default (context vpcId places it in a VPC): HTTPS only (TLS 1.2 "
+            "PFS) with SigV4, a resource policy naming the function, operator and master roles "
+            "alone, fine-grained access control mapping each to its own security role, and "
+            "encryption at rest and between nodes. A VPC needs NAT or endpoints for Kinesis, "
+            "SSM, SQS, CloudWatch and QLDB Session, which only the operator can provide.",
+        )
     ack(
         domain,
         "OS3",
-        "Access is limited to two IAM roles (resource policy), not to IP addresses: Lambda "
-        "functions have no fixed addresses.",
+        "Access is limited to IAM roles (resource policy and fine-grained access control), not "
+        "to IP addresses: Lambda functions have no fixed addresses.",
     )
-    if app.config.open_search_master_nodes == 0:
+    if config.open_search_master_nodes == 0:
         ack(
             domain,
             "OS4",
-            "Dedicated master nodes are a sizing choice (context openSearchMasterNodes, default 0 "
-            "for the small default buffer); set 3 for a large cluster.",
+            "profile dev: one data node and no dedicated masters, by design (a development "
+            "buffer with nothing to fail over to)"
+            if config.profile == "dev"
+            else f"{config.open_search_data_nodes} master-eligible data nodes (at least 3, "
+            "which infra.config requires without dedicated masters) keep a master quorum when "
+            "one is lost.",
         )
+    if config.open_search_availability_zones == 1:
+        ack(
+            domain,
+            "OS7",
+            "profile dev: a single zone by design (infra.config refuses one zone in production).",
+        )
+    if service.vpc is not None:
+        eni = (
+            "The EC2 network-interface actions Lambda needs to attach the function to the buffer "
+            "VPC's subnets (what AWSLambdaVPCAccessExecutionRole grants); they take no resource "
+            "ARN."
+        )
+        vpc_roles = [service.ingest.role, service.settler.role, service.buffer.security_roles_role]
+        if service.export is not None:
+            vpc_roles.append(service.export.role)
+        for role in vpc_roles:
+            ack(role, "IAM5[Resource::*]", eni)
     ack(
         service.ingest.failure_queue,
         "SQS3",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aws_cdk import Aws, Duration
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -63,7 +64,11 @@ class Settler(Construct):
         log_retention_days: int,
         postgres: PostgresReplica | None = None,
         postgres_schema: str = "qldb",
+        vpc: ec2.IVpc | None = None,
+        security_groups: list[ec2.ISecurityGroup] | None = None,
     ) -> None:
+        """``vpc``/``security_groups``: the VPC of the buffer domain (not with ``postgres``,
+        whose own VPC the settler joins)."""
         super().__init__(scope, construct_id)
         if postgres is None:
             destination_env = {"QLDB_SETTLE_DESTINATION": f"qldb:{destination_ledger_name}"}
@@ -98,8 +103,10 @@ class Settler(Construct):
             log_retention_days=log_retention_days,
             service=service,
             reserved_concurrency=1,
-            vpc=None if postgres is None else postgres.vpc,
-            security_groups=None if postgres is None else [postgres.client_security_group],
+            vpc=vpc if postgres is None else postgres.vpc,
+            security_groups=(
+                security_groups if postgres is None else [postgres.client_security_group]
+            ),
         )
         # A tick that finds the settler still running is throttled (reserved concurrency 1):
         # drop it rather than queue it, the next tick comes soon.

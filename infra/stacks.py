@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -19,7 +20,7 @@ from infra.config import Config
 from infra.export import ExportReplay
 from infra.ingest import IngestFunction
 from infra.ledgers import Ledgers
-from infra.monitoring import Monitoring
+from infra.monitoring import Monitoring, failed_range_age_alarm_seconds
 from infra.postgres import PostgresReplica
 from infra.settler import Settler
 from infra.stream import JournalStream
@@ -89,6 +90,16 @@ class ServiceStack(Stack):
             )
         ingest_service, settler_service = metrics.service_names(config.service_name)
 
+        # An existing VPC for the buffer domain (no lookup: synthesis stays offline).
+        self.vpc: ec2.IVpc | None = None
+        if config.vpc_id:
+            self.vpc = ec2.Vpc.from_vpc_attributes(
+                self,
+                "BufferVpc",
+                vpc_id=config.vpc_id,
+                availability_zones=list(config.vpc_zones),
+                private_subnet_ids=list(config.vpc_subnets),
+            )
         self.buffer = BufferDomain(
             self,
             "Buffer",
@@ -101,6 +112,14 @@ class ServiceStack(Stack):
             master_nodes=config.open_search_master_nodes,
             master_instance_type=config.open_search_master_instance_type,
             log_retention_days=config.log_retention_days,
+            index_prefix=config.index_prefix,
+            master_role_arn=config.open_search_master_role_arn,
+            vpc=self.vpc,
+            subnets=self.vpc.private_subnets if self.vpc is not None else (),
+        )
+        clients = self.buffer.client_security_group
+        buffer_network: dict[str, Any] = (
+            {"vpc": self.vpc, "security_groups": [clients]} if clients is not None else {}
         )
         environment = {
             "QLDB_SETTLE_BUFFER": self.buffer.url,
@@ -125,6 +144,7 @@ class ServiceStack(Stack):
             memory_mb=config.ingest_memory_mb,
             timeout_seconds=config.ingest_timeout_seconds,
             log_retention_days=config.log_retention_days,
+            **buffer_network,
         )
         self.postgres = (
             PostgresReplica(
@@ -155,10 +175,18 @@ class ServiceStack(Stack):
             log_retention_days=config.log_retention_days,
             postgres=self.postgres,
             postgres_schema=config.postgresql_schema,
+            **buffer_network,
         )
         self.settler.watch_ingest(self.ingest.failure_queue, self.ingest.function)
-        self.buffer.grant_http(self.ingest.role)
-        self.buffer.grant_http(self.settler.role)
+        if config.buffer_retention_days:
+            self.settler.function.add_environment(
+                "QLDB_SETTLE_RETENTION_DAYS", str(config.buffer_retention_days)
+            )
+        self.buffer.grant_http(self.ingest.role, "ingest")
+        self.buffer.grant_http(self.settler.role, "settler")
+        # Their security roles exist before either function runs (else 403 until they do).
+        for function in (self.ingest.function, self.settler.function):
+            function.node.add_dependency(self.buffer.security_roles_resource)
         self.export: ExportReplay | None = None
         if config.replays_export:
             self.export = ExportReplay(
@@ -175,10 +203,11 @@ class ServiceStack(Stack):
                 state_machine_name=f"{config.service_name}-export-replay",
                 memory_mb=config.export_memory_mb,
                 log_retention_days=config.log_retention_days,
+                **buffer_network,
             )
-            self.buffer.grant_http(self.export.role)
+            self.buffer.grant_http(self.export.role, "ingest")
         for arn in config.operator_roles:
-            self.buffer.allow_principal(arn)
+            self.buffer.allow_principal(arn, "operator")
 
         self.monitoring = Monitoring(
             self,
@@ -190,9 +219,27 @@ class ServiceStack(Stack):
             ingest_function=self.ingest.function,
             settler_function=self.settler.function,
             failure_queue=self.ingest.failure_queue,
+            stream=stream,
+            domain_name=self.buffer.domain_name,
+            domain_volume_gb=config.open_search_volume_gb,
+            domain_data_nodes=config.open_search_data_nodes,
             lag_alarm_seconds=config.lag_alarm_seconds,
             iterator_age_alarm_seconds=config.iterator_age_alarm_seconds,
+            settle_window_seconds=config.settle_window_seconds,
+            settle_rate_minutes=config.settle_rate_minutes,
+            settler_timeout_seconds=config.settler_timeout_seconds,
+            failed_range_age_seconds=failed_range_age_alarm_seconds(
+                retention_hours=config.retention_hours,
+                max_record_age_seconds=config.ingest_max_record_age_seconds,
+                queue_retention_seconds=self.ingest.failure_queue_retention_seconds,
+            ),
             alarm_topic_arn=config.alarm_topic_arn,
+        )
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.monitoring.topic.topic_arn,
+            description="the alarms notify this topic: subscribe to it",
         )
         CfnOutput(
             self,
@@ -203,6 +250,9 @@ class ServiceStack(Stack):
         CfnOutput(self, "BufferUrl", value=self.buffer.url, description="--buffer for the CLI")
         CfnOutput(self, "WindowParameter", value=self.settler.window.parameter_name)
         CfnOutput(self, "Dashboard", value=f"{config.service_name}-Ordering")
+        # For the runbook's first commands (aws logs tail <group>): the names are generated.
+        CfnOutput(self, "SettlerLogGroup", value=self.settler.function.log_group.log_group_name)
+        CfnOutput(self, "IngestLogGroup", value=self.ingest.function.log_group.log_group_name)
         if self.export is not None:
             CfnOutput(
                 self,

@@ -166,7 +166,11 @@ def test_every_iam_statement_names_its_resources(
 
 
 def test_service_stack_wiring(default_app: Synthesized) -> None:
-    functions = default_app.resources("Service", "AWS::Lambda::Function")
+    functions = {
+        k: f
+        for k, f in default_app.resources("Service", "AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] != "index.handler"  # the security roles custom resource
+    }
     by_handler = {f["Properties"]["Handler"]: f["Properties"] for f in functions.values()}
     assert set(by_handler) == {"handlers.ingest.handler", "handlers.settler.handler"}
     ingest_env = by_handler["handlers.ingest.handler"]["Environment"]["Variables"]
@@ -184,7 +188,7 @@ def test_service_stack_wiring(default_app: Synthesized) -> None:
     assert settler_env["QLDB_SETTLE_DESTINATION"] == "qldb:qldb-settle-replica"
     assert settler_env["QLDB_SETTLE_WINDOW_PARAMETER"] == "/qldb-settle/settle-window-seconds"
     assert by_handler["handlers.settler.handler"]["ReservedConcurrentExecutions"] == 1
-    # Both roles, and only they, may call the domain.
+    # Both roles, and only they (and the FGAC master: test_infra_security), may call the domain.
     (domain,) = default_app.resources("Service", "AWS::OpenSearchService::Domain").values()
     principals = domain["Properties"]["AccessPolicies"]["Statement"][0]["Principal"]["AWS"]
     roles = sorted(f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values())
@@ -213,11 +217,28 @@ def test_changing_the_window_changes_only_the_ssm_parameter_and_the_settlers_def
     default_app: Synthesized, synthesize: Callable[[Mapping[str, Any]], Synthesized]
 ) -> None:
     """The parameter is what the settler reads; the environment variable is the value it would
-    use were no parameter named (it never stands in for a failed read: handlers.settler)."""
-    wider = synthesize({"settleWindowSeconds": "600"})
+    use were no parameter named (it never stands in for a failed read: handlers.settler). The
+    dashboard draws the window as a line: that line moves, nothing else of it."""
+    wider = synthesize({"settleWindowSeconds": "240"})  # below lagAlarmSeconds (300)
     assert set(wider.templates) == set(default_app.templates)
+    (dashboard_id,) = default_app.resources("Service", "AWS::CloudWatch::Dashboard")
+    bodies = [
+        "".join(
+            part if isinstance(part, str) else json.dumps(part)
+            for part in t["Service"]["Resources"][dashboard_id]["Properties"]["DashboardBody"][
+                "Fn::Join"
+            ][1]
+        )
+        for t in (default_app.templates, wider.templates)
+    ]
+    assert '"value":120000' in bodies[0]
+    assert bodies[1] == bodies[0].replace('"value":120000', '"value":240000')
     differences = {
-        stack: diff(default_app.templates[stack], wider.templates[stack])
+        stack: [
+            d
+            for d in diff(default_app.templates[stack], wider.templates[stack])
+            if not d.startswith(f"/Resources/{dashboard_id}/Properties/DashboardBody/")
+        ]
         for stack in default_app.templates
     }
     (param_id,) = default_app.resources("Service", "AWS::SSM::Parameter")
@@ -225,9 +246,9 @@ def test_changing_the_window_changes_only_the_ssm_parameter_and_the_settlers_def
         rid
         for rid in default_app.resources("Service", "AWS::Lambda::Function")
         if "QLDB_SETTLE_WINDOW_PARAMETER"
-        in default_app.templates["Service"]["Resources"][rid]["Properties"]["Environment"][
-            "Variables"
-        ]
+        in default_app.templates["Service"]["Resources"][rid]["Properties"]
+        .get("Environment", {})
+        .get("Variables", {})
     ]
     assert differences == {
         "Streaming": [],
@@ -238,7 +259,7 @@ def test_changing_the_window_changes_only_the_ssm_parameter_and_the_settlers_def
     }
     (before,) = default_app.resources("Service", "AWS::SSM::Parameter").values()
     (after,) = wider.resources("Service", "AWS::SSM::Parameter").values()
-    assert (before["Properties"]["Value"], after["Properties"]["Value"]) == ("120", "600")
+    assert (before["Properties"]["Value"], after["Properties"]["Value"]) == ("120", "240")
 
 
 # Configuration ------------------------------------------------------------------------------
@@ -261,7 +282,12 @@ def test_deploy_doc_lists_every_context_key() -> None:
 def test_defaults_and_cli_strings_parse() -> None:
     config = Config.defaults()
     assert config.settle_window_seconds == 120 and config.deploy_ledgers is False
-    given = {"settleWindowSeconds": "300", "deployLedgers": "true", "shardCount": 8}
+    given = {
+        "settleWindowSeconds": "300",
+        "lagAlarmSeconds": "600",
+        "deployLedgers": "true",
+        "shardCount": 8,
+    }
     parsed = Config.from_context(given.get)
     assert (parsed.settle_window_seconds, parsed.deploy_ledgers, parsed.shard_count) == (
         300,
@@ -277,7 +303,7 @@ def test_defaults_and_cli_strings_parse() -> None:
         ({"deployLedgers": "maybe"}, "deployLedgers"),
         ({"startingPosition": "EARLIEST"}, "startingPosition"),
         ({"startingPosition": "AT_TIMESTAMP"}, "startingPositionTimestamp"),
-        ({"openSearchDataNodes": 3}, "openSearchDataNodes"),
+        ({"openSearchDataNodes": 4}, "openSearchDataNodes"),
         ({"existingStreamArn": "my-stream"}, "existingStreamArn"),
         (
             {"existingStreamArn": EXISTING_STREAM, "deployJournalStream": True},

@@ -335,7 +335,7 @@ def test_buffer_domain_encryption_https_and_sizing(buffer_template: Template) ->
             "NodeToNodeEncryptionOptions": {"Enabled": True},
             "DomainEndpointOptions": {
                 "EnforceHTTPS": True,
-                "TLSSecurityPolicy": "Policy-Min-TLS-1-2-2019-07",
+                "TLSSecurityPolicy": "Policy-Min-TLS-1-2-PFS-2023-10",
             },
             "ClusterConfig": Match.object_like(
                 {
@@ -361,10 +361,10 @@ def test_buffer_domain_encryption_https_and_sizing(buffer_template: Template) ->
 def test_buffer_access_is_limited_to_the_granted_roles(buffer_template: Template) -> None:
     t = buffer_template
     roles = t.find_resources("AWS::IAM::Role")
-    granted = sorted(k for k in roles if k.startswith(("A", "B")))
+    granted = sorted(k for k in roles if k.startswith(("A", "B")) and not k.startswith("Buffer"))
     other = next(k for k in roles if k.startswith("Other"))
     domain_id, domain = next(iter(t.find_resources("AWS::OpenSearchService::Domain").items()))
-    (statement,) = domain["Properties"]["AccessPolicies"]["Statement"]
+    statement, _master = domain["Properties"]["AccessPolicies"]["Statement"]
     principals = statement["Principal"]["AWS"]
     assert sorted(p["Fn::GetAtt"][0] for p in principals) == granted
     assert other not in json.dumps(domain)
@@ -542,6 +542,9 @@ def monitoring() -> tuple[Template, dict[str, Any]]:
     ingest = lambda_.Function.from_function_name(stack, "I", "ingest-fn")
     settler = lambda_.Function.from_function_name(stack, "S", "settler-fn")
     queue = sqs.Queue.from_queue_arn(stack, "Q", "arn:aws:sqs:eu-west-1:111122223333:failed")
+    stream = kinesis.Stream.from_stream_arn(
+        stack, "K", "arn:aws:kinesis:eu-west-1:111122223333:stream/journal"
+    )
     Monitoring(
         stack,
         "M",
@@ -552,8 +555,16 @@ def monitoring() -> tuple[Template, dict[str, Any]]:
         ingest_function=ingest,
         settler_function=settler,
         failure_queue=queue,
+        stream=stream,
+        domain_name="svc",
+        domain_volume_gb=40,
+        domain_data_nodes=2,
         lag_alarm_seconds=400,
         iterator_age_alarm_seconds=900,
+        settle_window_seconds=150,
+        settle_rate_minutes=2,
+        settler_timeout_seconds=100,
+        failed_range_age_seconds=7200,
         alarm_topic_arn="arn:aws:sns:eu-west-1:111122223333:ops",
     )
     t = Template.from_stack(stack)
@@ -580,6 +591,8 @@ def test_dashboard_charts_every_metric(monitoring: tuple[Template, dict[str, Any
     for widget in body["widgets"]:
         titles.append(widget.get("properties", {}).get("title", ""))
         for row in widget_metrics(widget):
+            if isinstance(row[0], dict):  # an expression (the per-shard SEARCH)
+                continue
             namespace, name = row[0], row[1]
             if namespace == ".":  # repeated namespace shorthand is not used by CDK, but be safe
                 continue
@@ -590,14 +603,25 @@ def test_dashboard_charts_every_metric(monitoring: tuple[Template, dict[str, Any
                 assert service == expected, row
     assert set(metrics.INGEST_METRICS) | set(metrics.SETTLER_METRICS) <= charted[metrics.NAMESPACE]
     assert "IteratorAge" in charted["AWS/Lambda"]
-    assert {"Errors", "Throttles"} <= charted["AWS/Lambda"]
-    assert "ApproximateNumberOfMessagesVisible" in charted["AWS/SQS"]
+    assert {"Errors", "Throttles", "Duration"} <= charted["AWS/Lambda"]
+    assert {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"} <= charted[
+        "AWS/SQS"
+    ]
+    assert "GetRecords.IteratorAgeMilliseconds" in charted["AWS/Kinesis"]
+    assert {
+        "ClusterStatus.red",
+        "ClusterStatus.yellow",
+        "ClusterIndexWritesBlocked",
+        "FreeStorageSpace",
+        "JVMMemoryPressure",
+        "AutomatedSnapshotFailure",
+    } <= charted["AWS/ES"]
     # The record types each have their line.
     received = [
         row
         for w in body["widgets"]
         for row in widget_metrics(w)
-        if row[1] == metrics.RECORDS_RECEIVED
+        if len(row) > 1 and row[1] == metrics.RECORDS_RECEIVED
     ]
     assert sorted(row[row.index(metrics.RECORD_TYPE_DIMENSION) + 1] for row in received) == sorted(
         metrics.RECORD_TYPES
@@ -605,49 +629,100 @@ def test_dashboard_charts_every_metric(monitoring: tuple[Template, dict[str, Any
     # Lag is drawn against the alarm line (window + margin).
     lag = next(w for w in body["widgets"] if "Replay lag" in w["properties"].get("title", ""))
     assert lag["properties"]["annotations"]["horizontal"][0]["value"] == 400_000
+
+    def widget(title: str) -> dict[str, Any]:
+        (found,) = [w for w in body["widgets"] if title in w["properties"].get("title", "")]
+        return dict(found)
+
+    def lines(w: dict[str, Any]) -> dict[str, float]:
+        return {a["label"]: a["value"] for a in w["properties"]["annotations"]["horizontal"]}
+
+    # The settler's invocation against its timeout (ms), with its errors.
+    settler = widget("against its timeout")
+    assert lines(settler) == {"settler timeout": 100_000}
+    assert [r[1] for r in widget_metrics(settler)] == ["Duration", "Errors", "Throttles"]
+    assert widget_metrics(settler)[0][-1]["stat"] == "Maximum"
+    # Oldest pending age against the window (ms) and the lag alarm.
+    pending = widget("oldest pending age")
+    assert set(lines(pending).values()) == {400_000, 150_000}
+    # Iterator age: the function's, the stream's, and per shard by a SEARCH on the stream.
+    ages = widget("Iterator age")
+    (search,) = [r[0]["expression"] for r in widget_metrics(ages) if isinstance(r[0], dict)]
+    assert search.startswith("SEARCH('{AWS/Kinesis,ShardId,StreamName}")
+    assert 'MetricName="IteratorAgeMilliseconds" StreamName="journal"' in search
+    assert lines(ages)["iterator age alarm"] == 900_000
+    # The failed-range age line is the alarm's threshold, in seconds as SQS reports it.
+    assert lines(widget("Failed ranges queue"))["failed-range age alarm"] == 7200
+    # Free storage against 25 % of a node's 40 GiB, in MiB.
+    assert lines(widget("free storage"))["free storage alarm"] == 10240
     assert any(title.startswith("Ordering") or "Ordering" in title for title in titles) or any(
         w["type"] == "text" and "# Ordering" in w["properties"]["markdown"] for w in body["widgets"]
     )
 
 
-ALARMS = {
-    # name: (metric, namespace, statistic, threshold, comparison)
-    "svc-Halted": ("Halted", "QldbSettle", "Maximum", 1, "GreaterThanOrEqualToThreshold"),
-    "svc-QuarantinedBlocks": (
-        "QuarantinedBlocks",
-        "QldbSettle",
-        "Sum",
-        1,
-        "GreaterThanOrEqualToThreshold",
-    ),
-    "svc-LateBlocks": ("LateBlocks", "QldbSettle", "Sum", 1, "GreaterThanOrEqualToThreshold"),
-    "svc-ReplayLag": ("ReplayLag", "QldbSettle", "Maximum", 400_000, "GreaterThanThreshold"),
-    "svc-IteratorAge": ("IteratorAge", "AWS/Lambda", "Maximum", 900_000, "GreaterThanThreshold"),
-    "svc-FailedRanges": (
-        "ApproximateNumberOfMessagesVisible",
-        "AWS/SQS",
-        "Maximum",
-        1,
-        "GreaterThanOrEqualToThreshold",
-    ),
-}
-
-
-def test_alarms(monitoring: tuple[Template, dict[str, Any]]) -> None:
+def test_alarms_notify_the_given_topic(monitoring: tuple[Template, dict[str, Any]]) -> None:
+    """Each alarm's metric, threshold and missing-data treatment: tests/infra/
+    test_infra_alarms.py (on the synthesized app). Here: a given topic is used, none created,
+    and the settler's alarm periods follow its schedule (every 2 minutes: 5-minute periods)."""
     t, _ = monitoring
+    t.resource_count_is("AWS::SNS::Topic", 0)
+    t.resource_count_is("AWS::KMS::Key", 0)
     alarms = {
         a["Properties"]["AlarmName"]: a["Properties"]
         for a in t.find_resources("AWS::CloudWatch::Alarm").values()
     }
-    assert set(alarms) == set(ALARMS)
-    for name, (metric, namespace, statistic, threshold, comparison) in ALARMS.items():
-        a = alarms[name]
-        assert (a["MetricName"], a["Namespace"], a["Statistic"]) == (metric, namespace, statistic)
-        assert (a["Threshold"], a["ComparisonOperator"]) == (threshold, comparison)
-        assert a["TreatMissingData"] == "notBreaching"
+    assert len(alarms) == 22
+    for a in alarms.values():
         assert a["AlarmActions"] == ["arn:aws:sns:eu-west-1:111122223333:ops"]
-        if namespace == metrics.NAMESPACE:
-            assert {"Name": "service", "Value": "svc-settler"} in a["Dimensions"]
+    assert alarms["svc-Halted"]["OKActions"] == ["arn:aws:sns:eu-west-1:111122223333:ops"]
+    assert "OKActions" not in alarms["svc-GapsPassed"]
+    assert alarms["svc-SettlerHeartbeat"]["Period"] == 300
+    assert alarms["svc-FailedRangesAge"]["Threshold"] == 7200
+    assert alarms["svc-BufferFreeStorage"]["Threshold"] == 10240
     (dimension,) = alarms["svc-IteratorAge"]["Dimensions"]
     assert dimension["Name"] == "FunctionName"
     assert ":function:ingest-fn" in json.dumps(dimension["Value"])
+
+
+def test_the_settlers_alarm_periods_hold_a_cycle() -> None:
+    """A settler on a 10-minute schedule: its alarms' periods are 10 minutes (a 5-minute period
+    would be empty every other time, and the heartbeat would fire on a healthy settler)."""
+    stack = new_stack()
+    Monitoring(
+        stack,
+        "M",
+        dashboard_name="svc-Ordering",
+        alarm_prefix="svc",
+        ingest_service="svc-ingest",
+        settler_service="svc-settler",
+        ingest_function=lambda_.Function.from_function_name(stack, "I", "ingest-fn"),
+        settler_function=lambda_.Function.from_function_name(stack, "S", "settler-fn"),
+        failure_queue=sqs.Queue.from_queue_arn(
+            stack, "Q", "arn:aws:sqs:eu-west-1:111122223333:failed"
+        ),
+        stream=kinesis.Stream.from_stream_arn(
+            stack, "K", "arn:aws:kinesis:eu-west-1:111122223333:stream/journal"
+        ),
+        domain_name="svc",
+        domain_volume_gb=20,
+        domain_data_nodes=1,
+        lag_alarm_seconds=900,
+        iterator_age_alarm_seconds=900,
+        settle_window_seconds=600,
+        settle_rate_minutes=10,
+        settler_timeout_seconds=300,
+        failed_range_age_seconds=7200,
+    )
+    periods = {
+        a["Properties"]["AlarmName"]: a["Properties"].get("Period")
+        for a in Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == metrics.NAMESPACE
+        and {"Name": "service", "Value": "svc-settler"} in a["Properties"]["Dimensions"]
+    }
+    assert periods and set(periods.values()) == {600}, periods
+    # One data node holds no replica (yellow for good): no yellow alarm.
+    names = {
+        a["Properties"]["AlarmName"]
+        for a in Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm").values()
+    }
+    assert "svc-BufferClusterRed" in names and "svc-BufferClusterYellow" not in names

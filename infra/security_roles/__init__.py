@@ -1,0 +1,1 @@
+"""The buffer domain's security roles custom resource (a Lambda asset: ``index.handler``)."""

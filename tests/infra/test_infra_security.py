@@ -1,0 +1,469 @@
+"""The buffer domain's sizing and security, the VPC option, retention and the raw backup.
+
+The security roles custom resource (``infra/security_roles/index.py``) runs here against a real
+HTTP server on localhost (``http.server`` in a thread) that plays STS (AssumeRole), the
+OpenSearch security REST API and CloudFormation's pre-signed response URL, and records every
+request with its headers and body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aws_cdk", reason="the CDK tests need aws-cdk-lib (the main environment)")
+
+from infra.buffer import RUNTIME_CLUSTER_ACTIONS, RUNTIME_INDEX_ACTIONS
+from infra.config import Config
+from infra.security_roles import index as security_roles
+from journal.errors import ConfigError
+from tests.infra.conftest import OPERATOR_ROLE, Synthesized
+
+MASTER = "arn:aws:iam::111122223333:role/qldb-settle-buffer-master"
+INGEST = "arn:aws:iam::111122223333:role/ingest"
+SETTLER = "arn:aws:iam::111122223333:role/settler"
+ASSUMED_KEY = "ASIAMASTERSESSIONKEY"
+ASSUMED_TOKEN = "master-session-token"
+
+STS_ANSWER = f"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <Credentials>
+      <AccessKeyId>{ASSUMED_KEY}</AccessKeyId>
+      <SecretAccessKey>master-session-secret</SecretAccessKey>
+      <SessionToken>{ASSUMED_TOKEN}</SessionToken>
+      <Expiration>2099-01-01T00:00:00Z</Expiration>
+    </Credentials>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROAEXAMPLE:qldb-settle-security</AssumedRoleId>
+      <Arn>arn:aws:sts::111122223333:assumed-role/qldb-settle-buffer-master/s</Arn>
+    </AssumedRoleUser>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>sts-1</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"""
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeAws:
+    """What the server saw, and the statuses it answers next per (method, path)."""
+
+    url: str
+    seen: list[Seen] = field(default_factory=list)
+    answers: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def api(self) -> list[tuple[str, str]]:
+        return [(s.method, s.path) for s in self.seen if s.path.startswith("/_plugins/")]
+
+    def cfn(self) -> dict[str, Any]:
+        (answer,) = [s for s in self.seen if s.path.startswith("/cfn-response")]
+        parsed: dict[str, Any] = answer.json()
+        return parsed
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
+    state = FakeAws(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            state.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
+            if self.command == "POST" and self.path == "/":  # STS
+                self._answer(200, STS_ANSWER.encode(), "text/xml")
+                return
+            queued = state.answers.get((self.command, self.path))
+            status = queued.pop(0) if queued else 200
+            reply = {"status": "OK" if status < 300 else "ERROR", "message": f"HTTP {status}"}
+            self._answer(status, json.dumps(reply).encode(), "application/json")
+
+        def _answer(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_PUT = do_POST = do_DELETE = _serve
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    # The Lambda's own credentials (what it assumes the master role with) and STS here.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFUNCTIONROLEKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "function-secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", state.url)
+    monkeypatch.setattr(security_roles, "PAUSE_SECONDS", 0.0)
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def roles(*names: str) -> dict[str, Any]:
+    specs = {
+        "qs-ingest": {
+            "cluster_permissions": ["indices:data/write/bulk"],
+            "index_permissions": [
+                {"index_patterns": ["qs-*"], "allowed_actions": ["indices:data/write/index"]}
+            ],
+            "backend_roles": [INGEST],
+        },
+        "qs-settler": {
+            "cluster_permissions": ["indices:data/read/mget"],
+            "index_permissions": [
+                {"index_patterns": ["qs-*"], "allowed_actions": ["indices:data/read/search*"]}
+            ],
+            "backend_roles": [SETTLER],
+        },
+    }
+    return {n: specs[n] for n in names}
+
+
+def event(fake: FakeAws, request_type: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "RequestType": request_type,
+        "ResponseURL": f"{fake.url}/cfn-response?X-Amz-Signature=abc",
+        "StackId": "arn:aws:cloudformation:eu-west-1:111122223333:stack/svc/1",
+        "RequestId": "req-1",
+        "LogicalResourceId": "BufferSecurityRoles",
+        "ResourceType": "Custom::OpenSearchSecurityRoles",
+        "ResourceProperties": {
+            "ServiceToken": "arn:aws:lambda:eu-west-1:111122223333:function:sr",
+            "Endpoint": fake.url,
+            "Region": "eu-west-1",
+            "MasterRoleArn": MASTER,
+            "Roles": roles("qs-ingest", "qs-settler"),
+        },
+        **extra,
+    }
+
+
+# The custom resource handler, against the local server ---------------------------------------
+
+
+def test_create_puts_each_role_and_its_mapping_signed_as_the_master_role(
+    fake_aws: FakeAws,
+) -> None:
+    security_roles.handler(event(fake_aws, "Create"), None)
+
+    (sts,) = [s for s in fake_aws.seen if s.path == "/"]
+    form = urllib.parse.parse_qs(sts.body.decode())
+    assert form["Action"] == ["AssumeRole"] and form["RoleArn"] == [MASTER]
+    assert "Credential=AKIAFUNCTIONROLEKEY/" in sts.headers["Authorization"]
+
+    api = "/_plugins/_security/api"
+    assert fake_aws.api() == [
+        ("PUT", f"{api}/roles/qs-ingest"),
+        ("PUT", f"{api}/rolesmapping/qs-ingest"),
+        ("PUT", f"{api}/roles/qs-settler"),
+        ("PUT", f"{api}/rolesmapping/qs-settler"),
+    ]
+    by_path = {s.path: s for s in fake_aws.seen}
+    assert by_path[f"{api}/roles/qs-ingest"].json() == {
+        "cluster_permissions": ["indices:data/write/bulk"],
+        "index_permissions": [
+            {"index_patterns": ["qs-*"], "allowed_actions": ["indices:data/write/index"]}
+        ],
+    }
+    assert by_path[f"{api}/rolesmapping/qs-settler"].json() == {
+        "backend_roles": [SETTLER],
+        "hosts": [],
+        "users": [],
+    }
+    for s in fake_aws.seen:
+        if s.path.startswith("/_plugins/"):
+            auth = s.headers["Authorization"]
+            assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={ASSUMED_KEY}/")
+            assert "/eu-west-1/es/aws4_request" in auth
+            assert s.headers["X-Amz-Security-Token"] == ASSUMED_TOKEN
+            assert s.headers["Content-Type"] == "application/json"
+    answer = fake_aws.cfn()
+    assert answer["Status"] == "SUCCESS"
+    assert answer["PhysicalResourceId"] == f"{fake_aws.url}/security-roles"
+    assert (answer["RequestId"], answer["LogicalResourceId"]) == ("req-1", "BufferSecurityRoles")
+
+
+def test_a_refused_put_fails_the_resource_with_the_reason(fake_aws: FakeAws) -> None:
+    fake_aws.answers[("PUT", "/_plugins/_security/api/roles/qs-ingest")] = [403]
+    security_roles.handler(event(fake_aws, "Create"), None)
+    assert fake_aws.api() == [("PUT", "/_plugins/_security/api/roles/qs-ingest")]
+    answer = fake_aws.cfn()
+    assert answer["Status"] == "FAILED"
+    assert "HTTP 403" in answer["Reason"] and "roles/qs-ingest" in answer["Reason"]
+
+
+def test_a_domain_not_ready_yet_is_retried(fake_aws: FakeAws) -> None:
+    fake_aws.answers[("PUT", "/_plugins/_security/api/roles/qs-ingest")] = [503, 503]
+    security_roles.handler(event(fake_aws, "Create"), None)
+    assert fake_aws.api()[:3] == [("PUT", "/_plugins/_security/api/roles/qs-ingest")] * 3
+    assert fake_aws.cfn()["Status"] == "SUCCESS"
+
+
+def test_an_update_deletes_the_roles_it_no_longer_has(fake_aws: FakeAws) -> None:
+    update = event(
+        fake_aws,
+        "Update",
+        PhysicalResourceId="kept-id",
+        OldResourceProperties={"Roles": roles("qs-ingest", "qs-settler")},
+    )
+    update["ResourceProperties"]["Roles"] = roles("qs-ingest")
+    fake_aws.answers[("DELETE", "/_plugins/_security/api/roles/qs-settler")] = [404]
+    security_roles.handler(update, None)
+    api = "/_plugins/_security/api"
+    assert fake_aws.api() == [
+        ("PUT", f"{api}/roles/qs-ingest"),
+        ("PUT", f"{api}/rolesmapping/qs-ingest"),
+        ("DELETE", f"{api}/rolesmapping/qs-settler"),  # unmapped first: it grants nothing
+        ("DELETE", f"{api}/roles/qs-settler"),  # already gone (404): fine
+    ]
+    answer = fake_aws.cfn()
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "kept-id")
+
+
+def test_a_delete_that_fails_does_not_block_the_stack(fake_aws: FakeAws) -> None:
+    for name in ("qs-ingest", "qs-settler"):
+        fake_aws.answers[("DELETE", f"/_plugins/_security/api/rolesmapping/{name}")] = [403]
+    security_roles.handler(event(fake_aws, "Delete", PhysicalResourceId="kept-id"), None)
+    assert fake_aws.api() == [("DELETE", "/_plugins/_security/api/rolesmapping/qs-ingest")]
+    assert fake_aws.cfn()["Status"] == "SUCCESS"
+
+
+# The synthesized domain -----------------------------------------------------------------------
+
+
+def one(synth: Synthesized, type_: str) -> tuple[str, dict[str, Any]]:
+    ((rid, resource),) = synth.resources("Service", type_).items()
+    return rid, resource
+
+
+def function_role(synth: Synthesized, handler: str) -> str:
+    for f in synth.resources("Service", "AWS::Lambda::Function").values():
+        if f["Properties"]["Handler"] == handler:
+            role: str = f["Properties"]["Role"]["Fn::GetAtt"][0]
+            return role
+    raise AssertionError(handler)
+
+
+def role_statements(synth: Synthesized, role_id: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for policy in synth.resources("Service", "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            out.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return out
+
+
+def actions(statement: Mapping[str, Any]) -> list[str]:
+    a = statement["Action"]
+    return a if isinstance(a, list) else [a]
+
+
+def test_production_domain_has_three_masters_three_zones_fgac_and_tls_pfs(
+    default_app: Synthesized,
+) -> None:
+    _, domain = one(default_app, "AWS::OpenSearchService::Domain")
+    props = domain["Properties"]
+    assert props["ClusterConfig"] == {
+        "DedicatedMasterCount": 3,
+        "DedicatedMasterEnabled": True,
+        "DedicatedMasterType": "m6g.large.search",
+        "InstanceCount": 3,
+        "InstanceType": "r6g.large.search",
+        "MultiAZWithStandbyEnabled": False,
+        "ZoneAwarenessConfig": {"AvailabilityZoneCount": 3},
+        "ZoneAwarenessEnabled": True,
+    }
+    assert props["AdvancedSecurityOptions"]["Enabled"] is True
+    assert props["AdvancedSecurityOptions"]["InternalUserDatabaseEnabled"] is False
+    master_arn = props["AdvancedSecurityOptions"]["MasterUserOptions"]["MasterUserARN"]
+    master_role = default_app.templates["Service"]["Resources"][master_arn["Fn::GetAtt"][0]]
+    assert master_role["Type"] == "AWS::IAM::Role"
+    assert master_role["Properties"]["RoleName"] == "qldb-settle-buffer-master"
+    (trust,) = master_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert json.dumps(trust["Principal"]).endswith(':root"]]}}')  # this account's principals
+    assert props["DomainEndpointOptions"] == {
+        "EnforceHTTPS": True,
+        "TLSSecurityPolicy": "Policy-Min-TLS-1-2-PFS-2023-10",
+    }
+    assert props["EncryptionAtRestOptions"] == {"Enabled": True}
+    assert props["NodeToNodeEncryptionOptions"] == {"Enabled": True}
+    assert "VPCOptions" not in props  # the public endpoint by default
+
+
+def test_resource_policy_principals_and_no_http_delete_but_for_the_master(
+    default_app: Synthesized,
+) -> None:
+    _, domain = one(default_app, "AWS::OpenSearchService::Domain")
+    functions, master = domain["Properties"]["AccessPolicies"]["Statement"]
+    ingest = function_role(default_app, "handlers.ingest.handler")
+    settler = function_role(default_app, "handlers.settler.handler")
+    assert [p["Fn::GetAtt"][0] for p in functions["Principal"]["AWS"]] == [ingest, settler]
+    assert functions["Action"] == ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"]
+    master_arn = domain["Properties"]["AdvancedSecurityOptions"]["MasterUserOptions"]
+    assert master["Principal"] == {"AWS": master_arn["MasterUserARN"]}
+    assert master["Action"] == "es:ESHttp*"
+    for statement in (functions, master):
+        assert json.dumps(statement["Resource"]).endswith(':domain/qldb-settle/*"]]}')
+
+
+def test_the_ingest_role_cannot_delete_an_index_by_iam_nor_by_fgac(
+    default_app: Synthesized,
+) -> None:
+    """Both layers: IAM gives the ingest role no es:ESHttpDelete (its own policy nor the
+    domain's), and its security role has no index deletion, nor any wildcard action group."""
+    ingest = function_role(default_app, "handlers.ingest.handler")
+    es = [a for s in role_statements(default_app, ingest) for a in actions(s) if a[:3] == "es:"]
+    assert sorted(es) == ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"]
+    _, resource = one(default_app, "Custom::OpenSearchSecurityRoles")
+    spec = resource["Properties"]["Roles"]["qldb-settle-ingest"]
+    assert spec["backend_roles"] == [{"Fn::GetAtt": [ingest, "Arn"]}]
+    granted = [*spec["cluster_permissions"]]
+    for entry in spec["index_permissions"]:
+        assert entry["index_patterns"] == ["qldb-settle-*"]  # the index prefix only
+        granted.extend(entry["allowed_actions"])
+    for action in granted:
+        assert not action.startswith(("indices:admin/delete", "indices:admin/close")), action
+        assert action not in ("*", "indices:*", "indices_all", "unlimited", "crud", "manage")
+        assert not action.startswith(("cluster:admin", "indices:admin/mapping")), action
+        assert not action.startswith("indices:admin/settings"), action
+
+
+def test_security_roles_map_each_caller_to_its_role_and_run_as_the_master(
+    existing_app: Synthesized,
+) -> None:
+    rid, resource = one(existing_app, "Custom::OpenSearchSecurityRoles")
+    props = resource["Properties"]
+    ingest = function_role(existing_app, "handlers.ingest.handler")
+    settler = function_role(existing_app, "handlers.settler.handler")
+    mapped = {name: spec["backend_roles"] for name, spec in props["Roles"].items()}
+    assert mapped == {
+        "qldb-settle-ingest": [{"Fn::GetAtt": [ingest, "Arn"]}],
+        "qldb-settle-settler": [{"Fn::GetAtt": [settler, "Arn"]}],
+        "qldb-settle-operator": [OPERATOR_ROLE],
+    }
+    for spec in props["Roles"].values():
+        assert spec["cluster_permissions"] == list(RUNTIME_CLUSTER_ACTIONS)
+        assert spec["index_permissions"] == [
+            {"index_patterns": ["qldb-settle-*"], "allowed_actions": list(RUNTIME_INDEX_ACTIONS)}
+        ]
+    domain_id, domain = one(existing_app, "AWS::OpenSearchService::Domain")
+    master = domain["Properties"]["AdvancedSecurityOptions"]["MasterUserOptions"]
+    assert props["MasterRoleArn"] == master["MasterUserARN"]
+    assert props["Endpoint"] == {
+        "Fn::Join": ["", ["https://", {"Fn::GetAtt": [domain_id, "DomainEndpoint"]}]]
+    }
+    # Its function: the asset handler, allowed to assume the master role and nothing else of AWS.
+    function = existing_app.templates["Service"]["Resources"][
+        props["ServiceToken"]["Fn::GetAtt"][0]
+    ]
+    assert function["Properties"]["Handler"] == "index.handler"
+    cr_role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    assumes = [s for s in role_statements(existing_app, cr_role) if "sts:AssumeRole" in actions(s)]
+    assert [s["Resource"] for s in assumes] == [master["MasterUserARN"]]
+    # The functions wait for their roles (no 403 window after a first deploy).
+    resources = existing_app.templates["Service"]["Resources"]
+    for handler in ("handlers.ingest.handler", "handlers.settler.handler"):
+        (fn,) = [
+            r
+            for r in resources.values()
+            if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == handler
+        ]
+        assert rid in fn["DependsOn"]
+
+
+def test_a_given_master_role_is_used_and_none_is_created(
+    synthesize: Callable[[Mapping[str, Any]], Synthesized],
+) -> None:
+    given = "arn:aws:iam::111122223333:role/opensearch-admin"
+    synth = synthesize({"openSearchMasterRoleArn": given})
+    _, domain = one(synth, "AWS::OpenSearchService::Domain")
+    assert domain["Properties"]["AdvancedSecurityOptions"]["MasterUserOptions"] == {
+        "MasterUserARN": given
+    }
+    names = [
+        r["Properties"].get("RoleName")
+        for r in synth.resources("Service", "AWS::IAM::Role").values()
+    ]
+    assert "qldb-settle-buffer-master" not in names
+
+
+# Profiles and their checks --------------------------------------------------------------------
+
+
+def test_dev_profile_is_one_small_node(
+    synthesize: Callable[[Mapping[str, Any]], Synthesized],
+) -> None:
+    _, domain = one(synthesize({"profile": "dev"}), "AWS::OpenSearchService::Domain")
+    cluster = domain["Properties"]["ClusterConfig"]
+    assert cluster["InstanceCount"] == 1 and cluster["InstanceType"] == "t3.small.search"
+    assert cluster["DedicatedMasterEnabled"] is False
+    assert cluster["ZoneAwarenessEnabled"] is False
+    assert domain["Properties"]["AdvancedSecurityOptions"]["Enabled"] is True  # FGAC still
+
+
+def test_profile_defaults_yield_to_explicit_keys() -> None:
+    dev = Config.from_context({"profile": "dev", "openSearchInstanceType": "t3.medium.search"}.get)
+    assert (dev.open_search_instance_type, dev.open_search_data_nodes) == ("t3.medium.search", 1)
+    prod = Config.from_context({"openSearchMasterNodes": "5", "openSearchDataNodes": "auto"}.get)
+    assert (prod.open_search_master_nodes, prod.open_search_data_nodes) == (5, 3)
+
+
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [
+        ({"profile": "staging"}, "profile"),
+        ({"openSearchMasterNodes": "4"}, "openSearchMasterNodes"),
+        (  # two master-eligible nodes lose the master with one
+            {
+                "openSearchMasterNodes": "0",
+                "openSearchDataNodes": "2",
+                "openSearchAvailabilityZones": "2",
+            },
+            "openSearchMasterNodes",
+        ),
+        (
+            {"openSearchAvailabilityZones": "1", "openSearchDataNodes": "3"},
+            "openSearchAvailabilityZones",
+        ),
+        ({"openSearchDataNodes": "4"}, "openSearchDataNodes"),  # not a multiple of 3 zones
+        (
+            {"profile": "dev", "openSearchDataNodes": "3", "openSearchAvailabilityZones": "2"},
+            "openSearchDataNodes",
+        ),
+        ({"openSearchMasterRoleArn": "admin"}, "openSearchMasterRoleArn"),
+    ],
+)
+def test_bad_domain_combinations_are_refused(context: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Config.from_context(context.get)
+
+
+def test_three_data_nodes_without_masters_is_a_quorum() -> None:
+    config = Config.from_context({"openSearchMasterNodes": "0"}.get)
+    assert (config.open_search_master_nodes, config.open_search_data_nodes) == (0, 3)
