@@ -3,11 +3,13 @@
 ``python -m tests.reliability.chaos [--seed K] [--quick] [--workdir DIR] [--only NAME ...]``
 
 Runs the scenarios of ``tests/reliability/scenarios.py`` (the main run on SQLite and the embedded
-replica, the OpenSearch buffer, the QLDB destination, and the late scenario) two at a time through
-real ``qldb-settle`` processes, prints a table (fault, times injected, outcome, records lost,
-documents wrong) and writes ``tests/reliability/report.json``. Exit 0 when the main run lost no
-record and got no document wrong, the late scenario listed every late block, every fault was
-injected, and at least 100 ``kill -9`` landed; 1 otherwise; 2 when the campaign itself broke.
+replica, the OpenSearch buffer, the QLDB and PostgreSQL destinations, and the late scenario) and
+of ``tests/reliability/impaired.py`` (the ingest failing past its retries while the settler runs)
+two at a time through real ``qldb-settle`` processes, prints a table (fault, times injected,
+outcome, records lost, documents wrong, blocks skipped) and writes
+``tests/reliability/report.json``. Exit 0 when the main run lost no record, got no document wrong
+and skipped no block, the late scenario listed every late block, every fault was injected, and at
+least 100 ``kill -9`` landed; 1 otherwise; 2 when the campaign itself broke.
 
 Each run works in a fresh folder (``--workdir``, default a new one under the system's temporary
 folder), kept when anything failed so every process's output can be read in ``*/logs``.

@@ -5,12 +5,15 @@ while injecting its faults, then drains, counts every record and proves the repl
   two settlers at once, the buffer locked or read-only mid-batch and mid-cycle, records of
   replayed blocks delivered again, and the settler Lambda stopped by its deadline mid-cycle.
 - ``opensearch``: OpenSearch buffer (osmem-server behind a fault proxy): 429, 503, lost answers,
-  the server stopped (SIGSTOP) and unreachable, mid-batch and mid-cycle.
+  the server stopped (SIGSTOP) and unreachable, mid-batch and mid-cycle; a settler killed
+  between the marks of one settle group (the next cycle repairs them from the checkpoint).
 - ``qldb``: QLDB destination (``serve-qldb`` behind a fault proxy, through pyqldb): OCC conflicts
   at commit, 503 in the middle of a group's transaction, lost commit answers, the endpoint killed
   and restarted mid-group.
 - ``late``: some blocks delivered hours late (after the window): counted, listed as late, never
   applied on their own; everything else replayed.
+- ``impaired`` (``tests/reliability/impaired.py``): the ingest failing past its retries while the
+  settler Lambda runs; the gap held until ``redrive`` stores the failed ranges.
 """
 
 from __future__ import annotations
