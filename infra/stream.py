@@ -49,6 +49,8 @@ class JournalStream(Construct):
             retention_period=Duration.hours(retention_hours),
             encryption=kinesis.StreamEncryption.KMS,
             encryption_key=self.key,
+            # Enhanced monitoring of this one metric: the dashboard's iterator age per shard.
+            shard_level_metrics=[kinesis.ShardLevelMetrics.ITERATOR_AGE_MILLISECONDS],
         )
         self.access_logs = s3.Bucket(
             self,

@@ -102,6 +102,7 @@ def existing_app(synthesize: Callable[[Mapping[str, Any]], Synthesized]) -> Synt
     return synthesize(
         {
             "existingStreamArn": EXISTING_STREAM,
+            "existingStreamRetentionHours": 72,
             "existingStreamKeyArn": EXISTING_KEY,
             "destinationPermissionsMode": "ALLOW_ALL",
             "alarmTopicArn": ALARM_TOPIC,
