@@ -144,6 +144,19 @@ class EmbeddedDestination:
                     self._apply_block(conn, block, report, learnt)
                 except LedgerError as exc:
                     raise ReplayError(block.block_id, str(exc)) from None
+            lossy = [
+                op
+                for block in blocks
+                for op in block.ops
+                if isinstance(op, RevisionOp) and op.down_converted
+            ]
+            if lossy:
+                log.warning(
+                    "NOTE blocks %s..%s: %d revisions came from a JSON Lines export: QLDB "
+                    "down-converted their Ion types (decimals to numbers, timestamps, blobs and "
+                    "symbols to strings), and the replica stores them with those JSON types",
+                    blocks[0].block_id, last.address.sequence_no, len(lossy),
+                )  # fmt: skip
             new = last.checkpoint()
             conn.execute(
                 "INSERT INTO settle_checkpoint (ledger, strand_id, sequence_no, part, block_hash) "
@@ -299,13 +312,6 @@ class EmbeddedDestination:
     def _revision(
         self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay, op: RevisionOp
     ) -> int:
-        if op.down_converted:
-            log.warning(
-                "NOTE block %s: revision %s v%s came from a JSON Lines export: QLDB down-converted "
-                "its Ion types (decimals to numbers, timestamps, blobs and symbols to strings), "
-                "and the replica stores it with those JSON types",
-                block.block_id, op.document_id, op.version,
-            )  # fmt: skip
         row = conn.execute(
             "SELECT dest_id FROM settle_id_map WHERE ledger = ? AND source_id = ?",
             (block.ledger, op.document_id),

@@ -527,51 +527,60 @@ class _Cycle:
         self._check_deadline_before_apply(st, items)
         self._record_gaps(items)
         try:
-            self._apply(st, [i.plan.replays[0] for i in items])
+            self._apply_group(st, items)
         except (CheckpointMismatch, TransientError, LeaseHeld):
             raise
         except SettleError as exc:
-            if len(items) > 1:
-                log.warning(
-                    "a group of %d blocks failed (%s); applying one by one", len(items), exc
-                )
+            if len(items) == 1:
+                self._withdraw_gaps(items)
+                self._quarantine(st, items[0].block, _replay_reason(exc))
+            log.warning("a group of %d blocks failed (%s); applying one by one", len(items), exc)
             for k, item in enumerate(items):
                 try:
-                    marked = self._apply_one(st, item, exc if len(items) == 1 else None)
+                    self._apply_group(st, [item])
                 except (CheckpointMismatch, TransientError, LeaseHeld):
                     raise
                 except SettleError as one:
                     self._withdraw_gaps(items[k:])
                     self._quarantine(st, item.block, _replay_reason(one))
-                if not marked:
-                    self._done([item])
+                self._done([item])
             st.position = st.expected
             return
         self._done(items)
         st.position = st.expected
 
-    def _apply_one(self, st: _Strand, item: _Item, failed: SettleError | None) -> bool:
-        """Apply one block of a failed group (``failed``: the error it already met alone). A
-        block whose statements meet a copy down-converted by a JSON Lines export is replayed
-        from its revisions instead (``DownConvertedCopy``); any other error is the caller's.
-        True when the block was applied in parts and marked already."""
-        try:
-            if failed is not None:
-                raise failed
-            self._apply(st, item.plan.replays)
-            return False
-        except DownConvertedCopy as exc:
-            log.warning("%s: replaying the block from its revisions", exc)
-        item.plan = plan_block(
-            item.block, self.destination.limits, force_revisions=True, hashed=item.hashed
-        )
-        if item.plan.quarantine is not None:
-            raise ReplayError(item.block.block_id, item.plan.quarantine)
-        if item.plan.split:
-            self._apply_parts(st, item, item.plan.replays, gaps_recorded=True)
-            return True
-        self._apply(st, item.plan.replays)
-        return False
+    def _apply_group(self, st: _Strand, items: Sequence[_Item]) -> None:
+        """The items' blocks in one destination transaction. A block whose statements meet a
+        copy a JSON Lines export down-converted (``DownConvertedCopy``) is re-planned from its
+        revisions, which carry the source's Ion data, and the transaction is tried again: at
+        most once per block, since a block planned from revisions has no statements left."""
+        limits = self.destination.limits
+        while True:
+            try:
+                self._apply(st, [i.plan.replays[0] for i in items])
+                return
+            except DownConvertedCopy as exc:
+                item = next(
+                    (
+                        i
+                        for i in items
+                        if i.block.block_id == exc.block and i.plan.mode == "statements"
+                    ),
+                    None,
+                )
+                if item is None:
+                    raise
+                plan = plan_block(item.block, limits, force_revisions=True, hashed=item.hashed)
+                if plan.quarantine is not None or plan.split:
+                    raise ReplayError(
+                        item.block.block_id,
+                        f"{exc.reason}; and its revisions cannot replace its statements here: "
+                        f"{plan.quarantine or 'they would need more than one transaction'}",
+                    ) from exc
+                if not fits([i.plan for i in items if i is not item] + [plan], limits):
+                    raise  # the group no longer fits: one by one
+                log.info("%s: replaying the block from its revisions", exc)
+                item.plan = plan
 
     def _check_deadline_before_apply(self, st: _Strand, items: Sequence[_Item]) -> None:
         if self.deadline is not None and self.deadline():
@@ -579,16 +588,8 @@ class _Cycle:
             st.position = st.expected
             raise _Stop
 
-    def _apply_parts(
-        self,
-        st: _Strand,
-        item: _Item,
-        parts: Sequence[BlockReplay],
-        *,
-        gaps_recorded: bool = False,
-    ) -> None:
-        if not gaps_recorded:
-            self._record_gaps([item])
+    def _apply_parts(self, st: _Strand, item: _Item, parts: Sequence[BlockReplay]) -> None:
+        self._record_gaps([item])
         for part in parts:
             self._check_deadline_before_apply(st, [item])
             try:
@@ -631,11 +632,7 @@ class _Cycle:
         result = verify_block(block, None, check_content=self.check_content)
         if not result.ok:
             self._quarantine(st, block, result.failure or "verification failed")
-        # Only revision plans split (a block replayed by revisions when it met a down-converted
-        # copy included), so the rest of the parts is the revision plan's.
-        plan = plan_block(
-            block, self.destination.limits, force_revisions=True, hashed=result.hashed
-        )
+        plan = plan_block(block, self.destination.limits, hashed=result.hashed)
         if (
             plan.quarantine is not None
             or not plan.split
