@@ -32,6 +32,7 @@ it downloads; the build requirements of those three sdists (setuptools) are not 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import logging
@@ -473,19 +474,22 @@ def cache_key(names: Sequence[str] = (*LAYERS, RUNTIME)) -> str:
 
 def build_cached(base: Path) -> dict[str, Path]:
     """The layers and the runtime stand-in built under ``base/<key>/`` (reused when the key's
-    build is complete); returns each one's folder (holding ``python/``)."""
+    build is complete; one process builds at a time, the others wait for it); returns each
+    one's folder (holding ``python/``)."""
     names = (*LAYERS, RUNTIME)
     key = cache_key(names)
     out = base / key
     done = out / ".complete"
-    if not done.is_file():
-        if base.is_dir():  # builds of other keys are stale: one cached build at a time
-            for old in base.iterdir():
+    base.mkdir(parents=True, exist_ok=True)
+    with (base / ".lock").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if not done.is_file():
+            for old in base.iterdir():  # builds of other keys are stale: one cached at a time
                 if old.is_dir() and old.name != key:
                     shutil.rmtree(old)
-        for name in names:
-            build_layer(name, out)
-        done.write_text("\n".join(names) + "\n")
+            for name in names:
+                build_layer(name, out)
+            done.write_text("\n".join(names) + "\n")
     return {name: out / name for name in names}
 
 
