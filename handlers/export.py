@@ -19,6 +19,10 @@ the service links to the buffered block before it (the chain is still checked li
 an object is harmless either way (its records are duplicates); ``{}`` starts over from the first
 object (everything a duplicate until the first new block).
 
+Time: the store stops handing out objects a margin before the invocation's end (one object must
+fit), and every S3 read and buffer request keeps to a hard deadline just before it
+(``runtime.deadline``), so a slow domain ends in a transient stop at an object, not a timeout.
+
 Returns ``done``, ``resume``, ``transient``, this invocation's counts and ``totals`` over the
 invocations of one run (carried in the event). Raises ``InputError`` (nothing to ingest there,
 no ledger ARN) and, after ``MAX_STALLED`` transient stops in a row without progress,
@@ -40,6 +44,7 @@ from ingest.export.manifest import Export, find_exports
 from ingest.export.service import ExportReport, LedgerRef, ingest_export
 from ingest.export.store import ExportStore, open_store
 from journal.errors import InputError, TransientError
+from runtime import deadline
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ LEDGER_ARN_ENV = "QLDB_SETTLE_LEDGER_ARN"
 # Stop reading objects when less than this is left of the invocation (one object must fit).
 DEADLINE_MARGIN_MS = 120_000
 MIN_DEADLINE_MARGIN_MS = 5_000
+# No S3 read or buffer request runs closer than this to the invocation's end (runtime.deadline):
+# a put cut there stops the run at that object (a transient stop), resumed on the next invocation.
+HARD_MARGIN_MS = 5_000
 MAX_STALLED = 5
 TOTALS = ("objects", "blocks", "records", "problems", "rejected", "conflicts", "late")
 
@@ -78,8 +86,11 @@ def _get_s3() -> Any:
     global _s3  # noqa: PLW0603
     if _s3 is None:
         import boto3
+        from botocore.config import Config
 
-        _s3 = boto3.client("s3")
+        _s3 = boto3.client(
+            "s3", config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 5})
+        )
     return _s3
 
 
@@ -173,6 +184,14 @@ def deadline_from(context: Any) -> Callable[[], bool]:
     return lambda: bool(remaining() < margin)
 
 
+def hard_seconds_left(context: Any) -> float | None:
+    """The invocation's end less ``HARD_MARGIN_MS``, in seconds (None without a context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return max(0, int(remaining()) - HARD_MARGIN_MS) / 1000.0
+
+
 def _counts(report: ExportReport | None, objects_read: int) -> dict[str, int]:
     if report is None:
         return dict.fromkeys(TOTALS, 0) | {"objects": objects_read}
@@ -201,10 +220,11 @@ def handler(event: Mapping[str, Any] | None, context: Any) -> dict[str, Any]:
     ledger = LedgerRef.from_arn(arn)
     previous = {str(k): int(v) for k, v in (event.get("resume") or {}).items()}
     store = ResumingStore(open_store(location, _get_s3()), previous, deadline_from(context))
-    reports: list[ExportReport] = []  # the run's report, live, once a strand is done
+    reports: list[ExportReport] = []  # the run's report, live, once an object is stored
     stopped = False
     try:
-        reports.append(ingest_export(_get_buffer(), store, ledger, progress=reports.append))
+        with deadline.until(hard_seconds_left(context)):
+            reports.append(ingest_export(_get_buffer(), store, ledger, progress=reports.append))
     except OutOfTime:
         stopped = True
     last = reports[-1] if reports else None

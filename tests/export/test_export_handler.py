@@ -181,6 +181,46 @@ def test_a_transient_buffer_failure_resumes_at_the_object_it_failed(
     assert buffer.rejected() == []
 
 
+def test_a_put_cut_by_the_hard_deadline_is_a_transient_stop_resumed_at_that_object(
+    tmp_path: Path, s3: Any, buffer: SqliteBuffer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every buffer request keeps to the invocation's hard deadline (``runtime.deadline``, the
+    remaining time less ``HARD_MARGIN_MS``). The buffer here checks it as the OpenSearch client
+    does, on a clock each put moves by 300 s: the third put finds it gone, the run stops at
+    that object, and the next invocation goes on from there."""
+    import time
+
+    from runtime import deadline
+
+    ledger = source_ledger(tmp_path / "source.db", transactions=12)
+    info = export(ledger, tmp_path / "journalExport", "ION_TEXT", blocks_per_object=3)
+    ledger.close()
+    upload(s3, tmp_path / "journalExport", "journalExport")
+    monkeypatch.setenv(export_handler.LEDGER_ARN_ENV, LEDGER_ARN)
+    event: dict[str, Any] = {"export": f"s3://{BUCKET}/journalExport"}
+    now = [0.0]
+    real_put = buffer.put
+
+    def put_keeping_the_deadline(*args: Any, **kw: Any) -> Any:
+        now[0] += 300.0
+        deadline.check("a bulk request")
+        return real_put(*args, **kw)
+
+    monkeypatch.setattr(buffer, "put", put_keeping_the_deadline)
+    deadline.use_clock(lambda: now[0])
+    try:
+        out = handler(event, Context(900_000))  # hard deadline: 895 s, the soft stop never comes
+    finally:
+        deadline.use_clock(time.monotonic)
+    assert out["done"] is False and "deadline" in (out["transient"] or "")
+    assert sum(out["resume"].values()) == 2  # two objects stored, the third's put cut
+    monkeypatch.setattr(buffer, "put", real_put)
+    out = handler(out, Context(900_000))
+    assert out["done"] is True and len(block_ids(buffer)) == info["blocks"]
+    assert export_handler.hard_seconds_left(Context(3_000)) == 0.0
+    assert export_handler.hard_seconds_left(None) is None
+
+
 def test_no_progress_fails_after_a_few_invocations(
     tmp_path: Path, s3: Any, buffer: SqliteBuffer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
