@@ -247,20 +247,24 @@ def imported_from(site: Path, modules: dict[str, str]) -> set[str]:
     return {name for name, files in distributions(site).items() if files & loaded}
 
 
-@pytest.fixture(scope="module")
-def runs(
-    built: Built, servers: Servers, workload: Workload, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, dict[str, Any]]:
-    """The three functions invoked in turn on one buffer: ingest, export ingest, settler."""
-    tmp = tmp_path_factory.mktemp("probe")
-    prefix = f"lp-{uuid.uuid4().hex[:10]}"
-    base = {
+def aws_env(servers: Servers, prefix: str) -> dict[str, str]:
+    return {
         **FAKE_AWS,
         "AWS_ENDPOINT_URL": servers.aws,  # S3, SSM, SQS, CloudWatch: moto, through the bridge
         "QLDB_SETTLE_BUFFER": f"opensearch:{servers.opensearch}",
         "QLDB_SETTLE_INDEX_PREFIX": prefix,
         "POWERTOOLS_METRICS_NAMESPACE": "QldbSettle",
     }
+
+
+def fill_buffer(
+    tmp: Path, built: Built, servers: Servers, workload: Workload, prefix: str
+) -> dict[str, dict[str, Any]]:
+    """The ingest handler on the stream's events, then the export handler on the export (in
+    moto's S3), into the buffer of ``prefix``; their probes' outputs."""
+    import boto3
+
+    base = aws_env(servers, prefix)
     ingest_paths = [
         built.code["ingest"],
         built.layers["ingest"] / "python",
@@ -276,12 +280,8 @@ def runs(
         opensearch=servers.opensearch,
         index_prefix=prefix,
     )
-
-    import boto3
-
-    aws = {"region_name": REGION}  # moto's, in this process (mock_aws is active)
     bucket = f"export-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client("s3", **aws)
+    s3 = boto3.client("s3", region_name=REGION)  # moto's, in this process (mock_aws is active)
     s3.create_bucket(Bucket=bucket)
     for path in workload.export_dir.rglob("*"):
         if path.is_file():
@@ -298,25 +298,82 @@ def runs(
         },
         export=f"s3://{bucket}/journalExport",
     )
+    return runs
 
-    window = "/qldb-settle/layer-probe/window"
-    boto3.client("ssm", **aws).put_parameter(Name=window, Value="0", Type="String", Overwrite=True)
-    queue = boto3.client("sqs", **aws).create_queue(QueueName=prefix)["QueueUrl"]
+
+def settler_env(servers: Servers, prefix: str) -> dict[str, str]:
+    """The settler's settings as the stack sets them: its window from SSM, the ingest's health
+    from its failure queue (SQS) and its IteratorAge (CloudWatch)."""
+    import boto3
+
+    window = f"/qldb-settle/{prefix}/window"
+    boto3.client("ssm", region_name=REGION).put_parameter(Name=window, Value="0", Type="String")
+    queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName=prefix)["QueueUrl"]
+    return {
+        **aws_env(servers, prefix),
+        "POWERTOOLS_SERVICE_NAME": "qldb-settle-settler",
+        "QLDB_SETTLE_WINDOW_PARAMETER": window,
+        "QLDB_SETTLE_FAILURE_QUEUE_URL": queue,
+        "QLDB_SETTLE_INGEST_FUNCTION": "qldb-settle-ingest",
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(
+    built: Built, servers: Servers, workload: Workload, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, Any]]:
+    """The three functions invoked in turn on one buffer: ingest, export ingest, then the
+    settler replaying it through pyqldb."""
+    tmp = tmp_path_factory.mktemp("probe")
+    prefix = f"lp-{uuid.uuid4().hex[:10]}"
+    runs = fill_buffer(tmp, built, servers, workload, prefix)
     runs["settler"] = probe(
         tmp,
         [built.code["settler"], built.layers["settler"] / "python"],
         ["settler", "psycopg"],
         {
-            **base,
-            "POWERTOOLS_SERVICE_NAME": "qldb-settle-settler",
+            **settler_env(servers, prefix),
             "QLDB_SETTLE_DESTINATION": "qldb:replica",
             "QLDB_SETTLE_QLDB_ENDPOINT": servers.qldb,
-            "QLDB_SETTLE_WINDOW_PARAMETER": window,
-            "QLDB_SETTLE_FAILURE_QUEUE_URL": queue,
-            "QLDB_SETTLE_INGEST_FUNCTION": "qldb-settle-ingest",
         },
     )
     return runs
+
+
+@pytest.fixture(scope="module")
+def postgres_run(
+    built: Built, servers: Servers, workload: Workload, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The settler replaying another buffer into PostgreSQL (a throwaway local server), its
+    password read from (moto's) Secrets Manager as the stack has it."""
+    import boto3
+
+    from destination.postgres_local import LocalPostgres
+    from journal.errors import ConfigError
+
+    try:
+        server = LocalPostgres.start()
+    except ConfigError as exc:
+        pytest.skip(f"no PostgreSQL server here: {exc}")
+    try:
+        tmp = tmp_path_factory.mktemp("probe-pg")
+        prefix = f"lp-{uuid.uuid4().hex[:10]}"
+        fill_buffer(tmp, built, servers, workload, prefix)
+        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name=f"{prefix}-replica", SecretString=json.dumps({"password": "not-checked"})
+        )["ARN"]
+        yield probe(
+            tmp,
+            [built.code["settler"], built.layers["settler"] / "python"],
+            ["settler"],
+            {
+                **settler_env(servers, prefix),
+                "QLDB_SETTLE_DESTINATION": server.url("layerprobe"),
+                "QLDB_SETTLE_PG_SECRET_ARN": secret,
+            },
+        )
+    finally:
+        server.stop()
 
 
 def test_ingest_runs_from_its_asset_and_layer_with_the_ion_c_extension(
@@ -355,6 +412,17 @@ def test_settler_replays_through_pyqldb_from_its_asset_and_layer(
     for name in ("pyqldb", "ionhash", "botocore", "boto3", "psycopg_binary", "amazon.ion"):
         assert Path(modules[name]).is_relative_to(layer), name
     assert runs["settler"]["answers"]["psycopg"]["impl"] == "binary"
+
+
+def test_settler_replays_into_postgresql_from_its_asset_and_layer(
+    postgres_run: dict[str, Any], built: Built, workload: Workload
+) -> None:
+    answer = postgres_run["answers"]["settler"]
+    assert answer["replayed"]["blocks"] == workload.blocks, answer
+    layer = (built.layers["settler"] / "python").resolve()
+    for name in ("psycopg", "psycopg_binary", "destination.postgres"):
+        root = layer if name != "destination.postgres" else built.code["settler"].resolve()
+        assert Path(postgres_run["modules"][name]).is_relative_to(root), name
 
 
 @pytest.mark.parametrize("name", [*bl.LAYERS, bl.RUNTIME])
