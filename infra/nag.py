@@ -55,21 +55,16 @@ def suppress(app: QldbSettleApp) -> None:
             "destinations in a VPC); the S3 destination does not reference it.",
         )
         journal = app.streaming.journal
-        firehose_role = journal.delivery.node.find_child("S3 Destination Role")
-        reason = GRANT_FROM_CDK.format(
-            what="the backup bucket and its key to Firehose", scope="bucket and key"
+        backup_id = app.streaming.resolve(
+            journal.backup.node.default_child.logical_id  # type: ignore[union-attr]
         )
-        for rule in (
-            "IAM5[Action::s3:GetObject*]",
-            "IAM5[Action::s3:GetBucket*]",
-            "IAM5[Action::s3:List*]",
-            "IAM5[Action::s3:DeleteObject*]",
-            "IAM5[Action::s3:Abort*]",
-            "IAM5[Resource::<JournalBackupE9E95C5B.Arn>/*]",
-            "IAM5[Action::kms:ReEncrypt*]",
-            "IAM5[Action::kms:GenerateDataKey*]",
-        ):
-            ack(firehose_role, rule, reason)
+        ack(
+            journal.backup_writer,
+            f"IAM5[Resource::<{backup_id}.Arn>/*]",
+            "Firehose's put-only role: s3:PutObject and s3:AbortMultipartUpload on the objects "
+            "of the backup bucket, whose keys Firehose chooses (raw/YYYY/MM/DD/HH/...); no read, "
+            "no delete.",
+        )
         ack(
             journal.delivery,
             "KDF1",

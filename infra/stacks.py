@@ -55,6 +55,9 @@ class StreamingStack(Stack):
                 config.source_ledger_name if config.deploy_journal_stream else None
             ),
             start_time=config.journal_stream_start_time,
+            log_retention_days=config.log_retention_days,
+            object_lock=config.backup_object_lock,
+            object_lock_days=config.backup_object_lock_days,
         )
         CfnOutput(self, "StreamArn", value=self.journal.stream.stream_arn)
         CfnOutput(self, "BackupBucket", value=self.journal.backup.bucket_name)

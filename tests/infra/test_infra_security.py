@@ -13,6 +13,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -467,3 +468,195 @@ def test_bad_domain_combinations_are_refused(context: dict[str, Any], named: str
 def test_three_data_nodes_without_masters_is_a_quorum() -> None:
     config = Config.from_context({"openSearchMasterNodes": "0"}.get)
     assert (config.open_search_master_nodes, config.open_search_data_nodes) == (0, 3)
+
+
+# The VPC option --------------------------------------------------------------------------------
+
+VPC = {
+    "vpcId": "vpc-0123456789abcdef0",
+    "vpcSubnetIds": "subnet-0aaaaaaaaaaaaaaa1,subnet-0aaaaaaaaaaaaaaa2,subnet-0aaaaaaaaaaaaaaa3",
+    "vpcAvailabilityZones": "eu-west-1a,eu-west-1b,eu-west-1c",
+}
+SUBNETS = VPC["vpcSubnetIds"].split(",")
+
+
+def test_the_domain_and_its_callers_join_the_given_vpc(
+    synthesize: Callable[[Mapping[str, Any]], Synthesized],
+) -> None:
+    synth = synthesize(VPC)
+    _, domain = one(synth, "AWS::OpenSearchService::Domain")
+    options = domain["Properties"]["VPCOptions"]
+    assert options["SubnetIds"] == SUBNETS
+    (domain_sg,) = options["SecurityGroupIds"]
+    domain_sg_id = domain_sg["Fn::GetAtt"][0]
+    groups = synth.resources("Service", "AWS::EC2::SecurityGroup")
+    (client_id,) = [g for g in groups if g != domain_sg_id]  # two groups: the domain's, clients'
+    for group in groups.values():
+        assert group["Properties"]["VpcId"] == VPC["vpcId"]
+    # The domain admits the clients' group on 443 and nothing else; it sends nothing out.
+    assert "SecurityGroupIngress" not in groups[domain_sg_id]["Properties"]
+    (ingress,) = synth.resources("Service", "AWS::EC2::SecurityGroupIngress").values()
+    assert ingress["Properties"] == {
+        "Description": "HTTPS from the buffer's clients",
+        "FromPort": 443,
+        "GroupId": {"Fn::GetAtt": [domain_sg_id, "GroupId"]},
+        "IpProtocol": "tcp",
+        "SourceSecurityGroupId": {"Fn::GetAtt": [client_id, "GroupId"]},
+        "ToPort": 443,
+    }
+    egress = groups[domain_sg_id]["Properties"]["SecurityGroupEgress"]
+    assert [e["CidrIp"] for e in egress] == ["255.255.255.255/32"]  # CDK's "no egress"
+    handlers = {
+        f["Properties"]["Handler"]: f["Properties"]
+        for f in synth.resources("Service", "AWS::Lambda::Function").values()
+    }
+    assert set(handlers) == {"handlers.ingest.handler", "handlers.settler.handler", "index.handler"}
+    for props in handlers.values():
+        assert props["VpcConfig"] == {
+            "SecurityGroupIds": [{"Fn::GetAtt": [client_id, "GroupId"]}],
+            "SubnetIds": SUBNETS,
+        }
+
+
+def test_the_public_endpoint_by_default_puts_no_function_in_a_vpc(
+    default_app: Synthesized,
+) -> None:
+    assert not default_app.resources("Service", "AWS::EC2::SecurityGroup")
+    for f in default_app.resources("Service", "AWS::Lambda::Function").values():
+        assert "VpcConfig" not in f["Properties"]
+
+
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [
+        ({**VPC, "vpcId": ""}, "vpcId"),
+        ({**VPC, "vpcSubnetIds": "subnet-0aaaaaaaaaaaaaaa1"}, "vpcSubnetIds"),
+        ({**VPC, "vpcSubnetIds": "subnet-1,subnet-2,subnet-3"}, "vpcSubnetIds"),
+        ({**VPC, "vpcAvailabilityZones": "eu-west-1a,eu-west-1a,eu-west-1b"}, "vpcAvailability"),
+        ({**VPC, "destination": "postgresql"}, "vpcId"),
+    ],
+)
+def test_bad_vpc_options_are_refused(context: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Config.from_context(context.get)
+
+
+# Retention -------------------------------------------------------------------------------------
+
+
+def settler_environment(synth: Synthesized) -> dict[str, Any]:
+    for f in synth.resources("Service", "AWS::Lambda::Function").values():
+        if f["Properties"]["Handler"] == "handlers.settler.handler":
+            env: dict[str, Any] = f["Properties"]["Environment"]["Variables"]
+            return env
+    raise AssertionError("no settler")
+
+
+def test_buffer_retention_reaches_the_settler_as_it_reads_it(
+    default_app: Synthesized, synthesize: Callable[[Mapping[str, Any]], Synthesized]
+) -> None:
+    assert "QLDB_SETTLE_RETENTION_DAYS" not in settler_environment(default_app)  # keep all
+    env = settler_environment(synthesize({"bufferRetentionDays": "30"}))
+    assert env["QLDB_SETTLE_RETENTION_DAYS"] == "30"
+    from compose.settings import Settings, retention_of
+
+    assert retention_of(Settings.from_env({"QLDB_SETTLE_RETENTION_DAYS": "30"})) == timedelta(
+        days=30
+    )
+    with pytest.raises(ConfigError, match="bufferRetentionDays"):
+        Config.from_context({"bufferRetentionDays": "-1"}.get)
+
+
+# The raw journal backup ------------------------------------------------------------------------
+
+
+def streaming(synth: Synthesized, type_: str) -> dict[str, dict[str, Any]]:
+    return synth.resources("Streaming", type_)
+
+
+def backup_bucket(synth: Synthesized) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (rid, b)
+        for rid, b in streaming(synth, "AWS::S3::Bucket").items()
+        if "VersioningConfiguration" in b["Properties"]
+    ]
+    return found
+
+
+def test_firehose_may_only_add_backup_objects(default_app: Synthesized) -> None:
+    (delivery,) = streaming(default_app, "AWS::KinesisFirehose::DeliveryStream").values()
+    writer_id = delivery["Properties"]["ExtendedS3DestinationConfiguration"]["RoleARN"][
+        "Fn::GetAtt"
+    ][0]
+    bucket_id, _ = backup_bucket(default_app)
+    granted: list[str] = []
+    s3_resources: list[Any] = []
+    for policy in streaming(default_app, "AWS::IAM::Policy").values():
+        if {"Ref": writer_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            granted.extend(actions(statement))
+            if any(a.startswith("s3:") for a in actions(statement)):
+                s3_resources.append(statement["Resource"])
+    assert sorted(a for a in granted if a.startswith("s3:")) == [
+        "s3:AbortMultipartUpload",
+        "s3:GetBucketLocation",
+        "s3:ListBucket",
+        "s3:ListBucketMultipartUploads",
+        "s3:PutObject",
+    ]
+    assert not [a for a in granted if "*" in a]  # no action group, no Delete*/GetObject*
+    kms = sorted(a for a in granted if a.startswith("kms:"))
+    assert kms == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert all(bucket_id in json.dumps(r) for r in s3_resources)
+    # Another account cannot make Firehose write with this role.
+    role = default_app.templates["Streaming"]["Resources"][writer_id]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_backup_lifecycle_and_log_retention(default_app: Synthesized) -> None:
+    _, bucket = backup_bucket(default_app)
+    (rule,) = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 90}
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert rule["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": 90}]
+    assert "ObjectLockConfiguration" not in bucket["Properties"]  # off unless asked
+    (delivery,) = streaming(default_app, "AWS::KinesisFirehose::DeliveryStream").values()
+    destination = delivery["Properties"]["ExtendedS3DestinationConfiguration"]
+    logging = destination["CloudWatchLoggingOptions"]
+    group = default_app.templates["Streaming"]["Resources"][logging["LogGroupName"]["Ref"]]
+    assert group["Properties"]["RetentionInDays"] == 30  # logRetentionDays
+
+
+@pytest.mark.parametrize("mode", ["GOVERNANCE", "COMPLIANCE"])
+def test_object_lock_option(
+    mode: str, synthesize: Callable[[Mapping[str, Any]], Synthesized]
+) -> None:
+    synth = synthesize({"backupObjectLock": mode, "backupObjectLockDays": "400"})
+    _, bucket = backup_bucket(synth)
+    assert bucket["Properties"]["ObjectLockEnabled"] is True
+    assert bucket["Properties"]["ObjectLockConfiguration"] == {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Days": 400, "Mode": mode}},
+    }
+    with pytest.raises(ConfigError, match="backupObjectLock"):
+        Config.from_context({"backupObjectLock": "LEGAL_HOLD"}.get)
+
+
+def test_the_journal_stream_role_trusts_qldb_for_this_ledger_only(qldb_app: Synthesized) -> None:
+    roles = streaming(qldb_app, "AWS::IAM::Role")
+    (role,) = [
+        r
+        for r in roles.values()
+        if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        == {"Service": "qldb.amazonaws.com"}
+    ]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    condition = trust["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    arns = [json.dumps(a) for a in condition["ArnLike"]["aws:SourceArn"]]
+    assert len(arns) == 2
+    assert arns[0].endswith(':ledger/qldb-settle-source"]]}')
+    assert arns[1].endswith(':stream/qldb-settle-source/*"]]}')
