@@ -78,8 +78,8 @@ EXCLUDE: dict[str, dict[str, str]] = {
         "protobuf": "required by opensearch-protobufs only",
     },
     "settler": {
-        "s3transfer": "required by boto3 for S3 transfers only; the settler reads no S3 (were it "
-        "imported, the runtime's copy would serve)",
+        "s3transfer": "required by boto3 for S3 transfers only, and the settler uses no S3 (were "
+        "it imported, the runtime's copy would load, untested with botocore 1.40.60)",
         "opensearch-protobufs": "opensearch-py 3's gRPC transport, never imported by opensearchpy "
         "(the buffer speaks HTTP)",
         "grpcio": "required by opensearch-protobufs only (18 MiB)",
