@@ -102,6 +102,7 @@ class Monitoring(Construct):
         domain_name: str,
         domain_volume_gb: int,
         domain_data_nodes: int,
+        domain_master_nodes: int,
         lag_alarm_seconds: int,
         iterator_age_alarm_seconds: int,
         settle_window_seconds: int,
@@ -340,12 +341,15 @@ class Monitoring(Construct):
                 width=8,
             ),
             cw.GraphWidget(
-                title="Buffer domain: free storage (MiB, smallest node), JVM memory pressure (%)",
+                title="Buffer domain: free storage (MiB, smallest node); JVM memory, CPU (%)",
                 left=[domain("FreeStorageSpace", "Minimum")],
                 left_annotations=[
                     cw.HorizontalAnnotation(value=storage_mib, label="free storage alarm")
                 ],
-                right=[domain("JVMMemoryPressure", "Maximum")],
+                right=[
+                    domain("JVMMemoryPressure", "Maximum"),
+                    domain("CPUUtilization", "Maximum"),
+                ],
                 width=8,
             ),
         )
@@ -524,7 +528,8 @@ class Monitoring(Construct):
             "the stream trims its records soon. Run `qldb-settle redrive --queue URL` now.",
             ok=True,
         )
-        # The buffer domain: AWS's recommended alarms for OpenSearch Service.
+        # The buffer domain: AWS's recommended alarms for OpenSearch Service (the master
+        # alarms with dedicated masters only).
         alarm(
             "BufferClusterRed",
             domain("ClusterStatus.red", "Maximum"),
@@ -575,6 +580,40 @@ class Monitoring(Construct):
             missing=MISSING,
             ok=True,
         )
+        alarm(
+            "BufferCPU",
+            domain("CPUUtilization", "Maximum", Duration.minutes(15)),
+            80,
+            "The buffer domain's data nodes have been at 80% CPU or more for 45 minutes: ingest "
+            "and the settler slow down (IteratorAge, lag).",
+            evaluation_periods=3,
+            datapoints=3,
+            missing=MISSING,
+            ok=True,
+        )
+        if domain_master_nodes:
+            alarm(
+                "BufferMasterCPU",
+                domain("MasterCPUUtilization", "Maximum", Duration.minutes(15)),
+                50,
+                "The buffer domain's dedicated masters have been at 50% CPU or more for 45 "
+                "minutes: cluster changes stall.",
+                evaluation_periods=3,
+                datapoints=3,
+                missing=MISSING,
+                ok=True,
+            )
+            alarm(
+                "BufferMasterJVMMemoryPressure",
+                domain("MasterJVMMemoryPressure", "Maximum"),
+                95,
+                "The buffer domain's dedicated masters are at 95% JVM memory pressure or more: "
+                "the master may fail.",
+                evaluation_periods=3,
+                datapoints=3,
+                missing=MISSING,
+                ok=True,
+            )
         alarm(
             "BufferSnapshotFailure",
             domain("AutomatedSnapshotFailure", "Maximum"),

@@ -226,6 +226,7 @@ class ServiceStack(Stack):
             domain_name=self.buffer.domain_name,
             domain_volume_gb=config.open_search_volume_gb,
             domain_data_nodes=config.open_search_data_nodes,
+            domain_master_nodes=config.open_search_master_nodes,
             lag_alarm_seconds=config.lag_alarm_seconds,
             iterator_age_alarm_seconds=config.iterator_age_alarm_seconds,
             settle_window_seconds=config.settle_window_seconds,

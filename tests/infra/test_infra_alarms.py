@@ -147,6 +147,16 @@ ALARMS: dict[str, Expected] = {
     "BufferJVMMemoryPressure": Expected(
         ES, "JVMMemoryPressure", "domain", "Maximum", 60, 95, GTE, "missing", 3, 3, True
     ),
+    "BufferCPU": Expected(
+        ES, "CPUUtilization", "domain", "Maximum", 900, 80, GTE, "missing", 3, 3, True
+    ),
+    # With dedicated masters (the production profile's 3).
+    "BufferMasterCPU": Expected(
+        ES, "MasterCPUUtilization", "domain", "Maximum", 900, 50, GTE, "missing", 3, 3, True
+    ),
+    "BufferMasterJVMMemoryPressure": Expected(
+        ES, "MasterJVMMemoryPressure", "domain", "Maximum", 60, 95, GTE, "missing", 3, 3, True
+    ),
     "BufferSnapshotFailure": Expected(
         ES, "AutomatedSnapshotFailure", "domain", "Maximum", 60, 1, GTE, "missing"
     ),
@@ -167,6 +177,7 @@ def test_the_table_is_written_for_the_defaults() -> None:
     )
     assert c.open_search_volume_gb == 20 and c.alarm_topic_arn == ""
     assert c.open_search_data_nodes > 1  # the yellow alarm exists
+    assert c.open_search_master_nodes == 3  # the master alarms exist
 
 
 # The template ------------------------------------------------------------------------------
@@ -249,15 +260,19 @@ def test_only_the_heartbeat_treats_missing_data_as_breaching(default_app: Synthe
     assert breaching == ["SettlerHeartbeat"]
 
 
-def test_a_single_data_node_has_no_yellow_alarm(
+def test_a_single_data_node_without_masters_has_no_yellow_or_master_alarm(
     default_app: Synthesized, synthesize: Callable[[Mapping[str, Any]], Synthesized]
 ) -> None:
     """One data node can hold no replica, so the domain is yellow for good: that alarm would
-    only teach people to ignore alarms. Every other alarm stays."""
+    only teach people to ignore alarms; without dedicated masters there is no master metric.
+    Every other alarm stays."""
     dev = synthesize({"profile": "dev"})
     (domain,) = dev.resources("Service", "AWS::OpenSearchService::Domain").values()
-    assert domain["Properties"]["ClusterConfig"]["InstanceCount"] == 1
-    assert sorted(alarms_of(dev)) == sorted(set(ALARMS) - {"BufferClusterYellow"})
+    cluster = domain["Properties"]["ClusterConfig"]
+    assert cluster["InstanceCount"] == 1 and not cluster.get("DedicatedMasterEnabled")
+    assert sorted(alarms_of(dev)) == sorted(
+        set(ALARMS) - {"BufferClusterYellow", "BufferMasterCPU", "BufferMasterJVMMemoryPressure"}
+    )
 
 
 def test_the_heartbeat_spans_several_cycles(default_app: Synthesized) -> None:

@@ -559,6 +559,7 @@ def monitoring() -> tuple[Template, dict[str, Any]]:
         domain_name="svc",
         domain_volume_gb=40,
         domain_data_nodes=2,
+        domain_master_nodes=3,
         lag_alarm_seconds=400,
         iterator_age_alarm_seconds=900,
         settle_window_seconds=150,
@@ -671,7 +672,7 @@ def test_alarms_notify_the_given_topic(monitoring: tuple[Template, dict[str, Any
         a["Properties"]["AlarmName"]: a["Properties"]
         for a in t.find_resources("AWS::CloudWatch::Alarm").values()
     }
-    assert len(alarms) == 22
+    assert len(alarms) == 25
     for a in alarms.values():
         assert a["AlarmActions"] == ["arn:aws:sns:eu-west-1:111122223333:ops"]
     assert alarms["svc-Halted"]["OKActions"] == ["arn:aws:sns:eu-west-1:111122223333:ops"]
@@ -706,6 +707,7 @@ def test_the_settlers_alarm_periods_hold_a_cycle() -> None:
         domain_name="svc",
         domain_volume_gb=20,
         domain_data_nodes=1,
+        domain_master_nodes=0,
         lag_alarm_seconds=900,
         iterator_age_alarm_seconds=900,
         settle_window_seconds=600,
@@ -726,3 +728,5 @@ def test_the_settlers_alarm_periods_hold_a_cycle() -> None:
         for a in Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm").values()
     }
     assert "svc-BufferClusterRed" in names and "svc-BufferClusterYellow" not in names
+    # No dedicated masters: no master alarms.
+    assert not [n for n in names if n.startswith("svc-BufferMaster")]
