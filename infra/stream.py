@@ -107,9 +107,21 @@ class JournalStream(Construct):
         )
         # Firehose de-aggregates KPL records from a Kinesis source and writes the Ion binary
         # records back to back: `qldb-settle ingest` reads these objects (GZIP) as they are.
+        # Firehose reads the stream with a role of its own, for this account only (CDK grants it
+        # the stream's reads and its key's decrypt).
+        self.backup_reader = iam.Role(
+            self,
+            "BackupReaderRole",
+            assumed_by=iam.ServicePrincipal(
+                "firehose.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            ),
+            description="Firehose reads the journal stream for the raw backup",
+        )
         self.delivery = firehose.DeliveryStream(
             self,
             "Backup2S3",
+            role=self.backup_reader,
             source=firehose.KinesisStreamSource(self.stream),
             destination=firehose.S3Bucket(
                 self.backup,

@@ -52,8 +52,8 @@ def handler(event: Mapping[str, Any], context: Any) -> None:
     status, reason = "SUCCESS", ""
     try:
         request_type = event["RequestType"]
-        signer = _signer(props["MasterRoleArn"], props["Region"])
         if request_type in ("Create", "Update"):
+            signer = _signer(props["MasterRoleArn"], props["Region"])
             put_roles(props["Endpoint"], props["Roles"], signer)
             if request_type == "Update":
                 old = event.get("OldResourceProperties", {}).get("Roles", {})
@@ -61,9 +61,12 @@ def handler(event: Mapping[str, Any], context: Any) -> None:
                 delete_roles(props["Endpoint"], gone, signer)
         elif request_type == "Delete":
             try:
+                signer = _signer(props["MasterRoleArn"], props["Region"])
                 delete_roles(props["Endpoint"], list(props["Roles"]), signer)
             except Exception:  # the domain is retained: never block the stack's deletion
                 logger.exception("could not delete the security roles; left in place")
+        else:
+            raise ValueError(f"unknown RequestType {request_type!r}")
     except Exception as exc:
         logger.exception("security roles %s failed", event.get("RequestType"))
         status, reason = "FAILED", f"{type(exc).__name__}: {exc}"[:1000]

@@ -50,6 +50,13 @@ STS_ANSWER = f"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-0
 </AssumeRoleResponse>"""
 
 
+STS_DENIED = """<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <Error><Type>Sender</Type><Code>AccessDenied</Code>
+  <Message>not authorized to perform: sts:AssumeRole</Message></Error>
+  <RequestId>sts-2</RequestId>
+</ErrorResponse>"""
+
+
 @dataclass
 class Seen:
     method: str
@@ -87,11 +94,13 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             state.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
-            if self.command == "POST" and self.path == "/":  # STS
-                self._answer(200, STS_ANSWER.encode(), "text/xml")
-                return
             queued = state.answers.get((self.command, self.path))
             status = queued.pop(0) if queued else 200
+            if self.command == "POST" and self.path == "/":  # STS
+                self._answer(
+                    status, (STS_ANSWER if status == 200 else STS_DENIED).encode(), "text/xml"
+                )
+                return
             reply = {"status": "OK" if status < 300 else "ERROR", "message": f"HTTP {status}"}
             self._answer(status, json.dumps(reply).encode(), "application/json")
 
@@ -246,6 +255,21 @@ def test_an_update_deletes_the_roles_it_no_longer_has(fake_aws: FakeAws) -> None
     ]
     answer = fake_aws.cfn()
     assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", "kept-id")
+
+
+def test_a_master_role_it_cannot_assume_fails_a_create(fake_aws: FakeAws) -> None:
+    fake_aws.answers[("POST", "/")] = [403]
+    security_roles.handler(event(fake_aws, "Create"), None)
+    assert fake_aws.api() == []
+    answer = fake_aws.cfn()
+    assert answer["Status"] == "FAILED" and "AssumeRole" in answer["Reason"]
+
+
+def test_a_delete_that_cannot_even_assume_the_master_still_succeeds(fake_aws: FakeAws) -> None:
+    fake_aws.answers[("POST", "/")] = [403]
+    security_roles.handler(event(fake_aws, "Delete", PhysicalResourceId="kept-id"), None)
+    assert fake_aws.api() == []
+    assert fake_aws.cfn()["Status"] == "SUCCESS"
 
 
 def test_a_delete_that_fails_does_not_block_the_stack(fake_aws: FakeAws) -> None:
@@ -609,10 +633,16 @@ def test_firehose_may_only_add_backup_objects(default_app: Synthesized) -> None:
     kms = sorted(a for a in granted if a.startswith("kms:"))
     assert kms == ["kms:Decrypt", "kms:GenerateDataKey"]
     assert all(bucket_id in json.dumps(r) for r in s3_resources)
-    # Another account cannot make Firehose write with this role.
-    role = default_app.templates["Streaming"]["Resources"][writer_id]
-    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    # Another account cannot make Firehose write (or read the stream) with these roles.
+    reader_id = delivery["Properties"]["KinesisStreamSourceConfiguration"]["RoleARN"]["Fn::GetAtt"][
+        0
+    ]
+    for rid in (writer_id, reader_id):
+        role = default_app.templates["Streaming"]["Resources"][rid]
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        }
 
 
 def test_backup_lifecycle_and_log_retention(default_app: Synthesized) -> None:
