@@ -148,8 +148,8 @@ def suppress(app: QldbSettleApp) -> None:
         "redrive, and a DLQ of a DLQ would only hide them.",
     )
     domain_paths = (
-        "es:ESHttp* on the paths of the buffer domain (index and document paths are under "
-        "<domain ARN>/*): this domain only, as OpenSearch IAM authorization requires."
+        "es:ESHttpGet/Head/Post/Put on the paths of the buffer domain (index and document paths "
+        "are under <domain ARN>/*): this domain only, as OpenSearch IAM authorization requires."
     )
     export = service.export
     roles = [service.ingest.role, service.settler.role]
