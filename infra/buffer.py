@@ -48,17 +48,18 @@ SECURITY_ROLES_CODE = Path(__file__).parent / "security_roles"
 SECURITY_ROLES_RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 # What the functions and operators call (``buffer/opensearch.py``): composable index templates
-# (a cluster-level action in the security plugin), bulk and multi-get (cluster-level parts),
-# the scrolls delete_by_query runs internally.
+# (a cluster-level action in the security plugin), bulk, multi-get and multi-search (their
+# cluster-level parts), the scrolls delete_by_query runs internally.
 RUNTIME_CLUSTER_ACTIONS = (
     "indices:admin/index_template/put",
     "indices:data/write/bulk",
     "indices:data/read/mget",
+    "indices:data/read/msearch",
     "indices:data/read/scroll",
     "indices:data/read/scroll/clear",
 )
 # On the buffer's indices only (``<prefix>-*``): create them (idempotent, at start-up), check and
-# refresh them, get/mget/search/count, and the document writes of put, mark, resolve and purge:
+# refresh them, get/mget/(m)search/count, and the document writes of put, mark, resolve and purge:
 # create/index, update, delete of single documents inside bulk requests, delete_by_query
 # (superseded statements, purged replayed blocks). Never indices:admin/delete, close, mapping,
 # settings or aliases.

@@ -690,3 +690,63 @@ def test_the_journal_stream_role_trusts_qldb_for_this_ledger_only(qldb_app: Synt
     assert len(arns) == 2
     assert arns[0].endswith(':ledger/qldb-settle-source"]]}')
     assert arns[1].endswith(':stream/qldb-settle-source/*"]]}')
+
+
+# The security roles cover what the buffer sends --------------------------------------------------
+
+# The security plugin's action names of each opensearch-py method buffer/opensearch.py calls,
+# as (level, action): the request's own, its shard-level parts, and for delete_by_query the
+# search, scroll and bulk deletes it runs as the caller.
+METHOD_ACTIONS: dict[str, list[tuple[str, str]]] = {
+    "indices.put_index_template": [("cluster", "indices:admin/index_template/put")],
+    "indices.exists": [("index", "indices:admin/get")],
+    "indices.create": [("index", "indices:admin/create")],
+    "indices.refresh": [("index", "indices:admin/refresh"), ("index", "indices:admin/refresh[s]")],
+    "mget": [("cluster", "indices:data/read/mget"), ("index", "indices:data/read/mget[shard]")],
+    "msearch": [("cluster", "indices:data/read/msearch"), ("index", "indices:data/read/search")],
+    "search": [("index", "indices:data/read/search")],
+    "count": [("index", "indices:data/read/search")],
+    "create": [("index", "indices:data/write/index"), ("index", "indices:data/write/bulk[s]")],
+    "update": [("index", "indices:data/write/update")],
+    "delete_by_query": [
+        ("index", "indices:data/write/delete/byquery"),
+        ("index", "indices:data/read/search"),
+        ("cluster", "indices:data/read/scroll"),
+        ("cluster", "indices:data/read/scroll/clear"),
+        ("cluster", "indices:data/write/bulk"),
+        ("index", "indices:data/write/bulk[s]"),
+        ("index", "indices:data/write/delete"),
+    ],
+    "bulk": [("cluster", "indices:data/write/bulk"), ("index", "indices:data/write/bulk[s]")],
+}
+BULK_ITEM_ACTIONS = {
+    "create": "indices:data/write/index",
+    "index": "indices:data/write/index",
+    "update": "indices:data/write/update",
+    "delete": "indices:data/write/delete",
+}
+
+
+def test_the_security_roles_cover_every_request_the_buffer_sends() -> None:
+    """Every opensearch-py method and bulk item type in buffer/ must be listed above (a new one
+    fails here until it is), and each action it needs is granted, at its level."""
+    import fnmatch
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "buffer"
+    source = (root / "opensearch.py").read_text() + (root / "opensearch_client.py").read_text()
+    methods = set(re.findall(r'request\(\s*(?:f?"[^"]*"|[^,()]+),\s*"([a-z_.]+)"', source, re.S))
+    assert {"mget", "search", "delete_by_query", "bulk"} <= methods  # the pattern still works
+    assert methods <= set(METHOD_ACTIONS), sorted(methods - set(METHOD_ACTIONS))
+    items = set(re.findall(r'\{"(create|index|update|delete)": (?:\{"_index"|meta\})', source))
+    assert items == set(BULK_ITEM_ACTIONS)
+    granted = {"cluster": RUNTIME_CLUSTER_ACTIONS, "index": RUNTIME_INDEX_ACTIONS}
+    needed = [a for m in sorted(methods) for a in METHOD_ACTIONS[m]]
+    needed += [("index", a) for a in BULK_ITEM_ACTIONS.values()]
+    for level, action in needed:
+        assert any(fnmatch.fnmatchcase(action, g) for g in granted[level]), (level, action)
+    # ... and nothing of index administration beyond creating one.
+    for g in RUNTIME_INDEX_ACTIONS:
+        if g.startswith("indices:admin/"):
+            assert g in ("indices:admin/create", "indices:admin/get", "indices:admin/refresh*"), g
