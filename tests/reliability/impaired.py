@@ -161,7 +161,7 @@ def impaired_scenario(ctx: Any) -> Any:
         ),
         "the Lambda held the gap, naming the failure queue": bool(failure_queue),
         "redrive kept each unreadable range as a failed-range rejection": first["code"] == 1
-        and len(ranges) == tally.injected,
+        and len(ranges) == len(tally.details["distinct_ranges"]),
         "the CLI settler held the gap on the failed ranges (exit 1, halted, no gap passed)": (
             cli_held["code"] == 1 and cli_held["halted"] and cli_held["gaps_passed"] == 0
         ),
@@ -218,26 +218,47 @@ def p_rejected(p: Pipeline) -> list[dict[str, Any]]:
 
 def _failing_batches(events: list[Path], blocks: int, rng: Random) -> set[Path]:
     """Event files that carry every copy of ``blocks`` block summaries from the middle of the
-    stream (so that their blocks are gaps until a redrive), as few files as possible."""
+    stream (so that their blocks are gaps until a redrive), as few files as possible, and
+    nothing else the stream does not also deliver elsewhere: a revision of a block whose summary
+    arrives would hold the settler at that block ("still missing revisions") before it ever
+    reached the gap, and the gap rule would go untested."""
     from ingest.decode import decode_file
     from journal.records import BlockSummary
 
-    carriers: dict[str, set[Path]] = {}
+    carriers: dict[str, set[Path]] = {}  # block id -> the files carrying its summary
+    copies: dict[str, set[Path]] = {}  # record id -> the files carrying it
+    block_of: dict[str, str] = {}
     seqs: dict[str, int] = {}
     for path in events:
         for item in decode_file(path):
             rec = getattr(item, "record", None)
+            if rec is None:
+                continue
+            copies.setdefault(rec.record_id, set()).add(path)
+            block_of[rec.record_id] = getattr(rec, "block_id", "")
             if isinstance(rec, BlockSummary):
                 carriers.setdefault(rec.block_id, set()).add(path)
                 seqs[rec.block_id] = rec.address.sequence_no
+
+    def clean(files: set[Path]) -> bool:
+        gone = {b for b, where in carriers.items() if where <= files}
+        return all(
+            where - files or block_of[rid] in gone for rid, where in copies.items() if where & files
+        )
+
     ordered = sorted(seqs, key=lambda b: seqs[b])
-    middle = ordered[len(ordered) // 3 : 2 * len(ordered) // 3]
-    if not middle:
-        raise CampaignError("impaired scenario: too few blocks")
+    middle = ordered[len(ordered) // 4 : 3 * len(ordered) // 4]
     middle.sort(key=lambda b: (len(carriers[b]), rng.random()))
     out: set[Path] = set()
-    for block in middle[:blocks]:
-        out |= carriers[block]
+    chosen = 0
+    for block in middle:
+        if chosen == blocks:
+            break
+        if clean(out | carriers[block]):
+            out |= carriers[block]
+            chosen += 1
+    if not chosen:
+        raise CampaignError("impaired scenario: no batch carries a block and nothing else")
     return out
 
 
@@ -265,8 +286,13 @@ def _fail_past_retries(
                 f"[{p.scenario}] an ingest with the buffer unreachable: {done.describe()}"
             )
     for f in files:
-        esm.give_up(f, attempts=attempts + 1)
+        info = esm.give_up(f, attempts=attempts + 1)["KinesisBatchInfo"]
         tally.injected += 1
+        # A batch delivered twice (the simulator re-delivers some) is the same range twice.
+        ranges = tally.details.setdefault("distinct_ranges", [])
+        key = [info["shardId"], info["startSequenceNumber"], info["endSequenceNumber"]]
+        if key not in ranges:
+            ranges.append(key)
     tally.details.setdefault("ingest_exit_codes", []).append(codes)
 
 
