@@ -203,3 +203,23 @@ def test_the_failure_queue_and_stream_serve_redrive(events: list[Path], tmp_path
         esm.stream.get_records(ShardIterator="x|0")
     esm.queue.delete_message(QueueUrl=QUEUE_URL, ReceiptHandle=message["ReceiptHandle"])
     assert esm.queue.count() == 0 and health() is None
+
+
+def test_the_proxy_cuts_a_bulk_request_after_its_first_actions() -> None:
+    """``forward-first`` (the mark-repair fault) forwards whole actions only: an action's
+    metadata with its source, a delete alone."""
+    from buffer.opensearch_proxy import bulk_actions, first_actions
+
+    lines = [
+        {"update": {"_index": "p-blocks", "_id": "a"}},
+        {"doc": {"state": "replayed", "reason": None}},
+        {"delete": {"_index": "p-blocks", "_id": "b"}},
+        {"update": {"_index": "p-blocks", "_id": "c"}},
+        {"doc": {"state": "replayed", "reason": None}},
+    ]
+    body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    assert [next(iter(m.values()))["_id"] for m, _ in bulk_actions(body)] == ["a", "b", "c"]  # type: ignore[index]
+    assert first_actions(body, 2) == b"".join(
+        json.dumps(line).encode() + b"\n" for line in lines[:3]
+    )
+    assert first_actions(body, 0) == b""
