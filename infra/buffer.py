@@ -157,7 +157,6 @@ class BufferDomain(Construct):
             self.master_role = iam.Role(
                 self,
                 "MasterRole",
-                role_name=f"{domain_name}-buffer-master",
                 assumed_by=iam.AccountRootPrincipal(),
                 description="qldb-settle buffer domain: fine-grained access control master user "
                 "(security roles and mappings, index deletion); the domain's resource policy "

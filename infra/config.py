@@ -241,7 +241,7 @@ CONTEXT: tuple[ContextKey, ...] = (
         name="openSearchMasterRoleArn",
         default="",
         meaning="IAM role ARN of the buffer domain's fine-grained access control master user "
-        "(it must trust this account); empty: the app creates <serviceName>-buffer-master, "
+        "(it must trust this account); empty: the app creates one (output BufferMasterRoleArn), "
         "assumable by the account's principals allowed sts:AssumeRole on it",
     ),
     ContextKey(

@@ -252,6 +252,12 @@ class ServiceStack(Stack):
             description="qldb-settle redrive --queue <this>",
         )
         CfnOutput(self, "BufferUrl", value=self.buffer.url, description="--buffer for the CLI")
+        CfnOutput(
+            self,
+            "BufferMasterRoleArn",
+            value=self.buffer.master_role.role_arn,
+            description="the buffer domain's FGAC master: assume it to administer the domain",
+        )
         CfnOutput(self, "WindowParameter", value=self.settler.window.parameter_name)
         CfnOutput(self, "Dashboard", value=f"{config.service_name}-Ordering")
         # For the runbook's first commands (aws logs tail <group>): the names are generated.

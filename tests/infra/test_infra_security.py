@@ -329,7 +329,9 @@ def test_production_domain_has_three_masters_three_zones_fgac_and_tls_pfs(
     master_arn = props["AdvancedSecurityOptions"]["MasterUserOptions"]["MasterUserARN"]
     master_role = default_app.templates["Service"]["Resources"][master_arn["Fn::GetAtt"][0]]
     assert master_role["Type"] == "AWS::IAM::Role"
-    assert master_role["Properties"]["RoleName"] == "qldb-settle-buffer-master"
+    assert "RoleName" not in master_role["Properties"]  # IAM names are account-wide
+    output = default_app.templates["Service"]["Outputs"]["BufferMasterRoleArn"]
+    assert output["Value"] == master_arn
     (trust,) = master_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert json.dumps(trust["Principal"]).endswith(':root"]]}}')  # this account's principals
     assert props["DomainEndpointOptions"] == {
@@ -423,7 +425,7 @@ def test_security_roles_map_each_caller_to_its_role_and_run_as_the_master(
 
 
 def test_a_given_master_role_is_used_and_none_is_created(
-    synthesize: Callable[[Mapping[str, Any]], Synthesized],
+    default_app: Synthesized, synthesize: Callable[[Mapping[str, Any]], Synthesized]
 ) -> None:
     given = "arn:aws:iam::111122223333:role/opensearch-admin"
     synth = synthesize({"openSearchMasterRoleArn": given})
@@ -431,11 +433,19 @@ def test_a_given_master_role_is_used_and_none_is_created(
     assert domain["Properties"]["AdvancedSecurityOptions"]["MasterUserOptions"] == {
         "MasterUserARN": given
     }
-    names = [
-        r["Properties"].get("RoleName")
+    assert synth.templates["Service"]["Outputs"]["BufferMasterRoleArn"]["Value"] == given
+    trusted = [
+        statement["Principal"]
         for r in synth.resources("Service", "AWS::IAM::Role").values()
+        for statement in r["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     ]
-    assert "qldb-settle-buffer-master" not in names
+    assert trusted and all(set(p) == {"Service"} for p in trusted)  # no master role created
+    default_trusts = [
+        s["Principal"]
+        for r in default_app.resources("Service", "AWS::IAM::Role").values()
+        for s in r["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    ]
+    assert any("AWS" in p for p in default_trusts)  # ... which the default app does
 
 
 # Profiles and their checks --------------------------------------------------------------------
