@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from journal.errors import InputError, TransientError
@@ -196,6 +196,7 @@ class RedriveReport:
     unreadable: list[dict[str, str]] = field(default_factory=list)
     not_ranges: list[dict[str, str]] = field(default_factory=list)
     transient: str | None = None
+    resolved_ranges: int = 0  # failed-range rejections of earlier runs resolved by this one
 
     @property
     def needs_attention(self) -> bool:
@@ -217,6 +218,7 @@ class RedriveReport:
             "unreadable": list(self.unreadable),
             "not_ranges": list(self.not_ranges),
             "transient": self.transient,
+            "resolved_ranges": self.resolved_ranges,
         }
 
 
@@ -227,12 +229,15 @@ def redrive(
     sqs: Any,
     kinesis_for: Callable[[str], Any],
     wait_seconds: int = 1,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> RedriveReport:
     """Drain ``queue_url``: each failed range is re-read (``kinesis_for(region)`` gives the
     Kinesis client of the stream's region) and stored into ``buffer``; its message is deleted
     once stored. Messages that are not ranges, and ranges that cannot be read whole, stay in the
     queue (invisible for ``VISIBILITY_SECONDS``, so one run handles each message once) and are
-    listed. A ``TransientError`` of the buffer stops the run (``report.transient``)."""
+    listed. A range stored whole resolves the ``failed-range`` rejections an earlier run kept for
+    it (it no longer holds the settler's gaps). A ``TransientError`` of the buffer stops the run
+    (``report.transient``)."""
     from ingest.decode import decode_kinesis_data
     from ingest.service import ingest_items
 
@@ -289,8 +294,42 @@ def redrive(
                 report.transient = ingested.transient
                 return report
             report.kinesis_records += len(read.records)
+            if not _resolve_failed_range(buffer, rng, clock(), report):
+                return report
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=rng.receipt_handle)
             report.redriven += 1
+
+
+def _range_origin(rng: FailedRange) -> str:
+    return f"{rng.shard_id}/{rng.start}..{rng.end}"
+
+
+def _resolve_failed_range(
+    buffer: SettlingBuffer, rng: FailedRange, now: datetime, report: RedriveReport
+) -> bool:
+    """Acknowledge the unresolved ``failed-range`` rejections of ``rng`` (same stream, shard and
+    sequence range), now that its records are stored. False when the buffer is unavailable."""
+    origin = _range_origin(rng)
+    try:
+        ids = [
+            r.rejection_id
+            for r in buffer.rejected()
+            if r.kind == FAILED_RANGE
+            and r.origin == origin
+            and r.resolved_at is None
+            and json.loads(r.raw or b"{}").get("stream_arn") == rng.stream_arn
+        ]
+        if ids:
+            report.resolved_ranges += buffer.acknowledge_rejections(
+                ids,
+                "redriven: the range was read whole and stored",
+                "qldb-settle redrive",
+                now,
+            )
+    except TransientError as exc:
+        report.transient = str(exc)
+        return False
+    return True
 
 
 def _keep_failed_range(
@@ -309,7 +348,7 @@ def _keep_failed_range(
         "end": rng.end,
     }
     rejection = Rejection(
-        origin=f"{rng.shard_id}/{rng.start}..{rng.end}",
+        origin=_range_origin(rng),
         raw=json.dumps(described, sort_keys=True).encode(),
         kind=FAILED_RANGE,
         reason=f"a failed stream range the redrive could not read: {problem}",
@@ -409,6 +448,11 @@ def _print_summary(report: RedriveReport) -> None:
         f"  duplicates: {put.duplicates}  conflicts: {put.conflicts}  late: {put.late}  "
         f"rejected: {put.rejected}"
     )
+    if report.resolved_ranges:
+        print(
+            f"  resolved: {report.resolved_ranges} failed-range records of earlier runs "
+            "(their ranges are stored now, so they no longer hold the settler's gaps)"
+        )
     for u in report.unreadable:
         print(f"  not re-read: {u['shard_id']} {u['start']}..{u['end']}: {u['reason']}")
     for n in report.not_ranges:

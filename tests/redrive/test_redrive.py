@@ -261,6 +261,40 @@ def test_ranges_no_longer_in_the_stream_are_reported_and_kept(
     assert "failed stream ranges" in (report.halt_reason or "")
 
 
+def test_a_range_redriven_later_resolves_the_failed_range_an_earlier_run_kept(
+    aws: None, fixtures_dir: Path, tmp_path: Path, synth: Synth,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A range unreadable in one run is kept as a ``failed-range`` rejection (gaps held); once a
+    later run reads that range whole and stores it, the redrive itself resolves the rejection,
+    so it does not hold every later gap until an operator acknowledges it."""
+    stream = Stream()
+    shard, first = stream.put(synthetic(synth, 1))
+    end = str(int(first) + 1)  # the shard has nothing after `first` yet: the end is not reached
+    stream.send_range(fixtures_dir, shard, first, end, 1)
+    code, report = redrive_cli(stream, tmp_path / "b.db", capsys)
+    assert code == 1 and report["redriven"] == 0 and len(report["unreadable"]) == 1
+    assert report["resolved_ranges"] == 0
+    buffer = SqliteBuffer(tmp_path / "b.db")
+    try:
+        assert buffer.unresolved_rejections() == 1
+    finally:
+        buffer.close()
+
+    _, later = stream.put(synthetic(synth, 2))  # up to the end: the range can be read whole
+    assert int(later) >= int(end)
+    stream.send_range(fixtures_dir, shard, first, end, 1)  # the range's message, delivered again
+    code, report = redrive_cli(stream, tmp_path / "b.db", capsys)
+    assert code == 0 and report["redriven"] == 1 and report["resolved_ranges"] == 1, report
+    buffer = SqliteBuffer(tmp_path / "b.db")
+    try:
+        (kept,) = [r for r in buffer.rejected() if r.kind == rd.FAILED_RANGE]
+        assert kept.resolved_at is not None and kept.resolved_by == "qldb-settle redrive"
+        assert buffer.unresolved_rejections() == 0
+    finally:
+        buffer.close()
+
+
 class FailingBuffer:
     """A SqliteBuffer whose put fails as an unreachable buffer does (a stand-in: nothing real
     fails on demand here)."""
