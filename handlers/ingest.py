@@ -39,6 +39,7 @@ from handlers.metrics import (
     OUT_OF_ORDERNESS,
     RECORD_TYPE_DIMENSION,
     RECORDS_RECEIVED,
+    RECORDS_RETRIED,
     REJECTED_RECORDS,
     REVISIONS_BUFFERED,
     STATEMENTS_BUFFERED,
@@ -104,11 +105,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
         report.records, len(decoded), report.put.stored, report.put.duplicates,
         report.put.conflicts, report.put.late, report.put.rejected, len(failures),
     )  # fmt: skip
-    publish_metrics(report)
+    publish_metrics(report, retried=len(failures))
     return {"batchItemFailures": [{"itemIdentifier": s} for s in failures]}
 
 
-def publish_metrics(report: IngestReport) -> None:
+def publish_metrics(report: IngestReport, retried: int = 0) -> None:
     """The ingest metrics of DESIGN.md as CloudWatch EMF (printed to stdout)."""
     try:
         from aws_lambda_powertools import Metrics
@@ -136,4 +137,5 @@ def publish_metrics(report: IngestReport) -> None:
         metrics.add_metric(INGEST_DELAY, MetricUnit.Milliseconds, delay)
     for distance in report.out_of_orderness:
         metrics.add_metric(OUT_OF_ORDERNESS, MetricUnit.Count, distance)
+    metrics.add_metric(RECORDS_RETRIED, MetricUnit.Count, retried)
     metrics.flush_metrics()

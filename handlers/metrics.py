@@ -30,6 +30,9 @@ LATE_RECORDS: Final = "LateRecords"
 REJECTED_RECORDS: Final = "RejectedRecords"
 INGEST_DELAY: Final = "IngestDelay"  # Milliseconds: arrival - commit, one value per record
 OUT_OF_ORDERNESS: Final = "OutOfOrderness"  # Count: highest sequenceNo seen - the record's
+# Kinesis records an invocation handed back for retry (batchItemFailures: the buffer was
+# unavailable, or the invocation's deadline came): Lambda does not count these as Errors.
+RECORDS_RETRIED: Final = "RecordsRetried"
 
 # Settler (unit Count unless noted).
 BLOCKS_REPLAYED: Final = "BlocksReplayed"
@@ -60,6 +63,7 @@ INGEST_METRICS: Final = (
     REJECTED_RECORDS,
     INGEST_DELAY,
     OUT_OF_ORDERNESS,
+    RECORDS_RETRIED,
 )
 SETTLER_METRICS: Final = (
     BLOCKS_REPLAYED,

@@ -7,8 +7,8 @@ on-failure queue, the stream and the buffer domain are read from their AWS names
 Missing data, alarm by alarm (``treat_missing_data``):
 
 - *not breaching* where a missing point means nothing happened: the event counts (GapsPassed,
-  QuarantinedBlocks, LateBlocks, RejectedRecords, Conflicts, the functions' Errors and
-  Throttles), ReplayLag (emitted only when blocks replay), OldestPendingAge (emitted only while
+  QuarantinedBlocks, LateBlocks, RejectedRecords, Conflicts, RecordsRetried, the functions'
+  Errors and Throttles), ReplayLag (emitted only when blocks replay), OldestPendingAge (emitted only while
   a block is pending), IteratorAge (emitted only when the ingest is invoked) and the on-failure
   queue (SQS stops reporting an idle, empty queue);
 - *breaching* where the absence itself is the failure: the settler's heartbeat, the number of
@@ -208,12 +208,13 @@ class Monitoring(Construct):
                 width=8,
             ),
             cw.GraphWidget(
-                title="Duplicates, conflicts, rejected records",
+                title="Duplicates, conflicts, rejected records; Kinesis records retried",
                 left=[
                     self._ingest(m.DUPLICATES),
                     self._ingest(m.CONFLICTS),
                     self._ingest(m.REJECTED_RECORDS),
                 ],
+                right=[self._ingest(m.RECORDS_RETRIED)],
                 width=8,
             ),
         )
@@ -478,6 +479,18 @@ class Monitoring(Construct):
             1,
             "An ingest batch failed as a whole (buffer unavailable, timeout): the mapping "
             "retries it, then sends its range to the on-failure queue (FailedRanges).",
+        )
+        alarm(
+            m.RECORDS_RETRIED,
+            self._ingest(m.RECORDS_RETRIED, period=ALARM_PERIOD),
+            1,
+            "The ingest keeps handing Kinesis records back for retry (batchItemFailures, which "
+            "Lambda does not count as Errors) for 15 minutes: the buffer refuses writes or is "
+            "too slow for the invocation's deadline. The ingest log names the cause; the "
+            "domain's alarms and IteratorAge tell how far behind it is.",
+            evaluation_periods=3,
+            datapoints=3,
+            ok=True,
         )
         alarm(
             "IngestThrottles",

@@ -96,6 +96,9 @@ ALARMS: dict[str, Expected] = {
         Q, metrics.REJECTED_RECORDS, "ingest", "Sum", 300, 1, GTE, "notBreaching"
     ),
     "Conflicts": Expected(Q, metrics.CONFLICTS, "ingest", "Sum", 300, 1, GTE, "notBreaching"),
+    "RecordsRetried": Expected(
+        Q, metrics.RECORDS_RETRIED, "ingest", "Sum", 300, 1, GTE, "notBreaching", 3, 3, True
+    ),
     "IteratorAge": Expected(
         LAMBDA,
         "IteratorAge",
@@ -338,7 +341,7 @@ def test_every_service_alarm_reads_what_a_handler_emits(
     handler_metrics: dict[str, set[tuple[str, str, frozenset[tuple[str, str]], str]]],
 ) -> None:
     service_alarms = {n: e for n, e in ALARMS.items() if e.namespace == metrics.NAMESPACE}
-    assert len(service_alarms) == 9
+    assert len(service_alarms) == 10
     ingest_service, settler_service = metrics.service_names(SERVICE)
     for name, e in service_alarms.items():
         a = alarms_of(default_app)[name]

@@ -672,7 +672,7 @@ def test_alarms_notify_the_given_topic(monitoring: tuple[Template, dict[str, Any
         a["Properties"]["AlarmName"]: a["Properties"]
         for a in t.find_resources("AWS::CloudWatch::Alarm").values()
     }
-    assert len(alarms) == 25
+    assert len(alarms) == 26
     for a in alarms.values():
         assert a["AlarmActions"] == ["arn:aws:sns:eu-west-1:111122223333:ops"]
     assert alarms["svc-Halted"]["OKActions"] == ["arn:aws:sns:eu-west-1:111122223333:ops"]

@@ -269,6 +269,7 @@ def test_a_retried_kinesis_record_is_counted_once_by_the_invocation_that_stores_
     sums = _emf_sums(capsys.readouterr().out)
     assert sums["RecordsReceived"] == len(records)
     assert sums["Duplicates"] == 0
+    assert sums["RecordsRetried"] == 2  # the first invocation handed two back, the second none
     assert sums["StatementsBuffered"] + sums["RevisionsBuffered"] > 0
 
 
