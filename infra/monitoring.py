@@ -8,9 +8,9 @@ Missing data, alarm by alarm (``treat_missing_data``):
 
 - *not breaching* where a missing point means nothing happened: the event counts (GapsPassed,
   QuarantinedBlocks, LateBlocks, RejectedRecords, Conflicts, RecordsRetried, the functions'
-  Errors and Throttles), ReplayLag (emitted only when blocks replay), OldestPendingAge (emitted only while
-  a block is pending), IteratorAge (emitted only when the ingest is invoked) and the on-failure
-  queue (SQS stops reporting an idle, empty queue);
+  Errors and Throttles), ReplayLag (emitted only when blocks replay), OldestPendingAge (emitted
+  only while a block is pending), IteratorAge (emitted only when the ingest is invoked) and the
+  on-failure queue (SQS stops reporting an idle, empty queue);
 - *breaching* where the absence itself is the failure: the settler's heartbeat, the number of
   cycles (``CycleDuration`` samples), which a settler that throws, times out, is throttled or is
   never invoked does not emit;
