@@ -75,12 +75,9 @@ def _get_buffer() -> SettlingBuffer:
 
 def seconds_left(context: Any) -> float | None:
     """The invocation's remaining time less the margin, in seconds (None without a context)."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
-        return None
-    left = int(remaining())
-    margin = max(MIN_MARGIN_MS, min(MAX_MARGIN_MS, left // 10))
-    return max(0, left - margin) / 1000.0
+    return deadline.seconds_before_end(
+        context, least_ms=MIN_MARGIN_MS, most_ms=MAX_MARGIN_MS, share=0.1
+    )
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:

@@ -150,10 +150,7 @@ def deadline_from(context: Any) -> Callable[[], bool] | None:
 
 def hard_seconds_left(context: Any) -> float | None:
     """The invocation's end less ``HARD_MARGIN_MS``, in seconds (None without a context)."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
-        return None
-    return max(0, int(remaining()) - HARD_MARGIN_MS) / 1000.0
+    return deadline.seconds_before_end(context, least_ms=HARD_MARGIN_MS)
 
 
 def owner_of(context: Any) -> str:

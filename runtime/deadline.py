@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from journal.errors import TransientError
 
@@ -83,6 +84,20 @@ def sleep_allowed(seconds: float) -> bool:
     """Whether a backoff of ``seconds`` still leaves time for the attempt after it."""
     left = remaining()
     return left is None or seconds + MIN_REQUEST_SECONDS < left
+
+
+def seconds_before_end(
+    context: Any, *, least_ms: int, most_ms: int | None = None, share: float = 0.0
+) -> float | None:
+    """A Lambda invocation's remaining time (``context.get_remaining_time_in_millis()``) less a
+    margin, in seconds for ``until``; None without a context (no deadline). The margin is
+    ``least_ms``, or ``share`` of the remaining time kept between ``least_ms`` and ``most_ms``."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    left = int(remaining())
+    margin = least_ms if most_ms is None else max(least_ms, min(most_ms, int(left * share)))
+    return max(0, left - margin) / 1000.0
 
 
 def use_clock(clock: Clock) -> None:

@@ -52,3 +52,23 @@ def test_nested_deadlines_keep_the_earlier_end_and_it_is_a_transient_error(
     with deadline.until(None):
         assert deadline.remaining() is None
     assert issubclass(deadline.DeadlineReached, TransientError)  # exit 3: nothing lost
+
+
+class _Context:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_seconds_before_the_end_of_an_invocation() -> None:
+    """What each handler gives ``until``: the remaining time less a fixed margin, or less a share
+    of it kept within bounds; never below 0; None without a Lambda context."""
+    assert deadline.seconds_before_end(_Context(30_000), least_ms=1_000) == 29.0
+    assert deadline.seconds_before_end(_Context(500), least_ms=1_000) == 0.0
+    share = {"least_ms": 2_000, "most_ms": 10_000, "share": 0.1}
+    assert deadline.seconds_before_end(_Context(60_000), **share) == 54.0  # type: ignore[arg-type]
+    assert deadline.seconds_before_end(_Context(5_000), **share) == 3.0  # type: ignore[arg-type]
+    assert deadline.seconds_before_end(_Context(900_000), **share) == 890.0  # type: ignore[arg-type]
+    assert deadline.seconds_before_end(None, least_ms=1_000) is None
