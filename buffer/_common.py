@@ -12,7 +12,10 @@
   microseconds), and how revision data is kept lossless as Ion binary (``encode_data`` /
   ``decode_data``, ``revision_from_parts``);
 - time as integer microseconds since the epoch (``to_us`` / ``from_us``), ingest delays;
-- the canonical ``dump`` shape (``DUMP_KEYS``), so tests read both adapters' dumps alike:
+- which copy of a rejection is kept (``arrival_key``), the conflict a copy makes
+  (``conflict_of``), id lists cut into query-sized chunks (``chunks``);
+- the canonical ``dump`` shape (``DUMP_KEYS``), so tests read both adapters' dumps alike; each
+  adapter hands its rows, named as below, to a ``DumpBuilder``:
 
   ``blocks``      {block_id: {ledger, strand_id, sequence_no, state, commit_time, transaction_id,
                   block_hash, fingerprint, statements, revisions_expected, statement_kinds,
@@ -37,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
@@ -189,6 +192,22 @@ def is_late(
     return any(first <= sequence_no <= last for first, last in gaps)
 
 
+def arrival_key(arrived_us: int | None, origin: str, raw_sha: str) -> tuple[int, int, str, str]:
+    """Which copy of a rejection is kept: the earliest arrival (unknown last), then origin, then
+    the bytes (their SHA-256)."""
+    return (1, 0, origin, raw_sha) if arrived_us is None else (0, arrived_us, origin, raw_sha)
+
+
+def rejection_key(r: Rejection) -> tuple[int, int, str, str]:
+    return arrival_key(opt_us(r.arrived_at), r.origin, sha256_hex(r.raw) or "")
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    """``items`` in lists of at most ``size`` (ids per query)."""
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
 def concerned_block(record: StreamRecord) -> str | None:
     """The block a record belongs to (None for a control record)."""
     if isinstance(record, BlockSummary | RevisionDetails):
@@ -213,6 +232,17 @@ def conflict_rejection(
         ),
         arrived_at=arrived_at,
         record_id=record_id,
+    )
+
+
+def conflict_of(item: Incoming, record_id: str) -> Rejection:
+    """The rejection ``item`` makes when it conflicts with the stored copy of ``record_id``."""
+    return conflict_rejection(
+        record_id=record_id,
+        fingerprint=item.fingerprint,
+        raw=item.raw,
+        origin=item.origin,
+        arrived_at=item.arrived_at,
     )
 
 
@@ -357,6 +387,26 @@ class RevisionParts:
         )
 
 
+def revision_from(values: Mapping[str, Any]) -> RevisionDetails:
+    """A revision from its stored fields, named as ``RevisionParts``'s and decoded (bytes for
+    ``hash``, ``data`` and ``data_hash``); ``tx_time_form`` may be absent (then UTC)."""
+    return RevisionParts(
+        arn=values["arn"],
+        table_name=values["table_name"],
+        table_id=values["table_id"],
+        strand_id=values["strand_id"],
+        sequence_no=int(values["sequence_no"]),
+        hash=values["hash"],
+        data=values["data"],
+        data_hash=values["data_hash"],
+        document_id=values["document_id"],
+        version=int(values["version"]),
+        tx_time_us=int(values["tx_time_us"]),
+        tx_id=values["tx_id"],
+        tx_time_form=values.get("tx_time_form"),
+    ).revision()
+
+
 def pick_revisions(
     summary: BlockSummary, revisions: Iterable[RevisionDetails]
 ) -> dict[str, RevisionDetails]:
@@ -419,3 +469,145 @@ def assemble_dump(
         "counts": counts,
         "provenance": ordered(provenance),
     }
+
+
+class DumpBuilder:
+    """Collects an adapter's rows into the canonical ``dump`` (``assemble_dump``).
+
+    Rows are mappings named as the OpenSearch documents are: a block's ``block_id, ledger,
+    strand_id, sequence_no, state, commit_us, transaction_id, block_hash`` (hex), ``fingerprint,
+    statements, revisions_expected, statement_kinds`` (a list), ``reason, actor, updated_us,
+    purged``; a statement's ``block_id, index, start_us, text, digest`` (hex), ``kind, state``; a
+    revision's ``revision_id, block_id, document_id, version, fingerprint, late``; a control
+    record's ``record_id, control_type, fingerprint``; a rejection's ``rejection_id, kind, reason,
+    record_id, block_id, raw_sha256, resolved_us, resolved_by, resolution``. Stored records also
+    carry their provenance: ``origin, arrived_us, raw_sha256, arn`` (a rejection: ``origin,
+    arrived_us``). Optional fields may be absent."""
+
+    __slots__ = (
+        "blocks",
+        "control",
+        "gaps",
+        "provenance",
+        "rejected",
+        "revisions",
+        "statements",
+        "strands",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, Any] = {}
+        self.statements: dict[str, Any] = {}
+        self.revisions: dict[str, Any] = {}
+        self.control: dict[str, Any] = {}
+        self.rejected: dict[str, Any] = {}
+        self.strands: dict[str, Any] = {}
+        self.gaps: list[Any] = []
+        self.provenance: dict[str, Any] = {}
+
+    @staticmethod
+    def _provenance(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "origin": row["origin"],
+            "arrived_at": time_text(opt_from_us(row.get("arrived_us"))),
+            "raw_sha256": row["raw_sha256"],
+            "arn": row["arn"],
+        }
+
+    def block(self, h: Mapping[str, Any]) -> None:
+        self.blocks[h["block_id"]] = {
+            "ledger": h["ledger"],
+            "strand_id": h["strand_id"],
+            "sequence_no": int(h["sequence_no"]),
+            "state": h["state"],
+            "commit_time": time_text(from_us(int(h["commit_us"]))),
+            "transaction_id": h["transaction_id"],
+            "block_hash": h["block_hash"],
+            "fingerprint": h["fingerprint"],
+            "statements": int(h["statements"]),
+            "revisions_expected": int(h["revisions_expected"]),
+            "statement_kinds": list(h.get("statement_kinds") or []),
+            "reason": h.get("reason"),
+            "actor": h.get("actor"),
+            "updated_at": time_text(opt_from_us(h.get("updated_us"))),
+            "purged": bool(h.get("purged")),
+        }
+        self.provenance[h["block_id"]] = self._provenance(h)
+
+    def statement(self, s: Mapping[str, Any]) -> None:
+        self.statements[f"{s['block_id']}/{s['index']}"] = {
+            "block_id": s["block_id"],
+            "index": int(s["index"]),
+            "start_time": time_text(from_us(int(s["start_us"]))),
+            "text": s["text"],
+            "digest": s["digest"],
+            "kind": s.get("kind"),
+            "state": s["state"],
+        }
+
+    def revision(self, r: Mapping[str, Any]) -> None:
+        self.revisions[r["revision_id"]] = {
+            "block_id": r["block_id"],
+            "document_id": r["document_id"],
+            "version": int(r["version"]),
+            "fingerprint": r["fingerprint"],
+            "late": bool(r["late"]),
+        }
+        self.provenance[r["revision_id"]] = self._provenance(r)
+
+    def control_record(self, r: Mapping[str, Any]) -> None:
+        self.control[r["record_id"]] = {
+            "control_type": r["control_type"],
+            "fingerprint": r["fingerprint"],
+        }
+        self.provenance[r["record_id"]] = self._provenance(r)
+
+    def rejection(self, r: Mapping[str, Any]) -> None:
+        self.rejected[r["rejection_id"]] = {
+            "kind": r["kind"],
+            "reason": r["reason"],
+            "record_id": r.get("record_id"),
+            "block_id": r.get("block_id"),
+            "raw_sha256": r["raw_sha256"],
+            "resolved_at": time_text(opt_from_us(r.get("resolved_us"))),
+            "resolved_by": r.get("resolved_by"),
+            "resolution": r.get("resolution"),
+        }
+        self.provenance[r["rejection_id"]] = {
+            "origin": r["origin"],
+            "arrived_at": time_text(opt_from_us(r.get("arrived_us"))),
+        }
+
+    def strand(
+        self, key: str, replayed_through: int | None, highest: int | None, has_blocks: bool
+    ) -> None:
+        """A strand, by its key ``"ledger/strand_id"``."""
+        self.strands[key] = {
+            "replayed_through": replayed_through,
+            "highest_sequence_seen": highest,
+            "has_blocks": has_blocks,
+        }
+
+    def gap(self, ledger: str, strand_id: str, first: int, last: int, passed_at: datetime) -> None:
+        """A gap; call in ``(ledger, strand_id, first, last)`` order."""
+        self.gaps.append(
+            {
+                "ledger": ledger,
+                "strand_id": strand_id,
+                "first": first,
+                "last": last,
+                "passed_at": time_text(passed_at),
+            }
+        )
+
+    def dump(self) -> dict[str, Any]:
+        return assemble_dump(
+            blocks=self.blocks,
+            statements=self.statements,
+            revisions=self.revisions,
+            control=self.control,
+            rejected=self.rejected,
+            strands=self.strands,
+            gaps=self.gaps,
+            provenance=self.provenance,
+        )

@@ -120,11 +120,6 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-def _chunks(items: Sequence[str], size: int = _IDS_PER_QUERY) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield list(items[i : i + size])
-
-
 def _source_filter(excludes: Sequence[str]) -> dict[str, Any]:
     if list(excludes) == _NO_SOURCE:
         return {"_source": False}
@@ -156,15 +151,6 @@ def _stored_key(source: Mapping[str, Any]) -> c.CopyKey:
     if arrived is None:
         return (1, 0, str(source["origin"]), str(source["fingerprint"]), sha)
     return (0, int(arrived), str(source["origin"]), str(source["fingerprint"]), sha)
-
-
-def _arrival_key(arrived_us: int | None, origin: str, raw_sha: str) -> tuple[int, int, str, str]:
-    """Which copy of a rejection is kept: the earliest arrival, then origin, then bytes."""
-    return (1, 0, origin, raw_sha) if arrived_us is None else (0, arrived_us, origin, raw_sha)
-
-
-def _rejection_key(r: Rejection) -> tuple[int, int, str, str]:
-    return _arrival_key(c.opt_us(r.arrived_at), r.origin, c.sha256_hex(r.raw) or "")
 
 
 @dataclass(slots=True)
@@ -252,7 +238,7 @@ class _Plan:
     def reject(self, rejection: Rejection, block_id: str | None, source_id: str) -> None:
         rid = rejection.rejection_id
         known = self.rejections.get(rid)
-        if known is None or _rejection_key(rejection) < _rejection_key(known[0]):
+        if known is None or c.rejection_key(rejection) < c.rejection_key(known[0]):
             self.rejections[rid] = (
                 rejection,
                 block_id if known is None else known[1],
@@ -400,7 +386,7 @@ class OpenSearchBuffer:
         wanted = list(dict.fromkeys(ids))
         found: dict[str, Hit] = {}
         params: dict[str, Any] = {"_source_excludes": ",".join(excludes)} if excludes else {}
-        for chunk in _chunks(wanted):
+        for chunk in c.chunks(wanted, _IDS_PER_QUERY):
             answer = self.client.request(
                 f"mget {index} ({len(chunk)} ids)",
                 "mget",
@@ -676,9 +662,7 @@ class OpenSearchBuffer:
             state: BlockState = "late" if late else "pending"
             s.plan_create(self._header_source(item, summary, state, plan.write_id))
             plan.statements_of[summary.block_id] = "write"
-            plan.settled_as_stored_content(
-                self._conflict_of(item, summary.block_id), summary.block_id
-            )
+            plan.settled_as_stored_content(c.conflict_of(item, summary.block_id), summary.block_id)
             if late:
                 report.late += 1
             else:
@@ -693,9 +677,7 @@ class OpenSearchBuffer:
             replaceable=current["state"] == "pending" and not current.get("purged"),
         )
         if outcome.startswith("duplicate"):
-            plan.settled_as_stored_content(
-                self._conflict_of(item, summary.block_id), summary.block_id
-            )
+            plan.settled_as_stored_content(c.conflict_of(item, summary.block_id), summary.block_id)
             wanted = (f"{summary.block_id}/{n}" for n in range(len(summary.statements)))
             if (
                 s.source is None
@@ -721,9 +703,7 @@ class OpenSearchBuffer:
         elif outcome == "conflict":
             report.conflicts += 1
             plan.conflicted(summary.block_id, s)
-            plan.reject(
-                self._conflict_of(item, summary.block_id), summary.block_id, summary.block_id
-            )
+            plan.reject(c.conflict_of(item, summary.block_id), summary.block_id, summary.block_id)
         else:  # conflict-earlier: this copy came first; the stored one becomes the rejection
             report.conflicts += 1
             displaced = c.conflict_rejection(
@@ -736,7 +716,7 @@ class OpenSearchBuffer:
             s.plan_create(self._header_source(item, summary, "pending", plan.write_id))
             plan.statements_of[summary.block_id] = "write"
             plan.reject(displaced, summary.block_id, summary.block_id)
-            plan.forget_conflict(self._conflict_of(item, summary.block_id), summary.block_id)
+            plan.forget_conflict(c.conflict_of(item, summary.block_id), summary.block_id)
 
     def _raw_of(self, s: _Slot) -> bytes:
         """The raw bytes of the copy a slot holds (planned, or fetched: reads skip ``raw``)."""
@@ -748,16 +728,6 @@ class OpenSearchBuffer:
         if doc is None:
             raise TransientError(f"{s.index}/{s.doc_id} vanished while it was being compared")
         return _unb64(doc["_source"]["raw"])
-
-    @staticmethod
-    def _conflict_of(item: Incoming, record_id: str) -> Rejection:
-        return c.conflict_rejection(
-            record_id=record_id,
-            fingerprint=item.fingerprint,
-            raw=item.raw,
-            origin=item.origin,
-            arrived_at=item.arrived_at,
-        )
 
     def _revision_source(
         self, item: Incoming, rev: RevisionDetails, late: bool, write_id: str
@@ -809,7 +779,7 @@ class OpenSearchBuffer:
             pending = header is not None and header["state"] == "pending"
             late = not pending and c.is_late(rev.address.sequence_no, mark, gaps)
             s.plan_create(self._revision_source(item, rev, late, plan.write_id))
-            plan.settled_as_stored_content(self._conflict_of(item, rev.record_id), rev.record_id)
+            plan.settled_as_stored_content(c.conflict_of(item, rev.record_id), rev.record_id)
             if late:
                 report.late += 1
             else:
@@ -837,7 +807,7 @@ class OpenSearchBuffer:
             replaceable=not current["late"] and open_(stored_header) and open_(header),
         )
         if outcome.startswith("duplicate"):
-            plan.settled_as_stored_content(self._conflict_of(item, rev.record_id), rev.record_id)
+            plan.settled_as_stored_content(c.conflict_of(item, rev.record_id), rev.record_id)
         if outcome == "duplicate":
             report.duplicates += 1
         elif outcome == "duplicate-earlier":
@@ -846,7 +816,7 @@ class OpenSearchBuffer:
         elif outcome == "conflict":
             report.conflicts += 1
             plan.conflicted(rev.record_id, s)
-            plan.reject(self._conflict_of(item, rev.record_id), rev.block_id, rev.record_id)
+            plan.reject(c.conflict_of(item, rev.record_id), rev.block_id, rev.record_id)
         else:
             report.conflicts += 1
             displaced = c.conflict_rejection(
@@ -858,7 +828,7 @@ class OpenSearchBuffer:
             )
             s.plan_create(self._revision_source(item, rev, False, plan.write_id))
             plan.reject(displaced, stored_block, rev.record_id)
-            plan.forget_conflict(self._conflict_of(item, rev.record_id), rev.record_id)
+            plan.forget_conflict(c.conflict_of(item, rev.record_id), rev.record_id)
 
     def _plan_control(self, plan: _Plan, s: _Slot, item: Incoming, control: ControlRecord) -> None:
         report = plan.count(control.record_id)
@@ -872,7 +842,7 @@ class OpenSearchBuffer:
         if current is None:
             s.plan_create(source)
             plan.settled_as_stored_content(
-                self._conflict_of(item, control.record_id), control.record_id
+                c.conflict_of(item, control.record_id), control.record_id
             )
             report.stored["control"] += 1
             return
@@ -886,13 +856,13 @@ class OpenSearchBuffer:
         if outcome.startswith("duplicate"):
             report.duplicates += 1
             plan.settled_as_stored_content(
-                self._conflict_of(item, control.record_id), control.record_id
+                c.conflict_of(item, control.record_id), control.record_id
             )
         else:
             report.conflicts += 1
         if outcome == "conflict":
             plan.conflicted(control.record_id, s)
-            plan.reject(self._conflict_of(item, control.record_id), None, control.record_id)
+            plan.reject(c.conflict_of(item, control.record_id), None, control.record_id)
         elif outcome == "conflict-earlier":
             displaced = c.conflict_rejection(
                 record_id=control.record_id,
@@ -902,7 +872,7 @@ class OpenSearchBuffer:
                 arrived_at=c.opt_from_us(current.get("arrived_us")),
             )
             plan.reject(displaced, None, control.record_id)
-            plan.forget_conflict(self._conflict_of(item, control.record_id), control.record_id)
+            plan.forget_conflict(c.conflict_of(item, control.record_id), control.record_id)
         if outcome == "duplicate-earlier":
             s.plan_update(_provenance(item, control.stream.arn, plan.write_id))
         elif outcome == "conflict-earlier":
@@ -1101,7 +1071,7 @@ class OpenSearchBuffer:
         for rejection, block_id in rejections:
             rid = rejection.rejection_id
             known = best.get(rid)
-            if known is None or _rejection_key(rejection) < _rejection_key(known[0]):
+            if known is None or c.rejection_key(rejection) < c.rejection_key(known[0]):
                 best[rid] = (rejection, block_id if known is None else known[1])
         if not best:
             return
@@ -1242,7 +1212,7 @@ class OpenSearchBuffer:
     def _buffered(self, headers: Sequence[Mapping[str, Any]]) -> list[BufferedBlock]:
         ids = [h["block_id"] for h in headers]
         revisions: dict[str, list[tuple[str, RevisionDetails]]] = {i: [] for i in ids}
-        for chunk in _chunks(ids):
+        for chunk in c.chunks(ids, _IDS_PER_QUERY):
             for hit in self._search(
                 self.indices.revisions,
                 {"bool": {"filter": [{"terms": {"block_id": chunk}}]}},
@@ -1278,7 +1248,7 @@ class OpenSearchBuffer:
             return set()
         found: set[str] = set()
         record_ids = [*block_ids, *revision_blocks]
-        for chunk in _chunks(record_ids):
+        for chunk in c.chunks(record_ids, _IDS_PER_QUERY):
             query = {
                 "bool": {
                     "filter": [{"term": {"kind": c.CONFLICT}}, {"term": {"resolved": False}}],
@@ -1344,7 +1314,7 @@ class OpenSearchBuffer:
 
     def _revision_counts(self, block_ids: Sequence[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for chunk in _chunks(block_ids):
+        for chunk in c.chunks(block_ids, _IDS_PER_QUERY):
             aggs = self._aggregate(
                 self.indices.revisions,
                 {"per_block": {"terms": {"field": "block_id", "size": len(chunk)}}},
@@ -1572,7 +1542,7 @@ class OpenSearchBuffer:
             "actor": "settler",
             "reason": f"repaired from the destination checkpoint {sequence_no}",
         }
-        for chunk in _chunks(ids):
+        for chunk in c.chunks(ids, _IDS_PER_QUERY):
             docs = self._mget(ix.blocks, chunk, excludes=["raw", "summary"])
             self._write_marks(dict.fromkeys(docs, change), docs)
         self._set_mark(ledger, strand_id, lambda old: None if old == sequence_no else sequence_no)
@@ -1881,7 +1851,7 @@ class OpenSearchBuffer:
         ids = [
             h["_id"] for h in self._search(ix.blocks, query, [{"block_id": "asc"}], source=False)
         ]
-        for chunk in _chunks(ids):
+        for chunk in c.chunks(ids, _IDS_PER_QUERY):
             # Mark first: a purged header answers for re-delivered revisions (duplicates).
             self._check(
                 self._bulk(
@@ -1907,117 +1877,35 @@ class OpenSearchBuffer:
     # --- dump -------------------------------------------------------------------------------------
 
     def dump(self) -> Mapping[str, Any]:
-        t = c.time_text
         ix = self.indices
         self._refresh(*ix.all().values())
-        blocks: dict[str, Any] = {}
-        provenance: dict[str, Any] = {}
+        d = c.DumpBuilder()
         for hit in self._search(ix.blocks, {"match_all": {}}, [{"block_id": "asc"}]):
-            h = hit["_source"]
-            blocks[h["block_id"]] = {
-                "ledger": h["ledger"],
-                "strand_id": h["strand_id"],
-                "sequence_no": int(h["sequence_no"]),
-                "state": h["state"],
-                "commit_time": t(c.from_us(int(h["commit_us"]))),
-                "transaction_id": h["transaction_id"],
-                "block_hash": h["block_hash"],
-                "fingerprint": h["fingerprint"],
-                "statements": int(h["statements"]),
-                "revisions_expected": int(h["revisions_expected"]),
-                "statement_kinds": list(h.get("statement_kinds") or []),
-                "reason": h.get("reason"),
-                "actor": h.get("actor"),
-                "updated_at": t(c.opt_from_us(h.get("updated_us"))),
-                "purged": bool(h.get("purged")),
-            }
-            provenance[h["block_id"]] = _dump_provenance(h)
-        statements = {}
+            d.block(hit["_source"])
         for hit in self._search(ix.statements, {"match_all": {}}, [{"statement_id": "asc"}]):
-            s = hit["_source"]
-            statements[f"{s['block_id']}/{s['index']}"] = {
-                "block_id": s["block_id"],
-                "index": int(s["index"]),
-                "start_time": t(c.from_us(int(s["start_us"]))),
-                "text": s["text"],
-                "digest": s["digest"],
-                "kind": s.get("kind"),
-                "state": s["state"],
-            }
-        revisions: dict[str, Any] = {}
+            d.statement(hit["_source"])
         for hit in self._search(
             ix.revisions,
             {"match_all": {}},
             [{"revision_id": "asc"}],
             source={"excludes": ["revision"]},
         ):
-            r = hit["_source"]
-            revisions[r["revision_id"]] = {
-                "block_id": r["block_id"],
-                "document_id": r["document_id"],
-                "version": int(r["version"]),
-                "fingerprint": r["fingerprint"],
-                "late": bool(r["late"]),
-            }
-            provenance[r["revision_id"]] = _dump_provenance(r)
-        control: dict[str, Any] = {}
+            d.revision(hit["_source"])
         for hit in self._search(
             ix.meta, {"bool": {"filter": [{"term": {"kind": "control"}}]}}, [{"record_id": "asc"}]
         ):
-            r = hit["_source"]
-            control[r["record_id"]] = {
-                "control_type": r["control_type"],
-                "fingerprint": r["fingerprint"],
-            }
-            provenance[r["record_id"]] = _dump_provenance(r)
-        rejected: dict[str, Any] = {}
+            d.control_record(hit["_source"])
         for hit in self._search(ix.rejected, {"match_all": {}}, [{"rejection_id": "asc"}]):
-            r = hit["_source"]
-            rejected[r["rejection_id"]] = {
-                "kind": r["kind"],
-                "reason": r["reason"],
-                "record_id": r.get("record_id"),
-                "block_id": r.get("block_id"),
-                "raw_sha256": r["raw_sha256"],
-                "resolved_at": t(c.opt_from_us(r.get("resolved_us"))),
-                "resolved_by": r.get("resolved_by"),
-                "resolution": r.get("resolution"),
-            }
-            provenance[r["rejection_id"]] = {
-                "origin": r["origin"],
-                "arrived_at": t(c.opt_from_us(r.get("arrived_us"))),
-            }
+            d.rejection(hit["_source"])
         highest = self._highest_seen()
         with_blocks = {f"{a}/{b}" for a, b in self.strands()}
         strand_docs = {f"{s['ledger']}/{s['strand_id']}": s for s in self._strand_docs()}
-        strands = {}
         for key in sorted({*highest, *strand_docs}):
             doc = strand_docs.get(key, {})
-            strands[key] = {
-                "replayed_through": doc.get("replayed_through"),
-                "highest_sequence_seen": highest.get(key),
-                "has_blocks": key in with_blocks,
-            }
-        gaps = [
-            {
-                "ledger": g.ledger,
-                "strand_id": g.strand_id,
-                "first": g.first,
-                "last": g.last,
-                "passed_at": t(g.passed_at),
-            }
-            for g in self.gaps()
-        ]
-        return c.assemble_dump(
-            blocks=blocks,
-            statements=statements,
-            revisions=revisions,
-            control=control,
-            rejected=rejected,
-            strands=strands,
-            gaps=gaps,
-            provenance=provenance,
-        )
+            d.strand(key, doc.get("replayed_through"), highest.get(key), key in with_blocks)
+        for g in self.gaps():
+            d.gap(g.ledger, g.strand_id, g.first, g.last, g.passed_at)
+        return d.dump()
 
 
 def _if_earlier(r: Rejection) -> Callable[[Mapping[str, Any]], Mapping[str, Any] | None]:
@@ -2025,8 +1913,8 @@ def _if_earlier(r: Rejection) -> Callable[[Mapping[str, Any]], Mapping[str, Any]
     arrived = c.opt_us(r.arrived_at)
 
     def change(src: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        stored = _arrival_key(src.get("arrived_us"), src["origin"], src["raw_sha256"])
-        if _rejection_key(r) < stored:
+        stored = c.arrival_key(src.get("arrived_us"), src["origin"], src["raw_sha256"])
+        if c.rejection_key(r) < stored:
             return {
                 "origin": r.origin,
                 "arrived_us": arrived,
@@ -2046,29 +1934,16 @@ def _at_least(seq: int) -> Callable[[int | None], int | None]:
 
 def _revision(src: Mapping[str, Any]) -> RevisionDetails:
     r = src["revision"]
-    return c.RevisionParts(
-        arn=src["arn"],
-        table_name=src["table_name"],
-        table_id=src["table_id"],
-        strand_id=src["strand_id"],
-        sequence_no=int(src["sequence_no"]),
-        hash=bytes.fromhex(r["hash"]),
-        data=None if r["data"] is None else _unb64(r["data"]),
-        data_hash=None if r["data_hash"] is None else bytes.fromhex(r["data_hash"]),
-        document_id=src["document_id"],
-        version=int(src["version"]),
-        tx_time_us=int(r["tx_time_us"]),
-        tx_id=r["tx_id"],
-    ).revision()
-
-
-def _dump_provenance(src: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "origin": src["origin"],
-        "arrived_at": c.time_text(c.opt_from_us(src.get("arrived_us"))),
-        "raw_sha256": src["raw_sha256"],
-        "arn": src["arn"],
-    }
+    return c.revision_from(
+        {
+            **src,
+            "hash": bytes.fromhex(r["hash"]),
+            "data": None if r["data"] is None else _unb64(r["data"]),
+            "data_hash": None if r["data_hash"] is None else bytes.fromhex(r["data_hash"]),
+            "tx_time_us": r["tx_time_us"],
+            "tx_id": r["tx_id"],
+        }
+    )
 
 
 def _item_reason(result: Mapping[str, Any]) -> str:

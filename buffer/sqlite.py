@@ -137,6 +137,11 @@ _REVISION_COLUMNS = (
     "tx_time_us, tx_id, tx_time_form"
 )
 
+# ``_REVISION_COLUMNS`` named as ``c.RevisionParts``'s fields (``c.revision_from``).
+_REVISION_FIELDS = tuple(
+    "sequence_no" if n == "seq" else n for n in (n.strip() for n in _REVISION_COLUMNS.split(","))
+)
+
 _BLOCK_COLUMNS = "block_id, body, arn, kinds, state, arrived_us, reason"
 # The release query: a range scan of blocks_release, costing what it returns (tests check the plan).
 PENDING_SQL = (
@@ -431,7 +436,7 @@ class SqliteBuffer:
         elif outcome == "conflict":
             report.conflicts += 1
             self._keep_rejection(
-                cur, batch, self._conflict_of(item, summary.block_id), summary.block_id
+                cur, batch, c.conflict_of(item, summary.block_id), summary.block_id
             )
         else:  # conflict-earlier: this copy came first; the stored one becomes the rejection
             report.conflicts += 1
@@ -451,17 +456,7 @@ class SqliteBuffer:
             )
             batch.deltas["statements"] += len(summary.statements) - n_statements
             self._keep_rejection(cur, batch, displaced, summary.block_id)
-            self._forget_conflict(cur, batch, self._conflict_of(item, summary.block_id))
-
-    @staticmethod
-    def _conflict_of(item: Incoming, record_id: str) -> Rejection:
-        return c.conflict_rejection(
-            record_id=record_id,
-            fingerprint=item.fingerprint,
-            raw=item.raw,
-            origin=item.origin,
-            arrived_at=item.arrived_at,
-        )
+            self._forget_conflict(cur, batch, c.conflict_of(item, summary.block_id))
 
     @staticmethod
     def _insert_summary(
@@ -583,7 +578,7 @@ class SqliteBuffer:
             )
         elif outcome == "conflict":
             report.conflicts += 1
-            self._keep_rejection(cur, batch, self._conflict_of(item, rev.record_id), rev.block_id)
+            self._keep_rejection(cur, batch, c.conflict_of(item, rev.record_id), rev.block_id)
         else:
             report.conflicts += 1
             displaced = c.conflict_rejection(
@@ -597,7 +592,7 @@ class SqliteBuffer:
             self._insert_revision(cur, item, rev, False)
             self._seen(cur, rev.ledger, rev.address.strand_id, rev.address.sequence_no, False)
             self._keep_rejection(cur, batch, displaced, stored_block)
-            self._forget_conflict(cur, batch, self._conflict_of(item, rev.record_id))
+            self._forget_conflict(cur, batch, c.conflict_of(item, rev.record_id))
 
     @staticmethod
     def _insert_revision(
@@ -677,7 +672,7 @@ class SqliteBuffer:
         else:
             report.conflicts += 1
         if outcome == "conflict":
-            self._keep_rejection(cur, batch, self._conflict_of(item, control.record_id), None)
+            self._keep_rejection(cur, batch, c.conflict_of(item, control.record_id), None)
         elif outcome == "conflict-earlier":
             displaced = c.conflict_rejection(
                 record_id=control.record_id,
@@ -687,7 +682,7 @@ class SqliteBuffer:
                 arrived_at=c.opt_from_us(arrived_us),
             )
             self._keep_rejection(cur, batch, displaced, None)
-            self._forget_conflict(cur, batch, self._conflict_of(item, control.record_id))
+            self._forget_conflict(cur, batch, c.conflict_of(item, control.record_id))
         if outcome in ("duplicate-earlier", "conflict-earlier"):
             cur.execute(
                 "UPDATE control SET control_type = ?, fingerprint = ?, raw = ?, arn = ?, "
@@ -722,7 +717,9 @@ class SqliteBuffer:
             batch.deltas["conflicts" if rejection.kind == c.CONFLICT else "rejected"] += 1
             return
         raw_sha = c.sha256_hex(rejection.raw) or ""
-        if _arrival_key(arrived, rejection.origin, raw_sha) < _arrival_key(row[0], row[1], row[2]):
+        if c.arrival_key(arrived, rejection.origin, raw_sha) < c.arrival_key(
+            row[0], row[1], row[2]
+        ):
             cur.execute(
                 "UPDATE rejected SET origin = ?, arrived_us = ?, raw = ?, raw_sha256 = ? "
                 "WHERE rejection_id = ?",
@@ -778,7 +775,7 @@ class SqliteBuffer:
     def _buffered(self, cur: sqlite3.Cursor, rows: list[Any]) -> list[BufferedBlock]:
         ids = [r[0] for r in rows]
         revisions: dict[str, list[tuple[str, RevisionDetails]]] = {i: [] for i in ids}
-        for chunk in _chunks(ids):
+        for chunk in c.chunks(ids, _CHUNK):
             marks = ",".join("?" * len(chunk))
             for found in cur.execute(
                 REVISIONS_SQL.format(marks=marks),
@@ -814,7 +811,7 @@ class SqliteBuffer:
             return set()
         wanted = set(block_ids)
         found: set[str] = set()
-        for chunk in _chunks(block_ids):
+        for chunk in c.chunks(block_ids, _CHUNK):
             marks = ",".join("?" * len(chunk))
             for (block_id,) in cur.execute(
                 "SELECT block_id FROM rejected WHERE kind = 'conflict' AND resolved_us IS NULL "
@@ -823,7 +820,7 @@ class SqliteBuffer:
             ):
                 found.add(block_id)
         record_ids = [*block_ids, *revision_blocks]
-        for chunk in _chunks(record_ids):
+        for chunk in c.chunks(record_ids, _CHUNK):
             marks = ",".join("?" * len(chunk))
             for (record_id,) in cur.execute(
                 "SELECT record_id FROM rejected WHERE kind = 'conflict' AND resolved_us IS NULL "
@@ -925,7 +922,7 @@ class SqliteBuffer:
                     (ledger, strand_id, sequence_no),
                 )
             ]
-            for chunk in _chunks(ids):
+            for chunk in c.chunks(ids, _CHUNK):
                 marks = ",".join("?" * len(chunk))
                 cur.execute(
                     "UPDATE blocks SET state = 'replayed', updated_us = ?, actor = 'settler', "
@@ -1123,7 +1120,7 @@ class SqliteBuffer:
                         (ledger, strand_id, cutoff),
                     )
                 ]
-                for chunk in _chunks(ids):
+                for chunk in c.chunks(ids, _CHUNK):
                     marks = ",".join("?" * len(chunk))
                     cur.execute(f"DELETE FROM statements WHERE block_id IN ({marks})", chunk)
                     batch.deltas["statements"] -= cur.rowcount
@@ -1137,153 +1134,65 @@ class SqliteBuffer:
     # --- dump -------------------------------------------------------------------------------------
 
     def dump(self) -> Mapping[str, Any]:
-        t = c.time_text
+        d = c.DumpBuilder()
         with self._tx(write=False) as cur:
-            blocks: dict[str, Any] = {}
-            provenance: dict[str, Any] = {}
-            for row in cur.execute(
-                "SELECT block_id, ledger, strand_id, seq, state, commit_us, tx_id, block_hash, "
-                "fingerprint, statements, revisions_expected, kinds, reason, actor, updated_us, "
-                "purged, origin, arrived_us, raw, arn FROM blocks"
+            for row in _rows(
+                cur,
+                "SELECT block_id, ledger, strand_id, seq AS sequence_no, state, commit_us, "
+                "tx_id AS transaction_id, lower(hex(block_hash)) AS block_hash, fingerprint, "
+                "statements, revisions_expected, kinds, reason, actor, updated_us, purged, origin, "
+                "arrived_us, raw, arn FROM blocks",
             ):
-                blocks[row[0]] = {
-                    "ledger": row[1],
-                    "strand_id": row[2],
-                    "sequence_no": row[3],
-                    "state": row[4],
-                    "commit_time": t(c.from_us(row[5])),
-                    "transaction_id": row[6],
-                    "block_hash": row[7].hex(),
-                    "fingerprint": row[8],
-                    "statements": row[9],
-                    "revisions_expected": row[10],
-                    "statement_kinds": json.loads(row[11]),
-                    "reason": row[12],
-                    "actor": row[13],
-                    "updated_at": t(c.opt_from_us(row[14])),
-                    "purged": bool(row[15]),
-                }
-                provenance[row[0]] = _provenance(row[16], row[17], row[18], row[19])
-            statements = {
-                f"{r[0]}/{r[1]}": {
-                    "block_id": r[0],
-                    "index": r[1],
-                    "start_time": t(c.from_us(r[2])),
-                    "text": r[3],
-                    "digest": r[4].hex(),
-                    "kind": r[5],
-                    "state": r[6],
-                }
-                for r in cur.execute(
-                    "SELECT block_id, idx, start_us, text, digest, kind, state FROM statements"
-                )
-            }
-            revisions: dict[str, Any] = {}
-            for r in cur.execute(
+                row["statement_kinds"] = json.loads(row.pop("kinds"))
+                d.block(row)
+            for row in _rows(
+                cur,
+                'SELECT block_id, idx AS "index", start_us, text, lower(hex(digest)) AS digest, '
+                "kind, state FROM statements",
+            ):
+                d.statement(row)
+            for row in _rows(
+                cur,
                 "SELECT revision_id, block_id, document_id, version, fingerprint, late, origin, "
-                "arrived_us, raw, arn FROM revisions"
+                "arrived_us, raw, arn FROM revisions",
             ):
-                revisions[r[0]] = {
-                    "block_id": r[1],
-                    "document_id": r[2],
-                    "version": r[3],
-                    "fingerprint": r[4],
-                    "late": bool(r[5]),
-                }
-                provenance[r[0]] = _provenance(r[6], r[7], r[8], r[9])
-            control: dict[str, Any] = {}
-            for r in cur.execute(
+                d.revision(row)
+            for row in _rows(
+                cur,
                 "SELECT record_id, control_type, fingerprint, origin, arrived_us, raw, arn "
-                "FROM control"
+                "FROM control",
             ):
-                control[r[0]] = {"control_type": r[1], "fingerprint": r[2]}
-                provenance[r[0]] = _provenance(r[3], r[4], r[5], r[6])
-            rejected: dict[str, Any] = {}
-            for r in cur.execute(
+                d.control_record(row)
+            for row in _rows(
+                cur,
                 "SELECT rejection_id, kind, reason, record_id, block_id, raw_sha256, resolved_us, "
-                "resolved_by, resolution, origin, arrived_us FROM rejected"
+                "resolved_by, resolution, origin, arrived_us FROM rejected",
             ):
-                rejected[r[0]] = {
-                    "kind": r[1],
-                    "reason": r[2],
-                    "record_id": r[3],
-                    "block_id": r[4],
-                    "raw_sha256": r[5],
-                    "resolved_at": t(c.opt_from_us(r[6])),
-                    "resolved_by": r[7],
-                    "resolution": r[8],
-                }
-                provenance[r[0]] = {"origin": r[9], "arrived_at": t(c.opt_from_us(r[10]))}
-            strands = {
-                f"{r[0]}/{r[1]}": {
-                    "replayed_through": r[2],
-                    "highest_sequence_seen": r[3] if r[3] >= 0 else None,
-                    "has_blocks": bool(r[4]),
-                }
-                for r in cur.execute(
-                    "SELECT ledger, strand_id, replayed_through, highest_seen, has_blocks "
-                    "FROM strands"
-                )
-            }
-            gaps = [
-                {
-                    "ledger": r[0],
-                    "strand_id": r[1],
-                    "first": r[2],
-                    "last": r[3],
-                    "passed_at": t(c.from_us(r[4])),
-                }
-                for r in cur.execute(
-                    "SELECT ledger, strand_id, first, last, passed_us FROM gaps "
-                    "ORDER BY ledger, strand_id, first, last"
-                )
-            ]
-        return c.assemble_dump(
-            blocks=blocks,
-            statements=statements,
-            revisions=revisions,
-            control=control,
-            rejected=rejected,
-            strands=strands,
-            gaps=gaps,
-            provenance=provenance,
-        )
+                d.rejection(row)
+            for r in cur.execute(
+                "SELECT ledger, strand_id, replayed_through, highest_seen, has_blocks FROM strands"
+            ).fetchall():
+                d.strand(f"{r[0]}/{r[1]}", r[2], r[3] if r[3] >= 0 else None, bool(r[4]))
+            for r in cur.execute(
+                "SELECT ledger, strand_id, first, last, passed_us FROM gaps "
+                "ORDER BY ledger, strand_id, first, last"
+            ).fetchall():
+                d.gap(r[0], r[1], r[2], r[3], c.from_us(r[4]))
+        return d.dump()
 
 
 def _revision(row: Sequence[Any]) -> RevisionDetails:
     """A revision from the ``_REVISION_COLUMNS`` of its row."""
-    names = [n.strip() for n in _REVISION_COLUMNS.split(",")]
-    values = dict(zip(names, row, strict=True))
-    return c.RevisionParts(
-        arn=values["arn"],
-        table_name=values["table_name"],
-        table_id=values["table_id"],
-        strand_id=values["strand_id"],
-        sequence_no=values["seq"],
-        hash=values["hash"],
-        data=values["data"],
-        data_hash=values["data_hash"],
-        document_id=values["document_id"],
-        version=values["version"],
-        tx_time_us=values["tx_time_us"],
-        tx_id=values["tx_id"],
-        tx_time_form=values["tx_time_form"],
-    ).revision()
+    return c.revision_from(dict(zip(_REVISION_FIELDS, row, strict=True)))
 
 
-def _provenance(origin: str, arrived_us: int | None, raw: bytes, arn: str) -> dict[str, Any]:
-    return {
-        "origin": origin,
-        "arrived_at": c.time_text(c.opt_from_us(arrived_us)),
-        "raw_sha256": c.sha256_hex(raw),
-        "arn": arn,
-    }
-
-
-def _arrival_key(arrived_us: int | None, origin: str, raw_sha: str) -> tuple[int, int, str, str]:
-    return (1, 0, origin, raw_sha) if arrived_us is None else (0, arrived_us, origin, raw_sha)
-
-
-def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield list(items[i : i + _CHUNK])
+def _rows(cur: sqlite3.Cursor, sql: str) -> Iterator[dict[str, Any]]:
+    """The rows of ``sql`` as mappings by column name (for ``c.DumpBuilder``); a ``raw`` column
+    becomes its ``raw_sha256``."""
+    cur.execute(sql)
+    names = [d[0] for d in cur.description]
+    for row in cur.fetchall():
+        values = dict(zip(names, row, strict=True))
+        if "raw" in values:
+            values["raw_sha256"] = c.sha256_hex(values.pop("raw"))
+        yield values
