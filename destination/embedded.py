@@ -17,7 +17,9 @@ Replay (DESIGN.md rule 7):
   index, the table's only index (QLDB never streams index ids, so nothing better is known). Then
   each of the block's revisions is matched to the document its statements wrote (same table,
   equal Ion hash) and the map records it; a revision the statements did not reproduce is a
-  ``ReplayError`` (the replica would diverge).
+  ``ReplayError`` (the replica would diverge). That matching, and the learning of table ids, are
+  ``destination.statement_replay``, shared with the QLDB destination; this module says only where
+  the facts are kept.
 - ``revisions`` mode makes the mapped copy equal each revision: ``INSERT INTO T ?`` (the data as an
   Ion parameter), ``UPDATE T AS t BY pid SET t."f" = ? ... REMOVE t."g" WHERE pid = ?`` or
   ``DELETE FROM T AS t BY pid WHERE pid = ?``; a missing table is created first. A redacted
@@ -33,15 +35,18 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
 
+from destination import port
+from destination.partiql import quote
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
-from journal.errors import CheckpointMismatch, DownConvertedCopy, ReplayError
+from destination.statement_replay import learn_table_ids, map_statement_writes
+from journal.errors import CheckpointMismatch, ReplayError
 from ledger import EmbeddedLedger, LedgerError, StatementError
 from ledger.engine import Transaction
 from ledger.hashing import ion_hash
@@ -64,12 +69,6 @@ CREATE TABLE IF NOT EXISTS settle_table_ids (
     PRIMARY KEY (ledger, source_id));
 """
 INTERNAL_TABLES = ("settle_checkpoint", "settle_id_map", "settle_table_ids")
-
-
-def quote(name: str) -> str:
-    """A PartiQL quoted identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
 
 _PLAIN = frozenset({IonType.STRING, IonType.INT, IonType.BOOL, IonType.BLOB, IonType.CLOB})
 
@@ -124,19 +123,15 @@ class EmbeddedDestination:
         return _read_checkpoint(self._ledger._connection(), ledger, strand_id)
 
     def apply(self, blocks: Sequence[BlockReplay], expected: Checkpoint | None) -> ApplyReport:
-        if not blocks:
-            raise ValueError("apply needs at least one block")
+        ledger, strand = port.strand_of(blocks)
         last = blocks[-1]
-        ledger, strand = last.ledger, last.address.strand_id
-        if any((b.ledger, b.address.strand_id) != (ledger, strand) for b in blocks):
-            raise ValueError("apply takes blocks of one strand")
         report = ApplyReport()
         with self._ledger.atomic() as conn:
             current = _read_checkpoint(conn, ledger, strand)
             if current != expected:
                 raise CheckpointMismatch(
-                    f"checkpoint of {ledger}/{strand} is {_describe(current)}, not the expected "
-                    f"{_describe(expected)}: nothing applied"
+                    f"checkpoint of {ledger}/{strand} is {port.describe(current)}, not the "
+                    f"expected {port.describe(expected)}: nothing applied"
                 )
             learnt: set[tuple[str, str]] = set()
             for block in blocks:
@@ -234,25 +229,33 @@ class EmbeddedDestination:
     def _learn_table_ids(
         self, conn: sqlite3.Connection, block: BlockReplay, learnt: set[tuple[str, str]]
     ) -> None:
-        """Record which destination table each source table id of the block is (``learnt``:
-        the ids recorded already, in this ``apply``)."""
-        for source_id, name in block.table_names:
+        """Record which destination table each source table id of the block is, in
+        ``settle_table_ids`` (``learnt``: the ids known to be recorded, in this ``apply``)."""
+
+        def known(source_id: str) -> bool:
             if (block.ledger, source_id) in learnt:
-                continue
-            known = conn.execute(
+                return True
+            row = conn.execute(
                 "SELECT 1 FROM settle_table_ids WHERE ledger = ? AND source_id = ?",
                 (block.ledger, source_id),
             ).fetchone()
-            if known is not None:
+            if row is not None:
                 learnt.add((block.ledger, source_id))
-                continue
-            dest = self._ledger._active_table_id(conn, name)
-            if dest is not None:
-                conn.execute(
-                    "INSERT INTO settle_table_ids (ledger, source_id, dest_id) VALUES (?, ?, ?)",
-                    (block.ledger, source_id, dest),
-                )
-                learnt.add((block.ledger, source_id))
+            return row is not None
+
+        def record(source_id: str, dest: str) -> None:
+            conn.execute(
+                "INSERT INTO settle_table_ids (ledger, source_id, dest_id) VALUES (?, ?, ?)",
+                (block.ledger, source_id, dest),
+            )
+            learnt.add((block.ledger, source_id))
+
+        learn_table_ids(
+            block.table_names,
+            known=known,
+            active_id=lambda name: self._ledger._active_table_id(conn, name),
+            record=record,
+        )
 
     def _statement(
         self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay, op: StatementOp
@@ -386,69 +389,69 @@ class EmbeddedDestination:
     def _map_statement_writes(
         self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay
     ) -> int:
-        """Match the block's revisions to the documents its statements wrote (same table, equal
-        Ion hash); record the map. A revision the statements did not reproduce is an error."""
+        """Match the block's revisions to the documents its statements wrote and record the map
+        (``statement_replay.map_statement_writes``); the documents written."""
         written = tx.written_hashes()
-        if not block.revisions:
-            return len(written)
-        by_dest = {dest: (table, h) for table, dest, h in written}
-        claimed: set[str] = set()
-        for rev in block.revisions:
-            what = f"revision {rev.document_id} v{rev.version}"
-            row = conn.execute(
-                "SELECT dest_id, down_converted FROM settle_id_map "
-                "WHERE ledger = ? AND source_id = ?",
-                (block.ledger, rev.document_id),
-            ).fetchone()
-            if rev.data is None:
-                want = None
-            else:  # the hash verification computed, when the settler carried it
-                want = rev.data_hash if rev.data_hash is not None else ion_hash(rev.data)
-            if row is not None:
-                dest = str(row[0])
-                claimed.add(dest)
-                got = by_dest.get(dest)
-                if rev.data is None:
-                    if got is not None and got[1] is not None:
-                        raise StatementError(
-                            what, "the source deleted the document, the replayed statements did not"
-                        )
-                    conn.execute(
-                        "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?",
-                        (block.ledger, rev.document_id),
-                    )
-                elif (got is None or got[1] != want) and row[1]:
-                    raise DownConvertedCopy(
-                        block.block_id,
-                        f"{what}: the replica's copy {dest} holds a revision down-converted by a "
-                        "JSON Lines export, so the block's statements cannot reproduce it",
-                    )
-                elif got is None or got[1] != want:
-                    raise StatementError(
-                        what,
-                        f"the replayed statements did not reproduce it in the replica's copy "
-                        f"{dest} (the replica would diverge)",
-                    )
-                continue
-            if want is None:
-                continue  # deleted in the source, never copied here
-            match = next(
-                (
-                    dest
-                    for table, dest, h in written
-                    if table == rev.table_name and dest not in claimed and h == want
-                ),
-                None,
-            )
-            if match is None:
-                raise StatementError(
-                    what,
-                    f"no document written by the replayed statements in {rev.table_name} equals "
-                    "it (the replica would diverge)",
-                )
-            claimed.add(match)
-            self._map(conn, block.ledger, rev.document_id, rev.table_name, match)
+        if block.revisions:
+            map_statement_writes(block, _StatementWrites(self, conn, block, written))
         return len(written)
+
+
+class _StatementWrites:
+    """``statement_replay.StatementWrites`` over one ledger transaction: its written documents
+    with the Ion hash of their new data, and the ``settle_id_map`` rows (with their
+    ``down_converted`` mark)."""
+
+    def __init__(
+        self,
+        destination: EmbeddedDestination,
+        conn: sqlite3.Connection,
+        block: BlockReplay,
+        written: list[tuple[str, str, bytes | None]],
+    ) -> None:
+        self._destination = destination
+        self._conn = conn
+        self._block = block
+        self._written = written
+        self._hashes = {dest: h for _, dest, h in written}
+        self._down_converted: dict[str, bool] = {}
+
+    def copy_of(self, rev: RevisionOp) -> str | None:
+        row = self._conn.execute(
+            "SELECT dest_id, down_converted FROM settle_id_map WHERE ledger = ? AND source_id = ?",
+            (self._block.ledger, rev.document_id),
+        ).fetchone()
+        if row is None:
+            return None
+        self._down_converted[str(row[0])] = bool(row[1])
+        return str(row[0])
+
+    def content(self, dest: str) -> Hashable | None:
+        return self._hashes.get(dest)  # None: deleted, or not written by the statements
+
+    def written(self, table: str) -> Iterator[str]:
+        return (dest for t, dest, _ in self._written if t == table)
+
+    def fingerprint(self, rev: RevisionOp) -> Hashable:
+        # The hash verification computed, when the settler carried it.
+        return rev.data_hash if rev.data_hash is not None else ion_hash(rev.data)
+
+    def down_converted(self, dest: str) -> bool:
+        return self._down_converted.get(dest, False)
+
+    def record(self, rev: RevisionOp, dest: str) -> None:
+        self._destination._map(
+            self._conn, self._block.ledger, rev.document_id, rev.table_name, dest
+        )
+
+    def forget(self, rev: RevisionOp) -> None:
+        self._conn.execute(
+            "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?",
+            (self._block.ledger, rev.document_id),
+        )
+
+    def diverged(self, rev: RevisionOp, why: str) -> Exception:
+        return StatementError(f"revision {rev.document_id} v{rev.version}", why)
 
 
 def _read_checkpoint(conn: sqlite3.Connection, ledger: str, strand_id: str) -> Checkpoint | None:
@@ -463,10 +466,3 @@ def _read_checkpoint(conn: sqlite3.Connection, ledger: str, strand_id: str) -> C
         ledger=ledger, strand_id=strand_id, sequence_no=int(row[0]),
         block_hash=bytes(row[2]), part=None if row[1] is None else int(row[1]),
     )  # fmt: skip
-
-
-def _describe(c: Checkpoint | None) -> str:
-    if c is None:
-        return "none"
-    part = "" if c.part is None else f" part {c.part}"
-    return f"{c.strand_id}/{c.sequence_no}{part} ({c.block_hash.hex()[:12]})"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from destination import port
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
 from journal.errors import CheckpointMismatch, ReplayError, TransientError
 
@@ -57,12 +58,7 @@ class MemoryDestination:
 
     def apply(self, blocks: Sequence[BlockReplay], expected: Checkpoint | None) -> ApplyReport:
         self.apply_calls += 1
-        if not blocks:
-            raise ValueError("apply needs at least one block")
-        last = blocks[-1]
-        key = (last.ledger, last.address.strand_id)
-        if any((b.ledger, b.address.strand_id) != key for b in blocks):
-            raise ValueError("apply takes blocks of one strand")
+        key = port.strand_of(blocks)
         if self._state.checkpoints.get(key) != expected:
             raise CheckpointMismatch(
                 f"checkpoint of {key[0]}/{key[1]} is {self._state.checkpoints.get(key)}, "
@@ -86,7 +82,7 @@ class MemoryDestination:
                 for rev in block.revisions:
                     self._revision(state, block.ledger, rev)
                     report.documents_written += 1
-        state.checkpoints[key] = last.checkpoint()
+        state.checkpoints[key] = blocks[-1].checkpoint()
         self._state = state
         self.executed += executed
         self.applied += [(b.block_id, b.part) for b in blocks]

@@ -132,6 +132,29 @@ class Limits:
     bytes: int | None = None
 
 
+def strand_of(blocks: Sequence[BlockReplay]) -> tuple[str, str]:
+    """The ``(ledger, strand id)`` of the blocks one ``apply`` takes; ``ValueError`` when there
+    are none or they are of more than one strand."""
+    if not blocks:
+        raise ValueError("apply needs at least one block")
+    last = blocks[-1]
+    key = (last.ledger, last.address.strand_id)
+    if any((b.ledger, b.address.strand_id) != key for b in blocks):
+        raise ValueError("apply takes blocks of one strand")
+    return key
+
+
+def describe(checkpoint: Checkpoint | None) -> str:
+    """A checkpoint as a ``CheckpointMismatch`` names it: ``strand/sequence[ part k] (hash)``."""
+    if checkpoint is None:
+        return "none"
+    part = "" if checkpoint.part is None else f" part {checkpoint.part}"
+    return (
+        f"{checkpoint.strand_id}/{checkpoint.sequence_no}{part} "
+        f"({checkpoint.block_hash.hex()[:12]})"
+    )
+
+
 class Destination(Protocol):
     """Port of the replica. Adapters: ``EmbeddedDestination`` (the embedded ledger),
     ``QldbDestination`` (pyqldb), ``PostgresDestination`` (psycopg 3)."""

@@ -43,6 +43,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from destination import port
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
 from journal.errors import CheckpointMismatch, ConfigError, ReplayError, TransientError
 from journal.hashes import adjacent, block_hash, dot, merkle_root
@@ -276,7 +277,8 @@ class PostgresDestination:
                 if stored != expected:
                     raise CheckpointMismatch(
                         f"checkpoint of {first.ledger}/{first.address.strand_id} is "
-                        f"{_show(stored)}, not the expected {_show(expected)}: nothing applied"
+                        f"{port.describe(stored)}, not the expected "
+                        f"{port.describe(expected)}: nothing applied"
                     )
                 report = ApplyReport()
                 group = _Group(tables=self._load_tables(conn))
@@ -744,13 +746,6 @@ def _step_name(step: Any) -> str:
     if not isinstance(name, str):
         raise ValueError(f"index path step {step!r} is not a field name")
     return name
-
-
-def _show(cp: Checkpoint | None) -> str:
-    if cp is None:
-        return "none"
-    part = "" if cp.part is None else f" part {cp.part}"
-    return f"{cp.strand_id}/{cp.sequence_no}{part} ({cp.block_hash.hex()[:12]})"
 
 
 def _redacted(url: str) -> str:

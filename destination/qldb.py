@@ -11,7 +11,7 @@ is a ``CheckpointMismatch``.
 Where things live in the ledger:
 
 - The checkpoint: one document per (ledger, strand) in the internal table
-  ``qldb_settle_checkpoint``.
+  ``qldb_settle_checkpoint`` (its layout: ``destination.qldb_checkpoint``).
 - The source-to-destination document id map: the source document id is kept in a field of the
   destination document (``SOURCE_ID_FIELD``), indexed, not in a table of its own. QLDB limits a
   transaction to 40 documents; a map table would cost a second document for every inserted one
@@ -24,6 +24,10 @@ Where things live in the ledger:
   that changed and ``REMOVE`` for the fields that went away (QLDB has no whole-document
   replacement), so the destination document keeps its id; a deletion is ``DELETE FROM T AS t BY
   pid WHERE pid = ?``.
+
+What replaying by statements means apart from QLDB (learning source table ids, matching a block's
+revisions to the documents its statements wrote) is ``destination.statement_replay``, shared with
+the embedded destination, as is the PartiQL text (``destination.partiql``).
 
 QLDB's limits (40 documents and 4 MB per transaction) are in ``limits``; the settler splits blocks
 under them. botocore 1.40.61 and later no longer have the ``qldb-session`` model: the constructor
@@ -41,20 +45,17 @@ import logging
 import os
 import random
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from amazon.ion import simpleion
 
-from destination.port import (
-    ApplyReport,
-    BlockReplay,
-    Checkpoint,
-    Limits,
-    RevisionOp,
-    StatementOp,
-)
+from destination import port
+from destination.partiql import created_table, dml_table, is_ddl, parse_statement, quote
+from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
+from destination.qldb_checkpoint import CHECKPOINT_TABLE, is_null, read_checkpoint, write_checkpoint
+from destination.statement_replay import learn_table_ids, map_statement_writes
 from journal.canonical import fingerprint
 from journal.errors import (
     CheckpointMismatch,
@@ -67,7 +68,6 @@ from runtime import deadline
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_TABLE = "qldb_settle_checkpoint"
 SOURCE_ID_FIELD = "qldb_settle_source_id"
 INTERNAL_TABLES = frozenset({CHECKPOINT_TABLE})
 QLDB_LIMITS = Limits(documents=40, bytes=4 * 1024 * 1024)
@@ -125,11 +125,6 @@ def _is_loopback(url: str) -> bool:
 def _configured_credentials() -> bool:
     """Whether credentials are configured without asking the instance metadata service."""
     return bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
-
-
-def quote(name: str) -> str:
-    """A PartiQL quoted identifier (case-sensitive, any characters)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _ion_copy(value: Any) -> Any:
@@ -240,19 +235,15 @@ class QldbDestination:
                 return None  # nothing was ever applied (reading creates nothing)
 
         def read(executor: Any) -> Checkpoint | None:
-            found = _read_checkpoint(executor, ledger, strand_id)
+            found = read_checkpoint(executor, ledger, strand_id)
             return found.checkpoint if found else None
 
         result: Checkpoint | None = self._run(read, "reading the checkpoint")
         return result
 
     def apply(self, blocks: Sequence[BlockReplay], expected: Checkpoint | None) -> ApplyReport:
-        if not blocks:
-            raise ValueError("apply needs at least one block")
+        key = port.strand_of(blocks)
         last = blocks[-1]
-        key = (last.ledger, last.address.strand_id)
-        if any((b.ledger, b.address.strand_id) != key for b in blocks):
-            raise ValueError("apply takes blocks of one strand")
         self._ensure_internal()
         self._ensure_tables(blocks)
         new = last.checkpoint()
@@ -262,7 +253,7 @@ class QldbDestination:
         def transaction(executor: Any) -> _Attempt:
             attempt = _Attempt()
             attempts.append(attempt)
-            found = _read_checkpoint(executor, *key)
+            found = read_checkpoint(executor, *key)
             stored = found.checkpoint if found else None
             stored_apply = found.apply_id if found else None
             attempt.table_ids = dict(found.table_ids) if found else {}
@@ -272,13 +263,13 @@ class QldbDestination:
                     attempt.already_applied = True
                     return attempt
                 raise CheckpointMismatch(
-                    f"checkpoint of {key[0]}/{key[1]} is {_show(stored)}, "
-                    f"not the expected {_show(expected)}"
+                    f"checkpoint of {key[0]}/{key[1]} is {port.describe(stored)}, "
+                    f"not the expected {port.describe(expected)}"
                 )
             for block in blocks:
                 self._apply_block(executor, block, attempt)
             attempt.failing = (last.block_id, "writing the checkpoint")
-            _write_checkpoint(executor, new, apply_id, attempt.table_ids, exists=found is not None)
+            write_checkpoint(executor, new, apply_id, attempt.table_ids, exists=found is not None)
             attempt.failing = None
             return attempt
 
@@ -332,7 +323,7 @@ class QldbDestination:
             for row in sorted(rows, key=lambda r: str(r["id"])):
                 doc = row["doc"]
                 source = doc.get(SOURCE_ID_FIELD) if isinstance(doc, Mapping) else None
-                source = None if _is_null(source) else source
+                source = None if is_null(source) else source
                 yield QldbDocument(
                     table=table,
                     id=str(row["id"]),
@@ -413,7 +404,7 @@ class QldbDestination:
         for block in blocks:
             for op in block.ops:
                 if isinstance(op, StatementOp):
-                    name = _created_table(op.text)
+                    name = created_table(op.text)
                     if name is not None:
                         created_here.add(name)
                 elif op.table_name not in created_here and op.table_name not in needed:
@@ -460,15 +451,15 @@ class QldbDestination:
                 text = _translate(executor, block, attempt, op.text)
                 rows = list(executor.execute_statement(text))
                 report.statements += 1
-                if _is_ddl(text):
+                if is_ddl(text):
                     attempt.user_tables = None
-                created = _created_table(op.text)
+                created = created_table(op.text)
                 if created is not None:
                     executor.execute_statement(
                         f"CREATE INDEX ON {quote(created)} ({quote(SOURCE_ID_FIELD)})"
                     )
                     attempt.created.append(created)
-                table = _dml_table(op.text)
+                table = dml_table(op.text)
                 for row in rows:
                     if isinstance(row, Mapping) and "documentId" in row and table is not None:
                         written.append((table, str(row["documentId"])))
@@ -481,7 +472,7 @@ class QldbDestination:
                 report.revisions += 1
         if block.mode == "statements":
             attempt.failing = (block.block_id, "mapping the documents its statements wrote")
-            _map_statement_writes(executor, block, written)
+            map_statement_writes(block, _StatementWrites(executor, block, written))
             report.documents_written += len({pid for _, pid in written})
         _learn_table_ids(executor, block, attempt)
         attempt.failing = None
@@ -501,73 +492,6 @@ def _list_tables(executor: Any) -> dict[str, bool]:
 
 def _rows(executor: Any, statement: str, *params: Any) -> list[Any]:
     return list(executor.execute_statement(statement, *params))
-
-
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    checkpoint: Checkpoint
-    apply_id: str | None
-    table_ids: dict[str, str]
-
-
-def _read_checkpoint(executor: Any, ledger: str, strand_id: str) -> _Stored | None:
-    rows = _rows(
-        executor,
-        f"SELECT * FROM {CHECKPOINT_TABLE} AS c WHERE c.strandId = ? AND c.ledger = ?",
-        strand_id,
-        ledger,
-    )
-    if not rows:
-        return None
-    doc = rows[0]
-    part = doc.get("part")
-    apply_id = doc.get("applyId")
-    ids = doc.get("tableIds")
-    return _Stored(
-        checkpoint=Checkpoint(
-            ledger=str(doc["ledger"]),
-            strand_id=str(doc["strandId"]),
-            sequence_no=int(doc["sequenceNo"]),
-            block_hash=bytes(doc["blockHash"]),
-            part=None if _is_null(part) else int(part),
-        ),
-        apply_id=None if _is_null(apply_id) else str(apply_id),
-        table_ids={str(k): str(v) for k, v in ids.items()} if isinstance(ids, Mapping) else {},
-    )
-
-
-def _is_null(value: Any) -> bool:
-    from amazon.ion.simple_types import IonPyNull
-
-    return value is None or isinstance(value, IonPyNull)
-
-
-def _write_checkpoint(
-    executor: Any, new: Checkpoint, apply_id: str, table_ids: dict[str, str], *, exists: bool
-) -> None:
-    if not exists:
-        doc = {
-            "ledger": new.ledger,
-            "strandId": new.strand_id,
-            "sequenceNo": new.sequence_no,
-            "part": new.part,
-            "blockHash": new.block_hash,
-            "applyId": apply_id,
-            "tableIds": table_ids,
-        }
-        executor.execute_statement(f"INSERT INTO {CHECKPOINT_TABLE} ?", doc)
-        return
-    executor.execute_statement(
-        f"UPDATE {CHECKPOINT_TABLE} AS c SET c.sequenceNo = ?, c.part = ?, c.blockHash = ?, "
-        "c.applyId = ?, c.tableIds = ? WHERE c.strandId = ? AND c.ledger = ?",
-        new.sequence_no,
-        new.part,
-        new.block_hash,
-        apply_id,
-        table_ids,
-        new.strand_id,
-        new.ledger,
-    )
 
 
 def _find_copy(executor: Any, table: str, source_id: str) -> tuple[str, Any] | None:
@@ -641,24 +565,30 @@ def _user_tables(executor: Any, attempt: _Attempt) -> list[Any]:
 def _learn_table_ids(executor: Any, block: BlockReplay, attempt: _Attempt) -> None:
     """Record which replica table each source table id of the block is (while it is active), so
     that ``UNDROP TABLE "id"`` can be translated later."""
-    unknown = [(src, name) for src, name in block.table_names if src not in attempt.table_ids]
-    if not unknown:
-        return
-    active = {
-        str(t["name"]): str(t["tableId"])
-        for t in _user_tables(executor, attempt)
-        if str(t["status"]) == "ACTIVE"
-    }
-    for src, name in unknown:
-        if name in active:
-            attempt.table_ids[src] = active[name]
+
+    def active_id(name: str) -> str | None:
+        return next(
+            (
+                str(t["tableId"])
+                for t in _user_tables(executor, attempt)
+                if str(t["name"]) == name and str(t["status"]) == "ACTIVE"
+            ),
+            None,
+        )
+
+    learn_table_ids(
+        block.table_names,
+        known=attempt.table_ids.__contains__,
+        active_id=active_id,
+        record=attempt.table_ids.__setitem__,
+    )
 
 
 def _translate(executor: Any, block: BlockReplay, attempt: _Attempt, text: str) -> str:
     """A statement naming source table or index ids, with the replica's ids (DESIGN.md rule 7)."""
     from ledger.nodes import DropIndex, UndropTable
 
-    st = _statement(text)
+    st = parse_statement(text)
     if isinstance(st, UndropTable):
         dest = attempt.table_ids.get(st.table_id)
         if dest is None:
@@ -705,98 +635,63 @@ def _translate(executor: Any, block: BlockReplay, attempt: _Attempt, text: str) 
     return text
 
 
-def _is_ddl(text: str) -> bool:
-    from ledger.nodes import CreateIndex, CreateTable, DropIndex, DropTable, UndropTable
+class _StatementWrites:
+    """``statement_replay.StatementWrites`` over one QLDB transaction: the documents its
+    statements wrote (read back by id), and the copies found by their source-id field. QLDB keeps
+    no down-converted mark."""
 
-    return isinstance(
-        _statement(text), CreateTable | CreateIndex | DropTable | DropIndex | UndropTable
-    )
-
-
-def _map_statement_writes(
-    executor: Any, block: BlockReplay, written: Sequence[tuple[str, str]]
-) -> None:
-    """Stamp the source id on the documents a block's statements wrote, matching each revision to
-    a written document of its table with equal data. A revision the statements did not reproduce
-    is a ``ReplayError``: the replica would diverge from the source."""
-    claimed: set[str] = set()
-    docs: dict[str, Any] = {}
-
-    def diverged(rev: RevisionOp, why: str) -> ReplayError:
-        return ReplayError(block.block_id, f"revision {rev.document_id} v{rev.version}: {why}")
-
-    for rev in block.revisions:
-        copy = _find_copy(executor, rev.table_name, rev.document_id)
-        if copy is not None:
-            claimed.add(copy[0])
-            if rev.data is None:
-                raise diverged(rev, "the source deleted the document, the statements did not")
-            if fingerprint(strip_source_id(copy[1])) != fingerprint(rev.data):
-                raise diverged(
-                    rev,
-                    f"the replayed statements did not reproduce it in the replica's copy "
-                    f"{copy[0]} (the replica would diverge)",
-                )
-            continue
-        if rev.data is None:
-            continue  # deleted in the source, never copied here
-        want = fingerprint(rev.data)
-        match = None
+    def __init__(
+        self, executor: Any, block: BlockReplay, written: Sequence[tuple[str, str]]
+    ) -> None:
+        self._executor = executor
+        self._block = block
+        self._written = written
+        self._docs: dict[str, Any] = {}  # destination id -> document (None: gone), as read
+        self._table_of: dict[str, str] = {}
         for table, pid in written:
-            if table != rev.table_name or pid in claimed:
-                continue
-            if pid not in docs:
-                rows = _rows(
-                    executor, f"SELECT VALUE t FROM {quote(table)} AS t BY pid WHERE pid = ?", pid
-                )
-                docs[pid] = rows[0] if rows else None
-            doc = docs[pid]
-            if doc is not None and fingerprint(strip_source_id(doc)) == want:
-                match = pid
-                break
-        if match is None:
-            raise diverged(
-                rev,
-                f"no document written by the replayed statements in {rev.table_name} equals it "
-                "(the replica would diverge)",
+            self._table_of.setdefault(pid, table)
+
+    def copy_of(self, rev: RevisionOp) -> str | None:
+        found = _find_copy(self._executor, rev.table_name, rev.document_id)
+        if found is None:
+            return None
+        self._docs[found[0]] = found[1]
+        return found[0]
+
+    def content(self, dest: str) -> Hashable | None:
+        if dest not in self._docs:
+            table = quote(self._table_of[dest])
+            rows = _rows(
+                self._executor, f"SELECT VALUE t FROM {table} AS t BY pid WHERE pid = ?", dest
             )
-        claimed.add(match)
-        executor.execute_statement(
+            self._docs[dest] = rows[0] if rows else None
+        doc = self._docs[dest]
+        return None if doc is None else fingerprint(strip_source_id(doc))
+
+    def written(self, table: str) -> Iterator[str]:
+        return (pid for t, pid in self._written if t == table)
+
+    def fingerprint(self, rev: RevisionOp) -> Hashable:
+        return fingerprint(rev.data)
+
+    def down_converted(self, dest: str) -> bool:
+        return False
+
+    def record(self, rev: RevisionOp, dest: str) -> None:
+        self._executor.execute_statement(
             f"UPDATE {quote(rev.table_name)} AS t BY pid SET t.{quote(SOURCE_ID_FIELD)} = ? "
             "WHERE pid = ?",
             rev.document_id,
-            match,
+            dest,
         )
 
+    def forget(self, rev: RevisionOp) -> None:
+        pass  # the source id is a field of the copy: it went with it
 
-def _statement(text: str) -> Any:
-    from ledger.errors import ParseError
-    from ledger.parser import parse
-
-    try:
-        return parse(text).statement
-    except ParseError:
-        return None  # the destination itself will refuse it, with its own message
-
-
-def _created_table(text: str) -> str | None:
-    """The table a ``CREATE TABLE`` statement creates, else None."""
-    from ledger.nodes import CreateTable
-
-    st = _statement(text)
-    return st.table if isinstance(st, CreateTable) else None
-
-
-def _dml_table(text: str) -> str | None:
-    """The table an INSERT, UPDATE, DELETE or FROM statement writes, else None."""
-    from ledger.nodes import Delete, InsertMany, InsertValue, Update
-
-    st = _statement(text)
-    if isinstance(st, InsertMany | InsertValue):
-        return st.table
-    if isinstance(st, Update | Delete):
-        return st.source.table
-    return None
+    def diverged(self, rev: RevisionOp, why: str) -> Exception:
+        return ReplayError(
+            self._block.block_id, f"revision {rev.document_id} v{rev.version}: {why}"
+        )
 
 
 def _has_source_index(indexes: Any) -> bool:
@@ -807,10 +702,3 @@ def _has_source_index(indexes: Any) -> bool:
         if SOURCE_ID_FIELD in expr:
             return True
     return False
-
-
-def _show(cp: Checkpoint | None) -> str:
-    if cp is None:
-        return "none"
-    part = "" if cp.part is None else f" part {cp.part}"
-    return f"{cp.strand_id}/{cp.sequence_no}{part} ({cp.block_hash.hex()[:12]})"
