@@ -108,7 +108,7 @@ def child_measure(args: Json) -> Json:
     from buffer.sqlite import SqliteBuffer
     from destination.embedded import EmbeddedDestination
     from ledger.parser import parse
-    from settler.cycle import settle
+    from settler.cycle import SettlePolicy, settle
     from settler.verify import ionhash_available
 
     ionhash_available()  # warm-up: lazy imports every cycle of a running settler has done
@@ -123,7 +123,7 @@ def child_measure(args: Json) -> Json:
                 buffer,
                 destination,
                 now=datetime.fromisoformat(args["now"]),
-                window_seconds=float(args["window"]),
+                policy=SettlePolicy(window_seconds=float(args["window"])),
             )
         peak = peak_rss_kb()
     finally:

@@ -92,7 +92,7 @@ def child_ingest(args: Json) -> Json:
 def child_settle(args: Json) -> Json:
     from destination.embedded import EmbeddedDestination
     from ledger.parser import parse
-    from settler.cycle import settle
+    from settler.cycle import SettlePolicy, settle
     from settler.verify import ionhash_available
 
     ionhash_available()  # warm-up: lazy imports a running settler has done already
@@ -101,7 +101,9 @@ def child_settle(args: Json) -> Json:
     destination = EmbeddedDestination(Path(args["replica"]))
     try:
         with timed() as t:
-            report = settle(buffer, destination, now=NOW, window_seconds=WINDOW_SECONDS)
+            report = settle(
+                buffer, destination, now=NOW, policy=SettlePolicy(window_seconds=WINDOW_SECONDS)
+            )
     finally:
         destination.close()
         buffer.close()

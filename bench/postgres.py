@@ -28,7 +28,7 @@ def child_replay(args: Json) -> Json:
     from destination.embedded import EmbeddedDestination
     from destination.port import Destination
     from destination.postgres import PostgresDestination
-    from settler.cycle import DEFAULT_GROUP_SIZE, settle
+    from settler.cycle import DEFAULT_GROUP_SIZE, SettlePolicy, settle
     from settler.verify import ionhash_available
 
     ionhash_available()
@@ -49,8 +49,7 @@ def child_replay(args: Json) -> Json:
                     buffer,
                     destination,
                     now=datetime.fromisoformat(args["now"]),
-                    window_seconds=WINDOW_SECONDS,
-                    group_size=group,
+                    policy=SettlePolicy(window_seconds=WINDOW_SECONDS, group_size=group),
                 )
         finally:
             destination.close()

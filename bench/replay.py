@@ -145,7 +145,7 @@ def child_replay(args: Json) -> Json:
     from buffer.sqlite import SqliteBuffer
     from destination.embedded import EmbeddedDestination
     from ledger.parser import parse
-    from settler.cycle import DEFAULT_GROUP_SIZE, settle
+    from settler.cycle import DEFAULT_GROUP_SIZE, SettlePolicy, settle
     from settler.verify import ionhash_available
 
     ionhash_available()  # warm-up: lazy imports a running settler has done already
@@ -164,8 +164,7 @@ def child_replay(args: Json) -> Json:
                     buffer,
                     destination,
                     now=datetime.fromisoformat(args["now"]),
-                    window_seconds=WINDOW_SECONDS,
-                    group_size=group,
+                    policy=SettlePolicy(window_seconds=WINDOW_SECONDS, group_size=group),
                 )
             peak = peak_rss_kb()
         finally:

@@ -49,7 +49,7 @@ from handlers.metrics import (
 )
 from journal.errors import LeaseHeld
 from runtime import deadline
-from settler.cycle import DEFAULT_LEASE_SECONDS, settle
+from settler.cycle import DEFAULT_LEASE_SECONDS, SettlePolicy, settle
 from settler.ingest_health import aws_ingest_health
 from settler.report import SettleReport
 
@@ -174,21 +174,24 @@ def _settle(
     window: float,
     context: Any,
 ) -> SettleReport:
+    policy = SettlePolicy(
+        window_seconds=window,
+        early_release=settings.early_release,
+        lease_seconds=lease_seconds_of(context),
+        retention=retention_of(settings),
+    )
     return settle(
         buffer,
         destination,
         now=datetime.now(UTC),
-        window_seconds=window,
-        early_release=settings.early_release,
+        policy=policy,
         deadline=deadline_from(context),
         owner=owner_of(context),
-        lease_seconds=lease_seconds_of(context),
         ingest_health=aws_ingest_health(
             window_seconds=window,
             queue_url=os.environ.get(FAILURE_QUEUE_ENV),
             function_name=os.environ.get(INGEST_FUNCTION_ENV),
         ),
-        retention=retention_of(settings),
     )
 
 

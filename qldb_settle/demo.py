@@ -24,7 +24,7 @@ from ingest.service import IngestReport, ingest_items
 from journal.errors import InputError, TransientError
 from qldb_settle.simulate import SimulationConfig, SimulationResult, simulate
 from qldb_settle.verify import Comparison, compare, documents_of_ledger, documents_of_stream
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 from settler.report import SettleReport, distribution
 
 MARKER = ".qldb-settle-demo"
@@ -151,14 +151,12 @@ def run_demo(
     start = datetime.fromtimestamp(events[0].delivered_ms / 1000, UTC) if events else _now()
     next_cycle = start + schedule
 
+    policy = SettlePolicy(
+        window_seconds=options.window_seconds, early_release=options.early_release
+    )
+
     def cycle(now: datetime) -> SettleReport:
-        r = settle(
-            buffer,
-            destination,
-            now=now,
-            window_seconds=options.window_seconds,
-            early_release=options.early_release,
-        )
+        r = settle(buffer, destination, now=now, policy=policy)
         report.add_cycle(r)
         return r
 

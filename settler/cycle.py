@@ -23,9 +23,12 @@ Then the pending blocks after the checkpoint are taken in ``sequenceNo`` order a
   (``DownConvertedCopy``) is replayed from its revisions instead.
 - **marked** replayed once the destination committed.
 
-Time is injected: ``now`` is the cycle's instant, ``deadline`` a callable the cycle asks before
-each destination transaction. ``faults`` is called with the name of each step (``STEPS``) so a
-test can crash the cycle there.
+What the cycle may do is one value, ``SettlePolicy`` (the window, early release, group and page
+sizes, the lease, retention, content checks, gaps with rejections), built once by each entry point
+from its settings and carried whole; what varies per call is context passed beside it. Time is
+injected: ``now`` is the cycle's instant, ``deadline`` a callable the cycle asks before each
+destination transaction. ``faults`` is called with the name of each step (``STEPS``) so a test can
+crash the cycle there.
 """
 
 from __future__ import annotations
@@ -78,6 +81,46 @@ IngestHealth = Callable[[], str | None]
 Deadline = Callable[[], bool]
 
 
+@dataclass(frozen=True, slots=True)
+class SettlePolicy:
+    """What a settle cycle may do, as configured (the per-call context, ``now``, ``deadline``,
+    ``owner``, ``faults``, ``ingest_health`` and ``clock``, is passed to ``settle`` beside it).
+
+    - ``window_seconds``: a block is settled once its commit time is this old; a gap is passed
+      only by it.
+    - ``early_release``: release the very next block before the window when the hash chain
+      proves it adjacent to the checkpoint.
+    - ``group_size``: at most this many blocks in one destination transaction (and within the
+      destination's limits); ``page_size``: pending blocks read from the buffer per request (each
+      taken as 1 when below it).
+    - ``lease_seconds``: how long the lease outlives a settler that crashed (renewed while the
+      cycle runs).
+    - ``retention``: with it, the statements and revisions of replayed blocks committed longer
+      ago than that are deleted from the buffer at the end of the cycle (block headers stay).
+    - ``check_content``: also check that each revision's data and metadata hash to its revision
+      hash (``settler.verify``; the costliest check, about a millisecond per small revision).
+    - ``allow_gaps_with_rejections``: pass a gap even while the buffer holds unresolved
+      rejected records (which could be the missing block).
+    """
+
+    window_seconds: float
+    early_release: bool = False
+    group_size: int = DEFAULT_GROUP_SIZE
+    page_size: int = DEFAULT_PAGE_SIZE
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    retention: timedelta | None = None
+    check_content: bool = True
+    allow_gaps_with_rejections: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group_size", max(1, self.group_size))
+        object.__setattr__(self, "page_size", max(1, self.page_size))
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(seconds=self.window_seconds)
+
+
 class _Stop(Exception):
     """The line of this strand stops here (held, halted or out of time)."""
 
@@ -124,33 +167,23 @@ class _Cycle:
         destination: Destination,
         *,
         now: datetime,
-        window_seconds: float,
-        early_release: bool,
+        policy: SettlePolicy,
         deadline: Deadline | None,
         owner: str,
-        group_size: int,
-        page_size: int,
-        allow_gaps_with_rejections: bool,
         faults: Faults | None,
-        check_content: bool = True,
         lease: _Lease | None = None,
         ingest_health: IngestHealth | None = None,
     ) -> None:
+        self.policy = policy
         self.lease = lease
         self.ingest_health = ingest_health
         self._impaired: tuple[str | None] | None = None  # asked once per cycle, at the first gap
         self.buffer = buffer
         self.destination = destination
         self.now = now
-        self.window = timedelta(seconds=window_seconds)
-        self.early_release = early_release
         self.deadline = deadline
         self.owner = owner
-        self.group_size = max(1, group_size)
-        self.page_size = max(1, page_size)
-        self.allow_gaps = allow_gaps_with_rejections
         self.fault = faults or (lambda step: None)
-        self.check_content = check_content
         self.report = SettleReport()
         self._unresolved: int | None = None  # asked once per cycle, at the first gap
 
@@ -202,7 +235,7 @@ class _Cycle:
             late: list[Mark] = []
             after = mark if mark is not None else -1
             while after < through:
-                page = self.buffer.pending(ledger, strand_id, after, self.page_size)
+                page = self.buffer.pending(ledger, strand_id, after, self.policy.page_size)
                 if not page:
                     break
                 for b in page:
@@ -295,7 +328,7 @@ class _Cycle:
         after = self._through(st.position)
         while True:
             self._check_deadline(st)
-            page = self.buffer.pending(st.ledger, st.strand_id, after, self.page_size)
+            page = self.buffer.pending(st.ledger, st.strand_id, after, self.policy.page_size)
             self.fault("read")
             if not page:
                 break
@@ -355,13 +388,13 @@ class _Cycle:
             self._resume_parts(st, block)
             return
 
-        settled = s.commit_time + self.window <= self.now
+        settled = s.commit_time + self.policy.window <= self.now
         gap: Gap | None = None
         if pos is not None and seq > pos.sequence_no + 1:
             first, last = pos.sequence_no + 1, seq - 1
             if not settled:
                 self._hold(st, rest)
-            if not self.allow_gaps and self._unresolved_rejections() > 0:
+            if not self.policy.allow_gaps_with_rejections and self._unresolved_rejections() > 0:
                 self._halt(
                     st,
                     f"gap {first}..{last} before block {block.block_id} not passed: the buffer "
@@ -403,7 +436,7 @@ class _Cycle:
         early = False
         if not settled:
             early = (
-                self.early_release
+                self.policy.early_release
                 and pos is not None
                 and pos.part is None
                 and seq == pos.sequence_no + 1
@@ -413,7 +446,7 @@ class _Cycle:
             if not early:
                 self._hold(st, rest)
 
-        result = verify_block(block, pos, check_content=self.check_content)
+        result = verify_block(block, pos, check_content=self.policy.check_content)
         if not result.ok:
             self._quarantine(st, block, result.failure or "verification failed")
         plan = plan_block(block, self.destination.limits, hashed=result.hashed)
@@ -439,7 +472,7 @@ class _Cycle:
         # Gaps do not cut a group: the group's gaps are recorded in one write just before its
         # transaction, and withdrawn again for the blocks a failure leaves unapplied.
         if st.group and (
-            len(st.group) >= self.group_size
+            len(st.group) >= self.policy.group_size
             or not fits([i.plan for i in st.group] + [plan], self.destination.limits)
         ):
             self._flush(st)
@@ -629,7 +662,7 @@ class _Cycle:
                 f"{pos.block_hash.hex()}, but the buffered block's hash is "
                 f"{block.summary.block_hash.hex()}",
             )
-        result = verify_block(block, None, check_content=self.check_content)
+        result = verify_block(block, None, check_content=self.policy.check_content)
         if not result.ok:
             self._quarantine(st, block, result.failure or "verification failed")
         plan = plan_block(block, self.destination.limits, hashed=result.hashed)
@@ -712,36 +745,26 @@ def settle(
     destination: Destination,
     *,
     now: datetime,
-    window_seconds: float,
-    early_release: bool = False,
+    policy: SettlePolicy,
     deadline: Deadline | None = None,
     owner: str = "qldb-settle-settler",
-    group_size: int = DEFAULT_GROUP_SIZE,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    allow_gaps_with_rejections: bool = False,
     faults: Faults | None = None,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    check_content: bool = True,
-    retention: timedelta | None = None,
     clock: Callable[[], float] = time.monotonic,
     ingest_health: IngestHealth | None = None,
 ) -> SettleReport:
-    """Run one settle cycle as of ``now`` (see the module docstring) and report what it did.
-    With ``retention``, the statements and revisions of replayed blocks committed longer ago
-    than that are deleted from the buffer at the end of the cycle (block headers stay).
-    ``check_content`` also checks that each revision's data and metadata hash to its revision
-    hash (``settler.verify``; the costliest check, about a millisecond per small revision).
+    """Run one settle cycle as of ``now`` under ``policy`` (``SettlePolicy``; see the module
+    docstring) and report what it did.
 
     ``owner`` must name this process or invocation (two settlers with one owner would share the
-    lease); ``lease_seconds`` is how long the lease outlives a settler that crashed, renewed while
-    the cycle runs (``clock``: seconds, monotonic). ``ingest_health`` is asked at the first gap
+    lease); the lease, held for ``policy.lease_seconds``, is renewed while the cycle runs
+    (``clock``: seconds, monotonic). ``ingest_health`` is asked at the first gap
     of the cycle: a reason (records still in the ingest's failure queue, an iterator age above
     the window) holds every gap, since the missing blocks may still be on their way.
 
     Raises ``LeaseHeld`` when another settler holds the lease (who and until when), and
     ``TransientError`` when the buffer or destination cannot be reached or the lease was lost
     mid-cycle (nothing is lost: run it again)."""
-    lease = _Lease(buffer, owner, lease_seconds, now, clock)
+    lease = _Lease(buffer, owner, policy.lease_seconds, now, clock)
     lease.acquire()
     fault = faults or (lambda step: None)
     try:
@@ -750,15 +773,10 @@ def settle(
             buffer,
             destination,
             now=now,
-            window_seconds=window_seconds,
-            early_release=early_release,
+            policy=policy,
             deadline=deadline,
             owner=owner,
-            group_size=group_size,
-            page_size=page_size,
-            allow_gaps_with_rejections=allow_gaps_with_rejections,
             faults=fault,
-            check_content=check_content,
             lease=lease,
             ingest_health=ingest_health,
         )
@@ -767,8 +785,8 @@ def settle(
             if cycle.report.deadline_reached:
                 break
         report = cycle.report
-        if retention is not None and not report.deadline_reached:
-            report.purged = buffer.purge_replayed(now - retention)
+        if policy.retention is not None and not report.deadline_reached:
+            report.purged = buffer.purge_replayed(now - policy.retention)
         stats = buffer.stats(now)
         report.late = int(stats.blocks.get("late", 0))
         report.quarantined = int(stats.blocks.get("quarantined", 0))
@@ -781,4 +799,4 @@ def settle(
         buffer.release_lease(owner)
 
 
-__all__ = ["STEPS", "SettleReport", "settle"]
+__all__ = ["STEPS", "SettlePolicy", "SettleReport", "settle"]

@@ -184,20 +184,17 @@ def _cycle(
     now: datetime,
 ) -> SettleReport:
     from compose.settings import retention_of
-    from settler.cycle import settle
+    from settler.cycle import SettlePolicy, settle
 
-    return settle(
-        buffer,
-        destination,
-        now=now,
+    policy = SettlePolicy(
         window_seconds=settings.window_seconds,
         early_release=settings.early_release,
-        owner=_owner(),
         group_size=args.group_size,
         lease_seconds=args.lease_seconds,
         allow_gaps_with_rejections=args.allow_gaps_with_rejections,
         retention=retention_of(settings),
     )
+    return settle(buffer, destination, now=now, policy=policy, owner=_owner())
 
 
 def _start(

@@ -25,7 +25,7 @@ def test_export_then_stream_replays_every_block_once(tmp_path: Path, fmt: str) -
     from destination.embedded import EmbeddedDestination
     from qldb_settle.commands.verify import replica_documents
     from qldb_settle.verify import compare, documents_of_ledger
-    from settler.cycle import settle
+    from settler.cycle import SettlePolicy, settle
 
     led = source_ledger(tmp_path / "source.db")
     blocks = list(led.blocks())
@@ -41,14 +41,18 @@ def test_export_then_stream_replays_every_block_once(tmp_path: Path, fmt: str) -
     assert put.stored["blocks"] == len(blocks) - info["blocks"] and put.duplicates == 0
     dest = EmbeddedDestination(tmp_path / "replica.db")
     try:
-        r = settle(buf, dest, now=START + timedelta(days=400), window_seconds=120)
+        r = settle(
+            buf, dest, now=START + timedelta(days=400), policy=SettlePolicy(window_seconds=120)
+        )
         assert not r.halted, r.halt_reason
         assert r.gaps_passed == 0 and r.quarantined == 0 and r.late == 0
         assert r.blocks == len(blocks)  # each block once: export's, then the stream's
         rows = buf.blocks()
         assert [row.sequence_no for row in rows] == list(range(len(blocks)))
         assert {row.state for row in rows} == {"replayed"}
-        again = settle(buf, dest, now=START + timedelta(days=401), window_seconds=120)
+        again = settle(
+            buf, dest, now=START + timedelta(days=401), policy=SettlePolicy(window_seconds=120)
+        )
         assert again.blocks == 0
         comparison = compare(
             "source", documents_of_ledger(tmp_path / "source.db"), replica_documents(dest)

@@ -17,7 +17,7 @@ from ingest.export.origin import down_converted
 from ingest.export.service import ingest_export
 from ingest.export.store import FolderStore
 from ledger.hashing import ion_hash
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 from settler.verify import REVISION_DOWN_CONVERTED
 
 FAR = START.replace(year=2100)
@@ -35,7 +35,7 @@ def _settle(tmp_path: Path, folder: Path) -> tuple[Any, Any, EmbeddedDestination
     report = ingest_export(buf, FolderStore(folder), LEDGER)
     assert not report.problems, report.problems
     dest = EmbeddedDestination(tmp_path / "r.db")
-    return buf, settle(buf, dest, now=FAR, window_seconds=0), dest
+    return buf, settle(buf, dest, now=FAR, policy=SettlePolicy(window_seconds=0)), dest
 
 
 def _docs(led: Any) -> list[str]:
@@ -194,7 +194,7 @@ def test_a_stream_statement_on_a_down_converted_copy_replays_from_its_revision(
     dest = EmbeddedDestination(tmp_path / "r.db")
     try:
         with caplog.at_level(logging.INFO, logger="settler.cycle"):
-            report = settle(buf, dest, now=FAR, window_seconds=0)
+            report = settle(buf, dest, now=FAR, policy=SettlePolicy(window_seconds=0))
         assert not report.halted, report.halt_reason
         assert report.quarantined == 0 and report.blocks == info["blocks"] + 1
         notes = [r.getMessage() for r in caplog.records]

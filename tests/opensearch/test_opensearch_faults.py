@@ -18,7 +18,7 @@ from destination.embedded import EmbeddedDestination
 from journal.errors import TransientError
 from qldb_settle.commands.verify import replica_documents
 from qldb_settle.verify import compare, documents_of_ledger
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 
 # The shared synthetic records (tests/conftest.py), imported by name for typing.
 from synth import Synth  # isort: skip
@@ -104,7 +104,9 @@ def test_a_settle_cycle_through_faults_replays_every_block_exactly_once(
     transient = 0
     for _ in range(30):
         try:
-            report = settle(buf, destination, now=now, window_seconds=120, group_size=4)
+            report = settle(
+                buf, destination, now=now, policy=SettlePolicy(window_seconds=120, group_size=4)
+            )
         except TransientError:
             transient += 1  # the Lambda fails, EventBridge runs it again
             continue

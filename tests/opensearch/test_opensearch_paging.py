@@ -12,7 +12,7 @@ from opensearch_records import PAGING_STRAND, T0, paging_chain, quick_incoming
 from opensearch_support import OpenBuffer
 
 from destination.embedded import EmbeddedDestination
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 
 BLOCKS, STATEMENTS = 402, 25  # 401 x 25 + 1 = 10,026 statements
 LEDGER = "us-east-1:123456789012:paging"
@@ -48,7 +48,9 @@ def test_more_than_ten_thousand_pending_statements_replay_in_commit_order(
     assert [b.summary.address.sequence_no for b in pending] == list(range(1, BLOCKS + 1))
 
     destination = EmbeddedDestination(tmp_path / "replica.db")
-    report = settle(buf, destination, now=T0 + timedelta(days=1), window_seconds=120)
+    report = settle(
+        buf, destination, now=T0 + timedelta(days=1), policy=SettlePolicy(window_seconds=120)
+    )
     assert not report.halted and report.quarantined == 0
     assert report.blocks == BLOCKS
     checkpoint = destination.checkpoint(LEDGER, PAGING_STRAND)

@@ -18,7 +18,7 @@ from destination.embedded import EmbeddedDestination
 from journal.errors import TransientError
 from qldb_settle.commands.verify import replica_documents
 from qldb_settle.verify import compare, documents_of_ledger
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 
 # The shared synthetic records (tests/conftest.py), imported by name for typing.
 from synth import Synth  # isort: skip
@@ -87,13 +87,17 @@ def test_a_settle_cycle_costs_a_constant_plus_a_few_requests_per_hundred_blocks(
     now = T0 + timedelta(days=1)
 
     since = len(proxy.log)
-    report = settle(buf, destination, now=now, window_seconds=120, group_size=100)
+    report = settle(
+        buf, destination, now=now, policy=SettlePolicy(window_seconds=120, group_size=100)
+    )
     cost = proxy.kinds(since)
     assert report.blocks == blocks and not report.halted
 
     # An idle cycle (nothing to release) costs the per-cycle constant alone.
     since = len(proxy.log)
-    idle = settle(buf, destination, now=now, window_seconds=120, group_size=100)
+    idle = settle(
+        buf, destination, now=now, policy=SettlePolicy(window_seconds=120, group_size=100)
+    )
     constant = proxy.kinds(since)
     assert idle.blocks == 0 and sum(constant.values()) <= CYCLE_CONSTANT, constant
 
@@ -125,11 +129,11 @@ def test_gaps_cost_a_write_per_group_not_requests_per_gap(
     now = T0 + timedelta(days=1)
 
     since = len(proxy.log)
-    report = settle(buf, destination, now=now, window_seconds=120)
+    report = settle(buf, destination, now=now, policy=SettlePolicy(window_seconds=120))
     cost = proxy.kinds(since)
     assert report.blocks == 400 and report.gaps_passed == 99 and not report.halted
     since = len(proxy.log)
-    settle(buf, destination, now=now, window_seconds=120)
+    settle(buf, destination, now=now, policy=SettlePolicy(window_seconds=120))
     constant = sum(proxy.kinds(since).values())
     per_block = (sum(cost.values()) - constant) / report.blocks
     assert per_block <= 0.05, (cost, constant)
@@ -160,7 +164,12 @@ def test_a_fault_between_the_marks_of_one_group_is_repaired_from_the_checkpoint(
     now = T0 + timedelta(days=1)
     fault = proxy.arm("503", path="/_bulk", skip=1, times=10_000)
     with pytest.raises(TransientError):
-        settle(buf, destination, now=now, window_seconds=120, group_size=len(blocks))
+        settle(
+            buf,
+            destination,
+            now=now,
+            policy=SettlePolicy(window_seconds=120, group_size=len(blocks)),
+        )
     assert fault.fired >= 1
     direct = open_buffer()
     marked = {r.sequence_no for r in direct.blocks("replayed")}
@@ -170,7 +179,9 @@ def test_a_fault_between_the_marks_of_one_group_is_repaired_from_the_checkpoint(
     assert (direct.replayed_through(source.ledger, strand) or -1) < blocks[-1]
 
     proxy.disarm()
-    report = settle(buf, destination, now=now, window_seconds=120, group_size=len(blocks))
+    report = settle(
+        buf, destination, now=now, policy=SettlePolicy(window_seconds=120, group_size=len(blocks))
+    )
     assert report.blocks == 0 and report.repaired == len(blocks) - len(marked)
     assert {r.sequence_no for r in direct.blocks("replayed")} == set(blocks)
     assert direct.replayed_through(source.ledger, strand) == blocks[-1]

@@ -24,7 +24,7 @@ from ingest.service import ingest_items
 from journal.errors import TransientError
 from qldb_settle.simulate import SimulationConfig, simulate
 from qldb_settle.verify import compare, documents_of_ledger
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 
 from .conftest import Served
 from .qldb_proxy import LossyProxy
@@ -92,7 +92,11 @@ def test_killed_between_commit_and_answer_the_rerun_leaves_the_replica_equal(
 
             try:
                 report = settle(
-                    buffer, dest, now=FAR, window_seconds=120, group_size=3, faults=fault
+                    buffer,
+                    dest,
+                    now=FAR,
+                    policy=SettlePolicy(window_seconds=120, group_size=3),
+                    faults=fault,
                 )
             except TransientError:
                 lost += 1

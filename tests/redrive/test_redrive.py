@@ -31,7 +31,7 @@ from destination.memory import MemoryDestination
 from journal.errors import TransientError
 from qldb_settle.cli import main
 from qldb_settle.commands import redrive as rd
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 from tests.conftest import Synth
 
 REGION = "eu-west-1"
@@ -252,8 +252,8 @@ def test_ranges_no_longer_in_the_stream_are_reported_and_kept(
             buffer,
             MemoryDestination(),
             now=datetime(2100, 1, 1, tzinfo=UTC),
-            window_seconds=60,
-            check_content=False,  # the synthetic revisions carry made-up hashes
+            # The synthetic revisions carry made-up hashes: no content check.
+            policy=SettlePolicy(window_seconds=60, check_content=False),
         )
     finally:
         buffer.close()

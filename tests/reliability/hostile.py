@@ -24,7 +24,7 @@ from journal.hashes import block_hash
 from journal.records import BlockSummary, RevisionDetails
 from qldb_settle.simulate import SimulationConfig, simulate
 from qldb_settle.verify import compare, documents_of_ledger
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 from settler.report import SettleReport
 
 from .streams import user_records
@@ -236,7 +236,9 @@ class Pipeline:
         )
 
     def settle(self) -> SettleReport:
-        return settle(self.buffer, self.destination, now=FAR_FUTURE, window_seconds=0)
+        return settle(
+            self.buffer, self.destination, now=FAR_FUTURE, policy=SettlePolicy(window_seconds=0)
+        )
 
     def documents(self) -> list[tuple[str, Any]]:
         return [(table, data) for table, _id, data in self.destination.documents()]

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def _clock_from(start: datetime) -> type[datetime]:
 def main(argv: list[str]) -> int:
     budget_ms, result_path = int(argv[0]), Path(argv[1])
     from handlers import settler as handler
+    from settler.cycle import SettlePolicy
 
     fired: list[float] = []
     started = time.monotonic()
@@ -89,7 +91,11 @@ def main(argv: list[str]) -> int:
     # Small destination transactions, as the campaign's other settles use, so that the deadline
     # (asked before each transaction) can fall inside a cycle of a few dozen blocks.
     settle = getattr(handler, "settle")  # noqa: B009 - replaced below
-    setattr(handler, "settle", lambda *a, **kw: settle(*a, **{"group_size": GROUP_SIZE, **kw}))  # noqa: B010
+
+    def small_groups(*a: Any, policy: SettlePolicy, **kw: Any) -> Any:
+        return settle(*a, policy=replace(policy, group_size=GROUP_SIZE), **kw)
+
+    setattr(handler, "settle", small_groups)  # noqa: B010
     answer = handler.handler(
         {"source": "aws.events", "detail-type": "Scheduled Event"}, CountdownContext(budget_ms)
     )

@@ -21,7 +21,7 @@ from buffer.sqlite import SqliteBuffer
 from destination.memory import MemoryDestination
 from destination.port import Limits
 from journal.canonical import fingerprint
-from settler.cycle import STEPS, settle
+from settler.cycle import STEPS, SettlePolicy, settle
 
 WINDOW = 30.0
 
@@ -121,12 +121,10 @@ def _run(
     buffer = SqliteBuffer(tmp / "buffer.db")
     dest = _destination(kind, tmp)
     now = blocks[-1].commit
+    policy = SettlePolicy(window_seconds=0, group_size=2, page_size=3)
     for _ in range(2):  # the first cycle may be killed; the second must finish the work
         try:
-            settle(
-                buffer, dest, now=now, window_seconds=0, group_size=2, faults=faults,
-                page_size=3,
-            )  # fmt: skip
+            settle(buffer, dest, now=now, policy=policy, faults=faults)
         except Crash:
             faults = None
     return buffer, dest

@@ -8,6 +8,7 @@ end-to-end tests replay into the embedded ledger.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,11 +18,12 @@ from buffer.port import Gap, Rejection, SettlingBuffer
 from destination.memory import MemoryDestination
 from destination.port import Checkpoint, Limits
 from journal.errors import LeaseHeld, TransientError
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 from settler.operator import resolve, set_start
 from settler.report import JSON_KEYS, SettleReport
 
 WINDOW = 60.0
+POLICY = SettlePolicy(window_seconds=WINDOW)
 
 
 def _doc(n: int) -> str:
@@ -36,9 +38,13 @@ def _insert(chain: Chain, n: int, **kw: object) -> Built:
 
 
 def _settle(
-    buffer: SettlingBuffer, dest: MemoryDestination, now: datetime, **kw: object
+    buffer: SettlingBuffer,
+    dest: MemoryDestination,
+    now: datetime,
+    policy: SettlePolicy = POLICY,
+    **context: object,
 ) -> SettleReport:
-    return settle(buffer, dest, now=now, window_seconds=WINDOW, **kw)  # type: ignore[arg-type]
+    return settle(buffer, dest, now=now, policy=policy, **context)  # type: ignore[arg-type]
 
 
 def _states(buffer: SettlingBuffer) -> dict[int, str]:
@@ -84,9 +90,9 @@ def test_early_release_takes_the_next_block_by_chain_proof(buffer: SettlingBuffe
     put(buffer, b1, b2, b3)
     dest = MemoryDestination()
     # Without a checkpoint nothing proves the first block is next: it waits for the window.
-    report = _settle(buffer, dest, b2.commit, early_release=True)
+    report = _settle(buffer, dest, b2.commit, replace(POLICY, early_release=True))
     assert report.blocks == 0 and report.early_released == 0
-    report = _settle(buffer, dest, _after(b1), early_release=True)
+    report = _settle(buffer, dest, _after(b1), replace(POLICY, early_release=True))
     # b1 by the window, b2 at once by the chain; b3 follows a gap: only the window passes it.
     assert (report.blocks, report.early_released, report.held_by_window) == (2, 1, 1)
     # Early release off: the same state holds b3 likewise.
@@ -106,7 +112,7 @@ def test_early_release_after_an_operator_start(buffer: SettlingBuffer) -> None:
         block_hash=b0.summary.block_hash,
     )
     set_start(dest, start)
-    report = _settle(buffer, dest, b1.commit, early_release=True)
+    report = _settle(buffer, dest, b1.commit, replace(POLICY, early_release=True))
     assert (report.blocks, report.early_released) == (1, 1)
 
 
@@ -147,7 +153,7 @@ def test_a_gap_is_not_passed_while_rejected_records_are_unresolved(
     assert report.blocks == 1 and report.gaps_passed == 0
     assert report.halted and "rejected" in (report.halt_reason or "")
     assert buffer.gaps() == []
-    report = _settle(buffer, dest, _after(b3), allow_gaps_with_rejections=True)
+    report = _settle(buffer, dest, _after(b3), replace(POLICY, allow_gaps_with_rejections=True))
     assert (report.blocks, report.gaps_passed) == (1, 1)
 
 
@@ -274,7 +280,7 @@ def test_several_blocks_share_one_destination_transaction(buffer: SettlingBuffer
     blocks = [_insert(chain, n) for n in range(1, 8)]
     put(buffer, *blocks)
     dest = MemoryDestination()
-    report = _settle(buffer, dest, _after(blocks[-1]), group_size=3)
+    report = _settle(buffer, dest, _after(blocks[-1]), replace(POLICY, group_size=3))
     assert report.blocks == 7 and dest.apply_calls == 3
 
 
@@ -358,9 +364,8 @@ def test_the_lease_is_renewed_as_the_cycle_runs_and_a_lost_lease_stops_its_write
 
     buffer.acquire_lease = spy  # type: ignore[method-assign]
     dest = MemoryDestination()
-    report = _settle(
-        buffer, dest, now, owner="me", lease_seconds=120, group_size=2, clock=lambda: next(ticks)
-    )
+    policy = replace(POLICY, lease_seconds=120, group_size=2)
+    report = _settle(buffer, dest, now, policy, owner="me", clock=lambda: next(ticks))
     assert report.blocks == 6
     # Taken at now; before each of the three destination transactions (at 25, 50 and 75 s) it is
     # renewed once a third of it (40 s) has passed since the last renewal: at 50 s only, as of
@@ -382,10 +387,8 @@ def test_the_lease_is_renewed_as_the_cycle_runs_and_a_lost_lease_stops_its_write
 
     buffer.acquire_lease = stolen  # type: ignore[method-assign]
     with pytest.raises(TransientError, match="thief took it"):
-        _settle(
-            buffer, dest, later, owner="me", lease_seconds=30, group_size=2,
-            clock=lambda: next(ticks),
-        )  # fmt: skip
+        policy = replace(POLICY, lease_seconds=30, group_size=2)
+        _settle(buffer, dest, later, policy, owner="me", clock=lambda: next(ticks))
     assert _states(buffer)[7] == "pending" and len(dest.documents()) == 6
 
 
@@ -401,7 +404,9 @@ def test_the_cycle_stops_at_the_deadline_and_the_next_goes_on(buffer: SettlingBu
         calls += 1
         return calls > 3
 
-    report = _settle(buffer, dest, _after(blocks[-1]), group_size=1, deadline=deadline)
+    report = _settle(
+        buffer, dest, _after(blocks[-1]), replace(POLICY, group_size=1), deadline=deadline
+    )
     assert report.deadline_reached and 0 < report.blocks < 5
     rest = _settle(buffer, dest, _after(blocks[-1]))
     assert report.blocks + rest.blocks == 5
@@ -429,7 +434,7 @@ def test_retention_purges_replayed_blocks_older_than_the_age_and_keeps_headers(
     put(buffer, old, young)
     dest = MemoryDestination()
     now = _after(young)
-    report = _settle(buffer, dest, now, retention=timedelta(days=2))
+    report = _settle(buffer, dest, now, replace(POLICY, retention=timedelta(days=2)))
     assert report.blocks == 2
     assert report.purged == 1  # only the block committed more than two days before `now`
     rows = {r.sequence_no: r for r in buffer.blocks()}
@@ -439,7 +444,7 @@ def test_retention_purges_replayed_blocks_older_than_the_age_and_keeps_headers(
     report_again = buffer.put(list(old.incoming()))
     assert report_again.duplicates == report_again.records
     assert sum(report_again.stored.values()) == 0
-    assert _settle(buffer, dest, now, retention=timedelta(days=2)).blocks == 0
+    assert _settle(buffer, dest, now, replace(POLICY, retention=timedelta(days=2))).blocks == 0
 
 
 def test_without_retention_nothing_is_purged(buffer: SettlingBuffer) -> None:

@@ -12,7 +12,7 @@ from settler_blocks import Chain, Rev, put
 
 from buffer.port import SettlingBuffer
 from destination.memory import MemoryDestination
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 from settler.ingest_health import aws_ingest_health
 
 
@@ -37,13 +37,17 @@ def test_a_gap_waits_while_the_ingest_is_impaired_and_passes_once_it_is_not(
         return "3 failed batch(es) wait in the ingest's failure queue"
 
     dest = MemoryDestination()
-    held = settle(buffer, dest, now=now, window_seconds=60, ingest_health=impaired)
+    held = settle(
+        buffer, dest, now=now, policy=SettlePolicy(window_seconds=60), ingest_health=impaired
+    )
     assert held.blocks == 1 and held.gaps_passed == 0 and held.halted
     assert held.gap_held == "3 failed batch(es) wait in the ingest's failure queue"
     assert "not passed while the ingest is impaired: 3 failed batch" in (held.halt_reason or "")
     assert list(buffer.gaps()) == [] and asked == [1]
 
-    passed = settle(buffer, dest, now=now, window_seconds=60, ingest_health=lambda: None)
+    passed = settle(
+        buffer, dest, now=now, policy=SettlePolicy(window_seconds=60), ingest_health=lambda: None
+    )
     assert passed.blocks == 1 and passed.gaps_passed == 1 and passed.gap_held is None
 
 
@@ -59,7 +63,7 @@ def test_a_cycle_without_a_gap_does_not_ask(buffer: SettlingBuffer) -> None:
         buffer,
         MemoryDestination(),
         now=block.commit + timedelta(seconds=61),
-        window_seconds=60,
+        policy=SettlePolicy(window_seconds=60),
         ingest_health=never,
     )
     assert report.blocks == 1

@@ -12,7 +12,7 @@ from settler_blocks import STRAND, T0, Built, Chain, Rev, put
 
 from buffer.port import BlockRow, SettlingBuffer
 from destination.embedded import EmbeddedDestination
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 from settler.operator import Action, resolve
 from settler.report import LATE_LISTED, SettleReport, human_duration, late_blocks_hint
 
@@ -20,7 +20,7 @@ WINDOW = 2.0
 
 
 def _cycle(buffer: SettlingBuffer, dest: EmbeddedDestination, now: datetime) -> SettleReport:
-    return settle(buffer, dest, now=now, window_seconds=WINDOW)
+    return settle(buffer, dest, now=now, policy=SettlePolicy(window_seconds=WINDOW))
 
 
 def _states(buffer: SettlingBuffer) -> dict[int, str]:

@@ -12,7 +12,7 @@ from settler_blocks import T0, Built, Chain, Rev, put, with_statement_text
 from buffer.port import SettlingBuffer
 from destination.memory import MemoryDestination
 from journal.errors import InputError, LeaseHeld
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 from settler.operator import find_block, resolve
 
 LATER = T0 + timedelta(days=1)
@@ -34,7 +34,7 @@ def _row(buffer: SettlingBuffer, seq: int) -> tuple[str, str | None, str | None]
 
 
 def _cycle(buffer: SettlingBuffer, dest: MemoryDestination) -> int:
-    return settle(buffer, dest, now=LATER, window_seconds=60).blocks
+    return settle(buffer, dest, now=LATER, policy=SettlePolicy(window_seconds=60)).blocks
 
 
 def test_retry_puts_a_quarantined_block_back_in_line(buffer: SettlingBuffer) -> None:
@@ -102,7 +102,9 @@ def test_skip_over_missing_sequence_numbers_records_them_as_a_gap(
     b4 = _insert(chain, 4, skip=2)
     put(buffer, b1, b4)
     dest = MemoryDestination()
-    settle(buffer, dest, now=b1.commit + timedelta(seconds=60), window_seconds=60)
+    settle(
+        buffer, dest, now=b1.commit + timedelta(seconds=60), policy=SettlePolicy(window_seconds=60)
+    )
     done = resolve(
         buffer, dest, find_block(buffer, "4"), "skip", reason="not wanted", actor="bo", now=LATER
     )

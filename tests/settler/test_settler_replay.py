@@ -30,7 +30,7 @@ from buffer.sqlite import SqliteBuffer
 from destination.embedded import EmbeddedDestination
 from journal.canonical import fingerprint
 from journal.records import RevisionDetails
-from settler.cycle import settle
+from settler.cycle import SettlePolicy, settle
 
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -56,7 +56,7 @@ def test_the_real_aggregated_events_replay_through_revisions(tmp_path: Path, nam
     ingested = ingest_paths(buffer, [fixture(name)])
     assert ingested.put.stored["blocks"] == 1 and ingested.put.stored["revisions"] == 1
     dest = EmbeddedDestination(tmp_path / "replica.db")
-    report = settle(buffer, dest, now=FAR_FUTURE, window_seconds=120)
+    report = settle(buffer, dest, now=FAR_FUTURE, policy=SettlePolicy(window_seconds=120))
     assert not report.halted
     assert report.to_json()["replayed"] == {"blocks": 1, "statements": 0, "revisions": 1}
     assert report.to_json()["digests"] == {"verified": 0, "unverified": 3}
@@ -85,7 +85,7 @@ def test_the_real_literal_sample_replays_as_a_statement(tmp_path: Path) -> None:
     # The sample is block 3 of its ledger: the replica holds the source's state before it (the
     # Person table its earlier blocks created), as an operator would restore it.
     dest.ledger.execute("CREATE TABLE Person")
-    report = settle(buffer, dest, now=FAR_FUTURE, window_seconds=120)
+    report = settle(buffer, dest, now=FAR_FUTURE, policy=SettlePolicy(window_seconds=120))
     assert report.to_json()["replayed"] == {"blocks": 1, "statements": 1, "revisions": 0}
     assert report.to_json()["digests"] == {"verified": 1, "unverified": 0}
     # The replica ran the source's statement text itself (its own journal shows it) ...
@@ -103,7 +103,7 @@ def test_the_dmv_collage_is_quarantined_not_replayed(tmp_path: Path) -> None:
     buffer = SqliteBuffer(tmp_path / "buffer.db")
     buffer.put([to_incoming(v) for v in dmv_values(collage=True)])
     dest = EmbeddedDestination(tmp_path / "replica.db")
-    report = settle(buffer, dest, now=FAR_FUTURE, window_seconds=120)
+    report = settle(buffer, dest, now=FAR_FUTURE, policy=SettlePolicy(window_seconds=120))
     assert report.halted and report.quarantined == 1 and report.blocks == 0
     assert list(dest.documents()) == []
     buffer.close()
@@ -156,9 +156,13 @@ def test_random_overlapping_workloads_arriving_in_any_order_replay_exactly(
             batch = arrivals[i : i + n]
             i += n
             buffer.put([item for _, item in batch])
-            report = settle(buffer, dest, now=batch[-1][0], window_seconds=window_ms / 1000)
+            report = settle(
+                buffer, dest, now=batch[-1][0], policy=SettlePolicy(window_seconds=window_ms / 1000)
+            )
             assert not report.halted, report.halt_reason
-        final = settle(buffer, dest, now=FAR_FUTURE, window_seconds=window_ms / 1000)
+        final = settle(
+            buffer, dest, now=FAR_FUTURE, policy=SettlePolicy(window_seconds=window_ms / 1000)
+        )
         assert not final.halted and final.late == 0 and final.quarantined == 0
         assert final.gaps_passed == 0
         assert _replica(dest) == expected
@@ -193,7 +197,7 @@ def test_replay_in_start_time_order_diverges_where_commit_order_does_not(tmp_pat
     rng.shuffle(items)
     buffer.put(items)
     dest = EmbeddedDestination(tmp_path / "replica.db")
-    settle(buffer, dest, now=FAR_FUTURE, window_seconds=120)
+    settle(buffer, dest, now=FAR_FUTURE, policy=SettlePolicy(window_seconds=120))
     assert _replica(dest) == expected
     dest.close()
 
