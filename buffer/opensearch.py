@@ -67,6 +67,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from buffer import _common as c
+from buffer import put_policy as policy
 from buffer.opensearch_client import Client, Endpoint, OpenSearchError, RetryPolicy, connect
 from buffer.opensearch_schema import SCHEMA_VERSION, IndexSettings, Indices, template
 from buffer.port import (
@@ -656,29 +657,26 @@ class OpenSearchBuffer:
     ) -> None:
         report = plan.count(summary.block_id)
         current = s.current
-        if current is None:
-            mark, gaps = strands[(summary.ledger, summary.address.strand_id)]
-            late = c.is_late(summary.address.sequence_no, mark, gaps)
-            state: BlockState = "late" if late else "pending"
-            s.plan_create(self._header_source(item, summary, state, plan.write_id))
-            plan.statements_of[summary.block_id] = "write"
-            plan.settled_as_stored_content(c.conflict_of(item, summary.block_id), summary.block_id)
-            if late:
-                report.late += 1
-            else:
-                report.stored["blocks"] += 1
-                report.stored["statements"] += len(summary.statements)
-            return
-        outcome = c.classify_copy(
-            stored_fingerprint=current["fingerprint"],
-            stored_key=_stored_key(current),
-            fingerprint=item.fingerprint,
-            key=c.incoming_key(item),
-            replaceable=current["state"] == "pending" and not current.get("purged"),
+        block_id = summary.block_id
+        d = policy.decide_summary(
+            item,
+            summary,
+            None if current is None else self._stored(s, current),
+            state=None if current is None else current["state"],
+            purged=current is not None and bool(current.get("purged")),
+            strand=lambda: strands[(summary.ledger, summary.address.strand_id)],
         )
-        if outcome.startswith("duplicate"):
-            plan.settled_as_stored_content(c.conflict_of(item, summary.block_id), summary.block_id)
-            wanted = (f"{summary.block_id}/{n}" for n in range(len(summary.statements)))
+        d.count(report, "blocks", len(summary.statements))
+        if d.verdict in ("stored", "late"):
+            state: BlockState = "late" if d.verdict == "late" else "pending"
+            s.plan_create(self._header_source(item, summary, state, plan.write_id))
+            plan.statements_of[block_id] = "write"
+            plan.settled_as_stored_content(c.conflict_of(item, block_id), block_id)
+            return
+        assert current is not None
+        if d.verdict.startswith("duplicate"):
+            plan.settled_as_stored_content(c.conflict_of(item, block_id), block_id)
+            wanted = (f"{block_id}/{n}" for n in range(len(summary.statements)))
             if (
                 s.source is None
                 and s.stored is not None
@@ -687,11 +685,8 @@ class OpenSearchBuffer:
             ):
                 # A put that died between its header and its statements (one bulk, not
                 # atomic): this re-delivery writes them from the stored header.
-                plan.heal.add(summary.block_id)
-        if outcome == "duplicate":
-            report.duplicates += 1
-        elif outcome == "duplicate-earlier":
-            report.duplicates += 1
+                plan.heal.add(block_id)
+        if d.verdict == "duplicate-earlier":
             s.plan_update(
                 {
                     **_provenance(item, summary.stream.arn, plan.write_id),
@@ -699,24 +694,30 @@ class OpenSearchBuffer:
                     "delay_ms": c.delay_ms(item.arrived_at, summary.commit_time),
                 }
             )
-            plan.statements_of.setdefault(summary.block_id, "kinds")
-        elif outcome == "conflict":
-            report.conflicts += 1
-            plan.conflicted(summary.block_id, s)
-            plan.reject(c.conflict_of(item, summary.block_id), summary.block_id, summary.block_id)
-        else:  # conflict-earlier: this copy came first; the stored one becomes the rejection
-            report.conflicts += 1
-            displaced = c.conflict_rejection(
-                record_id=summary.block_id,
-                fingerprint=current["fingerprint"],
-                raw=self._raw_of(s),
-                origin=current["origin"],
-                arrived_at=c.opt_from_us(current.get("arrived_us")),
-            )
+            plan.statements_of.setdefault(block_id, "kinds")
+        elif d.verdict == "conflict":
+            plan.conflicted(block_id, s)
+        elif d.verdict == "conflict-earlier":  # the stored copy becomes the rejection
             s.plan_create(self._header_source(item, summary, "pending", plan.write_id))
-            plan.statements_of[summary.block_id] = "write"
-            plan.reject(displaced, summary.block_id, summary.block_id)
-            plan.forget_conflict(c.conflict_of(item, summary.block_id), summary.block_id)
+            plan.statements_of[block_id] = "write"
+        self._plan_rejections(plan, d, block_id)
+
+    @staticmethod
+    def _plan_rejections(plan: _Plan, d: policy.Decision, record_id: str) -> None:
+        if d.keep is not None:
+            plan.reject(d.keep, d.block, record_id)
+        if d.forget is not None:
+            plan.forget_conflict(d.forget, record_id)
+
+    def _stored(self, s: _Slot, current: Mapping[str, Any]) -> policy.StoredCopy:
+        """The copy a slot holds, as the put policy compares it."""
+        return policy.StoredCopy(
+            fingerprint=current["fingerprint"],
+            key=_stored_key(current),
+            origin=current["origin"],
+            arrived_us=current.get("arrived_us"),
+            raw=lambda: self._raw_of(s),
+        )
 
     def _raw_of(self, s: _Slot) -> bytes:
         """The raw bytes of the copy a slot holds (planned, or fetched: reads skip ``raw``)."""
@@ -768,67 +769,45 @@ class OpenSearchBuffer:
         report = plan.count(rev.record_id)
         header = header_slot.current
         current = s.current
-        if current is None:
-            if header is not None and header.get("purged"):
-                # Its block was purged (retention): the summary still names the revision.
-                summary = c.summary_from_body(header["summary"], header["arn"])
-                if c.user_revision_hashes(summary).get(rev.document_id) == rev.hash:
-                    report.duplicates += 1
-                    return
-            mark, gaps = strands[(rev.ledger, rev.address.strand_id)]
-            pending = header is not None and header["state"] == "pending"
-            late = not pending and c.is_late(rev.address.sequence_no, mark, gaps)
-            s.plan_create(self._revision_source(item, rev, late, plan.write_id))
-            plan.settled_as_stored_content(c.conflict_of(item, rev.record_id), rev.record_id)
-            if late:
-                report.late += 1
+        stored_block: str | None = None
+        stored_header = None
+        if current is not None:
+            stored_block = current["block_id"]
+            if stored_block == rev.block_id:
+                stored_header = header
             else:
-                report.stored["revisions"] += 1
-            return
-        stored_block = current["block_id"]
-        if stored_block == rev.block_id:
-            stored_header = header
-        else:
-            other = plan.slots.get((self.indices.blocks, stored_block))
-            if other is not None:
-                stored_header = other.current
-            else:
-                hit = headers.get(stored_block)
-                stored_header = None if hit is None else hit["_source"]
-
-        def open_(h: Mapping[str, Any] | None) -> bool:
-            return h is None or (h["state"] == "pending" and not h.get("purged"))
-
-        outcome = c.classify_copy(
-            stored_fingerprint=current["fingerprint"],
-            stored_key=_stored_key(current),
-            fingerprint=item.fingerprint,
-            key=c.incoming_key(item),
-            replaceable=not current["late"] and open_(stored_header) and open_(header),
+                other = plan.slots.get((self.indices.blocks, stored_block))
+                if other is not None:
+                    stored_header = other.current
+                else:
+                    hit = headers.get(stored_block)
+                    stored_header = None if hit is None else hit["_source"]
+        d = policy.decide_revision(
+            item,
+            rev,
+            None if current is None else self._stored(s, current),
+            stored_late=current is not None and bool(current["late"]),
+            stored_block=stored_block,
+            header=_header(header),
+            stored_header=_header(stored_header),
+            strand=lambda: strands[(rev.ledger, rev.address.strand_id)],
         )
-        if outcome.startswith("duplicate"):
+        d.count(report, "revisions")
+        if d.verdict == "purged-duplicate":
+            return
+        if d.verdict in ("stored", "late"):
+            s.plan_create(self._revision_source(item, rev, d.verdict == "late", plan.write_id))
             plan.settled_as_stored_content(c.conflict_of(item, rev.record_id), rev.record_id)
-        if outcome == "duplicate":
-            report.duplicates += 1
-        elif outcome == "duplicate-earlier":
-            report.duplicates += 1
+            return
+        if d.verdict.startswith("duplicate"):
+            plan.settled_as_stored_content(c.conflict_of(item, rev.record_id), rev.record_id)
+        if d.verdict == "duplicate-earlier":
             s.plan_update(_provenance(item, rev.stream.arn, plan.write_id))
-        elif outcome == "conflict":
-            report.conflicts += 1
+        elif d.verdict == "conflict":
             plan.conflicted(rev.record_id, s)
-            plan.reject(c.conflict_of(item, rev.record_id), rev.block_id, rev.record_id)
-        else:
-            report.conflicts += 1
-            displaced = c.conflict_rejection(
-                record_id=rev.record_id,
-                fingerprint=current["fingerprint"],
-                raw=self._raw_of(s),
-                origin=current["origin"],
-                arrived_at=c.opt_from_us(current.get("arrived_us")),
-            )
+        elif d.verdict == "conflict-earlier":
             s.plan_create(self._revision_source(item, rev, False, plan.write_id))
-            plan.reject(displaced, stored_block, rev.record_id)
-            plan.forget_conflict(c.conflict_of(item, rev.record_id), rev.record_id)
+        self._plan_rejections(plan, d, rev.record_id)
 
     def _plan_control(self, plan: _Plan, s: _Slot, item: Incoming, control: ControlRecord) -> None:
         report = plan.count(control.record_id)
@@ -839,43 +818,26 @@ class OpenSearchBuffer:
             "control_type": control.control_type,
         }
         current = s.current
-        if current is None:
+        d = policy.decide_control(
+            item, control, None if current is None else self._stored(s, current)
+        )
+        d.count(report, "control")
+        if d.verdict == "stored":
             s.plan_create(source)
             plan.settled_as_stored_content(
                 c.conflict_of(item, control.record_id), control.record_id
             )
-            report.stored["control"] += 1
             return
-        outcome = c.classify_copy(
-            stored_fingerprint=current["fingerprint"],
-            stored_key=_stored_key(current),
-            fingerprint=item.fingerprint,
-            key=c.incoming_key(item),
-            replaceable=True,
-        )
-        if outcome.startswith("duplicate"):
-            report.duplicates += 1
+        if d.verdict.startswith("duplicate"):
             plan.settled_as_stored_content(
                 c.conflict_of(item, control.record_id), control.record_id
             )
-        else:
-            report.conflicts += 1
-        if outcome == "conflict":
+        elif d.verdict == "conflict":
             plan.conflicted(control.record_id, s)
-            plan.reject(c.conflict_of(item, control.record_id), None, control.record_id)
-        elif outcome == "conflict-earlier":
-            displaced = c.conflict_rejection(
-                record_id=control.record_id,
-                fingerprint=current["fingerprint"],
-                raw=self._raw_of(s),
-                origin=current["origin"],
-                arrived_at=c.opt_from_us(current.get("arrived_us")),
-            )
-            plan.reject(displaced, None, control.record_id)
-            plan.forget_conflict(c.conflict_of(item, control.record_id), control.record_id)
-        if outcome == "duplicate-earlier":
+        self._plan_rejections(plan, d, control.record_id)
+        if d.verdict == "duplicate-earlier":
             s.plan_update(_provenance(item, control.stream.arn, plan.write_id))
-        elif outcome == "conflict-earlier":
+        elif d.verdict == "conflict-earlier":
             s.plan_update(source)
 
     def _write_plan(self, plan: _Plan) -> set[str]:
@@ -1943,6 +1905,18 @@ def _revision(src: Mapping[str, Any]) -> RevisionDetails:
             "tx_time_us": r["tx_time_us"],
             "tx_id": r["tx_id"],
         }
+    )
+
+
+def _header(h: Mapping[str, Any] | None) -> policy.Header | None:
+    """A block header document as the put policy reads it."""
+    if h is None:
+        return None
+    return policy.Header(
+        state=h["state"],
+        purged=bool(h.get("purged")),
+        body=h.get("summary") or {},
+        arn=h.get("arn") or "",
     )
 
 

@@ -35,6 +35,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from buffer import _common as c
+from buffer import put_policy as policy
 from buffer.port import (
     BLOCK_STATES,
     BlockRow,
@@ -384,34 +385,24 @@ class SqliteBuffer:
             "updated_us, actor FROM blocks WHERE block_id = ?",
             (summary.block_id,),
         ).fetchone()
-        if row is None:
-            mark, gaps = self._strand(cur, batch, summary.ledger, summary.address.strand_id)
-            late = c.is_late(summary.address.sequence_no, mark, gaps)
-            state: BlockState = "late" if late else "pending"
+        d = policy.decide_summary(
+            item,
+            summary,
+            None if row is None else _stored(row),
+            state=None if row is None else row[4],
+            purged=False if row is None else bool(row[5]),
+            strand=lambda: self._strand(cur, batch, summary.ledger, summary.address.strand_id),
+        )
+        d.count(report, "blocks", len(summary.statements))
+        if d.verdict in ("stored", "late"):
+            state: BlockState = "late" if d.verdict == "late" else "pending"
             self._insert_summary(cur, item, summary, state)
             self._seen(
                 cur, summary.ledger, summary.address.strand_id, summary.address.sequence_no, True
             )
             batch.deltas[f"blocks.{state}"] += 1
             batch.deltas["statements"] += len(summary.statements)
-            if late:
-                report.late += 1
-            else:
-                report.stored["blocks"] += 1
-                report.stored["statements"] += len(summary.statements)
-            return
-        fp, arrived_us, origin, raw, stored_state, purged, n_statements, *last_mark = row
-        outcome = c.classify_copy(
-            stored_fingerprint=fp,
-            stored_key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
-            fingerprint=item.fingerprint,
-            key=c.incoming_key(item),
-            replaceable=stored_state == "pending" and not purged,
-        )
-        if outcome == "duplicate":
-            report.duplicates += 1
-        elif outcome == "duplicate-earlier":
-            report.duplicates += 1
+        elif d.verdict == "duplicate-earlier":
             kinds = list(item.statement_kinds)
             cur.execute(
                 "UPDATE blocks SET raw = ?, arn = ?, origin = ?, arrived_us = ?, delay_ms = ?, "
@@ -433,30 +424,23 @@ class SqliteBuffer:
                     for i in range(len(summary.statements))
                 ],
             )
-        elif outcome == "conflict":
-            report.conflicts += 1
-            self._keep_rejection(
-                cur, batch, c.conflict_of(item, summary.block_id), summary.block_id
-            )
-        else:  # conflict-earlier: this copy came first; the stored one becomes the rejection
-            report.conflicts += 1
-            displaced = c.conflict_rejection(
-                record_id=summary.block_id,
-                fingerprint=fp,
-                raw=raw,
-                origin=origin,
-                arrived_at=c.opt_from_us(arrived_us),
-            )
+        elif d.verdict == "conflict-earlier":  # the stored copy becomes the rejection
+            assert row is not None
             cur.execute("DELETE FROM statements WHERE block_id = ?", (summary.block_id,))
             cur.execute("DELETE FROM blocks WHERE block_id = ?", (summary.block_id,))
             self._insert_summary(cur, item, summary, "pending")
             cur.execute(  # an operator's last word on the block (a retry) stays
                 "UPDATE blocks SET reason = ?, updated_us = ?, actor = ? WHERE block_id = ?",
-                (*last_mark, summary.block_id),
+                (*row[7:10], summary.block_id),
             )
-            batch.deltas["statements"] += len(summary.statements) - n_statements
-            self._keep_rejection(cur, batch, displaced, summary.block_id)
-            self._forget_conflict(cur, batch, c.conflict_of(item, summary.block_id))
+            batch.deltas["statements"] += len(summary.statements) - row[6]
+        self._apply_rejections(cur, batch, d)
+
+    def _apply_rejections(self, cur: sqlite3.Cursor, batch: _Batch, d: policy.Decision) -> None:
+        if d.keep is not None:
+            self._keep_rejection(cur, batch, d.keep, d.block)
+        if d.forget is not None:
+            self._forget_conflict(cur, batch, d.forget)
 
     @staticmethod
     def _insert_summary(
@@ -533,66 +517,35 @@ class SqliteBuffer:
             (rev.record_id,),
         ).fetchone()
         header = self._block_header(cur, rev.block_id)
-        if row is None:
-            if header is not None and header[1]:
-                # Its block was purged (retention): the summary still names the revision's hash.
-                summary = c.summary_from_body(header[2], item.record.stream.arn)
-                if c.user_revision_hashes(summary).get(rev.document_id) == rev.hash:
-                    report.duplicates += 1
-                    return
-            mark, gaps = self._strand(cur, batch, rev.ledger, rev.address.strand_id)
-            pending = header is not None and header[0] == "pending"
-            late = not pending and c.is_late(rev.address.sequence_no, mark, gaps)
-            self._insert_revision(cur, item, rev, late)
-            self._seen(cur, rev.ledger, rev.address.strand_id, rev.address.sequence_no, False)
-            batch.deltas["revisions"] += 1
-            if late:
-                report.late += 1
-            else:
-                report.stored["revisions"] += 1
-            return
-        fp, arrived_us, origin, raw, stored_block, stored_late = row
-        stored_header = header if stored_block == rev.block_id else None
-        if stored_block != rev.block_id:
+        stored_block = None if row is None else row[4]
+        stored_header = header
+        if stored_block is not None and stored_block != rev.block_id:
             stored_header = self._block_header(cur, stored_block)
-        replaceable = (
-            not stored_late
-            and (stored_header is None or (stored_header[0] == "pending" and not stored_header[1]))
-            and (header is None or (header[0] == "pending" and not header[1]))
+        d = policy.decide_revision(
+            item,
+            rev,
+            None if row is None else _stored(row),
+            stored_late=bool(row is not None and row[5]),
+            stored_block=stored_block,
+            header=_header(header, rev.stream.arn),
+            stored_header=_header(stored_header, rev.stream.arn),
+            strand=lambda: self._strand(cur, batch, rev.ledger, rev.address.strand_id),
         )
-        outcome = c.classify_copy(
-            stored_fingerprint=fp,
-            stored_key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
-            fingerprint=item.fingerprint,
-            key=c.incoming_key(item),
-            replaceable=replaceable,
-        )
-        if outcome == "duplicate":
-            report.duplicates += 1
-        elif outcome == "duplicate-earlier":
-            report.duplicates += 1
+        d.count(report, "revisions")
+        if d.writes_copy:
+            if d.verdict == "conflict-earlier":
+                cur.execute("DELETE FROM revisions WHERE revision_id = ?", (rev.record_id,))
+            else:
+                batch.deltas["revisions"] += 1
+            self._insert_revision(cur, item, rev, d.verdict == "late")
+            self._seen(cur, rev.ledger, rev.address.strand_id, rev.address.sequence_no, False)
+        elif d.verdict == "duplicate-earlier":
             cur.execute(
                 "UPDATE revisions SET raw = ?, arn = ?, origin = ?, arrived_us = ? "
                 "WHERE revision_id = ?",
                 (item.raw, rev.stream.arn, item.origin, c.opt_us(item.arrived_at), rev.record_id),
             )
-        elif outcome == "conflict":
-            report.conflicts += 1
-            self._keep_rejection(cur, batch, c.conflict_of(item, rev.record_id), rev.block_id)
-        else:
-            report.conflicts += 1
-            displaced = c.conflict_rejection(
-                record_id=rev.record_id,
-                fingerprint=fp,
-                raw=raw,
-                origin=origin,
-                arrived_at=c.opt_from_us(arrived_us),
-            )
-            cur.execute("DELETE FROM revisions WHERE revision_id = ?", (rev.record_id,))
-            self._insert_revision(cur, item, rev, False)
-            self._seen(cur, rev.ledger, rev.address.strand_id, rev.address.sequence_no, False)
-            self._keep_rejection(cur, batch, displaced, stored_block)
-            self._forget_conflict(cur, batch, c.conflict_of(item, rev.record_id))
+        self._apply_rejections(cur, batch, d)
 
     @staticmethod
     def _insert_revision(
@@ -650,40 +603,18 @@ class SqliteBuffer:
             c.opt_us(item.arrived_at),
             control.record_id,
         )
-        if row is None:
+        d = policy.decide_control(item, control, None if row is None else _stored(row))
+        d.count(report, "control")
+        if d.verdict == "stored":
             cur.execute(
                 "INSERT INTO control (control_type, fingerprint, raw, arn, origin, arrived_us, "
                 "record_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             batch.deltas["control"] += 1
-            report.stored["control"] += 1
             return
-        fp, arrived_us, origin, raw = row
-        outcome = c.classify_copy(
-            stored_fingerprint=fp,
-            stored_key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
-            fingerprint=item.fingerprint,
-            key=c.incoming_key(item),
-            replaceable=True,
-        )
-        if outcome.startswith("duplicate"):
-            report.duplicates += 1
-        else:
-            report.conflicts += 1
-        if outcome == "conflict":
-            self._keep_rejection(cur, batch, c.conflict_of(item, control.record_id), None)
-        elif outcome == "conflict-earlier":
-            displaced = c.conflict_rejection(
-                record_id=control.record_id,
-                fingerprint=fp,
-                raw=raw,
-                origin=origin,
-                arrived_at=c.opt_from_us(arrived_us),
-            )
-            self._keep_rejection(cur, batch, displaced, None)
-            self._forget_conflict(cur, batch, c.conflict_of(item, control.record_id))
-        if outcome in ("duplicate-earlier", "conflict-earlier"):
+        self._apply_rejections(cur, batch, d)
+        if d.verdict in ("duplicate-earlier", "conflict-earlier"):
             cur.execute(
                 "UPDATE control SET control_type = ?, fingerprint = ?, raw = ?, arn = ?, "
                 "origin = ?, arrived_us = ? WHERE record_id = ?",
@@ -1184,6 +1115,23 @@ class SqliteBuffer:
 def _revision(row: Sequence[Any]) -> RevisionDetails:
     """A revision from the ``_REVISION_COLUMNS`` of its row."""
     return c.revision_from(dict(zip(_REVISION_FIELDS, row, strict=True)))
+
+
+def _stored(row: Sequence[Any]) -> policy.StoredCopy:
+    """The stored copy from a row that starts ``fingerprint, arrived_us, origin, raw``."""
+    fp, arrived_us, origin, raw = row[:4]
+    return policy.StoredCopy(
+        fingerprint=fp,
+        key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
+        origin=origin,
+        arrived_us=arrived_us,
+        raw=lambda: cast(bytes, raw),
+    )
+
+
+def _header(row: tuple[str, int, str] | None, arn: str) -> policy.Header | None:
+    """A header from its ``state, purged, body`` row."""
+    return None if row is None else policy.Header(row[0], bool(row[1]), row[2], arn)
 
 
 def _rows(cur: sqlite3.Cursor, sql: str) -> Iterator[dict[str, Any]]:
