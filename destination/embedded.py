@@ -45,7 +45,12 @@ from amazon.ion.simple_types import IonPyNull
 from destination import port
 from destination.partiql import quote
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
-from destination.statement_replay import learn_table_ids, map_statement_writes
+from destination.statement_replay import (
+    index_named,
+    learn_table_ids,
+    map_statement_writes,
+    undrop_target,
+)
 from journal.errors import CheckpointMismatch, ReplayError
 from ledger import EmbeddedLedger, LedgerError, StatementError
 from ledger.engine import Transaction
@@ -280,31 +285,28 @@ class EmbeddedDestination:
             "SELECT dest_id FROM settle_table_ids WHERE ledger = ? AND source_id = ?",
             (ledger, source_id),
         ).fetchone()
-        if row is not None:
-            return str(row[0])
-        if any(i == source_id for _, i, _ in self._ledger.tables()):
-            return source_id  # the replica shares the source's ids (a copy of the same file)
-        raise StatementError(
-            f'UNDROP TABLE "{source_id}"',
-            f"the source table id {source_id} was never seen with a table name, so the table "
-            "it names in the replica is unknown",
+        return undrop_target(
+            source_id,
+            learnt=None if row is None else str(row[0]),
+            replica_has=lambda i: any(i == t for _, t, _ in self._ledger.tables()),
+            unknown=lambda: StatementError(
+                f'UNDROP TABLE "{source_id}"',
+                f"the source table id {source_id} was never seen with a table name, so the table "
+                "it names in the replica is unknown",
+            ),
         )
 
     def _dest_index_id(self, table: str, source_id: str) -> str:
-        indexes = self._ledger.indexes(table)
-        ids = [i for _, i in indexes]
-        if source_id in ids:
-            return source_id
-        if len(ids) == 1:
-            log.warning(
-                "DROP INDEX %s ON %s: QLDB never streams index ids; dropping the table's only "
-                "index %s (on %s)", source_id, table, ids[0], indexes[0][0],
-            )  # fmt: skip
-            return ids[0]
-        raise StatementError(
-            f'DROP INDEX "{source_id}" ON {table}',
-            f"the source index id is unknown to the replica and table {table} has "
-            f"{len(ids)} indexes, so which one it names cannot be told",
+        return index_named(
+            table,
+            source_id,
+            [(i, expr) for expr, i in self._ledger.indexes(table)],
+            log=log,
+            unknown=lambda n: StatementError(
+                f'DROP INDEX "{source_id}" ON {table}',
+                f"the source index id is unknown to the replica and table {table} has "
+                f"{n} indexes, so which one it names cannot be told",
+            ),
         )
 
     def _ensure_table(self, conn: sqlite3.Connection, tx: Transaction, name: str) -> None:

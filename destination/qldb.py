@@ -55,7 +55,12 @@ from destination import port
 from destination.partiql import created_table, dml_table, is_ddl, parse_statement, quote
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
 from destination.qldb_checkpoint import CHECKPOINT_TABLE, is_null, read_checkpoint, write_checkpoint
-from destination.statement_replay import learn_table_ids, map_statement_writes
+from destination.statement_replay import (
+    index_named,
+    learn_table_ids,
+    map_statement_writes,
+    undrop_target,
+)
 from journal.canonical import fingerprint
 from journal.errors import (
     CheckpointMismatch,
@@ -590,16 +595,18 @@ def _translate(executor: Any, block: BlockReplay, attempt: _Attempt, text: str) 
 
     st = parse_statement(text)
     if isinstance(st, UndropTable):
-        dest = attempt.table_ids.get(st.table_id)
-        if dest is None:
-            if any(str(t["tableId"]) == st.table_id for t in _user_tables(executor, attempt)):
-                dest = st.table_id  # the replica shares the source's ids
-            else:
-                raise ReplayError(
-                    block.block_id,
-                    f"UNDROP TABLE {quote(st.table_id)}: the source table id was never seen with "
-                    "a table name, so the table it names in the replica is unknown",
-                )
+        dest = undrop_target(
+            st.table_id,
+            learnt=attempt.table_ids.get(st.table_id),
+            replica_has=lambda i: any(
+                str(t["tableId"]) == i for t in _user_tables(executor, attempt)
+            ),
+            unknown=lambda: ReplayError(
+                block.block_id,
+                f"UNDROP TABLE {quote(st.table_id)}: the source table id was never seen with "
+                "a table name, so the table it names in the replica is unknown",
+            ),
+        )
         return f"UNDROP TABLE {quote(dest)}"
     if isinstance(st, DropIndex):
         table = next(
@@ -615,21 +622,18 @@ def _translate(executor: Any, block: BlockReplay, attempt: _Attempt, text: str) 
             for i in (table["indexes"] if table is not None else [])
             if SOURCE_ID_FIELD not in str(i["expr"])
         ]
-        if st.index_id in [i for i, _ in ids]:
-            dest = st.index_id
-        elif len(ids) == 1:
-            logger.warning(
-                "DROP INDEX %s ON %s: QLDB never streams index ids; dropping the table's only "
-                "index %s (on %s)", st.index_id, st.table, ids[0][0], ids[0][1],
-            )  # fmt: skip
-            dest = ids[0][0]
-        else:
-            raise ReplayError(
+        dest = index_named(
+            st.table,
+            st.index_id,
+            ids,
+            log=logger,
+            unknown=lambda n: ReplayError(
                 block.block_id,
                 f"DROP INDEX {quote(st.index_id)} ON {st.table}: the source index id is unknown "
-                f"to the replica and the table has {len(ids)} indexes, so which one it names "
+                f"to the replica and the table has {n} indexes, so which one it names "
                 "cannot be told",
-            )
+            ),
+        )
         options = " WITH (purge = true)" if st.options else ""
         return f"DROP INDEX {quote(dest)} ON {quote(st.table)}{options}"
     return text

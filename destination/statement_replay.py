@@ -4,7 +4,9 @@ only where its facts are stored.
 
 - ``learn_table_ids``: which replica table each source table id of a block is, recorded while the
   table is active, so that a later ``UNDROP TABLE "id"`` (which names a source id) can be
-  translated.
+  translated (``undrop_target``).
+- ``index_named``: the replica index a ``DROP INDEX "id" ON T`` names (QLDB never streams index
+  ids: the table's only index).
 - ``map_statement_writes``: which document the block's statements wrote is the copy of which source
   document. Each of the block's revisions (``BlockReplay.revisions``) is matched to a document its
   statements wrote in the revision's table whose content equals the revision's data, no document
@@ -15,7 +17,8 @@ only where its facts are stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+import logging
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Protocol
 
 from destination.port import BlockReplay, RevisionOp
@@ -38,6 +41,46 @@ def learn_table_ids(
         dest = active_id(name)
         if dest is not None:
             record(source_id, dest)
+
+
+def undrop_target(
+    source_id: str,
+    *,
+    learnt: str | None,
+    replica_has: Callable[[str], bool],
+    unknown: Callable[[], Exception],
+) -> str:
+    """The replica table an ``UNDROP TABLE "source_id"`` names: the one ``learnt`` for the source
+    id, else the same id when the replica has a table of that id (it shares the source's ids, a
+    copy of the same ledger); else ``unknown()`` is raised."""
+    if learnt is not None:
+        return learnt
+    if replica_has(source_id):
+        return source_id
+    raise unknown()
+
+
+def index_named(
+    table: str,
+    source_id: str,
+    indexes: Sequence[tuple[str, str]],
+    *,
+    log: logging.Logger,
+    unknown: Callable[[int], Exception],
+) -> str:
+    """The replica index a ``DROP INDEX "source_id" ON table`` names, of the table's ``indexes``
+    (``(index id, expression)``): the index of that id, else the table's only index (QLDB never
+    streams index ids, so nothing better is known; a warning on ``log`` says so); else
+    ``unknown(number of indexes)`` is raised."""
+    if source_id in [i for i, _ in indexes]:
+        return source_id
+    if len(indexes) == 1:
+        log.warning(
+            "DROP INDEX %s ON %s: QLDB never streams index ids; dropping the table's only "
+            "index %s (on %s)", source_id, table, indexes[0][0], indexes[0][1],
+        )  # fmt: skip
+        return indexes[0][0]
+    raise unknown(len(indexes))
 
 
 class StatementWrites(Protocol):
