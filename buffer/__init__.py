@@ -1,1 +1,13 @@
-"""Where a record waits: the settling buffer port and its adapters (SQLite, OpenSearch)."""
+"""Where a record waits: the settling buffer port and its adapters (SQLite, OpenSearch).
+
+- ``buffer.port``: the ``SettlingBuffer`` port and its values (``Incoming``, ``Rejection``,
+  ``BufferedBlock``, ``Mark``, ``Gap``, ``Lease``, ``BlockRow``, ``BufferStats``);
+- ``buffer.sqlite`` (the embedded default) and ``buffer.opensearch`` with its client and schema
+  modules: the adapters, and the policy they share in a module of its own;
+- ``buffer.opensearch_local`` and ``buffer.opensearch_proxy``: a local OpenSearch-compatible
+  server and a logging proxy in front of it, for tests and local runs.
+
+Imports: ``journal`` and ``runtime`` (and each adapter its own client library); never
+``destination`` (its peer: a buffer knows nothing of where a block goes), ``ingest``,
+``settler`` or any layer above (``tests/test_layers.py``).
+"""

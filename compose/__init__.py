@@ -4,7 +4,7 @@
 - ``compose.roots``: ``open_buffer`` / ``open_destination`` from the settings' URLs; each adapter
   is imported only when chosen, so the ingest Lambda never imports pyqldb or ionhash.
 
-Layer: above the settler (it may import journal, ingest, buffer, ledger, destination and
-settler), below the entry points (the command line ``qldb_settle`` and the Lambda ``handlers``),
-which import it; it never imports them.
+Imports: any layer below, ``journal``, ``runtime``, ``ledger``, ``buffer``, ``destination``,
+``ingest`` and ``settler`` (today the adapters and ``journal.errors``); never the entry points
+that import it (``handlers``, ``qldb_settle``), ``infra`` or ``bench`` (``tests/test_layers.py``).
 """

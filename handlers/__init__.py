@@ -1,11 +1,15 @@
-"""The Lambda entry points, on top of everything else.
+"""The Lambda entry points, on top of the service.
 
 - ``handlers.ingest``: the ingest Lambda (a Kinesis batch in, partial batch failures out).
 - ``handlers.settler``: the settler Lambda (one settle cycle per scheduled invocation).
-- ``handlers.metrics``: the metric names both handlers publish and ``infra/`` turns into the
+- ``handlers.export``: the export Lambda (a QLDB journal export into the buffer).
+- ``handlers.metrics``: the metric names the handlers publish and ``infra/`` turns into the
   dashboard and the alarms (defined here once, imported by both).
 
-Layer: entry points, beside the command line (``qldb_settle``). They may import every layer
-below (the composition ``compose``, the settler, ingest, buffer, ledger, destination, journal);
-nothing in the service imports them (only ``infra/`` reads ``handlers.metrics``).
+Imports: any layer below: ``compose`` (settings, the adapters), ``settler``, ``ingest``, the
+ports of ``buffer`` and ``destination`` (``buffer.port``, ``destination.port``: the adapters come
+from ``compose``), ``ledger``, ``runtime`` and ``journal``; never ``qldb_settle`` (its peer, the
+command line: what both need lives in ``compose``), ``infra`` or ``bench``
+(``tests/test_layers.py``). Nothing in the service imports them; only ``infra/`` reads
+``handlers.metrics``.
 """

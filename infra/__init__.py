@@ -3,4 +3,9 @@
 One module per construct; ``infra.stacks`` composes them into the three stacks and wires the
 grants; ``infra.app`` is the app (``python -m infra.app``). Every setting is a CDK context key
 documented in ``infra.config`` (and, generated from it, in ``cdk.json``).
+
+Imports: ``handlers`` (``handlers.metrics``, the metric names; the handlers themselves are named
+by import path only, never imported) and ``journal`` (``journal.errors``), with the CDK
+libraries; never ``bench`` (its peer). Nothing in the service imports it
+(``tests/test_layers.py``).
 """

@@ -6,7 +6,13 @@
 - ``ingest.decode``: Lambda Kinesis events, Ion files and Firehose objects → ``Incoming`` records
   and ``Rejection`` items (``buffer.port``), nothing dropped.
 - ``ingest.service``: the core, ``ingest_items`` / ``ingest_paths`` into any ``SettlingBuffer``.
+- ``ingest.export``: a QLDB journal export (S3 or a folder) into the buffer, resumably.
 
-The Lambda entry point is ``handlers.ingest``, above this package. Imports neither ionhash nor
-pyqldb: the ingest Lambda ships amazon.ion 0.15 with its C extension.
+The Lambda entry points are ``handlers.ingest`` and ``handlers.export``, above this package.
+
+Imports: ``journal``, ``runtime``, the port of ``buffer`` (``buffer.port``, never an adapter: the
+composition picks it) and ``ledger`` (``ledger.classify`` only, lazily); never ``destination``
+(an ingest replays nothing), ``settler`` or any layer above, nor ionhash or pyqldb through any
+module it reaches: the ingest Lambda ships amazon.ion 0.15 with its C extension
+(``tests/test_layers.py``).
 """

@@ -1,4 +1,14 @@
-"""QLDB journal stream records and the hash arithmetic that proves them.
+"""QLDB's journal as the stream and the exports carry it: its records and the arithmetic that proves
+them, shared by every other package.
 
-Shared by the ingest Lambda (which must not import ionhash or pyqldb) and the settler.
+- ``journal.records``: typed, frozen stream records (RECORDS.md), each built by a named
+  constructor;
+- ``journal.hashes``: QLDB's hash arithmetic (hashlib only); ``journal.canonical``: a canonical,
+  library-version-independent fingerprint of Ion values;
+- ``journal.ion_binary``: the Ion 1.0 binary codec; ``journal.ion_json``: Ion down-converted to
+  JSON, as QLDB's JSON export does it;
+- ``journal.errors``: the project's error hierarchy.
+
+Imports: the standard library and amazon.ion only; never another package of the project (the
+lowest layer, ``tests/test_layers.py``). Shared by the ingest Lambda, so never ionhash or pyqldb.
 """

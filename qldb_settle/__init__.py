@@ -1,1 +1,13 @@
-"""The command line and the composition root: settings, wiring of ports to adapters."""
+"""The command line, ``qldb-settle``, and what only it runs.
+
+- ``qldb_settle.cli``: the entry point; each subcommand a module of ``qldb_settle.commands``,
+  imported when chosen, with the flags and printing they share in ``qldb_settle.output``;
+- ``qldb_settle.demo`` and ``qldb_settle.simulate``: the demo loop and the simulated source
+  ledger and stream;
+- ``qldb_settle.verify``: a replica compared with its source, document by document.
+
+Imports: any layer below: ``compose`` (settings, the adapters), ``settler``, ``ingest``,
+``buffer``, ``destination``, ``ledger``, ``runtime`` and ``journal``; never ``handlers`` (its
+peer, the Lambda entry points: what both need lives in ``compose``), ``infra`` or ``bench``
+(``tests/test_layers.py``).
+"""

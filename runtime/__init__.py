@@ -1,5 +1,5 @@
 """What bounds a run, whatever it touches: the invocation's deadline (``runtime.deadline``).
 
-Below every adapter (buffer, destination) and above nothing: it imports only the standard
-library and ``journal.errors``.
+Imports: the standard library and ``journal`` (``journal.errors``) only; never ``ledger`` (its
+peer) nor an adapter, which all read the deadline: it sits below every one of them.
 """

@@ -1,1 +1,15 @@
-"""Where a block is released: settle, verify and replay in commit order, exactly once."""
+"""Where a block is released: settle, verify and replay in commit order, exactly once.
+
+- ``settler.cycle``: one settle cycle, ``settle(buffer, destination, now=..., policy=...)`` under
+  a ``SettlePolicy`` (window, early release, group and page sizes, lease, retention, checks);
+- ``settler.verify`` (hash chain, digests, content) and ``settler.plan`` (how a block is
+  replayed): pure, no I/O, no clock;
+- ``settler.report``: what a cycle did (``SettleReport``); ``settler.operator``: what an
+  operator decides about a block (resolve, a replica's start);
+- ``settler.ingest_health``: whether the ingest may still hold the blocks of a gap.
+
+Imports: ``journal``, ``ledger`` (classify, Ion hash), the ports of ``buffer`` and
+``destination`` (``buffer.port``, ``destination.port``, never an adapter: the composition picks
+those) and ``ingest`` (``ingest.export.origin``); never ``compose`` or any layer above
+(``tests/test_layers.py``).
+"""
