@@ -121,8 +121,8 @@ def stream_items(path: Path) -> tuple[list[Incoming], Tip]:
     """The stream records of the source ledger at ``path``, decoded by the ingest path; and the
     tip of its chain."""
     from ingest.decode import decode_user_record
+    from journal.ion_binary import encode
     from ledger import EmbeddedLedger
-    from ledger.ion_binary import encode
 
     ledger = EmbeddedLedger(path, ledger_name=LEDGER_NAME)
     items: list[Incoming] = []

@@ -36,10 +36,9 @@ from amazon.ion import simpleion
 
 from buffer.port import Incoming, Rejection
 from ingest import kpl
-from ingest.ionbin import BVM, IonBinaryError, check, segments
 from journal.canonical import record_fingerprint
 from journal.errors import DecodeError, InputError, RecordError
-from journal.ion_binary import decode_all
+from journal.ion_binary import BVM, IonBinaryError, check, decode_all, segments
 from journal.records import RECORD_TYPES, BlockSummary, record_from_ion
 
 log = logging.getLogger(__name__)
@@ -121,7 +120,7 @@ def record_item(
 
 
 def _load_ion(data: bytes) -> list[Any]:
-    # Binary input has passed ionbin.check first (0.15's C extension can hang on malformed
+    # Binary input has passed the structure check first (0.15's C extension can hang on malformed
     # binary). ``decode_all`` gives what ``simpleion.loads(data, single_value=False)`` gives, fast
     # with amazon.ion 0.9.3 (journal.ion_binary). amazon.ion raises many exception types on
     # corrupt input (IonException, ValueError, IndexError, struct.error, UnicodeDecodeError...),

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingest.export.store import ExportStore, MissingObject
-from ingest.ionbin import BVM
 from journal.errors import InputError
+from journal.ion_binary import BVM
 
 STARTED = re.compile(r"^(?P<export>[A-Za-z0-9]+)\.started\.manifest$")
 COMPLETED = re.compile(r"^(?P<export>[A-Za-z0-9]+)\.(?P<strand>[A-Za-z0-9]+)\.completed\.manifest$")

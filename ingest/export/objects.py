@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from ingest.ionbin import BVM, IonBinaryError, _value_tree
-from journal.ion_binary import decode_all
+from journal.ion_binary import BVM, IonBinaryError, check_value, decode_all
 
 Format = Literal["ION_TEXT", "ION_BINARY", "JSON"]
 FORMATS: tuple[Format, ...] = ("ION_TEXT", "ION_BINARY", "JSON")
@@ -68,14 +67,15 @@ def read_object(data: bytes) -> tuple[Format, Iterator[ObjectBlock | ObjectDamag
 
 def _binary(data: bytes) -> Iterator[ObjectBlock | ObjectDamage]:
     # Walk the top-level values first (amazon.ion 0.15's C extension can hang on malformed binary,
-    # ingest.ionbin); a damaged object is cut at the last whole value before the damage.
+    # journal.ion_binary.structure); a damaged object is cut at the last whole value before the
+    # damage.
     pos, end, cut, damage = 4, len(data), 4, None
     while pos < end:
         try:
             if data[pos : pos + 4] == BVM:
                 pos += 4
             else:
-                pos = _value_tree(data, pos, end)
+                pos = check_value(data, pos, end)
             cut = pos
         except IonBinaryError as exc:
             damage = f"invalid Ion binary at byte {exc.offset}: {exc.reason}"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from journal.errors import InputError
-from ledger.ion_binary import encode
+from journal.ion_binary import encode
 from qldb_settle.simulate.stream import (
     LambdaEvent,
     TransportConfig,

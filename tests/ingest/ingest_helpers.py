@@ -15,7 +15,7 @@ from amazon.ion import simpleion
 
 from ingest import kpl
 from ingest.decode import MAX_KINESIS_DATA
-from ingest.ionbin import BVM
+from journal.ion_binary import BVM
 from journal.records import MAX_STATEMENT_CHARS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -39,8 +39,8 @@ from ingest.decode import (
     decode_kinesis_event,
     decode_kinesis_record,
 )
-from ingest.ionbin import BVM
 from journal.errors import InputError
+from journal.ion_binary import BVM
 
 pytestmark = pytest.mark.ingest_env
 

@@ -1,6 +1,6 @@
 """The ingest decoder gives the same outcome with the fast Ion reader (journal.ion_binary) as with
 simpleion alone: equal records, ids and fingerprints for valid records, the same rejection (kind
-and reason) for invalid ones. ``ingest.ionbin.check`` still runs first either way.
+and reason) for invalid ones. ``journal.ion_binary.check`` still runs first either way.
 
 The reader is switched by setting ``journal.ion_binary.FAST_READER`` (read at each call) for the
 duration of one decode: both runs are the real decoder, nothing is mocked. Both compare with

@@ -18,7 +18,7 @@ from ingest_helpers import DYNAMODB_EVENT, ES_EVENT, kinesis_data
 from buffer.port import Rejection
 from ingest import kpl
 from ingest.decode import decode_user_record
-from ingest.ionbin import BVM, IonBinaryError, check, segments
+from journal.ion_binary import BVM, IonBinaryError, check, segments
 
 pytestmark = pytest.mark.ingest_env
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from ingest_helpers import DYNAMODB_EVENT, ES_EVENT, PARTIAL, fixture, kinesis_data
 
 from ingest import kpl
-from ingest.ionbin import BVM
 from journal.errors import DecodeError
+from journal.ion_binary import BVM
 
 pytestmark = pytest.mark.ingest_env
 

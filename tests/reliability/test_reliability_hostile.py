@@ -18,8 +18,8 @@ import pytest
 from buffer.port import Incoming, Rejection
 from ingest import kpl
 from ingest.decode import MAX_KINESIS_DATA, decode_event, decode_kinesis_data
-from ingest.ionbin import BVM
 from ingest.service import ingest_items
+from journal.ion_binary import BVM
 from journal.records import MAX_STATEMENT_CHARS, BlockSummary, RevisionDetails
 from qldb_settle.verify import compare
 

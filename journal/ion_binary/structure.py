@@ -1,25 +1,26 @@
-"""Find where each Ion binary stream starts in a concatenation of them (a Firehose backup object).
+"""The structure of Ion binary, checked before amazon.ion reads it, and where each stream starts.
 
-Firehose writes the data of each Kinesis record one after the other, each a complete Ion binary
-stream that starts with the binary version marker (BVM ``E0 01 00 EA``). Those four bytes may also
-occur inside a value (a blob, a string), so the streams are found by walking the top-level values
-by their type descriptors and lengths, not by searching for the marker.
+``check(data)``: amazon.ion 0.15's C extension can loop forever on malformed binary (a value whose
+length runs past its container, seen with a mutated real record): in the Lambda that would stall
+the shard until the function times out, again and again. So the ingest path first checks every
+record here, in pure Python, for the structure the binary encoding promises (every length inside
+its container, valid type descriptors, well-formed VarUInt/VarInt fields, UTF-8 strings); only
+then does simpleion (or the fast reader) read it. ``IonBinaryError`` names the offset.
+
+``segments(data)``: Firehose writes the data of each Kinesis record one after the other, each a
+complete Ion binary stream that starts with the binary version marker (BVM ``E0 01 00 EA``). Those
+four bytes may also occur inside a value (a blob, a string), so the streams are found by walking
+the top-level values by their type descriptors and lengths, not by searching for the marker.
+
+It walks the same bytes as the fast reader (``reader``) but does not build values, and answers
+differently: the reader hands what it does not take to simpleion, this refuses what is malformed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-BVM = b"\xe0\x01\x00\xea"
-
-
-class IonBinaryError(ValueError):
-    """The top level of an Ion binary stream is malformed at ``offset``."""
-
-    def __init__(self, offset: int, reason: str) -> None:
-        self.offset = offset
-        self.reason = reason
-        super().__init__(f"offset {offset}: {reason}")
+from journal.ion_binary.encoding import BVM, IonBinaryError, read_varuint
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,30 +33,10 @@ class Segment:
     error: str | None = None
 
 
-# --- full structural check ----------------------------------------------------------------------
-#
-# amazon.ion 0.15's C extension can loop forever on malformed binary (a value whose length runs
-# past its container, seen with a mutated real record): in the Lambda that would stall the shard
-# until the function times out, again and again. So every record is first checked here, in pure
-# Python, for the structure the binary encoding promises (every length inside its container,
-# valid type descriptors, well-formed VarUInt/VarInt fields, UTF-8 strings); only then does
-# simpleion read it.
-
 # Containers nested deeper than this are refused at the door: everything after ingest (the
 # fingerprint, the buffer, the Ion hash, the ledger's codec) walks values recursively, and a few
 # hundred levels exhaust Python's recursion limit there. Real QLDB documents nest a handful.
 _MAX_DEPTH = 100
-
-
-def _varuint_in(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    start, value = pos, 0
-    while pos < end:
-        b = data[pos]
-        pos += 1
-        value = (value << 7) | (b & 0x7F)
-        if b & 0x80:
-            return value, pos
-    raise IonBinaryError(start, f"{what} runs past the end of its container")
 
 
 def _value(data: bytes, pos: int, end: int) -> tuple[int, tuple[int, int, bool] | None]:
@@ -76,7 +57,7 @@ def _value(data: bytes, pos: int, end: int) -> tuple[int, tuple[int, int, bool] 
             raise IonBinaryError(at, "invalid annotation wrapper 0xef")
         return pos, None
     if ln == 14 or (t == 0xD and ln == 1):
-        length, pos = _varuint_in(data, pos, end, "length")
+        length, pos = read_varuint(data, pos, end, "length")
     else:
         length = ln
     vend = pos + length
@@ -91,9 +72,9 @@ def _value(data: bytes, pos: int, end: int) -> tuple[int, tuple[int, int, bool] 
     if t == 0x4 and length not in (0, 4, 8):
         raise IonBinaryError(at, f"float of {length} bytes")
     if t in (0x5, 0x6) and length:
-        _, p = _varuint_in(data, pos, vend, "decimal exponent or timestamp offset")
+        _, p = read_varuint(data, pos, vend, "decimal exponent or timestamp offset")
         if t == 0x6:
-            _varuint_in(data, p, vend, "timestamp year")
+            read_varuint(data, p, vend, "timestamp year")
     if t == 0x6 and length == 0:
         raise IonBinaryError(at, "empty timestamp")
     if t == 0x7 and length > 8:
@@ -108,12 +89,12 @@ def _value(data: bytes, pos: int, end: int) -> tuple[int, tuple[int, int, bool] 
     if t == 0xE:
         if ln in (0, 1, 2):
             raise IonBinaryError(at, f"invalid annotation wrapper 0x{td:02x}")
-        ann_len, p = _varuint_in(data, pos, vend, "annotation length")
+        ann_len, p = read_varuint(data, pos, vend, "annotation length")
         if ann_len == 0 or p + ann_len >= vend:
             raise IonBinaryError(at, "annotation wrapper without annotations or value")
         q = p
         while q < p + ann_len:
-            _, q = _varuint_in(data, q, p + ann_len, "annotation")
+            _, q = read_varuint(data, q, p + ann_len, "annotation")
         inner = data[q]
         if inner >> 4 == 0xE or (inner >> 4 == 0 and inner & 0x0F != 15):
             raise IonBinaryError(q, "annotation wrapper around an annotation wrapper or pad")
@@ -124,7 +105,7 @@ def _value(data: bytes, pos: int, end: int) -> tuple[int, tuple[int, int, bool] 
     return vend, None
 
 
-def _value_tree(data: bytes, pos: int, end: int) -> int:
+def check_value(data: bytes, pos: int, end: int) -> int:
     """Check the value at ``pos`` and everything nested in it; return the position after it."""
     after, child = _value(data, pos, end)
     # (position, end, in a struct); iterative, so deep nesting cannot overflow the stack.
@@ -138,7 +119,7 @@ def _value_tree(data: bytes, pos: int, end: int) -> int:
                 if data[p] & 0x80:  # a one-byte field name, the usual case
                     p += 1
                 else:
-                    _, p = _varuint_in(data, p, e, "field name")
+                    _, p = read_varuint(data, p, e, "field name")
                 if p >= e:
                     raise IonBinaryError(p, "struct field name without a value")
             td = data[p]
@@ -179,7 +160,7 @@ def _stream_end(data: bytes, start: int) -> int:
             if data[pos : pos + 4] != BVM:
                 raise IonBinaryError(pos, "invalid version marker")
             break
-        pos = _value_tree(data, pos, n)
+        pos = check_value(data, pos, n)
     return pos
 
 
