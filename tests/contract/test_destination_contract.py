@@ -95,14 +95,28 @@ DESTINATIONS: list[tuple[str, Callable[[Path], Target]]] = [
 ]
 
 
-@pytest.fixture(params=[pytest.param(f, id=n) for n, f in DESTINATIONS])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+# The destinations that run a statements block's PartiQL and match its revisions to what the
+# statements wrote (destination/statement_replay.py); PostgreSQL replays the revisions instead.
+RUNS_STATEMENTS = ("embedded", "qldb")
+
+
+def _target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     factory: Callable[[Path], Target] = request.param
     t = factory(tmp_path)
     try:
         yield t
     finally:
         t.destination.close()
+
+
+@pytest.fixture(params=[pytest.param(f, id=n) for n, f in DESTINATIONS])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    yield from _target(request, tmp_path)
+
+
+@pytest.fixture(params=[pytest.param(f, id=n) for n, f in DESTINATIONS if n in RUNS_STATEMENTS])
+def runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    yield from _target(request, tmp_path)
 
 
 def _hash(seq: int) -> bytes:
@@ -251,6 +265,48 @@ def test_statement_replay_of_updates_keeps_the_map(target: Target) -> None:
         {("Person", DOC_A): ion('{Name: "a", n: 3, extra: [1]}')}
     )
     assert target.table_size("Person") == 1
+
+
+def test_statements_that_do_not_reproduce_the_revisions_apply_nothing(runner: Target) -> None:
+    d = runner.destination
+    b0 = block(
+        0,
+        "statements",
+        [stmt("CREATE TABLE Person"), stmt("INSERT INTO Person VALUE {'Name': 'a', 'n': 1}", 1)],
+        revisions=[rev(DOC_A, 0, '{Name: "a", n: 1}')],
+    )
+    d.apply([b0], None)
+    cp, before = b0.checkpoint(), prints(runner.contents())
+    update_a = [stmt("UPDATE Person AS p SET p.n = 5 WHERE p.Name = 'a'")]
+    refused = [
+        # a new document, written other than the revision says
+        block(
+            1,
+            "statements",
+            [stmt("INSERT INTO Person VALUE {'Name': 'b', 'n': 2}")],
+            revisions=[rev(DOC_B, 0, '{Name: "b", n: 3}')],
+        ),
+        # the copy of a known document, updated other than the revision says
+        block(1, "statements", update_a, revisions=[rev(DOC_A, 1, '{Name: "a", n: 6}')]),
+        # a deletion the statements did not make (they updated the copy)
+        block(1, "statements", update_a, revisions=[rev(DOC_A, 1, None)]),
+    ]
+    for bad in refused:
+        with pytest.raises(ReplayError, match=r"revision SourceDoc[AB]0+ v\d") as info:
+            d.apply([bad], cp)
+        assert info.value.block == bad.block_id
+        assert prints(runner.contents()) == before and d.checkpoint(LEDGER, STRAND) == cp
+    gone = block(
+        1,
+        "statements",
+        [stmt("DELETE FROM Person AS p WHERE p.Name = 'a'")],
+        revisions=[rev(DOC_A, 1, None)],
+    )
+    d.apply([gone], cp)  # a deletion the statements made: applied, the copy forgotten
+    assert runner.contents() == {}
+    again = block(2, "revisions", [rev(DOC_A, 2, '{Name: "a", n: 9}')])
+    d.apply([again], gone.checkpoint())
+    assert prints(runner.contents()) == prints({("Person", DOC_A): ion('{Name: "a", n: 9}')})
 
 
 def test_revision_replay_insert_replace_and_delete(target: Target) -> None:
