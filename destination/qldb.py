@@ -27,7 +27,10 @@ Where things live in the ledger:
 
 What replaying by statements means apart from QLDB (learning source table ids, matching a block's
 revisions to the documents its statements wrote) is ``destination.statement_replay``, shared with
-the embedded destination, as is the PartiQL text (``destination.partiql``).
+the embedded destination, as is the PartiQL text (``destination.partiql``), and the checkpoint
+document's layout is ``destination.qldb_checkpoint``. What stays here is one module because it
+changes for one reason, how QLDB is driven through pyqldb: the driver and the mapping of its
+errors, the tables and source-id indexes, and the statements that replay a block.
 
 QLDB's limits (40 documents and 4 MB per transaction) are in ``limits``; the settler splits blocks
 under them. botocore 1.40.61 and later no longer have the ``qldb-session`` model: the constructor
