@@ -1,8 +1,10 @@
 """``OpenSearchBuffer``: the settling buffer in Amazon OpenSearch Service (or any OpenSearch API).
 
 The ingest Lambda writes into it and the settler Lambda reads from it, as the design proposes;
-the policy (which copy of a record is kept, what is late, the dump) is ``buffer._common``'s,
-shared with ``SqliteBuffer``, so both adapters decide alike and pass one contract suite.
+the policy is shared with ``SqliteBuffer``, so both adapters decide alike and pass one contract
+suite: what ``put`` does with each copy is ``buffer.put_policy``'s (this adapter reads the stored
+copies by id and plans the writes a decision means), the rest (which copy is kept, the dump's
+shape) ``buffer._common``'s.
 Indices and mappings: ``buffer.opensearch_schema``. Requests, retries and the mapping of
 opensearch-py errors into ``journal.errors``: ``buffer.opensearch_client``.
 

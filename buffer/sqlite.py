@@ -15,7 +15,9 @@ digest, classification and state), ``revisions`` (document data as Ion binary, m
 by their ``blockAddress``), ``control``, ``rejected`` (raw bytes, kind, reason, resolution),
 ``strands`` (replayed mark, highest sequence seen), ``gaps``, ``lease``, ``counters`` (the counts
 ``stats`` reports, kept in the same transactions as the rows they count) and ``meta``.
-The policy (which copy is kept, what is late) is ``buffer._common``'s, shared with OpenSearch.
+The policy is shared with OpenSearch: what ``put`` does with each copy is ``buffer.put_policy``'s
+(this adapter reads the stored copy by id and writes what the decision means, in the
+transaction), the rest (which copy is kept, time, bodies, the dump's shape) ``buffer._common``'s.
 """
 
 from __future__ import annotations
