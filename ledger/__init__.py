@@ -12,8 +12,7 @@ What lives here, by reason to change:
 - ``transaction``: the transaction API and its read bookkeeping;
 - ``commit``: optimistic validation and sealing a block (hashes, Merkle root);
 - ``engine``: ``EmbeddedLedger`` (ids, connections, caches, ``atomic()``, reading blocks);
-- ``hashing`` (Ion hash), ``errors``, ``session_server`` (the QLDB session API over HTTP),
-  ``ion_binary`` (a shim over ``journal.ion_binary``).
+- ``hashing`` (Ion hash), ``errors``, ``session_server`` (the QLDB session API over HTTP).
 
 Imports: ``journal`` (hashes, Ion binary) and third-party libraries only; never ``buffer``,
 ``destination``, ``settler``, ``ingest``, ``compose``, ``handlers`` or ``qldb_settle``. Inside,
