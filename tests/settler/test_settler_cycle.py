@@ -8,7 +8,7 @@ end-to-end tests replay into the embedded ledger.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -454,3 +454,16 @@ def test_without_retention_nothing_is_purged(buffer: SettlingBuffer) -> None:
     report = _settle(buffer, MemoryDestination(), _after(b1, 10 * 86400))
     assert report.blocks == 1 and report.purged == 0
     assert buffer.stats(_after(b1)).revisions == 1
+
+
+def test_the_policy_is_one_frozen_value_with_sizes_of_at_least_one(buffer: SettlingBuffer) -> None:
+    with pytest.raises(FrozenInstanceError):
+        POLICY.window_seconds = 0  # type: ignore[misc]
+    tiny = SettlePolicy(window_seconds=WINDOW, group_size=0, page_size=-3)
+    assert (tiny.group_size, tiny.page_size) == (1, 1)
+    chain = Chain()
+    blocks = [_insert(chain, n) for n in range(1, 4)]
+    put(buffer, *blocks)
+    dest = MemoryDestination()
+    report = _settle(buffer, dest, _after(blocks[-1]), tiny)
+    assert report.blocks == 3 and dest.apply_calls == 3  # one block per transaction
