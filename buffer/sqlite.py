@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -211,6 +212,7 @@ class SqliteBuffer:
     ) -> None:
         self.path = str(path)
         self.read_only = read_only
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         target = (
             f"file:{quote(str(Path(self.path).absolute()))}?mode=ro" if read_only else self.path
@@ -291,11 +293,26 @@ class SqliteBuffer:
         if not self.read_only:
             (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
             if str(mode).lower() != "wal":
+                self._wal()
+
+    def _wal(self) -> None:
+        """``PRAGMA journal_mode=WAL``, retried for as long as the busy timeout: the journal-mode
+        change can be answered "database is locked" without waiting on the busy handler while
+        another process holds the file (two processes opening a new buffer at the same time)."""
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            try:
                 self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _create(self) -> None:
         """Create the schema; idempotent, and safe when two processes do it at once."""
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._wal()
         with self._tx(write=True) as cur:
             for statement in _SCHEMA:
                 cur.execute(statement)
