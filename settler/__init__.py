@@ -6,7 +6,8 @@
   replayed): pure, no I/O, no clock;
 - ``settler.report``: what a cycle did (``SettleReport``); ``settler.operator``: what an
   operator decides about a block (resolve, a replica's start);
-- ``settler.ingest_health``: whether the ingest may still hold the blocks of a gap.
+- ``settler.ingest_health``: whether the ingest may still hold the blocks of a gap;
+- ``settler.lease``: the lease a cycle holds so that one settler at a time writes.
 
 Imports: ``journal``, ``ledger`` (classify, Ion hash), the ports of ``buffer`` and
 ``destination`` (``buffer.port``, ``destination.port``, never an adapter: the composition picks

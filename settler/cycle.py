@@ -50,6 +50,7 @@ from journal.errors import (
     SettleError,
     TransientError,
 )
+from settler.lease import Lease
 from settler.plan import Plan, fits, plan_block
 from settler.report import SettleReport, human_duration, late_blocks_hint
 from settler.verify import verify_block
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GROUP_SIZE = 100
 DEFAULT_PAGE_SIZE = 500
-# A lease outlives a crashed settler by at most this (a live one renews it: ``_Lease``).
+# A lease outlives a crashed settler by at most this (a live one renews it: ``Lease``).
 DEFAULT_LEASE_SECONDS = 300.0
 MAX_CHECKPOINT_RETRIES = 5
 
@@ -171,7 +172,7 @@ class _Cycle:
         deadline: Deadline | None,
         owner: str,
         faults: Faults | None,
-        lease: _Lease | None = None,
+        lease: Lease | None = None,
         ingest_health: IngestHealth | None = None,
     ) -> None:
         self.policy = policy
@@ -696,50 +697,6 @@ def _replay_reason(exc: SettleError) -> str:
     return f"replay failed: {exc}"
 
 
-class _Lease:
-    """The settler lease of one cycle: taken for ``ttl`` seconds as of the cycle's ``now`` and
-    renewed before a destination transaction once a third of it has passed (the cycle's clock is
-    ``now`` plus the time elapsed since it started). A renewal that fails means another settler
-    took an expired lease: this cycle stops writing (``TransientError``; the destination's
-    checkpoint compare-and-set keeps the replica exact meanwhile)."""
-
-    def __init__(
-        self,
-        buffer: SettlingBuffer,
-        owner: str,
-        ttl: float,
-        now: datetime,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.buffer, self.owner, self.ttl, self.now, self.clock = buffer, owner, ttl, now, clock
-        self.started = self.renewed = clock()
-
-    def acquire(self) -> None:
-        if not self.buffer.acquire_lease(self.owner, self.ttl, self.now):
-            held = self.buffer.lease()
-            if held is None:  # released between the two reads: say so, the next cycle takes it
-                raise LeaseHeld("another settler held the lease of the buffer a moment ago")
-            raise LeaseHeld(
-                f"another settler ({held.owner}) holds the lease of the buffer until "
-                f"{held.expires_at.isoformat(timespec='seconds')}",
-                holder=held.owner,
-                until=held.expires_at,
-            )
-
-    def renew(self) -> None:
-        t = self.clock()
-        if t - self.renewed < self.ttl / 3:
-            return
-        at = self.now + timedelta(seconds=t - self.started)
-        if not self.buffer.acquire_lease(self.owner, self.ttl, at):
-            held = self.buffer.lease()
-            raise TransientError(
-                f"the settler lease ran out and {held.owner if held else 'another settler'} took "
-                "it: this cycle stopped before its next destination transaction (run it again)"
-            )
-        self.renewed = t
-
-
 def settle(
     buffer: SettlingBuffer,
     destination: Destination,
@@ -764,7 +721,7 @@ def settle(
     Raises ``LeaseHeld`` when another settler holds the lease (who and until when), and
     ``TransientError`` when the buffer or destination cannot be reached or the lease was lost
     mid-cycle (nothing is lost: run it again)."""
-    lease = _Lease(buffer, owner, policy.lease_seconds, now, clock)
+    lease = Lease(buffer, owner, policy.lease_seconds, now, clock)
     lease.acquire()
     fault = faults or (lambda step: None)
     try:
