@@ -50,15 +50,12 @@ from handlers.metrics import (
 from journal.errors import LeaseHeld
 from runtime import deadline
 from settler.cycle import DEFAULT_LEASE_SECONDS, SettlePolicy, settle
-from settler.ingest_health import aws_ingest_health
+from settler.ingest_health import FAILURE_QUEUE_ENV, INGEST_FUNCTION_ENV, aws_ingest_health
 from settler.report import SettleReport
 
 log = logging.getLogger(__name__)
 
 WINDOW_PARAMETER_ENV = "QLDB_SETTLE_WINDOW_PARAMETER"
-# What the settler reads of the ingest's health before it passes a gap (settler.ingest_health).
-FAILURE_QUEUE_ENV = "QLDB_SETTLE_FAILURE_QUEUE_URL"
-INGEST_FUNCTION_ENV = "QLDB_SETTLE_INGEST_FUNCTION"
 OWNER_PREFIX = "settler-lambda"
 # The lease outlives the invocation by this much: a settler killed at its timeout locks the
 # next one out for at most this long (a live one renews it as the cycle runs).

@@ -26,6 +26,7 @@ from infra.lambdas import project_function
 from infra.nag import ack
 from infra.packaging import HANDLERS
 from infra.postgres import PostgresReplica
+from settler.ingest_health import FAILURE_QUEUE_ENV, INGEST_FUNCTION_ENV
 
 # What replaying a block does on a STANDARD-mode ledger (statements and revisions, the
 # checkpoint and id-map tables, DDL with their ids); never history() or redaction.
@@ -128,8 +129,8 @@ class Settler(Construct):
         """Let the settler check the ingest's health before it passes a gap
         (``settler.ingest_health``): the failure queue's depth and the ingest function's
         ``IteratorAge``, exactly those reads."""
-        self.function.add_environment("QLDB_SETTLE_FAILURE_QUEUE_URL", failure_queue.queue_url)
-        self.function.add_environment("QLDB_SETTLE_INGEST_FUNCTION", ingest_function.function_name)
+        self.function.add_environment(FAILURE_QUEUE_ENV, failure_queue.queue_url)
+        self.function.add_environment(INGEST_FUNCTION_ENV, ingest_function.function_name)
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["sqs:GetQueueAttributes"], resources=[failure_queue.queue_arn]

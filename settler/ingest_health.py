@@ -22,6 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 LOOKBACK = timedelta(minutes=5)
+# Where the settler (the Lambda's environment, the CLI's defaults) finds the two sources.
+FAILURE_QUEUE_ENV = "QLDB_SETTLE_FAILURE_QUEUE_URL"
+INGEST_FUNCTION_ENV = "QLDB_SETTLE_INGEST_FUNCTION"
 
 
 def aws_ingest_health(

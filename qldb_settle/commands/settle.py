@@ -28,6 +28,7 @@ from qldb_settle.output import (
     suggested_commands,
 )
 from settler.cycle import DEFAULT_GROUP_SIZE, DEFAULT_LEASE_SECONDS
+from settler.ingest_health import FAILURE_QUEUE_ENV, INGEST_FUNCTION_ENV
 from settler.report import SettleReport
 
 if TYPE_CHECKING:
@@ -116,6 +117,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="how long this settle's lease outlives it if it dies (renewed while it runs; "
         f"other settlers stand aside until then; default {DEFAULT_LEASE_SECONDS:g})",
     )
+    p.add_argument(
+        "--failure-queue",
+        default=os.environ.get(FAILURE_QUEUE_ENV) or None,
+        metavar="URL",
+        help="the ingest function's on-failure SQS queue: no gap is passed while it holds a "
+        f"range (env {FAILURE_QUEUE_ENV}; as the settler Lambda does; without it only the "
+        "failed ranges redrive recorded in the buffer hold gaps)",
+    )
+    p.add_argument(
+        "--ingest-function",
+        default=os.environ.get(INGEST_FUNCTION_ENV) or None,
+        metavar="NAME",
+        help="the ingest Lambda: no gap is passed while its IteratorAge is not below the window "
+        f"(env {INGEST_FUNCTION_ENV})",
+    )
     add_json(p)
     p.set_defaults(run=run)
 
@@ -194,7 +210,14 @@ def _cycle(
         allow_gaps_with_rejections=args.allow_gaps_with_rejections,
         retention=retention_of(settings),
     )
-    return settle(buffer, destination, now=now, policy=policy, owner=_owner())
+    from settler.ingest_health import aws_ingest_health
+
+    health = aws_ingest_health(
+        window_seconds=settings.window_seconds,
+        queue_url=args.failure_queue,
+        function_name=args.ingest_function,
+    )
+    return settle(buffer, destination, now=now, policy=policy, owner=_owner(), ingest_health=health)
 
 
 def _start(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from settler_blocks import Chain, Rev, put
@@ -144,3 +145,39 @@ def test_an_unreadable_source_holds_the_gap() -> None:
     assert check is not None
     assert "could not be read (RuntimeError: AccessDenied)" in (check() or "")
     assert aws_ingest_health(window_seconds=60, queue_url=None, function_name=None) is None
+
+
+def test_a_cli_settle_given_the_failure_queue_holds_gaps_while_it_holds_a_range(
+    aws: tuple[object, object],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``settle --failure-queue URL`` asks the queue as the settler Lambda does: a simulated
+    stream with read-only gaps, every window passed, holds its first gap while a range waits
+    in the queue (exit 1, halted, the queue named, nothing passed) and passes the gaps once it
+    is empty. SQS is moto's."""
+    import json
+
+    from qldb_settle.cli import main
+    from qldb_settle.simulate import SimulationConfig, simulate
+
+    sqs, _cw = aws
+    url = sqs.create_queue(QueueName="ingest-failures")["QueueUrl"]  # type: ignore[attr-defined]
+    sim = tmp_path / "sim"
+    simulate(sim, SimulationConfig(transactions=40, seed=3, read_only_rate=0.3))
+    buf, rep = f"sqlite:{tmp_path / 'b.db'}", f"embedded:{tmp_path / 'r.db'}"
+    assert main(["ingest", "--buffer", buf, str(sim / "events")]) == 0
+    capsys.readouterr()
+    args = ["settle", "--buffer", buf, "--destination", rep, "--now", "2100-01-01T00:00:00Z"]
+    args += ["--failure-queue", url, "--json"]
+
+    sqs.send_message(QueueUrl=url, MessageBody="{}")  # type: ignore[attr-defined]
+    assert main(args) == 1
+    held = json.loads(capsys.readouterr().out)
+    assert held["halted"] and held["gaps_passed"] == 0, held
+    assert "failure queue" in held["halt_reason"], held
+
+    sqs.purge_queue(QueueUrl=url)  # type: ignore[attr-defined]
+    assert main(args) == 0
+    passed = json.loads(capsys.readouterr().out)
+    assert not passed["halted"] and passed["gaps_passed"] > 0, passed
