@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from emf import emf_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_helpers import (
@@ -226,21 +227,6 @@ def test_puts_are_made_of_whole_kinesis_records(buffer: SqliteBuffer) -> None:
         ingest_items(buffer, items, units=[1, 1])
 
 
-def _emf_sums(out: str) -> dict[str, float]:
-    """Sum of each EMF metric printed (aws-lambda-powertools writes one JSON object per line)."""
-    sums: dict[str, float] = {}
-    for line in out.splitlines():
-        if not line.startswith("{"):
-            continue
-        doc = json.loads(line)
-        for directive in doc["_aws"]["CloudWatchMetrics"]:
-            for metric in directive["Metrics"]:
-                value = doc[metric["Name"]]
-                total = sum(value) if isinstance(value, list) else value
-                sums[metric["Name"]] = sums.get(metric["Name"], 0) + total
-    return sums
-
-
 def test_a_retried_kinesis_record_is_counted_once_by_the_invocation_that_stores_it(
     buffer: SqliteBuffer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -266,7 +252,7 @@ def test_a_retried_kinesis_record_is_counted_once_by_the_invocation_that_stores_
     finally:
         ingest_handler.use_buffer(None)
     assert failed == {seq_no(1), seq_no(2)} and again == {"batchItemFailures": []}
-    sums = _emf_sums(capsys.readouterr().out)
+    sums = {name: sum(v) for name, v in emf_values(capsys.readouterr().out).items()}
     assert sums["RecordsReceived"] == len(records)
     assert sums["Duplicates"] == 0
     assert sums["RecordsRetried"] == 2  # the first invocation handed two back, the second none

@@ -8,13 +8,13 @@ context is a small stand-in object with ``get_remaining_time_in_millis`` (what L
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from emf import emf_values
 from settler_blocks import Chain, Rev, put
 
 import handlers.settler as handler_module
@@ -53,22 +53,6 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handler_module, "_ssm", None)
 
 
-def _emf(out: str) -> dict[str, list[float]]:
-    metrics: dict[str, list[float]] = {}
-    for line in out.splitlines():
-        if not line.startswith("{"):
-            continue
-        doc = json.loads(line)
-        for d in doc["_aws"]["CloudWatchMetrics"]:
-            assert d["Namespace"] == "QldbSettle"
-            for m in d["Metrics"]:
-                value = doc[m["Name"]]
-                metrics.setdefault(m["Name"], []).extend(
-                    value if isinstance(value, list) else [value]
-                )
-    return metrics
-
-
 def test_one_cycle_replays_and_publishes_the_settler_metrics(
     parts: tuple[SqliteBuffer, MemoryDestination], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -82,7 +66,7 @@ def test_one_cycle_replays_and_publishes_the_settler_metrics(
     result = handler({}, Context([60_000]))
     assert result["replayed"] == {"blocks": 2, "statements": 1, "revisions": 1}
     assert result["halted"] is False and result["window_seconds"] == 0
-    metrics = _emf(capsys.readouterr().out)
+    metrics = emf_values(capsys.readouterr().out)
     assert set(metrics) == {
         "BlocksReplayed", "StatementsReplayed", "RevisionsApplied", "ReplayLag", "BufferDepth",
         "HeldByWindow", "EarlyReleases", "GapsPassed", "QuarantinedBlocks", "LateBlocks",
@@ -105,7 +89,7 @@ def test_an_invocation_stands_aside_while_another_holds_the_lease_and_says_so_in
     assert buffer.acquire_lease(other, 90, datetime.now(UTC))
     result = handler({}, Context([60_000]))
     assert "settler-lambda:req-other" in result["skipped"]
-    assert _emf(capsys.readouterr().out) == {"LeaseHeld": [1]}
+    assert emf_values(capsys.readouterr().out) == {"LeaseHeld": [1]}
 
 
 def test_the_lease_lasts_the_invocation_plus_a_margin(
