@@ -16,10 +16,10 @@ a fresh subprocess when its memory matters, and medians are kept.
   service on the same simulated workloads;
 - ``bench.common``: timing, medians, subprocess plumbing, the table (stdlib only).
 
-Imports: any layer below, mostly lazily in the child process that measures it:
-``qldb_settle`` (the simulator, the demo loop, the comparison), ``settler``, ``ingest``,
-``buffer``, ``destination``, ``ledger`` and ``journal``; never ``infra`` (its peer). Nothing in
-the service imports it (``tests/test_layers.py``).
+Imports: any layer below, mostly lazily in the child process that measures it: ``qldb_settle`` (the
+simulator, the demo loop, the comparison), ``settler``, ``ingest``, ``buffer``, ``destination``,
+``ledger``, ``runtime`` (its errors) and ``journal``; never ``infra`` (its peer). Nothing in the
+service imports it (``tests/test_layers.py``).
 
 Nothing is imported here: ``python -m bench.ingest`` must run in the small ingest environment.
 """

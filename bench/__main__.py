@@ -33,7 +33,7 @@ from typing import Any
 
 from bench import cycle, export, ingest, lag, opensearch, postgres, replay, strategies
 from bench.common import INGEST_PYTHON, MAIN_PYTHON, REPO_ROOT, BenchError, Json, rounded
-from bench.report import README_BEGIN, README_END, markdown, text
+from bench.figures import README_BEGIN, README_END, markdown, text
 
 log = logging.getLogger("bench")
 

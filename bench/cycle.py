@@ -1,7 +1,7 @@
 """Settle cycle cost against buffer size: one ``settler.cycle.settle`` releasing 1,000 blocks while
 10,000 or 1,000,000 younger blocks wait behind them (buffered, not yet settled).
 
-Setup (``build``, one child): a source ledger of ``release`` blocks (``bench.workload``, literal
+Setup (``build``, one child): a source ledger of ``release`` blocks (``bench.backlog``, literal
 and parameterized transactions alternating, so half are replayed as statements and half from
 revisions) decoded by the ingest path into each ``SqliteBuffer``, followed by ``held`` synthetic
 blocks put in batches of 5,000 (``workload.held_items``). The cycle runs as of the commit time of
@@ -43,7 +43,7 @@ WINDOW_SECONDS = 120.0
 
 
 def child_build(args: Json) -> Json:
-    from bench.workload import held_items, source_ledger, stream_items
+    from bench.backlog import held_items, source_ledger, stream_items
     from buffer.sqlite import SqliteBuffer
     from journal.records import StreamRef
 
@@ -108,8 +108,8 @@ def child_measure(args: Json) -> Json:
     from buffer.sqlite import SqliteBuffer
     from destination.embedded import EmbeddedDestination
     from ledger.parser import parse
+    from settler.block_checks import ionhash_available
     from settler.cycle import SettlePolicy, settle
-    from settler.verify import ionhash_available
 
     ionhash_available()  # warm-up: lazy imports every cycle of a running settler has done
     parse("INSERT INTO Vehicle {'VIN': 'x'}")

@@ -1,6 +1,6 @@
 """Replay lag (replay − commit) over long simulated runs, through the demo loop.
 
-``run_service`` is ``qldb_settle.demo.run_demo`` on a ``SqliteBuffer`` and an
+``run_service`` is ``qldb_settle.demo_run.run_demo`` on a ``SqliteBuffer`` and an
 ``EmbeddedDestination`` in a work folder: the simulated source ledger and its hostile stream,
 every event ingested in arrival order, a settle cycle every ``schedule`` seconds of simulated
 time, then the replica verified against the source ledger and the stream's revisions. Lag is in
@@ -35,7 +35,7 @@ def run_service(
     """``run_demo`` in ``workdir`` (emptied first); returns its ``DemoReport``."""
     from buffer.sqlite import SqliteBuffer
     from destination.embedded import EmbeddedDestination
-    from qldb_settle.demo import DemoOptions, prepare_workdir, run_demo
+    from qldb_settle.demo_run import DemoOptions, prepare_workdir, run_demo
 
     prepare_workdir(workdir)
     buffer = SqliteBuffer(workdir / "buffer.db")

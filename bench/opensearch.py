@@ -92,8 +92,8 @@ def child_ingest(args: Json) -> Json:
 def child_settle(args: Json) -> Json:
     from destination.embedded import EmbeddedDestination
     from ledger.parser import parse
+    from settler.block_checks import ionhash_available
     from settler.cycle import SettlePolicy, settle
-    from settler.verify import ionhash_available
 
     ionhash_available()  # warm-up: lazy imports a running settler has done already
     parse("INSERT INTO Vehicle {'VIN': 'x'}")

@@ -28,8 +28,8 @@ def child_replay(args: Json) -> Json:
     from destination.embedded import EmbeddedDestination
     from destination.port import Destination
     from destination.postgres import PostgresDestination
+    from settler.block_checks import ionhash_available
     from settler.cycle import DEFAULT_GROUP_SIZE, SettlePolicy, settle
-    from settler.verify import ionhash_available
 
     ionhash_available()
     group = int(args["group"]) or DEFAULT_GROUP_SIZE
@@ -76,7 +76,7 @@ def _work(args: Json) -> Json:
 def measure(templates: dict[str, Json], *, reps: int) -> Json:
     """PostgreSQL grouped and ungrouped against the embedded ledger, per replay mode."""
     from destination.postgres_local import LocalPostgres
-    from journal.errors import ConfigError
+    from runtime.errors import ConfigError
 
     try:
         server = LocalPostgres.start()

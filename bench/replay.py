@@ -2,7 +2,7 @@
 and grouped against ungrouped replay over a simulated 15 ms round trip per destination
 transaction.
 
-Setup (``build``, one child per mode): a source ledger (``bench.workload.source_ledger``: two
+Setup (``build``, one child per mode): a source ledger (``bench.backlog.source_ledger``: two
 ``CREATE TABLE`` blocks, then transactions each inserting a Vehicle and its VehicleRegistration)
 with literal statements (``statements``: replayed as statements) or with ``?`` parameters
 (``revisions``: replayed from the revisions), decoded by the ingest path into a template
@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.backlog import DDL
 from bench.common import (
     BenchError,
     Json,
@@ -51,7 +52,6 @@ from bench.common import (
     run_child,
     timed,
 )
-from bench.workload import DDL
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Destination
 
 MODULE = "bench.replay"
@@ -90,7 +90,7 @@ class RoundTripDestination:
 
 
 def child_build(args: Json) -> Json:
-    from bench.workload import source_ledger, stream_items
+    from bench.backlog import source_ledger, stream_items
     from buffer.sqlite import SqliteBuffer
     from journal.records import BlockSummary
 
@@ -122,7 +122,7 @@ def _simulated_source(path: Path, transactions: int) -> None:
     """The simulator's workload, 30% of its statements with parameters, as a source ledger."""
     import random
 
-    from bench.workload import LEDGER_NAME
+    from bench.backlog import LEDGER_NAME
     from ledger import EmbeddedLedger
     from qldb_settle.simulate.workload import SimClock, WorkloadConfig, run_workload
 
@@ -145,8 +145,8 @@ def child_replay(args: Json) -> Json:
     from buffer.sqlite import SqliteBuffer
     from destination.embedded import EmbeddedDestination
     from ledger.parser import parse
+    from settler.block_checks import ionhash_available
     from settler.cycle import DEFAULT_GROUP_SIZE, SettlePolicy, settle
-    from settler.verify import ionhash_available
 
     ionhash_available()  # warm-up: lazy imports a running settler has done already
     parse("INSERT INTO Vehicle {'VIN': 'x'}")

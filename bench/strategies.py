@@ -3,7 +3,7 @@
 Each run simulates a busy source ledger with overlapping transactions and its hostile stream
 (``qldb_settle.simulate``: 4 shards, KPL aggregates, duplicates, redelivered batches), then
 replays that same stream three ways into a new embedded ledger each, and compares every replica
-with the source ledger by content (``qldb_settle.verify.compare``):
+with the source ledger by content (``settler.compare.compare``):
 
 - **(a) the original replay Lambda** (DESIGN.md, "Where it comes from"): every event as it
   arrives, every block summary copy in it (no deduplication), each statement in index order in
@@ -90,7 +90,7 @@ def _replica(path: Path) -> Any:
 
 
 def _compare(source: Path, replica: Any) -> Json:
-    from qldb_settle.verify import compare, documents_of_ledger
+    from settler.compare import compare, documents_of_ledger
 
     result = compare(
         "source ledger",

@@ -85,8 +85,9 @@ from buffer.port import (
     PutReport,
     Rejection,
 )
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
 from journal.records import BlockSummary, ControlRecord, RevisionDetails
+from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from journal.errors import ConfigError, SettleError, TransientError
+from journal.errors import SettleError
 from runtime import deadline
+from runtime.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 

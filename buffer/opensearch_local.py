@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from journal.errors import ConfigError, TransientError
+from runtime.errors import ConfigError, TransientError
 
 if TYPE_CHECKING:
     from buffer.opensearch import OpenSearchBuffer

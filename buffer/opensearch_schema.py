@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 
 SCHEMA_VERSION = 1
 

@@ -52,8 +52,9 @@ from buffer.port import (
     PutReport,
     Rejection,
 )
-from journal.errors import InputError, SettleError, TransientError
+from journal.errors import InputError, SettleError
 from journal.records import BlockSummary, ControlRecord, RevisionDetails
+from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from compose.settings import Settings
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 
 if TYPE_CHECKING:
     from buffer.port import SettlingBuffer

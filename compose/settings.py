@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 
 # (field, environment variable, default): the table of DESIGN.md "Configuration".
 ENV: tuple[tuple[str, str, str], ...] = (

@@ -51,12 +51,13 @@ from destination.statement_replay import (
     map_statement_writes,
     undrop_target,
 )
-from journal.errors import CheckpointMismatch, ReplayError
+from journal.errors import ReplayError
 from ledger import EmbeddedLedger, LedgerError, StatementError
 from ledger.engine import Transaction
 from ledger.hashing import ion_hash
 from ledger.nodes import CreateTable, DropIndex, UndropTable
 from ledger.parser import parse
+from runtime.errors import CheckpointMismatch
 
 log = logging.getLogger(__name__)
 

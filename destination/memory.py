@@ -19,7 +19,8 @@ from typing import Any
 
 from destination import port
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
-from journal.errors import CheckpointMismatch, ReplayError, TransientError
+from journal.errors import ReplayError
+from runtime.errors import CheckpointMismatch, TransientError
 
 
 @dataclass(slots=True)

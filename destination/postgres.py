@@ -45,11 +45,12 @@ from typing import Any
 
 from destination import port
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
-from journal.errors import CheckpointMismatch, ConfigError, ReplayError, TransientError
+from journal.errors import ReplayError
 from journal.hashes import adjacent, block_hash, dot, merkle_root
 from journal.ion_binary import encode
 from journal.ion_json import json_text
 from runtime import deadline
+from runtime.errors import CheckpointMismatch, ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 

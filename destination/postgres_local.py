@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 
 HOW_TO_GET_ONE = (
     "no PostgreSQL server binaries found (initdb/postgres): install Debian's postgresql package "

@@ -65,14 +65,9 @@ from destination.statement_replay import (
     undrop_target,
 )
 from journal.canonical import fingerprint
-from journal.errors import (
-    CheckpointMismatch,
-    ConfigError,
-    ReplayError,
-    SettleError,
-    TransientError,
-)
+from journal.errors import ReplayError, SettleError
 from runtime import deadline
+from runtime.errors import CheckpointMismatch, ConfigError, TransientError
 
 logger = logging.getLogger(__name__)
 

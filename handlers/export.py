@@ -43,8 +43,9 @@ from compose.settings import Settings
 from ingest.export.manifest import Export, find_exports
 from ingest.export.service import ExportReport, LedgerRef, ingest_export
 from ingest.export.store import ExportStore, open_store
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
 from runtime import deadline
+from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
 

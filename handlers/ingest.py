@@ -46,9 +46,9 @@ from handlers.metrics import (
 )
 from ingest.decode import DecodedItem, decode_kinesis_event
 from ingest.service import IngestReport, ingest_items
-from journal.errors import TransientError
 from journal.records import RECORD_TYPES
 from runtime import deadline
+from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
 

@@ -47,11 +47,11 @@ from handlers.metrics import (
     STATEMENTS_REPLAYED,
     WINDOW_SECONDS,
 )
-from journal.errors import LeaseHeld
 from runtime import deadline
+from runtime.errors import LeaseHeld
 from settler.cycle import DEFAULT_LEASE_SECONDS, SettlePolicy, settle
+from settler.cycle_report import SettleReport
 from settler.ingest_health import FAILURE_QUEUE_ENV, INGEST_FUNCTION_ENV, aws_ingest_health
-from settler.report import SettleReport
 
 log = logging.getLogger(__name__)
 

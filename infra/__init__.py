@@ -6,7 +6,7 @@ documented in ``infra.config`` (and, generated from it, in ``cdk.json``).
 
 Imports: ``handlers`` (``handlers.metrics``, the metric names; the handlers themselves are named
 by import path only, never imported), ``settler`` (``settler.ingest_health``: the names of the
-environment variables it sets for the settler) and ``journal`` (``journal.errors``), with the CDK
+environment variables it sets for the settler) and ``runtime`` (``runtime.errors``), with the CDK
 libraries; never ``bench`` (its peer). Nothing in the service imports it
 (``tests/test_layers.py``).
 """

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 
 Scalar = str | int | bool
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from buffer.port import Incoming, PutReport, Rejection, SettlingBuffer
 from ingest.decode import DecodedItem, decode_file
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
 from journal.records import BlockSummary, RevisionDetails
 from runtime import deadline
+from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
 

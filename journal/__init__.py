@@ -7,7 +7,8 @@ them, shared by every other package.
   library-version-independent fingerprint of Ion values;
 - ``journal.ion_binary``: the Ion 1.0 binary codec; ``journal.ion_json``: Ion down-converted to
   JSON, as QLDB's JSON export does it;
-- ``journal.errors``: the project's error hierarchy.
+- ``journal.errors``: the errors about records, blocks and input, and their base ``SettleError``
+  (the errors about the run are ``runtime.errors``).
 
 Imports: the standard library and amazon.ion only; never another package of the project (the
 lowest layer, ``tests/test_layers.py``). Shared by the ingest Lambda, so never ionhash or pyqldb.

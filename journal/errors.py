@@ -3,8 +3,6 @@ block, a file) and its docstring states what it means. Adapters turn vendor erro
 
 from __future__ import annotations
 
-from datetime import datetime
-
 
 class SettleError(Exception):
     """Base of every error qldb-settle raises on purpose."""
@@ -32,28 +30,6 @@ class InputError(SettleError):
     """Input is not what the command reads at all (missing file, not JSON or Ion): exit 2."""
 
 
-class TransientError(SettleError):
-    """The buffer or destination could not be reached after retries; nothing was lost, run it
-    again: exit 3."""
-
-
-class LeaseHeld(SettleError):
-    """Another settler holds the lease; this one does nothing this cycle (``holder`` and
-    ``until`` say who and how long, when the buffer could tell)."""
-
-    def __init__(
-        self, message: str, *, holder: str | None = None, until: datetime | None = None
-    ) -> None:
-        super().__init__(message)
-        self.holder = holder
-        self.until = until
-
-
-class CheckpointMismatch(SettleError):
-    """The destination's checkpoint is no longer the one this cycle started from (compare-and-set
-    failed): another writer moved it, or a retried commit already landed. Nothing was applied."""
-
-
 class ReplayError(SettleError):
     """A block could not be replayed into the destination; the settler halts at that block."""
 
@@ -68,7 +44,3 @@ class DownConvertedCopy(ReplayError):
     Lines export (Ion types down-converted): the statements cannot reproduce the block's
     revisions on it. The settler replays such a block from its revisions instead (they carry the
     source's Ion data, and the copy is exact again)."""
-
-
-class ConfigError(SettleError):
-    """A setting or URL is malformed: exit 2."""

@@ -2,9 +2,9 @@
 
 - ``qldb_settle.cli``: the entry point; each subcommand a module of ``qldb_settle.commands``,
   imported when chosen, with the flags and printing they share in ``qldb_settle.output``;
-- ``qldb_settle.demo`` and ``qldb_settle.simulate``: the demo loop and the simulated source
+- ``qldb_settle.demo_run`` and ``qldb_settle.simulate``: the demo loop and the simulated source
   ledger and stream;
-- ``qldb_settle.verify``: a replica compared with its source, document by document.
+- ``settler.compare``: a replica compared with its source, document by document.
 
 Imports: any layer below: ``compose`` (settings, the adapters), ``settler``, ``ingest``,
 ``buffer``, ``destination``, ``ledger``, ``runtime`` and ``journal``; never ``handlers`` (its

@@ -18,7 +18,8 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from journal.errors import ConfigError, InputError, SettleError, TransientError
+from journal.errors import InputError, SettleError
+from runtime.errors import ConfigError, TransientError
 
 # The order subcommands appear in --help (DESIGN.md's order); unknown ones follow.
 ORDER = (

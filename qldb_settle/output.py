@@ -25,7 +25,7 @@ def iso_ms(value: datetime | None) -> str | None:
 def duration(ms: float | None) -> str:
     """A duration in milliseconds in human units (``2 min 5 s``, ``3 h 12 min``, ``5.0 years``):
     the one formatter of every duration the command line prints; JSON keeps milliseconds."""
-    from settler.report import human_duration
+    from settler.cycle_report import human_duration
 
     return human_duration(ms)
 

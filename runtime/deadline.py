@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from journal.errors import TransientError
+from runtime.errors import TransientError
 
 _END: ContextVar[float | None] = ContextVar("qldb_settle_deadline", default=None)
 Clock = Callable[[], float]

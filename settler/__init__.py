@@ -2,15 +2,16 @@
 
 - ``settler.cycle``: one settle cycle, ``settle(buffer, destination, now=..., policy=...)`` under
   a ``SettlePolicy`` (window, early release, group and page sizes, lease, retention, checks);
-- ``settler.verify`` (hash chain, digests, content) and ``settler.plan`` (how a block is
+- ``settler.block_checks`` (hash chain, digests, content) and ``settler.plan`` (how a block is
   replayed): pure, no I/O, no clock;
-- ``settler.report``: what a cycle did (``SettleReport``); ``settler.operator``: what an
+- ``settler.cycle_report``: what a cycle did (``SettleReport``); ``settler.operator``: what an
   operator decides about a block (resolve, a replica's start);
 - ``settler.ingest_health``: whether the ingest may still hold the blocks of a gap;
-- ``settler.lease``: the lease a cycle holds so that one settler at a time writes.
+- ``settler.lease``: the lease a cycle holds so that one settler at a time writes;
+- ``settler.compare``: a replica proven equal to its source, by content (``verify``, the demo).
 
-Imports: ``journal``, ``ledger`` (classify, Ion hash), the ports of ``buffer`` and
-``destination`` (``buffer.port``, ``destination.port``, never an adapter: the composition picks
-those) and ``ingest`` (``ingest.export.origin``); never ``compose`` or any layer above
-(``tests/test_layers.py``).
+Imports: ``journal``, ``ledger`` (classify, Ion hash), the ports of ``buffer`` and ``destination``
+(``buffer.port``, ``destination.port``, never an adapter: the composition picks those), ``ingest``
+(``ingest.export.origin``, the stream decoder for ``settler.compare``) and ``runtime`` (the
+deadline, ``runtime.errors``); never ``compose`` or any layer above (``tests/test_layers.py``).
 """

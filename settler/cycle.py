@@ -42,18 +42,12 @@ from typing import Any
 
 from buffer.port import BlockRow, BufferedBlock, Gap, Mark, SettlingBuffer
 from destination.port import BlockReplay, Checkpoint, Destination
-from journal.errors import (
-    CheckpointMismatch,
-    DownConvertedCopy,
-    LeaseHeld,
-    ReplayError,
-    SettleError,
-    TransientError,
-)
+from journal.errors import DownConvertedCopy, ReplayError, SettleError
+from runtime.errors import CheckpointMismatch, LeaseHeld, TransientError
+from settler.block_checks import verify_block
+from settler.cycle_report import SettleReport, human_duration, late_blocks_hint
 from settler.lease import Lease
 from settler.plan import Plan, fits, plan_block
-from settler.report import SettleReport, human_duration, late_blocks_hint
-from settler.verify import verify_block
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +93,7 @@ class SettlePolicy:
     - ``retention``: with it, the statements and revisions of replayed blocks committed longer
       ago than that are deleted from the buffer at the end of the cycle (block headers stay).
     - ``check_content``: also check that each revision's data and metadata hash to its revision
-      hash (``settler.verify``; the costliest check, about a millisecond per small revision).
+      hash (``settler.block_checks``; the costliest check, about a millisecond per small revision).
     - ``allow_gaps_with_rejections``: pass a gap even while the buffer holds unresolved
       rejected records (which could be the missing block).
     """

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from buffer.port import SettlingBuffer
-from journal.errors import LeaseHeld, TransientError
+from runtime.errors import LeaseHeld, TransientError
 
 
 class Lease:

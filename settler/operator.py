@@ -19,10 +19,11 @@ from typing import Literal
 
 from buffer.port import BufferedBlock, Gap, Mark, SettlingBuffer
 from destination.port import BlockReplay, Checkpoint, Destination
-from journal.errors import InputError, LeaseHeld, SettleError
+from journal.errors import InputError, SettleError
 from journal.records import BlockAddress, block_id, revision_id
+from runtime.errors import LeaseHeld
+from settler.block_checks import verify_block
 from settler.plan import plan_block
-from settler.verify import verify_block
 
 Action = Literal["retry", "skip", "apply-late"]
 ACTIONS: tuple[Action, ...] = ("retry", "skip", "apply-late")

@@ -7,9 +7,9 @@
   the parser refuses): the block's DDL still runs as statements, first; then one ``RevisionOp``
   per user revision in ``revisionSummaries`` order (insert, replace or delete the copy).
 - A revision carrying ``dataHash`` instead of ``data`` (already redacted; verified by that hash,
-  ``settler.verify``) is replayed as redacted: revision mode (the statement texts still hold what
-  was redacted), with a ``RevisionOp`` marked ``redacted`` (``data`` None, ``data_hash`` the kept
-  hash); docs/export.md says what each destination stores. ``EXEC REDACT_REVISION`` redacts an
+  ``settler.block_checks``) is replayed as redacted: revision mode (the statement texts still hold
+  what was redacted), with a ``RevisionOp`` marked ``redacted`` (``data`` None, ``data_hash`` the
+  kept hash); docs/export.md says what each destination stores. ``EXEC REDACT_REVISION`` redacts an
   older revision and changes no current document: it is not replayed.
 - A revision from a JSON Lines export (``ingest.export.origin.down_converted``) whose content
   verification could not prove is replayed from its revisions, its ``RevisionOp`` marked
@@ -33,7 +33,7 @@ from buffer.port import BufferedBlock
 from destination.port import BlockReplay, Limits, RevisionOp, StatementOp
 from ingest.export.origin import down_converted
 from journal.records import BlockSummary
-from settler.verify import metadata_struct
+from settler.block_checks import metadata_struct
 
 STATEMENT_MODE_KINDS = frozenset({"literal", "select", "ddl_id"})
 CHECKPOINT_DOCUMENTS = 1

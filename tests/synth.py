@@ -5,8 +5,8 @@ exactly as the ingest does (Ion binary -> ``record_from_ion`` -> ``record_finger
 summaries are self-consistent for ``journal.hashes`` (entriesHash is the Merkle root of
 entriesHashList, blockHash = dot(entriesHash, previousBlockHash), blocks chain by
 previousBlockHash); revision hashes and statement digests are stand-ins (SHA-256 of the content),
-not Ion hashes, so ``settler.verify`` with content checks would refuse them (tests/settler builds
-Ion-hashed blocks of its own).
+not Ion hashes, so ``settler.block_checks`` with content checks would refuse them (tests/settler
+builds Ion-hashed blocks of its own).
 
 A module with its own name (not ``conftest``): every test folder has a ``conftest.py``, and
 ``from conftest import ...`` would pick whichever was imported first.

@@ -7,7 +7,7 @@ carry, in that place, one of two marks followed by the export id (``LedgerRef.st
 - ``exportjson`` + id: a JSON Lines export (``JSON``), whose documents QLDB down-converted
   (decimals as numbers, timestamps, blobs and symbols as strings, annotations dropped). This is
   the one flag every record of such an export carries into the buffer and on to the settler:
-  ``down_converted`` is the only place it is read (``settler.verify``, ``settler.plan``).
+  ``down_converted`` is the only place it is read (``settler.block_checks``, ``settler.plan``).
 
 The stream id is outside every deterministic id and outside the record fingerprint, so the mark
 changes no dedupe: a block from an export and the same block from the stream are still

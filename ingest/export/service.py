@@ -32,9 +32,10 @@ from ingest.export.manifest import OBJECT_RANGE, Export, find_exports
 from ingest.export.objects import ObjectDamage, read_object
 from ingest.export.origin import export_stream_id
 from ingest.export.store import ExportStore, MissingObject
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
 from journal.ion_binary import encode
 from journal.records import BlockAddress, block_id
+from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
+from runtime.errors import TransientError
 
 
 class MissingObject(Exception):

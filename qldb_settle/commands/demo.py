@@ -23,7 +23,7 @@ from qldb_settle.output import (
 )
 
 if TYPE_CHECKING:
-    from qldb_settle.demo import DemoReport
+    from qldb_settle.demo_run import DemoReport
 
 EXIT_OK, EXIT_ATTENTION = 0, 1
 DEFAULT_WORKDIR = Path("qldb-settle-demo")
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from compose.roots import open_buffer, open_destination
     from qldb_settle.commands.verify import replica_documents
-    from qldb_settle.demo import DemoOptions, prepare_workdir, run_demo
+    from qldb_settle.demo_run import DemoOptions, prepare_workdir, run_demo
 
     workdir: Path = args.workdir
     prepare_workdir(workdir)
@@ -115,7 +115,7 @@ def _with_progress(options: Any, workdir: Path, buffer: Any, destination: Any) -
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from qldb_settle.commands.verify import replica_documents
-    from qldb_settle.demo import run_demo
+    from qldb_settle.demo_run import run_demo
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
@@ -216,7 +216,7 @@ def _lag_chart(lags: list[float], width: int = 40, buckets: int = 8) -> str:
     for v in lags:
         counts[min(buckets - 1, int((v / 1000 - lo) / span * buckets))] += 1
     top = max(counts)
-    from settler.report import distribution
+    from settler.cycle_report import distribution
 
     lines = [f"  replay lag (replay - commit): {durations(distribution(lags))}"]
     labels = [

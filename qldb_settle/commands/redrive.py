@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
 from qldb_settle.output import add_buffer, add_common_settings, add_json, print_json, settings_from
+from runtime.errors import TransientError
 
 if TYPE_CHECKING:
     from buffer.port import PutReport, SettlingBuffer

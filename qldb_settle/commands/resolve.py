@@ -9,7 +9,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from journal.errors import InputError, LeaseHeld
+from journal.errors import InputError
 from qldb_settle.output import (
     add_buffer,
     add_common_settings,
@@ -20,6 +20,7 @@ from qldb_settle.output import (
     print_json,
     settings_from,
 )
+from runtime.errors import LeaseHeld
 
 EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 
@@ -71,8 +72,8 @@ def _actor(given: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from compose.roots import open_buffer, open_destination
+    from settler.cycle_report import checkpoint_json
     from settler.operator import find_block, resolve
-    from settler.report import checkpoint_json
 
     now = _time(args.now) if args.now else datetime.now(UTC)
     settings = settings_from(args)

@@ -14,7 +14,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from compose.settings import ENV_NAME, Settings
-from journal.errors import ConfigError, InputError, LeaseHeld
+from journal.errors import InputError
 from qldb_settle.output import (
     add_buffer,
     add_common_settings,
@@ -27,9 +27,10 @@ from qldb_settle.output import (
     settings_from,
     suggested_commands,
 )
+from runtime.errors import ConfigError, LeaseHeld
 from settler.cycle import DEFAULT_GROUP_SIZE, DEFAULT_LEASE_SECONDS
+from settler.cycle_report import SettleReport
 from settler.ingest_health import FAILURE_QUEUE_ENV, INGEST_FUNCTION_ENV
-from settler.report import SettleReport
 
 if TYPE_CHECKING:
     from buffer.port import SettlingBuffer

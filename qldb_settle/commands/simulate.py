@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from journal.errors import ConfigError
 from qldb_settle.output import add_json, print_json
+from runtime.errors import ConfigError
 
 if TYPE_CHECKING:
     from qldb_settle.simulate import SimulationConfig

@@ -156,10 +156,10 @@ def late_block_hints(
     """For each strand whose first quarantined block failed replay while late blocks of the
     strand wait before it: ``{"block", "late", "text", "commands"}`` (that block and the late
     ones as ``STRAND/SEQ``, the ``attention`` line, and the commands in order: apply each late
-    block, retry the quarantined one, settle; ``settler.report.late_recovery`` words them)."""
+    block, retry the quarantined one, settle; ``settler.cycle_report.late_recovery`` words them)."""
     if not stats.blocks.get("quarantined") or not stats.blocks.get("late"):
         return []
-    from settler.report import block_ref, late_blocks_hint, late_recovery
+    from settler.cycle_report import block_ref, late_blocks_hint, late_recovery
 
     late = list(buffer.blocks("late"))
     first: dict[tuple[str, str], BlockRow] = {}
@@ -233,7 +233,7 @@ def status_report(
     (pending blocks younger than the settle window now), ``unresolved_rejections``,
     ``oldest_pending_commit``, ``attention`` and ``notes``, then the keys the module docstring
     lists as added)."""
-    from settler.report import distribution
+    from settler.cycle_report import distribution
 
     blocks = {state: int(stats.blocks.get(state, 0)) for state in _STATES}
     lag = None
@@ -300,7 +300,7 @@ def read_checkpoints(
         return None, []
     try:
         from compose.roots import open_destination
-        from settler.report import checkpoint_json
+        from settler.cycle_report import checkpoint_json
     except ImportError as exc:  # a part of the installation this command can do without
         return None, [f"checkpoint not read: {exc}"]
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from journal.errors import ConfigError, InputError
+from journal.errors import InputError
 from qldb_settle.output import (
     add_common_settings,
     add_destination,
@@ -13,6 +13,7 @@ from qldb_settle.output import (
     print_json,
     settings_from,
 )
+from runtime.errors import ConfigError
 
 EXIT_OK, EXIT_ATTENTION = 0, 1
 
@@ -63,7 +64,7 @@ def replica_documents(destination: object) -> list[tuple[str, object]]:
 
 def run(args: argparse.Namespace) -> int:
     from compose.roots import open_destination
-    from qldb_settle.verify import (
+    from settler.compare import (
         compare,
         documents_of_export,
         documents_of_ledger,

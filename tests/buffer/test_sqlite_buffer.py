@@ -21,8 +21,9 @@ from buffer.sqlite import (
     _translate,
 )
 from journal.canonical import fingerprint
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
 from journal.records import RevisionDetails
+from runtime.errors import TransientError
 
 from synth import SYNTH_LEDGER, SYNTH_STRAND, SYNTH_T0, Synth  # isort: skip
 

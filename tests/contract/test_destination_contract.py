@@ -22,8 +22,9 @@ from amazon.ion import simpleion
 
 from destination.port import BlockReplay, Checkpoint, Destination, RevisionOp, StatementOp
 from journal.canonical import fingerprint
-from journal.errors import CheckpointMismatch, ReplayError
+from journal.errors import ReplayError
 from journal.records import BlockAddress
+from runtime.errors import CheckpointMismatch
 
 LEDGER = "us-east-1:111122223333:source"
 STRAND = "SrcStrand0000000000000"

@@ -15,7 +15,7 @@ from ingest.decode import decode_file
 from journal.records import BlockSummary, RevisionDetails
 from qldb_settle.cli import main
 from qldb_settle.simulate import SimulationConfig, simulate
-from settler.verify import verify_block
+from settler.block_checks import verify_block
 
 DEMO_KEYS = ("verified", "transactions", "blocks_replayed", "duplicates", "lag_ms")
 SETTLE_KEYS = (

@@ -24,7 +24,7 @@ def _at(ms: int) -> datetime:
 def test_export_then_stream_replays_every_block_once(tmp_path: Path, fmt: str) -> None:
     from destination.embedded import EmbeddedDestination
     from qldb_settle.commands.verify import replica_documents
-    from qldb_settle.verify import compare, documents_of_ledger
+    from settler.compare import compare, documents_of_ledger
     from settler.cycle import SettlePolicy, settle
 
     led = source_ledger(tmp_path / "source.db")

@@ -25,8 +25,9 @@ from buffer.sqlite import SqliteBuffer
 from handlers.export import ResumingStore, handler
 from ingest.export.service import LedgerRef, ingest_export
 from ingest.export.store import FolderStore
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
 from qldb_settle.simulate import SimulationConfig, simulate
+from runtime.errors import TransientError
 
 BUCKET = "exports-111122223333"
 REGION = "eu-west-1"

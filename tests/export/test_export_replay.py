@@ -17,8 +17,8 @@ from ingest.export.origin import down_converted
 from ingest.export.service import ingest_export
 from ingest.export.store import FolderStore
 from ledger.hashing import ion_hash
+from settler.block_checks import REVISION_DOWN_CONVERTED
 from settler.cycle import SettlePolicy, settle
-from settler.verify import REVISION_DOWN_CONVERTED
 
 FAR = START.replace(year=2100)
 
@@ -67,7 +67,7 @@ def test_a_json_lines_export_replays_its_hash_checks_reported_not_possible(
 
 def test_a_json_lines_export_whose_chain_is_broken_still_quarantines(tmp_path: Path) -> None:
     """The checks JSON keeps still run: a revision hash not in entriesHashList fails."""
-    from settler.verify import verify_block
+    from settler.block_checks import verify_block
 
     led = _ledger(tmp_path / "source.db")
     export(led, tmp_path / "x", "JSON")
@@ -118,7 +118,7 @@ def test_a_redacted_revision_verifies_by_its_hash_and_replays_as_redacted(
 def test_a_redacted_revision_with_a_forged_data_hash_quarantines(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from settler.verify import verify_block
+    from settler.block_checks import verify_block
 
     led = _ledger(tmp_path / "source.db")
     export(led, tmp_path / "x", "ION_TEXT")
@@ -214,7 +214,7 @@ def test_verify_matches_the_copies_a_json_lines_export_down_converted_and_only_t
     """The replica of a JSON Lines export holds the timestamped document with a string: compared
     with the source it is equal only after down-conversion, counted apart; the same lossy
     document in a replica that does not mark it stays a difference."""
-    from qldb_settle.verify import compare, documents_of_ledger
+    from settler.compare import compare, documents_of_ledger
 
     led = _ledger(tmp_path / "source.db")
     export(led, tmp_path / "x", "JSON")

@@ -19,7 +19,7 @@ import pytest
 
 from handlers import metrics
 from infra.config import Config
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 from tests.infra.conftest import ALARM_TOPIC, EXISTING_STREAM, Synthesized
 
 # The defaults the table is written for (test_the_table_is_written_for_the_defaults).
@@ -314,7 +314,7 @@ def handler_metrics(
     pytest.importorskip("aws_lambda_powertools")
     from handlers import ingest, settler
     from ingest.service import IngestReport
-    from settler.report import SettleReport
+    from settler.cycle_report import SettleReport
 
     out = {}
     for kind in ("settler", "ingest"):

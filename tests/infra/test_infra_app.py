@@ -16,7 +16,7 @@ from constructs import IConstruct
 
 from infra.app import main
 from infra.config import CONTEXT, Config, render_cdk_json
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 from tests.infra.conftest import (
     ALARM_TOPIC,
     EXISTING_KEY,

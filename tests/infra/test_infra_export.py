@@ -144,7 +144,7 @@ def test_nag_and_cfn_lint_are_clean(export_app: Synthesized) -> None:
 
 def test_the_context_is_checked() -> None:
     from infra.config import Config
-    from journal.errors import ConfigError
+    from runtime.errors import ConfigError
 
     with pytest.raises(ConfigError, match="exportLedgerArn"):
         Config.from_context({"exportBucket": BUCKET}.get)

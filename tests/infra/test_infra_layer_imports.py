@@ -353,7 +353,7 @@ def postgres_run(
     import boto3
 
     from destination.postgres_local import LocalPostgres
-    from journal.errors import ConfigError
+    from runtime.errors import ConfigError
 
     try:
         server = LocalPostgres.start()

@@ -24,7 +24,7 @@ pytest.importorskip("aws_cdk", reason="the CDK tests need aws-cdk-lib (the main 
 from infra.buffer import RUNTIME_CLUSTER_ACTIONS, RUNTIME_INDEX_ACTIONS
 from infra.config import Config
 from infra.security_roles import index as security_roles
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 from tests.infra.conftest import OPERATOR_ROLE, Synthesized
 
 MASTER = "arn:aws:iam::111122223333:role/qldb-settle-buffer-master"

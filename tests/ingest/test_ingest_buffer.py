@@ -32,7 +32,7 @@ from buffer.sqlite import SqliteBuffer
 from ingest import kpl
 from ingest.decode import decode_event, decode_kinesis_event
 from ingest.service import IngestReport, distribution, ingest_items, ingest_paths
-from journal.errors import TransientError
+from runtime.errors import TransientError
 
 pytestmark = pytest.mark.ingest_env
 

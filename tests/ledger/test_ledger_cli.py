@@ -15,7 +15,7 @@ from destination.embedded import EmbeddedDestination
 from destination.port import BlockReplay, RevisionOp, StatementOp
 from journal.records import BlockAddress
 from qldb_settle.cli import main
-from qldb_settle.verify import documents_of_export
+from settler.compare import documents_of_export
 
 LEDGER, STRAND = "us-east-1:111122223333:src", "SrcStrand0000000000000"
 

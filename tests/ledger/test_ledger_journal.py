@@ -14,7 +14,7 @@ from ingest.decode import decode_bytes
 from journal.hashes import dot, merkle_root
 from journal.records import BlockSummary, RevisionDetails, record_from_ion
 from ledger import EmbeddedLedger
-from settler.verify import verify_block
+from settler.block_checks import verify_block
 
 
 def _ion_hash(value: Any) -> bytes:

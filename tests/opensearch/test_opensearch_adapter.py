@@ -17,7 +17,8 @@ from buffer.opensearch_client import Endpoint, OpenSearchError, RetryPolicy
 from buffer.opensearch_local import LocalOpenSearch
 from buffer.opensearch_proxy import FaultProxy
 from buffer.opensearch_schema import MAPPINGS, Indices
-from journal.errors import ConfigError, InputError, SettleError, TransientError
+from journal.errors import InputError, SettleError
+from runtime.errors import ConfigError, TransientError
 
 from synth import SYNTH_LEDGER, SYNTH_STRAND, SYNTH_T0, Synth  # isort: skip
 

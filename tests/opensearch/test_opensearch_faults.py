@@ -15,9 +15,9 @@ from buffer.opensearch_client import RetryPolicy
 from buffer.opensearch_proxy import FaultProxy
 from buffer.port import Incoming
 from destination.embedded import EmbeddedDestination
-from journal.errors import TransientError
 from qldb_settle.commands.verify import replica_documents
-from qldb_settle.verify import compare, documents_of_ledger
+from runtime.errors import TransientError
+from settler.compare import compare, documents_of_ledger
 from settler.cycle import SettlePolicy, settle
 
 # The shared synthetic records (tests/conftest.py), imported by name for typing.

@@ -14,7 +14,7 @@ import os
 import pytest
 
 from destination.postgres_local import LocalPostgres
-from journal.errors import ConfigError
+from runtime.errors import ConfigError
 
 _servers: list[LocalPostgres] = []
 _names = itertools.count()

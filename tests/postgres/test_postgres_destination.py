@@ -20,8 +20,9 @@ from amazon.ion import simpleion
 from destination.port import BlockReplay, Checkpoint, RevisionOp, StatementOp
 from destination.postgres import PostgresDestination
 from journal.canonical import fingerprint
-from journal.errors import ConfigError, ReplayError, TransientError
+from journal.errors import ReplayError
 from journal.records import BlockAddress
+from runtime.errors import ConfigError, TransientError
 
 from .pg_server import fresh_schema, shared_server
 

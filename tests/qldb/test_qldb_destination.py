@@ -17,8 +17,9 @@ from amazon.ion import simpleion
 from destination.port import BlockReplay, Checkpoint, RevisionOp, StatementOp
 from destination.qldb import SOURCE_ID_FIELD, QldbDestination, check_botocore
 from journal.canonical import fingerprint
-from journal.errors import CheckpointMismatch, ConfigError, ReplayError, TransientError
+from journal.errors import ReplayError
 from journal.records import BlockAddress
+from runtime.errors import CheckpointMismatch, ConfigError, TransientError
 
 from .conftest import Served
 from .qldb_proxy import LossyProxy

@@ -21,9 +21,9 @@ from destination.port import ApplyReport, BlockReplay, Checkpoint
 from destination.qldb import CHECKPOINT_TABLE, QldbDestination
 from ingest.decode import decode_event
 from ingest.service import ingest_items
-from journal.errors import TransientError
 from qldb_settle.simulate import SimulationConfig, simulate
-from qldb_settle.verify import compare, documents_of_ledger
+from runtime.errors import TransientError
+from settler.compare import compare, documents_of_ledger
 from settler.cycle import SettlePolicy, settle
 
 from .conftest import Served

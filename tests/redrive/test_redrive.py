@@ -28,9 +28,9 @@ from moto import mock_aws
 from buffer.port import Incoming, PutReport, Rejection
 from buffer.sqlite import SqliteBuffer
 from destination.memory import MemoryDestination
-from journal.errors import TransientError
 from qldb_settle.cli import main
 from qldb_settle.commands import redrive as rd
+from runtime.errors import TransientError
 from settler.cycle import SettlePolicy, settle
 from tests.conftest import Synth
 

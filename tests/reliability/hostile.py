@@ -23,9 +23,9 @@ from ingest.decode import decode_kinesis_data
 from journal.hashes import block_hash
 from journal.records import BlockSummary, RevisionDetails
 from qldb_settle.simulate import SimulationConfig, simulate
-from qldb_settle.verify import compare, documents_of_ledger
+from settler.compare import compare, documents_of_ledger
 from settler.cycle import SettlePolicy, settle
-from settler.report import SettleReport
+from settler.cycle_report import SettleReport
 
 from .streams import user_records
 

@@ -1265,7 +1265,7 @@ def postgres_scenario(ctx: Context) -> ScenarioResult:
 
 def late_scenario(ctx: Context) -> ScenarioResult:
     from journal.records import BlockSummary, RevisionDetails
-    from qldb_settle.verify import compare, documents_of_export
+    from settler.compare import compare, documents_of_export
 
     name = "late"
     started = time.monotonic()

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from journal.errors import TransientError
+from runtime.errors import TransientError
 from tests.qldb.qldb_server import start_serve_qldb
 
 

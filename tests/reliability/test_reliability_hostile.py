@@ -21,7 +21,7 @@ from ingest.decode import MAX_KINESIS_DATA, decode_event, decode_kinesis_data
 from ingest.service import ingest_items
 from journal.ion_binary import BVM
 from journal.records import MAX_STATEMENT_CHARS, BlockSummary, RevisionDetails
-from qldb_settle.verify import compare
+from settler.compare import compare
 
 from .hostile import (
     Pipeline,

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from journal.errors import TransientError
 from runtime import deadline
+from runtime.errors import TransientError
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from settler_realdata import EVENTS, fixture
 from buffer.sqlite import SqliteBuffer
 from journal.records import RevisionDetails
 from qldb_settle.cli import main
-from settler.report import JSON_KEYS
+from settler.cycle_report import JSON_KEYS
 
 NOW = "2100-01-01T00:00:00Z"
 

@@ -17,10 +17,10 @@ from settler_blocks import T0, Built, Chain, Rev, put, with_statement_text
 from buffer.port import Gap, Rejection, SettlingBuffer
 from destination.memory import MemoryDestination
 from destination.port import Checkpoint, Limits
-from journal.errors import LeaseHeld, TransientError
+from runtime.errors import LeaseHeld, TransientError
 from settler.cycle import SettlePolicy, settle
+from settler.cycle_report import JSON_KEYS, SettleReport
 from settler.operator import resolve, set_start
-from settler.report import JSON_KEYS, SettleReport
 
 WINDOW = 60.0
 POLICY = SettlePolicy(window_seconds=WINDOW)

@@ -13,8 +13,8 @@ from settler_blocks import STRAND, T0, Built, Chain, Rev, put
 from buffer.port import BlockRow, SettlingBuffer
 from destination.embedded import EmbeddedDestination
 from settler.cycle import SettlePolicy, settle
+from settler.cycle_report import LATE_LISTED, SettleReport, human_duration, late_blocks_hint
 from settler.operator import Action, resolve
-from settler.report import LATE_LISTED, SettleReport, human_duration, late_blocks_hint
 
 WINDOW = 2.0
 

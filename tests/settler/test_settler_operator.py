@@ -11,7 +11,8 @@ from settler_blocks import T0, Built, Chain, Rev, put, with_statement_text
 
 from buffer.port import SettlingBuffer
 from destination.memory import MemoryDestination
-from journal.errors import InputError, LeaseHeld
+from journal.errors import InputError
+from runtime.errors import LeaseHeld
 from settler.cycle import SettlePolicy, settle
 from settler.operator import find_block, resolve
 

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 from settler_realdata import DMV_SUMMARY, EVENTS, buffered, dmv_block, ion_values, real_block
 
-import settler.verify as verify_module
+import settler.block_checks as verify_module
 from buffer.port import BufferedBlock
 from destination.port import Checkpoint
 from journal.records import BlockSummary, record_from_ion
-from settler.verify import (
+from settler.block_checks import (
     IONHASH_UNAVAILABLE,
     PARAMETERS_NOT_STREAMED,
     has_parameters,

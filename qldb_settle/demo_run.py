@@ -21,11 +21,12 @@ from buffer.port import SettlingBuffer
 from destination.port import Destination
 from ingest.decode import decode_event
 from ingest.service import IngestReport, ingest_items
-from journal.errors import InputError, TransientError
+from journal.errors import InputError
 from qldb_settle.simulate import SimulationConfig, SimulationResult, simulate
-from qldb_settle.verify import Comparison, compare, documents_of_ledger, documents_of_stream
+from runtime.errors import TransientError
+from settler.compare import Comparison, compare, documents_of_ledger, documents_of_stream
 from settler.cycle import SettlePolicy, settle
-from settler.report import SettleReport, distribution
+from settler.cycle_report import SettleReport, distribution
 
 MARKER = ".qldb-settle-demo"
 
