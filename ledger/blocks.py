@@ -75,12 +75,35 @@ def block_payload(
             {"hash": bytes.fromhex(h)} if d is None else {"hash": bytes.fromhex(h), "documentId": d}
             for h, d in record["summaries"]
         ]
+    redactions = redaction_info(record, strand_id)
+    if redactions is not None:
+        payload["redactionInfo"] = redactions
     return payload
+
+
+def redaction_info(record: Mapping[str, Any], strand_id: str) -> dict[str, Any] | None:
+    """The ``redactionInfo`` payload field of a block that ran ``EXEC redact_revision``, from
+    its stored record (None: the block redacted nothing)."""
+    rows = record.get("redactions")
+    if not rows:
+        return None
+    return {
+        "revisions": [
+            ion_struct(
+                blockAddress=ion_struct(strandId=strand_id, sequenceNo=int(seq)),
+                tableId=table_id,
+                documentId=doc_id,
+                version=int(version),
+            )
+            for seq, table_id, doc_id, version in rows
+        ]
+    }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Revision:
-    """A user document revision committed in a block (``raw`` None: a deletion)."""
+    """A user document revision committed in a block (``raw`` None: a deletion, or a redacted
+    revision when ``data_hash`` holds the hash of its removed data)."""
 
     table_name: str
     table_id: str
@@ -90,6 +113,7 @@ class Revision:
     hash: bytes
     tx_time_ms: int
     tx_id: str
+    data_hash: bytes | None = None
 
     @property
     def data(self) -> Any:
@@ -136,6 +160,8 @@ class CommittedBlock:
             revision = ion_struct(blockAddress=address, hash=r.hash)
             if r.data is not None:
                 revision["data"] = r.data
+            elif r.data_hash is not None:
+                revision["dataHash"] = r.data_hash
             revision["metadata"] = r.metadata()
             out.append(
                 ion_struct(

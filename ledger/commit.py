@@ -29,6 +29,7 @@ from ledger.blocks import (
 from ledger.errors import OccConflict
 from ledger.evaluate import kind
 from ledger.hashing import ion_hash
+from ledger.redaction import redaction_record, store_redactions
 from ledger.storage import (
     append_block,
     build_new_indexes,
@@ -73,6 +74,8 @@ def commit_in(led: EmbeddedLedger, conn: sqlite3.Connection, tx: Transaction) ->
         led._forget_schema()
     store_ddl(conn, tx)
     store_revisions(conn, tx, revisions, seq, led._online_indexes)
+    if tx._redactions:
+        store_redactions(conn, tx, seq)
     build_new_indexes(conn, tx, led._decoded)
     append_block(
         conn, sealed.record, block_hash=sealed.block_hash, ddl=bool(tx._ddl),
@@ -221,6 +224,8 @@ def seal(
         "summaries": [[r.hash.hex(), r.document_id] for r in revisions]
         + [[h.hex(), None] for h in system],
     }  # fmt: skip
+    if tx._redactions:
+        record["redactions"] = redaction_record(tx)
     info = transaction_info(record)
     entries = [ion_hash(info), *(r.hash for r in revisions), *system]
     entries_hash = merkle_root(entries)

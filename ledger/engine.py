@@ -256,10 +256,11 @@ class EmbeddedLedger:
         tx_id = str(record["tx"])
         tables = {doc_id: name for doc_id, name, _, _ in record["documents"]}
         rows = {
-            rid: (version, data, h, table_id)
-            for rid, version, data, h, table_id in conn.execute(
-                "SELECT id, version, data, hash, table_id FROM ledger_revisions "
-                "WHERE block_seq = ?",
+            rid: (version, data, h, table_id, redacted)
+            for rid, version, data, h, table_id, redacted in conn.execute(
+                "SELECT r.id, r.version, r.data, r.hash, r.table_id, x.data_hash "
+                "FROM ledger_revisions r LEFT JOIN ledger_redactions x ON x.id = r.id AND "
+                "x.version = r.version WHERE r.block_seq = ?",
                 (seq,),
             )
         }
@@ -267,7 +268,7 @@ class EmbeddedLedger:
         for _, rid in record["summaries"]:
             if rid is None:
                 continue
-            version, data, h, table_id = rows[rid]
+            version, data, h, table_id, redacted = rows[rid]
             revisions.append(
                 Revision(
                     table_name=tables[rid],
@@ -278,6 +279,7 @@ class EmbeddedLedger:
                     hash=bytes(h),
                     tx_time_ms=int(record["tx_ms"]),
                     tx_id=tx_id,
+                    data_hash=None if redacted is None else bytes(redacted),
                 )
             )
         return CommittedBlock(

@@ -50,6 +50,7 @@ from ledger.nodes import (
     Delete,
     DropIndex,
     DropTable,
+    Exec,
     Expr,
     Field,
     InsertIntoOp,
@@ -64,6 +65,7 @@ from ledger.nodes import (
     Update,
 )
 from ledger.plan import lookup_plan, metadata_id
+from ledger.redaction import redact_revision
 from ledger.storage import IndexState, TableState, index_key
 
 if TYPE_CHECKING:
@@ -287,6 +289,8 @@ class StatementRun:
             return self.delete(s)
         if isinstance(s, CreateTable | DropTable | UndropTable | CreateIndex | DropIndex):
             return self.ddl_statement(s)
+        if isinstance(s, Exec):
+            return redact_revision(self, s)
         raise self.fail(f"{type(s).__name__} is not supported")
 
     def _user_table(self, source: Source) -> TableState:
@@ -482,15 +486,16 @@ class StatementRun:
         led = self.tx._ledger
         if source.kind == "committed":
             sql = (
-                "SELECT r.id, r.version, d.data, r.hash, r.block_seq, b.tx_id, b.tx_ms "
+                "SELECT r.id, r.version, d.data, r.hash, r.block_seq, b.tx_id, b.tx_ms, NULL "
                 "FROM ledger_documents d JOIN ledger_revisions r ON r.id = d.id AND "
                 "r.version = d.version JOIN ledger_blocks b ON b.seq = r.block_seq "
                 "WHERE d.table_id = ?"
             )
         else:
             sql = (
-                "SELECT r.id, r.version, r.data, r.hash, r.block_seq, b.tx_id, b.tx_ms "
-                "FROM ledger_revisions r JOIN ledger_blocks b ON b.seq = r.block_seq "
+                "SELECT r.id, r.version, r.data, r.hash, r.block_seq, b.tx_id, b.tx_ms, "
+                "x.data_hash FROM ledger_revisions r JOIN ledger_blocks b ON b.seq = r.block_seq "
+                "LEFT JOIN ledger_redactions x ON x.id = r.id AND x.version = r.version "
                 "WHERE r.table_id = ?"
             )
         args: list[Any] = [table.table_id]
@@ -512,12 +517,14 @@ class StatementRun:
         else:
             sql += " ORDER BY r.id"
         out = []
-        for rid, version, data, h, seq, tx_id, tx_ms in self.conn.execute(sql, args):
+        for rid, version, data, h, seq, tx_id, tx_ms, redacted in self.conn.execute(sql, args):
             row = ion_struct(
                 blockAddress=ion_struct(strandId=led.strand_id, sequenceNo=seq), hash=bytes(h)
             )
             if data is not None:
                 row["data"] = led._decoded(rid, version, data)
+            elif redacted is not None:  # EXEC redact_revision kept only its data hash
+                row["dataHash"] = bytes(redacted)
             row["metadata"] = ion_struct(
                 id=rid, version=version, txTime=ion_time(tx_ms), txId=tx_id
             )

@@ -295,9 +295,17 @@ class Select:
     where: Expr | None
 
 
+@dataclass(frozen=True, slots=True)
+class Exec:
+    """``EXEC procedure arg, ...``: a stored procedure call (QLDB has ``redact_revision``)."""
+
+    procedure: str
+    args: tuple[Expr, ...]
+
+
 Statement = (
     CreateTable | DropTable | UndropTable | CreateIndex | DropIndex | InsertValue | InsertMany
-    | Update | Delete | Select
+    | Update | Delete | Select | Exec
 )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from ledger.nodes import (
     DmlOp,
     DropIndex,
     DropTable,
+    Exec,
     Expr,
     Field,
     Index,
@@ -390,6 +391,9 @@ class _Builder(Transformer[Token, Any]):
     def select(self, t: list[Any]) -> Select:
         items, value = t[1]
         return Select(items, value, t[3], t[4])
+
+    def exec_statement(self, t: list[Any]) -> Exec:
+        return Exec(str(t[1]), tuple(a for a in t[2:] if a is not None))
 
     def start(self, t: list[Any]) -> Statement:
         return t[0]  # type: ignore[no-any-return]

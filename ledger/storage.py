@@ -1,8 +1,9 @@
 """How the embedded ledger is stored: one SQLite file (WAL) and the SQL that writes it.
 
 The file holds the current documents (Ion binary), every revision with its hash, the tables and
-indexes, index entries, and the blocks (one compact JSON record each, from which
-``ledger.blocks`` rebuilds the payload). This module owns the schema, the index keys, the state
+indexes, index entries, the data hashes of redacted revisions (written by ``ledger.redaction``),
+and the blocks (one compact JSON record each, from which ``ledger.blocks`` rebuilds the
+payload). This module owns the schema, the index keys, the state
 rows (``TableState``, ``IndexState``), the per-unit read cache, and the writes a commit makes
 (``store_ddl``, ``store_revisions``, ``build_new_indexes``, ``append_block``). It changes when
 the file layout does; it does not hash, plan or evaluate.
@@ -46,6 +47,9 @@ CREATE TABLE IF NOT EXISTS ledger_index_entries (
     index_id TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL,
     PRIMARY KEY (index_id, key, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ledger_index_entries_doc ON ledger_index_entries (id);
+CREATE TABLE IF NOT EXISTS ledger_redactions (
+    id TEXT NOT NULL, version INTEGER NOT NULL, data_hash BLOB NOT NULL,
+    redacted_in INTEGER NOT NULL, PRIMARY KEY (id, version)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ledger_blocks (
     seq INTEGER PRIMARY KEY, tx_id TEXT NOT NULL, tx_ms INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
     block_hash BLOB NOT NULL, ddl INTEGER NOT NULL, summary TEXT NOT NULL);

@@ -22,6 +22,7 @@ from ledger.storage import IndexState, TableState
 
 if TYPE_CHECKING:
     from ledger.engine import EmbeddedLedger
+    from ledger.redaction import Redaction
 
 
 class Transaction:
@@ -40,6 +41,7 @@ class Transaction:
         self._tables: dict[str, TableState] = {}
         self._indexes: dict[str, IndexState] = {}
         self._ddl: list[Ddl] = []
+        self._redactions: list[Redaction] = []  # EXEC redact_revision (ledger.redaction)
         self._bytes = 0
         self._closed = False
         self._last_start_ms = 0

@@ -177,7 +177,7 @@ def test_predicates_and_precedence() -> None:
 @pytest.mark.parametrize(
     ("text", "token", "column"),
     [
-        ("EXEC redact_revision 'a'", "'EXEC'", 1),
+        ("EXEC redact_revision 'a' 'b'", "'b'", 26),
         ("SELECT * FROM T WHERE x = = 1", "'='", 27),
         ("INSERT INTO T VALUE foo(1)", "'foo'", 21),
         ("SELECT * FROM T AS t, @t.x AS y", "','", 21),
@@ -230,7 +230,7 @@ def test_the_parse_is_cached_per_text() -> None:
         ("INSERT INTO T VALUE {'at': utcnow()}", "nondeterministic", "utcnow()"),
         ('UNDROP TABLE "abc"', "ddl_id", '"abc"'),
         ('DROP INDEX "ix" ON T WITH (purge = true)', "ddl_id", '"ix"'),
-        ("EXEC redact_revision 'a', 'b', 'c'", "unsupported", "'EXEC'"),
+        ("EXEC redact_revision 'a', 'b', 'c'", "unsupported", "Exec is not classified"),
         ("SELECT * FROM T, T2", "unsupported", "','"),
     ],
 )
