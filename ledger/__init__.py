@@ -12,7 +12,12 @@ What lives here, by reason to change:
 - ``transaction``: the transaction API and its read bookkeeping;
 - ``commit``: optimistic validation and sealing a block (hashes, Merkle root);
 - ``engine``: ``EmbeddedLedger`` (ids, connections, caches, ``atomic()``, reading blocks);
-- ``hashing`` (Ion hash), ``errors``, ``session_server`` (the QLDB session API over HTTP).
+- ``redaction``: ``EXEC redact_revision`` (checks, staging, the commit's writes);
+- ``proofs``: digests and proofs of the journal (QLDB's verification API);
+- ``hashing`` (Ion hash), ``errors``;
+- serving QLDB's APIs: ``session_server`` (the Session API's state machine), ``control_plane``
+  (the ``qldb`` control plane: digest, block, revision, ledgers), ``ledger_catalog`` (which
+  ledger a name opens), ``qldb_http`` (both over HTTP on one port).
 
 Imports: ``journal`` (hashes, Ion binary) and third-party libraries only; never ``buffer``,
 ``destination``, ``settler``, ``ingest``, ``compose``, ``handlers`` or ``qldb_settle``. Inside,

@@ -20,6 +20,8 @@ file. What it implements (docs/qldb.md lists the limits):
   discarded, as QLDB does).
 - Signatures are not verified: any SigV4 credentials are accepted.
 
+The HTTP side is ``ledger.qldb_http``; which ledger a name opens, ``ledger.ledger_catalog``.
+
 Every session gets a worker thread of its own and runs all its engine calls there, so an engine
 transaction is always used from one thread, whichever HTTP connection the driver sends a command
 on.
@@ -29,24 +31,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
-import os
 import re
 import secrets
-import socket
 import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, TypeVar
 
 from journal.hashes import dot
 from journal.ion_binary import decode, encode
 from ledger.hashing import ion_hash, statement_digest
+from ledger.ledger_catalog import LedgerDirectory, SingleLedger, UnknownLedger
 
 logger = logging.getLogger(__name__)
 
@@ -173,50 +172,10 @@ class _Session:
 
 
 class LedgerResolver(Protocol):
-    """Which ledger a session's ``LedgerName`` opens; raises ``SessionApiError`` for none."""
+    """Which ledger a session's ``LedgerName`` opens (``ledger.ledger_catalog``); raises
+    ``UnknownLedger`` for none."""
 
     def __call__(self, name: str) -> Ledger: ...
-
-
-class SingleLedger:
-    """One ledger, answering to ``name`` (None: to any ledger name; the file is the ledger)."""
-
-    def __init__(self, ledger: Ledger, name: str | None = None) -> None:
-        self.ledger = ledger
-        self.name = name
-
-    def __call__(self, name: str) -> Ledger:
-        if self.name is not None and name != self.name:
-            raise _bad_request(f"Ledger {name} does not exist")
-        return self.ledger
-
-    def close(self) -> None:
-        pass
-
-
-class LedgerDirectory:
-    """A folder of ledgers: ``LedgerName`` N is the file ``N.db`` in it, created on first use."""
-
-    def __init__(self, path: str, open_ledger: Callable[[str, str], Any]) -> None:
-        self.path = path
-        self._open = open_ledger
-        self._ledgers: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, name: str) -> Ledger:
-        with self._lock:
-            ledger = self._ledgers.get(name)
-            if ledger is None:
-                ledger = self._open(os.path.join(self.path, f"{name}.db"), name)
-                self._ledgers[name] = ledger
-            result: Ledger = ledger
-            return result
-
-    def close(self) -> None:
-        with self._lock:
-            ledgers, self._ledgers = list(self._ledgers.values()), {}
-        for ledger in ledgers:
-            ledger.close()
 
 
 class QldbSessionService:
@@ -296,7 +255,10 @@ class QldbSessionService:
         name = body.get("LedgerName")
         if not isinstance(name, str) or not 1 <= len(name) <= 32 or not _LEDGER_NAME.match(name):
             raise _bad_request(f"LedgerName is not a valid ledger name: {name!r}")
-        ledger = self._ledgers(name)
+        try:
+            ledger = self._ledgers(name)
+        except UnknownLedger as exc:
+            raise _bad_request(str(exc)) from None
         self._reap()
         session = _Session(
             id=request_id,
@@ -523,89 +485,12 @@ def _written_documents(statement: str, values: Sequence[Any]) -> int:
     return 0
 
 
-# --- HTTP ----------------------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: SessionServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s " + format, self.address_string(), *args)
-
-    def do_POST(self) -> None:
-        request_id = _new_request_id()
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._reply(
-                400, _bad_request("Content-Length is missing or invalid").body(), request_id
-            )
-            return
-        raw = self.rfile.read(length)
-        target = self.headers.get("X-Amz-Target", "")
-        if target != TARGET:
-            error = SessionApiError("UnknownOperationException", f"Unknown operation {target!r}")
-            self._reply(400, error.body(), request_id)
-            return
-        try:
-            request = json.loads(raw or b"{}")
-            answer = self.server.service.send_command(request, request_id)
-        except json.JSONDecodeError as exc:
-            error = SessionApiError("SerializationException", f"The body is not JSON: {exc}")
-            self._reply(400, error.body(), request_id)
-        except SessionApiError as exc:
-            logger.debug("%s: %s", request_id, exc)
-            self._reply(exc.status, exc.body(), request_id)
-        except Exception as exc:
-            logger.exception("internal error on request %s", request_id)
-            error = SessionApiError("InternalFailure", f"{type(exc).__name__}: {exc}", 500)
-            self._reply(500, error.body(), request_id)
-        else:
-            self._reply(200, answer, request_id)
-
-    def do_GET(self) -> None:
-        error = SessionApiError("UnknownOperationException", "The QLDB Session API is POST /")
-        self._reply(400, error.body(), _new_request_id())
-
-    def _reply(self, status: int, body: Mapping[str, Any], request_id: str) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-amzn-RequestId", request_id)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-def _new_request_id() -> str:
-    return "".join(secrets.choice(_BASE62) for _ in range(22))
-
-
-class SessionServer(ThreadingHTTPServer):
-    """The HTTP server of the Session API. ``url`` is where it listens."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, service: QldbSessionService, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.service = service
-        super().__init__((host, port), _Handler)
-
-    @property
-    def url(self) -> str:
-        address = self.server_address
-        raw = address[0]
-        host = raw.decode() if isinstance(raw, bytes) else str(raw)
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{address[1]}"
-
-    def server_close(self) -> None:
-        super().server_close()
-        self.service.close()
+__all__ = [
+    "CONTENT_TYPE",
+    "TARGET",
+    "ErrorMapping",
+    "LedgerDirectory",
+    "QldbSessionService",
+    "SessionApiError",
+    "SingleLedger",
+]

@@ -1,7 +1,8 @@
 """``qldb-settle serve-qldb --ledger embedded:PATH [--host 127.0.0.1] [--port P]``: a local
 endpoint of the QLDB Session API over an embedded ledger file, so that pyqldb programs (the
-``qldb:`` destination among them) run against it. Prints the URL it listens on, then serves until
-interrupted."""
+``qldb:`` destination among them) run against it, and of the ``qldb`` control plane on the same
+port (GetDigest, GetBlock, GetRevision with proofs; Describe/List/Create/Update/DeleteLedger).
+Prints the URL it listens on, then serves until interrupted."""
 
 from __future__ import annotations
 
@@ -59,12 +60,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port} is not a port number")
 
     from ledger import EmbeddedLedger
-    from ledger.session_server import (
-        LedgerDirectory,
-        QldbSessionService,
-        SessionServer,
-        SingleLedger,
-    )
+    from ledger.control_plane import QldbControlPlane
+    from ledger.ledger_catalog import LedgerDirectory, SingleLedger
+    from ledger.qldb_http import SessionServer
+    from ledger.session_server import QldbSessionService
 
     def open_ledger(file: str, name: str) -> EmbeddedLedger:
         return EmbeddedLedger(file, ledger_name=name, enforce_limits=True)
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         ledgers = SingleLedger(open_ledger(path, args.ledger_name or "embedded"), args.ledger_name)
     service = QldbSessionService(ledgers)
     try:
-        server = SessionServer(service, args.host, args.port)
+        server = SessionServer(service, args.host, args.port, QldbControlPlane(ledgers))
     except OSError as exc:
         _close(ledgers)
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from None

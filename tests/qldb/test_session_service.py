@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from journal.hashes import dot
+from ledger.qldb_http import SessionServer
 from ledger.session_server import (
     QldbSessionService,
     SessionApiError,
-    SessionServer,
     SingleLedger,
     statement_hash,
     string_hash,
