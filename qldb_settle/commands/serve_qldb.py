@@ -28,7 +28,10 @@ def register(subparsers: Any) -> None:
             "Serve an embedded ledger file over the QLDB Session API (SendCommand, JSON 1.0), so "
             "that any pyqldb program runs against it: QldbDriver(LEDGER, endpoint_url=URL, "
             "region_name=..., aws_access_key_id=..., aws_secret_access_key=...). Any credentials "
-            "are accepted. Prints the URL on the first line of stdout."
+            "are accepted. The qldb control plane (GetDigest, GetBlock, GetRevision with proofs, "
+            "Describe/List/Create/Update/DeleteLedger) is served on the same URL: set "
+            "AWS_ENDPOINT_URL_QLDB_SESSION and AWS_ENDPOINT_URL_QLDB to it. Prints the URL on the "
+            "first line of stdout."
         ),
     )
     p.add_argument(
