@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from buffer.port import SettlingBuffer
+from compose.container import ContainerPart
 from compose.roots import open_buffer
 from compose.settings import Settings
 from ingest.export.manifest import Export, find_exports
@@ -60,39 +61,29 @@ HARD_MARGIN_MS = 5_000
 MAX_STALLED = 5
 TOTALS = ("objects", "blocks", "records", "problems", "rejected", "conflicts", "late")
 
-_buffer: SettlingBuffer | None = None
-_s3: Any = None
+_buffer: ContainerPart[SettlingBuffer] = ContainerPart(lambda: open_buffer(Settings.from_env()))
 
 
 def use_buffer(buffer: SettlingBuffer | None) -> None:
     """Replace the composition root's buffer (tests), or forget it."""
-    global _buffer  # noqa: PLW0603 - one lazy composition root per container
-    _buffer = buffer
-
-
-def _get_buffer() -> SettlingBuffer:
-    global _buffer  # noqa: PLW0603
-    if _buffer is None:
-        _buffer = open_buffer(Settings.from_env())
-    return _buffer
+    _buffer.use(buffer)
 
 
 def use_s3(client: Any) -> None:
     """The boto3 S3 client to read with (tests), or None: one made on first use."""
-    global _s3  # noqa: PLW0603
-    _s3 = client
+    _s3.use(client)
 
 
-def _get_s3() -> Any:
-    global _s3  # noqa: PLW0603
-    if _s3 is None:
-        import boto3
-        from botocore.config import Config
+def _new_s3() -> Any:
+    import boto3
+    from botocore.config import Config
 
-        _s3 = boto3.client(
-            "s3", config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 5})
-        )
-    return _s3
+    return boto3.client(
+        "s3", config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 5})
+    )
+
+
+_s3: ContainerPart[Any] = ContainerPart(_new_s3)
 
 
 class OutOfTime(Exception):
@@ -217,12 +208,12 @@ def handler(event: Mapping[str, Any] | None, context: Any) -> dict[str, Any]:
         raise InputError(f"{LEDGER_ARN_ENV} is not set: the export's ledger ARN is needed")
     ledger = LedgerRef.from_arn(arn)
     previous = {str(k): int(v) for k, v in (event.get("resume") or {}).items()}
-    store = ResumingStore(open_store(location, _get_s3()), previous, deadline_from(context))
+    store = ResumingStore(open_store(location, _s3.get()), previous, deadline_from(context))
     reports: list[ExportReport] = []  # the run's report, live, once an object is stored
     stopped = False
     try:
         with deadline.until(hard_seconds_left(context)):
-            reports.append(ingest_export(_get_buffer(), store, ledger, progress=reports.append))
+            reports.append(ingest_export(_buffer.get(), store, ledger, progress=reports.append))
     except OutOfTime:
         stopped = True
     last = reports[-1] if reports else None

@@ -1,9 +1,10 @@
 """The ingest Lambda: a Kinesis batch in, ``{"batchItemFailures": [...]}`` out.
 
 Thin: decode the event (``ingest.decode``), put it into the buffer (``ingest.service``), turn the
-report into the response and the EMF metrics (names from ``handlers.metrics``). The buffer is
-built once per container, lazily, from the environment (``compose.settings.Settings.from_env`` and
-``compose.roots.open_buffer``, imported downward); tests give their own with ``use_buffer``.
+report into the response and the EMF metrics (names from ``handlers.metrics``). The buffer is built
+once per container, lazily, from the environment (``compose.settings.Settings.from_env`` and
+``compose.roots.open_buffer``, imported downward; kept by ``compose.container``); tests give their
+own with ``use_buffer``.
 
 Failures: a Kinesis record whose items the buffer could not take because of a ``TransientError``
 is reported, and so is every record after it (Kinesis retries from the lowest failed sequence
@@ -18,6 +19,12 @@ Metrics count only the Kinesis records this invocation acknowledges (puts are ma
 records: ``ingest_items(units=...)``), so a retried record is counted once, by the invocation
 that stores it, not on every retry.
 
+The partial batch response is written here, not with powertools' ``BatchProcessor``: that calls a
+record handler once per Kinesis record, which would turn the one bulk put of a whole batch (one
+SQLite transaction, one OpenSearch ``_bulk``) into a put per record, N round trips where one does.
+What it would give beyond that (the ``batchItemFailures`` shape, the lowest failed sequence number
+first) is the few lines of ``_failures``-style code below, tested in tests/ingest.
+
 aws-lambda-powertools is imported here only, and only when metrics are published (the core
 never imports it; without it, metrics are skipped with a warning).
 """
@@ -28,6 +35,7 @@ import logging
 from typing import Any
 
 from buffer.port import SettlingBuffer
+from compose.container import ContainerPart
 from compose.roots import open_buffer
 from compose.settings import Settings
 from handlers.metrics import (
@@ -52,7 +60,7 @@ from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
 
-_buffer: SettlingBuffer | None = None
+_buffer: ContainerPart[SettlingBuffer] = ContainerPart(lambda: open_buffer(Settings.from_env()))
 # Stop starting buffer requests this long before the invocation's end (at least 2 s, at most
 # 10 s, a tenth of what is left): enough to answer with batchItemFailures instead of timing out.
 MAX_MARGIN_MS = 10_000
@@ -62,15 +70,7 @@ MIN_MARGIN_MS = 2_000
 def use_buffer(buffer: SettlingBuffer | None) -> None:
     """Replace the composition root's buffer (tests), or forget it (None: rebuilt from the
     environment on the next invocation)."""
-    global _buffer  # noqa: PLW0603 - one lazy composition root per container
-    _buffer = buffer
-
-
-def _get_buffer() -> SettlingBuffer:
-    global _buffer  # noqa: PLW0603
-    if _buffer is None:
-        _buffer = open_buffer(Settings.from_env())
-    return _buffer
+    _buffer.use(buffer)
 
 
 def seconds_left(context: Any) -> float | None:
@@ -88,7 +88,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
         items.extend(rec.items)
         owner.extend([i] * len(rec.items))
     with deadline.until(seconds_left(context)):
-        report = ingest_items(_get_buffer(), items, units=[len(r.items) for r in decoded])
+        report = ingest_items(_buffer.get(), items, units=[len(r.items) for r in decoded])
     failures: list[str] = []
     if report.unstored_from is not None:
         first = owner[report.unstored_from]

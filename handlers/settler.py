@@ -1,16 +1,19 @@
 """The settler Lambda (EventBridge schedule): one settle cycle per invocation.
 
 Thin: settings from the environment, the window from the SSM parameter named by
-``QLDB_SETTLE_WINDOW_PARAMETER`` (read each cycle; a failed read keeps the container's last good
-value, and with none the cycle is skipped with an error), a deadline from the Lambda context minus
-a margin (the cycle starts no destination transaction past it) and a hard one that every client
-call keeps (``runtime.deadline``), the buffer and destination from one lazy composition root
-(``compose.roots``, imported downward; built on the first invocation and kept for the container;
-tests give their own with ``use_parts``), then ``settler.cycle.settle`` and its report turned into
-the response and the EMF metrics (names from ``handlers.metrics``).
+``QLDB_SETTLE_WINDOW_PARAMETER`` (powertools' ``parameters`` with its cache, kept for less than the
+schedule's period so each scheduled cycle reads it afresh; a failed read keeps the container's last
+good value, and with none the cycle is skipped with an error), a deadline from the Lambda context
+minus a margin (the cycle starts no destination transaction past it) and a hard one that every
+client call keeps (``runtime.deadline``), the buffer and destination from one lazy composition root
+(``compose.roots``, imported downward; built on the first invocation and kept for the container by
+``compose.container``; tests give their own with ``use_parts``), then ``settler.cycle.settle`` and
+its report turned into the response and the EMF metrics (names from ``handlers.metrics``;
+powertools' ``Metrics``, flushed once per invocation by ``log_metrics``, whatever the invocation's
+outcome).
 
-The clock is read here, at the edge, never in the core. aws-lambda-powertools and boto3 are
-imported here only, lazily.
+The clock is read here, at the edge, never in the core. aws-lambda-powertools (in the settler's
+layer) and boto3 are imported here only: never by the core.
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+from botocore.config import Config
+
 from buffer.port import SettlingBuffer
+from compose.container import ContainerPart
 from compose.roots import open_buffer, open_destination
 from compose.settings import Settings, retention_of
 from destination.port import Destination
@@ -69,9 +79,13 @@ MIN_DEADLINE_MARGIN_MS = 2_000
 HARD_MARGIN_MS = 1_000
 # The settler's own AWS reads (SSM here, SQS and CloudWatch in settler.ingest_health).
 AWS_CLIENT_CONFIG = {"connect_timeout": 3, "read_timeout": 5, "retries": {"max_attempts": 3}}
+# How long powertools keeps a window read: less than the schedule's period (one minute), so every
+# scheduled cycle reads the parameter afresh and only invocations closer together share a read.
+WINDOW_CACHE_SECONDS = 30
 
-_parts: tuple[SettlingBuffer, Destination] | None = None
-_ssm: Any = None
+_ssm: SSMProvider | None = None
+# One Metrics per container: ``log_metrics`` flushes what an invocation added, once, at its end.
+metrics = Metrics(namespace=NAMESPACE)
 # The last value read of each window parameter, kept for the container's life.
 _last_good_window: dict[str, float] = {}
 
@@ -79,15 +93,15 @@ _last_good_window: dict[str, float] = {}
 def use_parts(parts: tuple[SettlingBuffer, Destination] | None) -> None:
     """Replace the composition root's buffer and destination (tests), or forget them (None:
     rebuilt from the environment on the next invocation)."""
-    global _parts  # noqa: PLW0603 - one lazy composition root per container
-    _parts = parts
+    _parts.use(parts)
 
 
-def _get_parts(settings: Settings) -> tuple[SettlingBuffer, Destination]:
-    global _parts  # noqa: PLW0603
-    if _parts is None:
-        _parts = (open_buffer(settings), open_destination(settings))
-    return _parts
+def _open_parts() -> tuple[SettlingBuffer, Destination]:
+    settings = Settings.from_env()
+    return open_buffer(settings), open_destination(settings)
+
+
+_parts: ContainerPart[tuple[SettlingBuffer, Destination]] = ContainerPart(_open_parts)
 
 
 class WindowUnreadable(RuntimeError):
@@ -112,12 +126,9 @@ def window_seconds(settings: Settings, env: dict[str, str] | None = None) -> flo
     global _ssm  # noqa: PLW0603
     try:
         if _ssm is None:
-            import boto3
-            from botocore.config import Config
-
-            _ssm = boto3.client("ssm", config=Config(**AWS_CLIENT_CONFIG))
-        raw = _ssm.get_parameter(Name=name)["Parameter"]["Value"]
-        value = float(raw)
+            _ssm = SSMProvider(boto_config=Config(**AWS_CLIENT_CONFIG))
+        raw = _ssm.get(name, max_age=WINDOW_CACHE_SECONDS)
+        value = float(raw)  # type: ignore[arg-type]
         if not value >= 0 or value == float("inf"):
             raise ValueError(f"not a window in seconds: {raw!r}")
     except Exception as exc:  # unreachable, missing or malformed
@@ -193,9 +204,22 @@ def _settle(
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point: one cycle, its metrics flushed once whatever the outcome.
+
+    An invocation that fails before its cycle (``WindowUnreadable``) has no metrics to flush: its
+    error is what the Errors alarm counts, so powertools' empty-flush warning is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        result: dict[str, Any] = _handle(event, context)
+        return result
+
+
+@metrics.log_metrics
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     window = window_seconds(settings)
-    buffer, destination = _get_parts(settings)
+    buffer, destination = _parts.get()
     started = time.monotonic()
     try:
         with deadline.until(hard_seconds_left(context)):
@@ -219,26 +243,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def publish_lease_held() -> None:
     """``LeaseHeld`` = 1: this invocation stood aside for another settler."""
-    try:
-        from aws_lambda_powertools import Metrics
-        from aws_lambda_powertools.metrics import MetricUnit
-    except ImportError:
-        log.warning("aws_lambda_powertools is not importable: settler metrics not published")
-        return
-    metrics = Metrics(namespace=NAMESPACE)
     metrics.add_metric(LEASE_HELD, MetricUnit.Count, 1)
-    metrics.flush_metrics()
 
 
 def publish_metrics(report: SettleReport, duration_ms: float, window: float) -> None:
-    """The settler metrics of DESIGN.md as CloudWatch EMF (printed to stdout)."""
-    try:
-        from aws_lambda_powertools import Metrics
-        from aws_lambda_powertools.metrics import MetricUnit
-    except ImportError:
-        log.warning("aws_lambda_powertools is not importable: settler metrics not published")
-        return
-    metrics = Metrics(namespace=NAMESPACE)
+    """The settler metrics of DESIGN.md, added for ``log_metrics`` to print as CloudWatch EMF."""
     count, ms = MetricUnit.Count, MetricUnit.Milliseconds
     metrics.add_metric(BLOCKS_REPLAYED, count, report.blocks)
     metrics.add_metric(STATEMENTS_REPLAYED, count, report.statements)
@@ -259,4 +268,3 @@ def publish_metrics(report: SettleReport, duration_ms: float, window: float) -> 
     metrics.add_metric(LEASE_HELD, count, 0)
     metrics.add_metric(GAPS_HELD, count, 1 if report.gap_held else 0)
     metrics.add_metric(WINDOW_SECONDS, MetricUnit.Seconds, window)
-    metrics.flush_metrics()

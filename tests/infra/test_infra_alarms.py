@@ -323,9 +323,15 @@ def handler_metrics(
             monkeypatch.setenv(key, env[key])
         capsys.readouterr()
         if kind == "settler":
+            # The handler's Metrics is built at import, after Lambda set the environment: here
+            # after the stack's environment is set, as there.
+            from aws_lambda_powertools import Metrics
+
+            monkeypatch.setattr(settler, "metrics", Metrics(namespace=settler.NAMESPACE))
             report = SettleReport(lag_ms=[1500.0], halted=True, gaps_passed=1)
             report.oldest_pending_age_ms = 2500.0
             settler.publish_metrics(report, 12.0, 120.0)
+            settler.metrics.flush_metrics()
         else:
             ingest.publish_metrics(IngestReport(ingest_delays_ms=[5.0], out_of_orderness=[1]))
         out[kind] = emitted(capsys.readouterr().out)

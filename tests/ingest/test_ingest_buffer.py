@@ -293,10 +293,10 @@ def test_handler_composition_root_from_the_environment(
     ingest_handler.use_buffer(None)
     try:
         assert ingest_handler.handler(load_json(DYNAMODB_EVENT), None) == {"batchItemFailures": []}
-        first = ingest_handler._get_buffer()
-        assert ingest_handler._get_buffer() is first  # cached across invocations
+        first = ingest_handler._buffer.get()
+        assert ingest_handler._buffer.get() is first  # cached across invocations
     finally:
-        ingest_handler._get_buffer().close()
+        ingest_handler._buffer.get().close()
         ingest_handler.use_buffer(None)
     reopened = SqliteBuffer(path)
     assert reopened.dump()["counts"]["statements"] == 3

@@ -120,6 +120,9 @@ def test_the_window_comes_from_the_ssm_parameter_each_cycle(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setattr(handler_module, "_ssm", None)
     monkeypatch.setattr(handler_module, "_last_good_window", {})
+    # Each scheduled cycle reads afresh (the cache is shorter than the schedule's period): here
+    # the reads follow each other at once, so the cache is turned off to see every change.
+    monkeypatch.setattr(handler_module, "WINDOW_CACHE_SECONDS", 0)
     settings = Settings(window_seconds=120)
     env = {"QLDB_SETTLE_WINDOW_PARAMETER": "/qldb-settle/window"}
     with mock_aws():
