@@ -5,7 +5,8 @@ PostgreSQL).
   ``BlockReplay``, ``Limits``, ``ApplyReport``);
 - ``destination.embedded`` (over ``ledger``), ``destination.qldb`` (pyqldb) and
   ``destination.postgres`` (psycopg 3): the adapters, with what those replaying a block by its
-  statements share in modules of their own;
+  statements share in modules of their own (``destination.postgres_schema`` and
+  ``destination.postgres_chain``: the PostgreSQL replica's schema and its chain check);
 - ``destination.memory``: an in-memory fake for unit tests; ``destination.postgres_local``: a
   throwaway local PostgreSQL server for tests, benchmarks and local runs.
 

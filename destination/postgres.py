@@ -20,9 +20,8 @@ The schema (``--pg-schema``, default ``qldb``; docs/postgresql.md is the referen
   ``qldb_indexes`` (``CREATE INDEX ON T (f)`` becomes an index on ``(data #>> '{f}')``) and
   ``qldb_checkpoint``.
 
-``verify_chain`` checks the replica from PostgreSQL alone: every block's hash from its entries
-hash and predecessor hash, its entries hash as the Merkle root of its list, the link to the block
-before it, and every stored revision's hash from its ``ion`` and ``metadata`` (ionhash).
+``verify_chain`` checks the replica from PostgreSQL alone (``destination.postgres_chain``); the
+schema's SQL and names are ``destination.postgres_schema``: this module is how blocks are written.
 
 One ``apply`` is one PostgreSQL transaction (READ COMMITTED). Its first statement takes a
 transaction-scoped advisory lock keyed by (ledger, strand), then the checkpoint row is read and
@@ -37,7 +36,6 @@ backlog does not cost a round trip per revision. A lost connection raises ``Tran
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,89 +43,22 @@ from typing import Any
 
 from destination import port
 from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
+from destination.postgres_chain import ChainReport, verify_chain
+from destination.postgres_schema import (
+    INTERNAL_TABLES,
+    MAX_IDENTIFIER,
+    SCHEMA,
+    TABLE,
+    ident,
+    index_name,
+)
 from journal.errors import ReplayError
-from journal.hashes import adjacent, block_hash, dot, merkle_root
 from journal.ion_binary import encode
 from journal.ion_json import json_text
 from runtime import deadline
 from runtime.errors import CheckpointMismatch, ConfigError, TransientError
 
 log = logging.getLogger(__name__)
-
-INTERNAL_TABLES = (
-    "qldb_checkpoint",
-    "qldb_tables",
-    "qldb_table_ids",
-    "qldb_indexes",
-    "qldb_history",
-    "qldb_blocks",
-)
-MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1: a longer name would be silently truncated
-
-_SCHEMA = """
-CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.qldb_checkpoint (
-    ledger text NOT NULL, strand_id text NOT NULL, sequence_no bigint NOT NULL, part integer,
-    block_hash bytea NOT NULL, PRIMARY KEY (ledger, strand_id));
-CREATE TABLE IF NOT EXISTS {s}.qldb_tables (
-    name text PRIMARY KEY, active boolean NOT NULL,
-    created_sequence bigint, dropped_sequence bigint);
-CREATE TABLE IF NOT EXISTS {s}.qldb_table_ids (
-    ledger text NOT NULL, source_table_id text NOT NULL, name text NOT NULL,
-    PRIMARY KEY (ledger, source_table_id));
-CREATE TABLE IF NOT EXISTS {s}.qldb_indexes (
-    table_name text NOT NULL, path text NOT NULL, index_name text NOT NULL,
-    PRIMARY KEY (table_name, path));
-CREATE TABLE IF NOT EXISTS {s}.qldb_history (
-    table_name text NOT NULL, document_id text NOT NULL, version integer NOT NULL,
-    data jsonb, ion bytea, metadata bytea, revision_hash bytea,
-    ledger text NOT NULL, strand_id text NOT NULL, block_sequence bigint NOT NULL,
-    txn_id text, committed_at timestamptz, deleted boolean NOT NULL,
-    PRIMARY KEY (document_id, version));
-CREATE INDEX IF NOT EXISTS qldb_history_block ON {s}.qldb_history (strand_id, block_sequence);
-CREATE TABLE IF NOT EXISTS {s}.qldb_blocks (
-    ledger text NOT NULL, strand_id text NOT NULL, sequence_no bigint NOT NULL,
-    block_hash bytea NOT NULL, previous_block_hash bytea, entries_hash bytea,
-    entries_hash_list bytea[], txn_id text, committed_at timestamptz,
-    PRIMARY KEY (ledger, strand_id, sequence_no));
-CREATE OR REPLACE FUNCTION {s}.qldb_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = 'insufficient_privilege';
-END $$;
-DROP TRIGGER IF EXISTS qldb_history_append_only ON {s}.qldb_history;
-CREATE TRIGGER qldb_history_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
-    ON {s}.qldb_history FOR EACH STATEMENT EXECUTE FUNCTION {s}.qldb_append_only();
-DROP TRIGGER IF EXISTS qldb_blocks_append_only ON {s}.qldb_blocks;
-CREATE TRIGGER qldb_blocks_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
-    ON {s}.qldb_blocks FOR EACH STATEMENT EXECUTE FUNCTION {s}.qldb_append_only();
-"""
-
-_TABLE = """
-CREATE TABLE IF NOT EXISTS {t} (
-    id text PRIMARY KEY, version integer NOT NULL, data jsonb, ion bytea NOT NULL,
-    committed_at timestamptz, block_sequence bigint, txn_id text)
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class ChainBreak:
-    """The first place where the replica's stored history does not verify."""
-
-    where: str
-    reason: str
-
-
-@dataclass(slots=True)
-class ChainReport:
-    blocks: int = 0
-    revisions: int = 0
-    revisions_hashed: int = 0
-    breaks: list[ChainBreak] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.breaks
 
 
 @dataclass(slots=True)
@@ -142,17 +73,6 @@ class _Group:
     blocks: list[tuple[Any, ...]] = field(default_factory=list)
     existing: dict[str, set[str]] = field(default_factory=dict)
     table_ids: set[tuple[str, str, str]] = field(default_factory=set)
-
-
-def _ident(name: str) -> Any:
-    from psycopg import sql
-
-    return sql.Identifier(name)
-
-
-def index_name(table: str, path: str) -> str:
-    """A stable PostgreSQL index name for a QLDB index on ``table (path)``, within 63 bytes."""
-    return "qldb_idx_" + hashlib.sha256(f"{table}\0{path}".encode()).hexdigest()[:24]
 
 
 class PostgresDestination:
@@ -203,7 +123,7 @@ class PostgresDestination:
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('qldb-settle schema'))")
-                conn.execute(self._sql(_SCHEMA))
+                conn.execute(self._sql(SCHEMA))
         except psycopg.OperationalError as exc:
             conn.close()
             raise TransientError(f"PostgreSQL at {_redacted(self.url)}: {exc}") from exc
@@ -224,7 +144,7 @@ class PostgresDestination:
         from psycopg import sql
 
         return sql.SQL(template).format(
-            s=_ident(self.schema), **{k: sql.Identifier(self.schema, v) for k, v in names.items()}
+            s=ident(self.schema), **{k: sql.Identifier(self.schema, v) for k, v in names.items()}
         )
 
     def _table(self, name: str) -> Any:
@@ -444,7 +364,7 @@ class PostgresDestination:
 
             conn.execute(
                 sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ((data #>> {p}))").format(
-                    i=_ident(name), t=self._table(st.table), p=sql.Literal(keys)
+                    i=ident(name), t=self._table(st.table), p=sql.Literal(keys)
                 )
             )
             conn.execute(
@@ -481,7 +401,7 @@ class PostgresDestination:
             )
         from psycopg import sql
 
-        conn.execute(sql.SQL(_TABLE).format(t=self._table(name)))
+        conn.execute(sql.SQL(TABLE).format(t=self._table(name)))
         conn.execute(
             self._sql(
                 "INSERT INTO {s}.qldb_tables (name, active, created_sequence) "
@@ -659,79 +579,9 @@ class PostgresDestination:
         return {}  # the replica's document ids are the source's
 
     def verify_chain(self) -> ChainReport:
-        """Check the stored history and block chain from PostgreSQL alone (see the module doc);
-        the report lists the first break of each kind it meets."""
-        from journal.ion_binary import decode
-        from ledger.hashing import ion_hash
-
-        report = ChainReport()
-        conn = self._connection()
-        lists: dict[tuple[str, str, int], set[bytes]] = {}
-        with conn.transaction():
-            blocks = conn.execute(
-                self._sql(
-                    "SELECT ledger, strand_id, sequence_no, block_hash, previous_block_hash, "
-                    "entries_hash, entries_hash_list FROM {s}.qldb_blocks "
-                    "ORDER BY ledger, strand_id, sequence_no"
-                )
-            ).fetchall()
-        before: tuple[str, str, int, bytes] | None = None
-        for ledger, strand, seq, stored_hash, prev, eh, entries in blocks:
-            report.blocks += 1
-            where = f"block {ledger}/{strand}/{seq}"
-            bh = bytes(stored_hash)
-            hashes = [bytes(e) for e in (entries or [])]
-            lists[(ledger, strand, int(seq))] = set(hashes)
-            if prev is None or eh is None:
-                report.breaks.append(ChainBreak(where, "stored without its chain hashes"))
-            else:
-                if block_hash(bytes(eh), bytes(prev)) != bh:
-                    report.breaks.append(
-                        ChainBreak(where, "blockHash is not dot(entriesHash, previousBlockHash)")
-                    )
-                if hashes and merkle_root(hashes) != bytes(eh):
-                    report.breaks.append(
-                        ChainBreak(where, "entriesHash is not the Merkle root of entriesHashList")
-                    )
-                if (
-                    before is not None
-                    and before[:2] == (ledger, strand)
-                    and before[2] + 1 == seq
-                    and not adjacent(bytes(prev), before[3])
-                ):
-                    report.breaks.append(
-                        ChainBreak(where, f"previousBlockHash does not link to block {seq - 1}")
-                    )
-            before = (ledger, strand, int(seq), bh)
-        with conn.cursor(name="qldb_settle_history") as cur:
-            cur.itersize = 2000
-            cur.execute(
-                self._sql(
-                    "SELECT table_name, document_id, version, ion, metadata, revision_hash, "
-                    "ledger, strand_id, block_sequence FROM {s}.qldb_history "
-                    "ORDER BY strand_id, block_sequence, document_id"
-                )
-            )
-            for table, doc_id, version, ion, meta, rh, ledger, strand, seq in cur:
-                report.revisions += 1
-                where = f"revision {table}/{doc_id} version {version} (block {strand}/{seq})"
-                if rh is None:
-                    report.breaks.append(ChainBreak(where, "stored without its hash"))
-                    continue
-                listed = lists.get((ledger, strand, int(seq)))
-                if listed is None:
-                    report.breaks.append(ChainBreak(where, "its block is not in qldb_blocks"))
-                elif listed and bytes(rh) not in listed:
-                    report.breaks.append(ChainBreak(where, "hash not in its block's entries"))
-                if ion is not None and meta is not None:
-                    content = dot(ion_hash(decode(bytes(ion))), ion_hash(decode(bytes(meta))))
-                    report.revisions_hashed += 1
-                    if content != bytes(rh):
-                        report.breaks.append(
-                            ChainBreak(where, "its ion and metadata do not hash to its hash")
-                        )
-        conn.commit()
-        return report
+        """Check the stored history and block chain from PostgreSQL alone
+        (``destination.postgres_chain``)."""
+        return verify_chain(self._connection(), self._sql)
 
 
 def _revisions_of(block: BlockReplay) -> Iterator[RevisionOp]:
