@@ -2,7 +2,10 @@
 
 Every metric of the service is read by the names and dimensions of ``handlers.metrics`` (the
 handlers' EMF contract); the functions' errors, throttles, durations and iterator age, the
-on-failure queue, the stream and the buffer domain are read from their AWS namespaces.
+on-failure queue, the stream and the buffer domain are read from their AWS namespaces. The
+dashboard and the alarms are one module (one construct) because they change together: each metric
+the handlers add is charted and alarmed from the same ``Metric`` objects, and the runbook in
+docs/deploy.md follows the alarms table (tests/infra/test_infra_alarms.py) row by row.
 
 Missing data, alarm by alarm (``treat_missing_data``):
 
