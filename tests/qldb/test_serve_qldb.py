@@ -383,3 +383,45 @@ def test_bad_usage_exits_2() -> None:
     )
     assert result.returncode == 2
     assert "is not embedded:PATH" in result.stderr
+
+
+def test_pages_also_end_at_a_megabyte(served: Served, ledger_name: str) -> None:
+    """QLDB pages a result by size too: 30 documents of about 100 KB come in pages of under 1 MB
+    (10 to a page: an 11th would pass 1 MB), and the driver fetches them all."""
+    driver = make_driver(served.url, ledger_name)
+    blob = "x" * 100_000
+    try:
+        driver.execute_lambda(lambda tx: tx.execute_statement("CREATE TABLE Big"))
+        for start in (0, 15):
+            batch = [{"i": i, "pad": blob} for i in range(start, start + 15)]
+            driver.execute_lambda(
+                lambda tx, batch=batch: tx.execute_statement("INSERT INTO Big ?", batch)
+            )
+        values = driver.execute_lambda(
+            lambda tx: [(v["i"], len(v["pad"])) for v in tx.execute_statement("SELECT * FROM Big")]
+        )
+    finally:
+        driver.close()
+    assert sorted(values) == [(i, 100_000) for i in range(30)]
+    client = make_client(served.url)
+    token = _session(client, ledger_name)
+    tx_id = client.send_command(SessionToken=token, StartTransaction={})["StartTransaction"][
+        "TransactionId"
+    ]
+    page = client.send_command(
+        SessionToken=token,
+        ExecuteStatement={"TransactionId": tx_id, "Statement": "SELECT * FROM Big"},
+    )["ExecuteStatement"]["FirstPage"]
+    sizes, counts = [], []
+    while True:
+        sizes.append(sum(len(v["IonBinary"]) for v in page["Values"]))
+        counts.append(len(page["Values"]))
+        if "NextPageToken" not in page:
+            break
+        page = client.send_command(
+            SessionToken=token,
+            FetchPage={"TransactionId": tx_id, "NextPageToken": page["NextPageToken"]},
+        )["FetchPage"]["Page"]
+    assert counts == [10, 10, 10]
+    assert all(s <= 1 << 20 < s * 11 // 10 for s in sizes)
+    client.send_command(SessionToken=token, AbortTransaction={})
