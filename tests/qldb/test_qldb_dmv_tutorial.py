@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from amazon.ion import simpleion
 
+from tests.ledger.test_ledger_dmv import INDEXES, TABLES
+
 from .conftest import ACCESS_KEY, REGION, SECRET_KEY, Served, make_driver
 from .verifier import verify
 
@@ -60,15 +62,6 @@ REGISTRATIONS = [
      "ValidToDate": datetime(2020, 6, 25), "PendingPenaltyTicketAmount": 130.75,
      "Owners": {"PrimaryOwner": {"PersonId": ""}, "SecondaryOwners": []}},
 ]  # fmt: skip
-TABLES = ("VehicleRegistration", "Vehicle", "Person", "DriversLicense")
-INDEXES = (
-    ("VehicleRegistration", "VIN"),
-    ("VehicleRegistration", "LicensePlateNumber"),
-    ("Vehicle", "VIN"),
-    ("Person", "GovId"),
-    ("DriversLicense", "LicenseNumber"),
-    ("DriversLicense", "PersonId"),
-)
 
 
 def _rows(driver: Any, statement: str, *params: Any) -> list[Any]:

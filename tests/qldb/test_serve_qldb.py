@@ -244,18 +244,7 @@ def test_results_are_ion_binary_pages_fetched_by_token(served: Served, ledger_na
     tx_id = client.send_command(SessionToken=token, StartTransaction={})["StartTransaction"][
         "TransactionId"
     ]
-    first = client.send_command(
-        SessionToken=token,
-        ExecuteStatement={"TransactionId": tx_id, "Statement": "SELECT VALUE m.i FROM Many AS m"},
-    )["ExecuteStatement"]["FirstPage"]
-    pages = [first]
-    while "NextPageToken" in pages[-1]:
-        pages.append(
-            client.send_command(
-                SessionToken=token,
-                FetchPage={"TransactionId": tx_id, "NextPageToken": pages[-1]["NextPageToken"]},
-            )["FetchPage"]["Page"]
-        )
+    pages = _pages(client, token, tx_id, "SELECT VALUE m.i FROM Many AS m")
     assert [len(p["Values"]) for p in pages] == [200, 200, 50]
     got = [simpleion.loads(v["IonBinary"]) for p in pages for v in p["Values"]]
     assert sorted(got) == list(range(450))
@@ -408,20 +397,27 @@ def test_pages_also_end_at_a_megabyte(served: Served, ledger_name: str) -> None:
     tx_id = client.send_command(SessionToken=token, StartTransaction={})["StartTransaction"][
         "TransactionId"
     ]
-    page = client.send_command(
-        SessionToken=token,
-        ExecuteStatement={"TransactionId": tx_id, "Statement": "SELECT * FROM Big"},
-    )["ExecuteStatement"]["FirstPage"]
-    sizes, counts = [], []
-    while True:
-        sizes.append(sum(len(v["IonBinary"]) for v in page["Values"]))
-        counts.append(len(page["Values"]))
-        if "NextPageToken" not in page:
-            break
-        page = client.send_command(
-            SessionToken=token,
-            FetchPage={"TransactionId": tx_id, "NextPageToken": page["NextPageToken"]},
-        )["FetchPage"]["Page"]
+    pages = _pages(client, token, tx_id, "SELECT * FROM Big")
+    counts = [len(p["Values"]) for p in pages]
+    sizes = [sum(len(v["IonBinary"]) for v in p["Values"]) for p in pages]
     assert counts == [10, 10, 10]
     assert all(s <= 1 << 20 < s * 11 // 10 for s in sizes)
     client.send_command(SessionToken=token, AbortTransaction={})
+
+
+def _pages(client: Any, token: str, tx_id: str, statement: str) -> list[Any]:
+    """Every page of a statement's result, fetched by token as pyqldb does."""
+    pages = [
+        client.send_command(
+            SessionToken=token,
+            ExecuteStatement={"TransactionId": tx_id, "Statement": statement},
+        )["ExecuteStatement"]["FirstPage"]
+    ]
+    while "NextPageToken" in pages[-1]:
+        pages.append(
+            client.send_command(
+                SessionToken=token,
+                FetchPage={"TransactionId": tx_id, "NextPageToken": pages[-1]["NextPageToken"]},
+            )["FetchPage"]["Page"]
+        )
+    return pages
