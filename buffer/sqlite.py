@@ -28,17 +28,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
 from buffer import _common as c
-from buffer import put_policy as policy
 from buffer.port import (
     BLOCK_STATES,
     BlockRow,
@@ -52,8 +49,9 @@ from buffer.port import (
     PutReport,
     Rejection,
 )
+from buffer.sqlite_put import CHUNK, Batch, SqlitePut, flush_counters
 from journal.errors import InputError, SettleError
-from journal.records import BlockSummary, ControlRecord, RevisionDetails
+from journal.records import RevisionDetails
 from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -61,7 +59,6 @@ log = logging.getLogger(__name__)
 APPLICATION_ID = 0x51534246  # "QSBF": a qldb-settle buffer
 # 2: revisions.tx_time_form (the Ion precision and offset of txTime), added to a version 1 file.
 SCHEMA_VERSION = 2
-_CHUNK = 500  # ids per IN (...) list
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
@@ -185,16 +182,6 @@ def _translate(exc: sqlite3.Error, path: str) -> SettleError | None:
     if primary == _CANTOPEN:
         return InputError(f"cannot open the settling buffer {path} ({exc})")
     return None
-
-
-@dataclass(slots=True)
-class _Batch:
-    """State of one ``put`` transaction: counter deltas and the strands' marks and gaps."""
-
-    deltas: Counter[str] = field(default_factory=Counter)
-    strands: dict[tuple[str, str], tuple[int | None, list[tuple[int, int]]]] = field(
-        default_factory=dict
-    )
 
 
 class SqliteBuffer:
@@ -346,352 +333,15 @@ class SqliteBuffer:
     # --- put --------------------------------------------------------------------------------------
 
     def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection] = ()) -> PutReport:
-        """Store records create-if-absent and keep rejections, in one transaction."""
-        report = PutReport()
+        """Store records create-if-absent and keep rejections, in one transaction, read and
+        written in bulk (``buffer.sqlite_put``)."""
         with self._tx(write=True) as cur:
-            batch = _Batch()
+            call = SqlitePut(cur, records)
             for item in records:
-                report.records += 1
-                record = item.record
-                if isinstance(record, BlockSummary):
-                    self._put_summary(cur, batch, item, record, report)
-                elif isinstance(record, RevisionDetails):
-                    self._put_revision(cur, batch, item, record, report)
-                elif isinstance(record, ControlRecord):
-                    self._put_control(cur, batch, item, record, report)
-                else:  # pragma: no cover - the type union is closed
-                    raise TypeError(f"not a stream record: {type(record).__name__}")
+                call.record(item)
             for rejection in rejections:
-                report.records += 1
-                report.rejected += 1
-                self._keep_rejection(cur, batch, rejection, block_id=None)
-            self._flush(cur, batch)
-        return report
-
-    def _strand(
-        self, cur: sqlite3.Cursor, batch: _Batch, ledger: str, strand_id: str
-    ) -> tuple[int | None, list[tuple[int, int]]]:
-        key = (ledger, strand_id)
-        if key not in batch.strands:
-            row = cur.execute(
-                "SELECT replayed_through FROM strands WHERE ledger = ? AND strand_id = ?", key
-            ).fetchone()
-            gaps = cur.execute(
-                "SELECT first, last FROM gaps WHERE ledger = ? AND strand_id = ?", key
-            ).fetchall()
-            batch.strands[key] = (row[0] if row else None, [(a, b) for a, b in gaps])
-        return batch.strands[key]
-
-    @staticmethod
-    def _seen(cur: sqlite3.Cursor, ledger: str, strand_id: str, seq: int, block: bool) -> None:
-        cur.execute(
-            "INSERT INTO strands (ledger, strand_id, highest_seen, has_blocks) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (ledger, strand_id) DO UPDATE SET "
-            "highest_seen = max(highest_seen, excluded.highest_seen), "
-            "has_blocks = max(has_blocks, excluded.has_blocks)",
-            (ledger, strand_id, seq, 1 if block else 0),
-        )
-
-    def _put_summary(
-        self,
-        cur: sqlite3.Cursor,
-        batch: _Batch,
-        item: Incoming,
-        summary: BlockSummary,
-        report: PutReport,
-    ) -> None:
-        row = cur.execute(
-            "SELECT fingerprint, arrived_us, origin, raw, state, purged, statements, reason, "
-            "updated_us, actor FROM blocks WHERE block_id = ?",
-            (summary.block_id,),
-        ).fetchone()
-        d = policy.decide_summary(
-            item,
-            summary,
-            None if row is None else _stored(row),
-            state=None if row is None else row[4],
-            purged=False if row is None else bool(row[5]),
-            strand=lambda: self._strand(cur, batch, summary.ledger, summary.address.strand_id),
-        )
-        d.count(report, "blocks", len(summary.statements))
-        if d.verdict in ("stored", "late"):
-            state: BlockState = "late" if d.verdict == "late" else "pending"
-            self._insert_summary(cur, item, summary, state)
-            self._seen(
-                cur, summary.ledger, summary.address.strand_id, summary.address.sequence_no, True
-            )
-            batch.deltas[f"blocks.{state}"] += 1
-            batch.deltas["statements"] += len(summary.statements)
-        elif d.verdict == "duplicate-earlier":
-            kinds = list(item.statement_kinds)
-            cur.execute(
-                "UPDATE blocks SET raw = ?, arn = ?, origin = ?, arrived_us = ?, delay_ms = ?, "
-                "kinds = ? WHERE block_id = ?",
-                (
-                    item.raw,
-                    summary.stream.arn,
-                    item.origin,
-                    c.opt_us(item.arrived_at),
-                    c.delay_ms(item.arrived_at, summary.commit_time),
-                    json.dumps(kinds),
-                    summary.block_id,
-                ),
-            )
-            cur.executemany(
-                "UPDATE statements SET kind = ? WHERE block_id = ? AND idx = ?",
-                [
-                    (kinds[i] if i < len(kinds) else None, summary.block_id, i)
-                    for i in range(len(summary.statements))
-                ],
-            )
-        elif d.verdict == "conflict-earlier":  # the stored copy becomes the rejection
-            assert row is not None
-            cur.execute("DELETE FROM statements WHERE block_id = ?", (summary.block_id,))
-            cur.execute("DELETE FROM blocks WHERE block_id = ?", (summary.block_id,))
-            self._insert_summary(cur, item, summary, "pending")
-            cur.execute(  # an operator's last word on the block (a retry) stays
-                "UPDATE blocks SET reason = ?, updated_us = ?, actor = ? WHERE block_id = ?",
-                (*row[7:10], summary.block_id),
-            )
-            batch.deltas["statements"] += len(summary.statements) - row[6]
-        self._apply_rejections(cur, batch, d)
-
-    def _apply_rejections(self, cur: sqlite3.Cursor, batch: _Batch, d: policy.Decision) -> None:
-        if d.keep is not None:
-            self._keep_rejection(cur, batch, d.keep, d.block)
-        if d.forget is not None:
-            self._forget_conflict(cur, batch, d.forget)
-
-    @staticmethod
-    def _insert_summary(
-        cur: sqlite3.Cursor, item: Incoming, summary: BlockSummary, state: BlockState
-    ) -> None:
-        kinds = list(item.statement_kinds)
-        commit_us = c.to_us(summary.commit_time)
-        address = summary.address
-        cur.execute(
-            "INSERT INTO blocks (block_id, ledger, strand_id, seq, state, commit_us, tx_id, "
-            "block_hash, statements, revisions_expected, body, kinds, fingerprint, raw, arn, "
-            "origin, arrived_us, delay_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?)",
-            (
-                summary.block_id,
-                summary.ledger,
-                address.strand_id,
-                address.sequence_no,
-                state,
-                commit_us,
-                summary.transaction_id,
-                summary.block_hash,
-                len(summary.statements),
-                len(summary.user_revisions),
-                c.summary_body_json(summary),
-                json.dumps(kinds),
-                item.fingerprint,
-                item.raw,
-                summary.stream.arn,
-                item.origin,
-                c.opt_us(item.arrived_at),
-                c.delay_ms(item.arrived_at, summary.commit_time),
-            ),
-        )
-        cur.executemany(
-            "INSERT INTO statements (block_id, idx, ledger, strand_id, seq, start_us, commit_us, "
-            "tx_id, text, digest, kind, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    summary.block_id,
-                    s.index,
-                    summary.ledger,
-                    address.strand_id,
-                    address.sequence_no,
-                    c.to_us(s.start_time),
-                    commit_us,
-                    summary.transaction_id,
-                    s.text,
-                    s.digest,
-                    kinds[s.index] if s.index < len(kinds) else None,
-                    state,
-                )
-                for s in summary.statements
-            ],
-        )
-
-    def _block_header(self, cur: sqlite3.Cursor, block_id: str) -> tuple[str, int, str] | None:
-        row = cur.execute(
-            "SELECT state, purged, body FROM blocks WHERE block_id = ?", (block_id,)
-        ).fetchone()
-        return cast("tuple[str, int, str] | None", row)
-
-    def _put_revision(
-        self,
-        cur: sqlite3.Cursor,
-        batch: _Batch,
-        item: Incoming,
-        rev: RevisionDetails,
-        report: PutReport,
-    ) -> None:
-        row = cur.execute(
-            "SELECT fingerprint, arrived_us, origin, raw, block_id, late FROM revisions "
-            "WHERE revision_id = ?",
-            (rev.record_id,),
-        ).fetchone()
-        header = self._block_header(cur, rev.block_id)
-        stored_block = None if row is None else row[4]
-        stored_header = header
-        if stored_block is not None and stored_block != rev.block_id:
-            stored_header = self._block_header(cur, stored_block)
-        d = policy.decide_revision(
-            item,
-            rev,
-            None if row is None else _stored(row),
-            stored_late=bool(row is not None and row[5]),
-            stored_block=stored_block,
-            header=_header(header, rev.stream.arn),
-            stored_header=_header(stored_header, rev.stream.arn),
-            strand=lambda: self._strand(cur, batch, rev.ledger, rev.address.strand_id),
-        )
-        d.count(report, "revisions")
-        if d.writes_copy:
-            if d.verdict == "conflict-earlier":
-                cur.execute("DELETE FROM revisions WHERE revision_id = ?", (rev.record_id,))
-            else:
-                batch.deltas["revisions"] += 1
-            self._insert_revision(cur, item, rev, d.verdict == "late")
-            self._seen(cur, rev.ledger, rev.address.strand_id, rev.address.sequence_no, False)
-        elif d.verdict == "duplicate-earlier":
-            cur.execute(
-                "UPDATE revisions SET raw = ?, arn = ?, origin = ?, arrived_us = ? "
-                "WHERE revision_id = ?",
-                (item.raw, rev.stream.arn, item.origin, c.opt_us(item.arrived_at), rev.record_id),
-            )
-        self._apply_rejections(cur, batch, d)
-
-    @staticmethod
-    def _insert_revision(
-        cur: sqlite3.Cursor, item: Incoming, rev: RevisionDetails, late: bool
-    ) -> None:
-        parts = c.RevisionParts.of(rev)
-        cur.execute(
-            "INSERT INTO revisions (revision_id, block_id, ledger, strand_id, seq, document_id, "
-            "version, table_name, table_id, hash, data, data_hash, tx_time_us, tx_id, "
-            "fingerprint, raw, arn, origin, arrived_us, late, tx_time_form) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                rev.record_id,
-                rev.block_id,
-                rev.ledger,
-                parts.strand_id,
-                parts.sequence_no,
-                parts.document_id,
-                parts.version,
-                parts.table_name,
-                parts.table_id,
-                parts.hash,
-                parts.data,
-                parts.data_hash,
-                parts.tx_time_us,
-                parts.tx_id,
-                item.fingerprint,
-                item.raw,
-                parts.arn,
-                item.origin,
-                c.opt_us(item.arrived_at),
-                1 if late else 0,
-                parts.tx_time_form,
-            ),
-        )
-
-    def _put_control(
-        self,
-        cur: sqlite3.Cursor,
-        batch: _Batch,
-        item: Incoming,
-        control: ControlRecord,
-        report: PutReport,
-    ) -> None:
-        row = cur.execute(
-            "SELECT fingerprint, arrived_us, origin, raw FROM control WHERE record_id = ?",
-            (control.record_id,),
-        ).fetchone()
-        values = (
-            control.control_type,
-            item.fingerprint,
-            item.raw,
-            control.stream.arn,
-            item.origin,
-            c.opt_us(item.arrived_at),
-            control.record_id,
-        )
-        d = policy.decide_control(item, control, None if row is None else _stored(row))
-        d.count(report, "control")
-        if d.verdict == "stored":
-            cur.execute(
-                "INSERT INTO control (control_type, fingerprint, raw, arn, origin, arrived_us, "
-                "record_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-            batch.deltas["control"] += 1
-            return
-        self._apply_rejections(cur, batch, d)
-        if d.verdict in ("duplicate-earlier", "conflict-earlier"):
-            cur.execute(
-                "UPDATE control SET control_type = ?, fingerprint = ?, raw = ?, arn = ?, "
-                "origin = ?, arrived_us = ? WHERE record_id = ?",
-                values,
-            )
-
-    def _keep_rejection(
-        self, cur: sqlite3.Cursor, batch: _Batch, rejection: Rejection, block_id: str | None
-    ) -> None:
-        rid = rejection.rejection_id
-        row = cur.execute(
-            "SELECT arrived_us, origin, raw_sha256 FROM rejected WHERE rejection_id = ?", (rid,)
-        ).fetchone()
-        arrived = c.opt_us(rejection.arrived_at)
-        if row is None:
-            cur.execute(
-                "INSERT INTO rejected (rejection_id, kind, reason, raw, raw_sha256, origin, "
-                "arrived_us, record_id, block_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rid,
-                    rejection.kind,
-                    rejection.reason,
-                    rejection.raw,
-                    c.sha256_hex(rejection.raw),
-                    rejection.origin,
-                    arrived,
-                    rejection.record_id,
-                    block_id,
-                ),
-            )
-            batch.deltas["conflicts" if rejection.kind == c.CONFLICT else "rejected"] += 1
-            return
-        raw_sha = c.sha256_hex(rejection.raw) or ""
-        if c.arrival_key(arrived, rejection.origin, raw_sha) < c.arrival_key(
-            row[0], row[1], row[2]
-        ):
-            cur.execute(
-                "UPDATE rejected SET origin = ?, arrived_us = ?, raw = ?, raw_sha256 = ? "
-                "WHERE rejection_id = ?",
-                (rejection.origin, arrived, rejection.raw, raw_sha, rid),
-            )
-
-    @staticmethod
-    def _forget_conflict(cur: sqlite3.Cursor, batch: _Batch, rejection: Rejection) -> None:
-        """The content of ``rejection`` is now the stored copy (it came first): its other copies,
-        kept as conflicts while a later copy was stored, are duplicates now."""
-        cur.execute("DELETE FROM rejected WHERE rejection_id = ?", (rejection.rejection_id,))
-        batch.deltas["conflicts"] -= cur.rowcount
-
-    @staticmethod
-    def _flush(cur: sqlite3.Cursor, batch: _Batch) -> None:
-        changes = [(name, delta) for name, delta in sorted(batch.deltas.items()) if delta]
-        cur.executemany(
-            "INSERT INTO counters (name, value) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-            changes,
-        )
+                call.rejection(rejection)
+            return call.finish()
 
     # --- reading blocks ---------------------------------------------------------------------------
 
@@ -726,7 +376,7 @@ class SqliteBuffer:
     def _buffered(self, cur: sqlite3.Cursor, rows: list[Any]) -> list[BufferedBlock]:
         ids = [r[0] for r in rows]
         revisions: dict[str, list[tuple[str, RevisionDetails]]] = {i: [] for i in ids}
-        for chunk in c.chunks(ids, _CHUNK):
+        for chunk in c.chunks(ids, CHUNK):
             marks = ",".join("?" * len(chunk))
             for found in cur.execute(
                 REVISIONS_SQL.format(marks=marks),
@@ -762,7 +412,7 @@ class SqliteBuffer:
             return set()
         wanted = set(block_ids)
         found: set[str] = set()
-        for chunk in c.chunks(block_ids, _CHUNK):
+        for chunk in c.chunks(block_ids, CHUNK):
             marks = ",".join("?" * len(chunk))
             for (block_id,) in cur.execute(
                 "SELECT block_id FROM rejected WHERE kind = 'conflict' AND resolved_us IS NULL "
@@ -771,7 +421,7 @@ class SqliteBuffer:
             ):
                 found.add(block_id)
         record_ids = [*block_ids, *revision_blocks]
-        for chunk in c.chunks(record_ids, _CHUNK):
+        for chunk in c.chunks(record_ids, CHUNK):
             marks = ",".join("?" * len(chunk))
             for (record_id,) in cur.execute(
                 "SELECT record_id FROM rejected WHERE kind = 'conflict' AND resolved_us IS NULL "
@@ -822,7 +472,7 @@ class SqliteBuffer:
 
     def mark(self, marks: Sequence[Mark]) -> None:
         with self._tx(write=True) as cur:
-            batch = _Batch()
+            batch = Batch()
             for m in marks:
                 if m.state not in BLOCK_STATES:
                     raise InputError(f"{m.state!r} is not a block state {BLOCK_STATES}")
@@ -853,7 +503,7 @@ class SqliteBuffer:
                         "excluded.replayed_through)",
                         (ledger, strand_id, seq),
                     )
-            self._flush(cur, batch)
+            flush_counters(cur, batch)
 
     def replayed_through(self, ledger: str, strand_id: str) -> int | None:
         with self._tx(write=False) as cur:
@@ -873,7 +523,7 @@ class SqliteBuffer:
                     (ledger, strand_id, sequence_no),
                 )
             ]
-            for chunk in c.chunks(ids, _CHUNK):
+            for chunk in c.chunks(ids, CHUNK):
                 marks = ",".join("?" * len(chunk))
                 cur.execute(
                     "UPDATE blocks SET state = 'replayed', updated_us = ?, actor = 'settler', "
@@ -893,17 +543,17 @@ class SqliteBuffer:
                 "replayed_through = excluded.replayed_through",
                 (ledger, strand_id, sequence_no),
             )
-            batch = _Batch()
+            batch = Batch()
             batch.deltas["blocks.pending"] -= len(ids)
             batch.deltas["blocks.replayed"] += len(ids)
-            self._flush(cur, batch)
+            flush_counters(cur, batch)
         return len(ids)
 
     def record_gaps(self, gaps: Sequence[Gap]) -> None:
         if not gaps:
             return
         with self._tx(write=True) as cur:
-            batch = _Batch()
+            batch = Batch()
             for gap in gaps:
                 args = (gap.ledger, gap.strand_id, gap.first, gap.last, c.to_us(gap.passed_at))
                 cur.execute(
@@ -919,13 +569,13 @@ class SqliteBuffer:
                         "strand_id = ? AND first = ? AND last = ?",
                         (args[4], *args[:4]),
                     )
-            self._flush(cur, batch)
+            flush_counters(cur, batch)
 
     def withdraw_gaps(self, gaps: Sequence[Gap]) -> None:
         if not gaps:
             return
         with self._tx(write=True) as cur:
-            batch = _Batch()
+            batch = Batch()
             for gap in gaps:
                 cur.execute(
                     "DELETE FROM gaps WHERE ledger = ? AND strand_id = ? AND first = ? AND "
@@ -933,7 +583,7 @@ class SqliteBuffer:
                     (gap.ledger, gap.strand_id, gap.first, gap.last),
                 )
                 batch.deltas["gaps"] -= cur.rowcount
-            self._flush(cur, batch)
+            flush_counters(cur, batch)
 
     def gaps(self) -> Sequence[Gap]:
         with self._tx(write=False) as cur:
@@ -1060,7 +710,7 @@ class SqliteBuffer:
         cutoff = c.to_us(older_than)
         purged = 0
         with self._tx(write=True) as cur:
-            batch = _Batch()
+            batch = Batch()
             strands = cur.execute("SELECT ledger, strand_id FROM strands").fetchall()
             for ledger, strand_id in strands:
                 ids = [
@@ -1071,7 +721,7 @@ class SqliteBuffer:
                         (ledger, strand_id, cutoff),
                     )
                 ]
-                for chunk in c.chunks(ids, _CHUNK):
+                for chunk in c.chunks(ids, CHUNK):
                     marks = ",".join("?" * len(chunk))
                     cur.execute(f"DELETE FROM statements WHERE block_id IN ({marks})", chunk)
                     batch.deltas["statements"] -= cur.rowcount
@@ -1079,7 +729,7 @@ class SqliteBuffer:
                     batch.deltas["revisions"] -= cur.rowcount
                     cur.execute(f"UPDATE blocks SET purged = 1 WHERE block_id IN ({marks})", chunk)
                 purged += len(ids)
-            self._flush(cur, batch)
+            flush_counters(cur, batch)
         return purged
 
     # --- dump -------------------------------------------------------------------------------------
@@ -1135,23 +785,6 @@ class SqliteBuffer:
 def _revision(row: Sequence[Any]) -> RevisionDetails:
     """A revision from the ``_REVISION_COLUMNS`` of its row."""
     return c.revision_from(dict(zip(_REVISION_FIELDS, row, strict=True)))
-
-
-def _stored(row: Sequence[Any]) -> policy.StoredCopy:
-    """The stored copy from a row that starts ``fingerprint, arrived_us, origin, raw``."""
-    fp, arrived_us, origin, raw = row[:4]
-    return policy.StoredCopy(
-        fingerprint=fp,
-        key=c.copy_key(c.opt_from_us(arrived_us), origin, fp, raw),
-        origin=origin,
-        arrived_us=arrived_us,
-        raw=lambda: cast(bytes, raw),
-    )
-
-
-def _header(row: tuple[str, int, str] | None, arn: str) -> policy.Header | None:
-    """A header from its ``state, purged, body`` row."""
-    return None if row is None else policy.Header(row[0], bool(row[1]), row[2], arn)
 
 
 def _rows(cur: sqlite3.Cursor, sql: str) -> Iterator[dict[str, Any]]:

@@ -296,3 +296,66 @@ def test_revision_timestamps_keep_their_ion_precision_and_offset(
         tx_time = got.revisions[f"Doc{3:019d}"].metadata.tx_time
         assert fingerprint(tx_time) == fingerprint(item.record.metadata.tx_time), text
         assert simpleion.dumps(tx_time, binary=False).endswith(text)
+
+
+_RICH_DATA = (
+    "{Name: \"Ana\", Price: 12345.670, Count: 7, Ratio: 2.5e0, Tag: 'vip', When: "
+    '2024-03-01T13:00:03.50+01:00, Blob: {{aGVsbG8=}}, None: null.string, List: [1, a::"x", '
+    "(sexp 1)], Nested: {Deep: [{}, []]}}"
+)
+
+
+def test_revisions_written_by_either_ion_writer_read_back_alike(
+    tmp_path: Path, synth: Synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A buffer written before the writer changed (``simpleion.dumps``) reads as one written now
+    (``buffer._common.ENCODE``): both are Ion 1.0 binary, read by one reader."""
+    from amazon.ion import simpleion
+
+    from buffer import _common
+
+    block = synth.block(3)
+    block.revisions[0]["payload"]["revision"]["data"] = simpleion.loads(_RICH_DATA)
+    items = [synth.incoming(v) for v in block.values]
+    expected = cast(RevisionDetails, items[1].record).data
+    got = {}
+    for name, writer in (
+        ("simpleion", _common._simpleion_dumps),
+        ("ion_binary", _common.encode),
+    ):
+        monkeypatch.setattr(_common, "ENCODE", writer)
+        with SqliteBuffer(tmp_path / f"{name}.db") as buf:
+            buf.put(items)
+        monkeypatch.undo()
+        with SqliteBuffer(tmp_path / f"{name}.db", read_only=True) as buf:
+            (block_read,) = buf.pending(SYNTH_LEDGER, SYNTH_STRAND, 0, 1)
+        got[name] = block_read.revisions[f"Doc{3:019d}"].data
+    for name, data in got.items():
+        assert fingerprint(data) == fingerprint(expected), name
+        assert simpleion.dumps(data, binary=False) == simpleion.dumps(expected, binary=False)
+
+
+def test_a_put_reads_and_writes_in_bulk_in_one_transaction(tmp_path: Path, synth: Synth) -> None:
+    """One BEGIN..COMMIT per put, and a number of statements that does not grow with the batch
+    (reads by id in IN lists, writes by executemany), for a batch of new records."""
+
+    def statements_of_put(n: int, start: int) -> list[str]:
+        seen: list[str] = []
+        with SqliteBuffer(tmp_path / f"{n}.db") as buf:
+            buf.put(synth.incomings(synth.chain(1)))  # the strand exists
+            items = synth.incomings(synth.chain(n, start=start))
+            buf._db.set_trace_callback(seen.append)
+            report = buf.put(items)
+            buf._db.set_trace_callback(None)
+        assert report.stored["blocks"] == n and report.stored["revisions"] == n
+        return seen
+
+    small, large = statements_of_put(20, 2), statements_of_put(200, 2)
+    for seen in (small, large):
+        assert [s for s in seen if s.startswith(("BEGIN", "COMMIT"))] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ]
+    selects = [s for s in large if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == len([s for s in small if s.lstrip().upper().startswith("SELECT")])
+    assert len(selects) <= 6  # revisions, blocks, control by id; the strand's mark and gaps
