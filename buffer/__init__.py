@@ -2,8 +2,12 @@
 
 - ``buffer.port``: the ``SettlingBuffer`` port and its values (``Incoming``, ``Rejection``,
   ``BufferedBlock``, ``Mark``, ``Gap``, ``Lease``, ``BlockRow``, ``BufferStats``);
-- ``buffer.sqlite`` (the embedded default) and ``buffer.opensearch`` with its client and schema
-  modules: the adapters, and the policy they share in a module of its own;
+- ``buffer.put_policy`` (what a put does with each copy, without I/O) and ``buffer._common``
+  (which copy is kept, time, bodies, revision codec, the dump's shape): the policy both adapters
+  share;
+- ``buffer.sqlite`` (the embedded default) with ``buffer.sqlite_put`` (its put: reads by id and
+  writes in bulk in one transaction), and ``buffer.opensearch`` with its client and schema
+  modules: the adapters;
 - ``buffer.opensearch_local`` and ``buffer.opensearch_proxy``: a local OpenSearch-compatible
   server and a logging proxy in front of it, for tests and local runs.
 

@@ -16,8 +16,9 @@ by their ``blockAddress``), ``control``, ``rejected`` (raw bytes, kind, reason, 
 ``strands`` (replayed mark, highest sequence seen), ``gaps``, ``lease``, ``counters`` (the counts
 ``stats`` reports, kept in the same transactions as the rows they count) and ``meta``.
 The policy is shared with OpenSearch: what ``put`` does with each copy is ``buffer.put_policy``'s
-(this adapter reads the stored copy by id and writes what the decision means, in the
-transaction), the rest (which copy is kept, time, bodies, the dump's shape) ``buffer._common``'s.
+(``buffer.sqlite_put`` reads the stored copies of a batch by id and writes what the decisions
+mean, in bulk, in the transaction), the rest (which copy is kept, time, bodies, the dump's shape)
+``buffer._common``'s.
 """
 
 from __future__ import annotations
