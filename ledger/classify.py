@@ -30,6 +30,7 @@ from ledger.nodes import (
     Delete,
     DropIndex,
     DropTable,
+    Exec,
     Field,
     InsertMany,
     InsertValue,
@@ -132,4 +133,8 @@ def classify(text: str) -> Classification:
         return Classification("literal", "DDL replayable from its text")
     if isinstance(s, InsertValue | InsertMany | Update | Delete):
         return _classify_dml(s, parsed.parameters)
+    if isinstance(s, Exec):
+        return Classification(
+            "unsupported", f"EXEC {s.procedure} is a stored procedure, not replayed from its text"
+        )
     return Classification("unsupported", f"{type(s).__name__} is not classified")

@@ -230,7 +230,7 @@ def test_the_parse_is_cached_per_text() -> None:
         ("INSERT INTO T VALUE {'at': utcnow()}", "nondeterministic", "utcnow()"),
         ('UNDROP TABLE "abc"', "ddl_id", '"abc"'),
         ('DROP INDEX "ix" ON T WITH (purge = true)', "ddl_id", '"ix"'),
-        ("EXEC redact_revision 'a', 'b', 'c'", "unsupported", "Exec is not classified"),
+        ("EXEC redact_revision 'a', 'b', 'c'", "unsupported", "stored procedure"),
         ("SELECT * FROM T, T2", "unsupported", "','"),
     ],
 )
