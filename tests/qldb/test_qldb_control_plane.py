@@ -4,6 +4,7 @@ that verify by the tutorial's algorithm (``verifier``), and the ledger calls."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,3 +99,32 @@ def test_ledger_calls(served: Served, ledger_name: str, monkeypatch: pytest.Monk
         qldb.describe_ledger(Name=ledger_name)
     with pytest.raises(qldb.exceptions.ResourceNotFoundException):
         qldb.get_digest(Name=ledger_name)
+
+
+def test_a_single_ledger_file_is_described_but_not_created_or_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .conftest import start_serve_qldb, stop
+
+    proc, url = start_serve_qldb(f"embedded:{tmp_path / 'one.db'}", "--ledger-name", "one")
+    try:
+        qldb = _qldb(url, monkeypatch)
+        assert [x["Name"] for x in qldb.list_ledgers()["Ledgers"]] == ["one"]
+        assert qldb.describe_ledger(Name="one")["Arn"].endswith(":ledger/one")
+        with pytest.raises(qldb.exceptions.ResourceNotFoundException):
+            qldb.describe_ledger(Name="two")
+        with pytest.raises(qldb.exceptions.ResourceAlreadyExistsException):
+            qldb.create_ledger(Name="one", PermissionsMode="ALLOW_ALL")
+        with pytest.raises(qldb.exceptions.ResourcePreconditionNotMetException):
+            qldb.create_ledger(Name="two", PermissionsMode="ALLOW_ALL")
+        with pytest.raises(qldb.exceptions.ResourcePreconditionNotMetException):
+            qldb.delete_ledger(Name="one")
+        with pytest.raises(qldb.exceptions.InvalidParameterException):
+            qldb.get_digest(Name="one")  # an empty journal has no digest yet
+        with make_driver(url, "one") as driver:
+            driver.execute_lambda(lambda tx: tx.execute_statement("CREATE TABLE T"))
+        digest = qldb.get_digest(Name="one")
+        assert _ion(digest["DigestTipAddress"])["sequenceNo"] == 0
+    finally:
+        stop(proc)
+    assert (tmp_path / "one.db").exists()
