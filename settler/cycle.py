@@ -74,6 +74,8 @@ Faults = Callable[[str], None]
 # Why the ingest may still deliver the blocks of a gap, or None when it is healthy.
 IngestHealth = Callable[[], str | None]
 Deadline = Callable[[], bool]
+# Called with the report after each destination transaction is marked (its ``seconds`` current).
+Progress = Callable[[SettleReport], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +170,11 @@ class _Cycle:
         faults: Faults | None,
         lease: Lease | None = None,
         ingest_health: IngestHealth | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.policy = policy
+        self.progress = progress
+        self.started = time.perf_counter()
         self.lease = lease
         self.ingest_health = ingest_health
         self._impaired: tuple[str | None] | None = None  # asked once per cycle, at the first gap
@@ -545,6 +550,9 @@ class _Cycle:
                 r.unverified_reasons[reason] = r.unverified_reasons.get(reason, 0) + 1
             r.lag_ms.append(_ms(self.now - i.block.summary.commit_time))
             r.split_blocks += int(i.plan.split)
+        r.seconds = time.perf_counter() - self.started
+        if self.progress is not None:
+            self.progress(r)
 
     def _flush(self, st: _Strand) -> None:
         """Apply the group in one destination transaction (or, when one of its blocks fails,
@@ -702,6 +710,7 @@ def settle(
     faults: Faults | None = None,
     clock: Callable[[], float] = time.monotonic,
     ingest_health: IngestHealth | None = None,
+    progress: Progress | None = None,
 ) -> SettleReport:
     """Run one settle cycle as of ``now`` under ``policy`` (``SettlePolicy``; see the module
     docstring) and report what it did.
@@ -711,6 +720,10 @@ def settle(
     (``clock``: seconds, monotonic). ``ingest_health`` is asked at the first gap
     of the cycle: a reason (records still in the ingest's failure queue, an iterator age above
     the window) holds every gap, since the missing blocks may still be on their way.
+
+    ``progress`` is called with the report after each destination transaction is marked
+    (``report.rates()`` says how fast the cycle goes); the report's ``seconds`` is the whole
+    cycle's wall-clock time.
 
     Raises ``LeaseHeld`` when another settler holds the lease (who and until when), and
     ``TransientError`` when the buffer or destination cannot be reached or the lease was lost
@@ -730,6 +743,7 @@ def settle(
             faults=fault,
             lease=lease,
             ingest_health=ingest_health,
+            progress=progress,
         )
         for ledger, strand_id in buffer.strands():
             cycle.strand(ledger, strand_id)
@@ -744,6 +758,7 @@ def settle(
         report.buffer_depth = int(stats.blocks.get("pending", 0))
         if stats.oldest_pending_commit is not None:
             report.oldest_pending_age_ms = _ms(now - stats.oldest_pending_commit)
+        report.seconds = time.perf_counter() - cycle.started
         fault("done")
         return report
     finally:

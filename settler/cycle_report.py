@@ -13,7 +13,7 @@ from destination.port import Checkpoint
 
 JSON_KEYS = (
     "replayed", "held_by_window", "early_released", "gaps_passed", "late", "quarantined",
-    "digests", "halted", "halt_reason", "checkpoint", "lag_ms",
+    "digests", "halted", "halt_reason", "checkpoint", "lag_ms", "rates",
 )  # fmt: skip
 
 
@@ -165,19 +165,33 @@ class SettleReport:
     buffer_depth: int = 0
     purged: int = 0
     oldest_pending_age_ms: float | None = None
+    seconds: float = 0.0  # wall-clock time of the cycle so far (``rates``)
 
     def halt(self, reason: str) -> None:
         if not self.halted:
             self.halted = True
             self.halt_reason = reason
 
+    def rates(self) -> dict[str, float]:
+        """The cycle's wall-clock seconds and its blocks, statements and revisions per second
+        (0 when no time has passed)."""
+        per = 1.0 / self.seconds if self.seconds > 0 else 0.0
+        return {
+            "seconds": round(self.seconds, 3),
+            "blocks_per_s": round(self.blocks * per, 1),
+            "statements_per_s": round(self.statements * per, 1),
+            "revisions_per_s": round(self.revisions * per, 1),
+        }
+
     @property
     def needs_operator(self) -> bool:
         return self.halted or self.quarantined > 0 or self.late > 0
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the keys DESIGN.md lists for ``settle --json``. ``checkpoint`` is the strand's
-        checkpoint object, null before any, or a list when the buffer holds several strands."""
+        """Exactly the keys DESIGN.md lists for ``settle --json``, plus ``rates`` (issue 14:
+        ``seconds``, ``blocks_per_s``, ``statements_per_s``, ``revisions_per_s``).
+        ``checkpoint`` is the strand's checkpoint object, null before any, or a list when the
+        buffer holds several strands."""
         checkpoint: Any = None
         if len(self.checkpoints) == 1:
             checkpoint = checkpoint_json(self.checkpoints[0])
@@ -199,4 +213,5 @@ class SettleReport:
             "halt_reason": self.halt_reason,
             "checkpoint": checkpoint,
             "lag_ms": distribution(self.lag_ms),
+            "rates": self.rates(),
         }

@@ -218,7 +218,42 @@ def _cycle(
         queue_url=args.failure_queue,
         function_name=args.ingest_function,
     )
-    return settle(buffer, destination, now=now, policy=policy, owner=_owner(), ingest_health=health)
+    progress = None if args.json or not sys.stderr.isatty() else _Progress()
+    try:
+        return settle(
+            buffer, destination, now=now, policy=policy, owner=_owner(), ingest_health=health,
+            progress=progress,
+        )  # fmt: skip
+    finally:
+        if progress is not None:
+            progress.end()
+
+
+class _Progress:
+    """Blocks replayed and blocks per second on one stderr line (a terminal only), rewritten
+    at most every ``every`` seconds while a long cycle runs."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.last: float | None = None  # the report's seconds when last shown
+        self.shown = False
+
+    def __call__(self, report: SettleReport) -> None:
+        if self.last is not None and report.seconds - self.last < self.every:
+            return
+        self.last = report.seconds
+        r = report.rates()
+        sys.stderr.write(
+            f"\rsettling: {report.blocks:,} blocks in {r['seconds']:.1f} s, "
+            f"{r['blocks_per_s']:,.0f} blocks/s, {r['statements_per_s']:,.0f} statements/s  "
+        )
+        sys.stderr.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _start(
@@ -263,6 +298,12 @@ def _print(report: SettleReport, window: float, flags: str = "") -> None:
     print(
         f"replayed {r['blocks']} blocks ({r['statements']} statements, {r['revisions']} "
         f"revisions); window {window:g} s"
+    )
+    rates = j["rates"]
+    print(
+        f"  {rates['seconds']:g} s: {rates['blocks_per_s']:,.0f} blocks/s, "
+        f"{rates['statements_per_s']:,.0f} statements/s, {rates['revisions_per_s']:,.0f} "
+        "revisions/s"
     )
     print(
         f"  held by window: {report.held_by_window}  early released: {report.early_released}  "
