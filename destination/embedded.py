@@ -345,7 +345,8 @@ class EmbeddedDestination:
                 self._replace(tx, table, dest, current[0], op.data)
                 self._map(conn, block.ledger, op.document_id, op.table_name, dest, op=op)
                 return 1
-        [inserted] = tx.execute(f"INSERT INTO {table} ?", op.data)
+        # The data hash verification proved (None: not computed) is carried, not recomputed.
+        [inserted] = tx.execute(f"INSERT INTO {table} ?", op.data, param_hashes=(op.data_hash,))
         dest = str(inserted["documentId"])
         self._map(conn, block.ledger, op.document_id, op.table_name, dest, op=op)
         return 1

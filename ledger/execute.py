@@ -184,7 +184,9 @@ class StatementRun:
                     f"statement {short(self.text)!r} would make it {len(data)} bytes, over "
                     f"QLDB's limit of {MAX_DOCUMENT_BYTES} (128 KB)",
                 )
-            data_hash = ion_hash(value)  # now: ``value`` may be the caller's, mutable object
+            # Now: ``value`` may be the caller's, mutable object. A parameter whose proved hash
+            # the caller passed (``Transaction.execute(param_hashes=...)``) is not hashed again.
+            data_hash = self.hashed.get(id(value)) or ion_hash(value)
             self.hashed[id(value)] = data_hash
         keys: dict[str, str | None] = {}
         if value is not None:

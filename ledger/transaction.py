@@ -8,6 +8,7 @@ optimistic check in ``ledger.commit``) does.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from journal.ion_binary import copy_value
@@ -48,9 +49,18 @@ class Transaction:
 
     # -- public API
 
-    def execute(self, statement: str, *params: Any) -> list[Any]:
+    def execute(
+        self, statement: str, *params: Any, param_hashes: Sequence[bytes | None] = ()
+    ) -> list[Any]:
         """Run one statement; returns its result values (simpleion values). DML returns one
-        ``{documentId: ...}`` per document written, like QLDB."""
+        ``{documentId: ...}`` per document written, like QLDB.
+
+        ``param_hashes``: the Ion hash of each parameter (None: unknown), when the caller has
+        already computed it and proved it (the settler's verification hashed the revision data
+        it replays: ``dot(data hash, metadata hash)`` equals the source's revision hash). A
+        parameter stored as it is (``INSERT INTO T ?``) then is not hashed a second time, for
+        its revision hash or for the statement digest; the stored hashes stay checkable from
+        the stored Ion (``verify --chain``)."""
         if self._closed:
             raise TransactionClosed(f"transaction {self.id} is already committed or aborted")
         led = self._ledger
@@ -72,6 +82,9 @@ class Transaction:
             self, statement, list(params), now=now, tip=tip,
             index=len(self._statements),
         )  # fmt: skip
+        for p, h in zip(params, param_hashes, strict=False):
+            if h is not None:
+                run.hashed[id(p)] = h
         try:
             result = run.statement(parsed.statement)
         except EvalError as exc:
