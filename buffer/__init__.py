@@ -6,8 +6,12 @@
   (which copy is kept, time, bodies, revision codec, the dump's shape): the policy both adapters
   share;
 - ``buffer.sqlite`` (the embedded default) with ``buffer.sqlite_put`` (its put: reads by id and
-  writes in bulk in one transaction), and ``buffer.opensearch`` with its client and schema
-  modules: the adapters;
+  writes in bulk in one transaction), and ``buffer.opensearch`` (``OpenSearchBuffer``, composing
+  its parts: ``opensearch_put`` the put, ``opensearch_statements``, ``opensearch_rejections``,
+  ``opensearch_read`` the block reads, ``opensearch_marks`` marks, repair and gaps,
+  ``opensearch_figures`` stats and dump, ``opensearch_lease`` lease and retention, all sending
+  through ``opensearch_requests``; ``opensearch_client`` and ``opensearch_schema`` below them):
+  the adapters;
 - ``buffer.opensearch_local`` and ``buffer.opensearch_proxy``: a local OpenSearch-compatible
   server and a logging proxy in front of it, for tests and local runs.
 
