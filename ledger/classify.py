@@ -16,9 +16,7 @@ Imports only lark, the standard library and amazon.ion (it runs in the ingest La
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +37,7 @@ from ledger.nodes import (
     Source,
     UndropTable,
     Update,
+    walk,
 )
 from ledger.parser import NONDETERMINISTIC, parse
 
@@ -62,19 +61,6 @@ class Classification:
     @property
     def replayable_as_text(self) -> bool:
         return self.kind in REPLAYABLE_AS_TEXT
-
-
-def walk(node: Any) -> Iterator[Any]:
-    """Every node below (and including) ``node`` of a ``ledger.nodes`` tree."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        if dataclasses.is_dataclass(n) and not isinstance(n, type):
-            for f in dataclasses.fields(n):
-                stack.append(getattr(n, f.name))
-        elif isinstance(n, tuple):
-            stack.extend(n)
 
 
 def _names_document_id(path: Path) -> bool:

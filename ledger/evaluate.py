@@ -41,6 +41,7 @@ from ledger.nodes import (
     Or,
     Param,
     Path,
+    Star,
     Step,
     StructExpr,
 )
@@ -61,6 +62,9 @@ class Scope:
     doc_id: str | None
     params: Sequence[Any]
     now: datetime
+    # In a join: the scope of the sources before this one (names not bound here are looked up
+    # there; a name no source binds is an error, never a field of some document).
+    outer: Scope | None = None
 
 
 # --- kinds ---------------------------------------------------------------------------------------
@@ -244,7 +248,18 @@ def resolve_root(path: Path, scope: Scope) -> tuple[Any, tuple[Step, ...]]:
         return scope.value, path.steps
     if scope.by is not None and path.root == scope.by:
         return scope.doc_id, path.steps
-    return scope.value, (Field(path.root), *path.steps)
+    if scope.outer is None:
+        return scope.value, (Field(path.root), *path.steps)
+    s: Scope | None = scope.outer
+    while s is not None:
+        if path.root in s.names:
+            return s.value, path.steps
+        if s.by is not None and path.root == s.by:
+            return s.doc_id, path.steps
+        s = s.outer
+    raise EvalError(
+        f"{path.root!r} names no source of the join: qualify the field with a source alias"
+    )
 
 
 def get_path(path: Path, scope: Scope) -> Any:
@@ -587,4 +602,6 @@ def evaluate(e: Expr, scope: Scope | None) -> Any:
         return _arith(e.op, evaluate(e.left, scope), evaluate(e.right, scope))
     if isinstance(e, Call):
         return _call(e.name, [evaluate(a, scope) for a in e.args], scope)
+    if isinstance(e, Star):
+        raise EvalError("* is a SELECT item (SELECT * or SELECT alias.*), not a value")
     raise EvalError(f"cannot evaluate {type(e).__name__}")

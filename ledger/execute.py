@@ -29,7 +29,6 @@ from ledger.changes import (
     Write,
     short,
 )
-from ledger.classify import walk
 from ledger.errors import LimitExceeded, StatementError
 from ledger.evaluate import (
     Scope,
@@ -63,9 +62,11 @@ from ledger.nodes import (
     Source,
     UndropTable,
     Update,
+    walk,
 )
 from ledger.plan import lookup_plan, metadata_id
 from ledger.redaction import redact_revision
+from ledger.select import join_rows, project
 from ledger.storage import IndexState, TableState, index_key
 
 if TYPE_CHECKING:
@@ -451,32 +452,18 @@ class StatementRun:
     # -- SELECT
 
     def select(self, s: Select) -> list[Any]:
-        source = s.source
-        rows: list[Scope]
+        if not s.joins:
+            return project(s, self.rows(s.source, s.where))
+        return project(s, join_rows(s, self.rows))
+
+    def rows(self, source: Source, where: Expr | None) -> list[Scope]:
+        """The rows of one source matching ``where``, each as its evaluation scope."""
         if source.kind == "table":
             table = self.tx._table(self.conn, source.table, self.text)
-            rows = [scope for _, scope in self.documents(table, source, s.where)]
-        elif source.kind in ("committed", "history"):
-            rows = self._committed(source, s.where)
-        else:
-            rows = self._user_tables(source, s.where)
-        out = []
-        for scope in rows:
-            if s.value is not None:
-                v = evaluate(s.value, scope)
-                if v is not MISSING:
-                    out.append(v)
-            elif s.items is None:
-                out.append(scope.value)
-            else:
-                item: dict[str, Any] = {}
-                for i, it in enumerate(s.items):
-                    v = evaluate(it.expr, scope)
-                    if v is MISSING:
-                        continue
-                    item[it.alias or item_name(it.expr, scope, i)] = v
-                out.append(item)
-        return out
+            return [scope for _, scope in self.documents(table, source, where)]
+        if source.kind in ("committed", "history"):
+            return self._committed(source, where)
+        return self._user_tables(source, where)
 
     def _committed(self, source: Source, where: Expr | None) -> list[Scope]:
         """Rows of ``_ql_committed_T`` (current revisions) or ``history(T)`` (all revisions):
@@ -555,12 +542,3 @@ class StatementRun:
             if where is None or truth(evaluate(where, scope)):
                 out.append(scope)
         return out
-
-
-def item_name(e: Expr, scope: Scope, i: int) -> str:
-    if isinstance(e, Path):
-        if e.steps and isinstance(e.steps[-1], Field):
-            return e.steps[-1].name
-        if not e.steps:
-            return e.root
-    return f"_{i + 1}"

@@ -7,6 +7,8 @@ their ``?`` appears in the statement text.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -281,18 +283,36 @@ class Delete:
 
 @dataclass(frozen=True, slots=True)
 class SelectItem:
-    expr: Expr
+    expr: Expr | Star
     alias: str | None
 
 
 @dataclass(frozen=True, slots=True)
+class Star:
+    """``*`` or ``alias.*`` as a SELECT item (``path`` None: ``*``): the fields of the document
+    (of every source, in a join) spread into the result struct. Not a value anywhere else."""
+
+    path: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """One more source of an inner join: ``, s``, ``CROSS JOIN s``, ``[INNER] JOIN s [ON c]``."""
+
+    source: Source
+    on: Expr | None
+
+
+@dataclass(frozen=True, slots=True)
 class Select:
-    """``SELECT * | VALUE e | e [AS a], ... FROM source [WHERE ...]`` (``items`` None: ``*``)."""
+    """``SELECT * | VALUE e | e [AS a], ... FROM source [join...] [WHERE ...]`` (``items`` None:
+    ``*``); ``joins`` are the inner join's further sources, in order."""
 
     items: tuple[SelectItem, ...] | None
     value: Expr | None
     source: Source
     where: Expr | None
+    joins: tuple[Join, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,3 +336,16 @@ class Parsed:
     text: str
     statement: Statement
     parameters: int
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every node below (and including) ``node`` of a ``ledger.nodes`` tree."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        if dataclasses.is_dataclass(n) and not isinstance(n, type):
+            for f in dataclasses.fields(n):
+                stack.append(getattr(n, f.name))
+        elif isinstance(n, tuple):
+            stack.extend(n)

@@ -43,6 +43,7 @@ from ledger.nodes import (
     InsertMany,
     InsertValue,
     IsType,
+    Join,
     Like,
     ListExpr,
     Lit,
@@ -57,11 +58,13 @@ from ledger.nodes import (
     SelectItem,
     SetOp,
     Source,
+    Star,
     Statement,
     Step,
     StructExpr,
     UndropTable,
     Update,
+    walk,
 )
 
 MAX_STATEMENT_CHARS = 100_000
@@ -153,6 +156,7 @@ class _Builder(Transformer[Token, Any]):
     def __init__(self) -> None:
         super().__init__()
         self.params = 0
+        self.stars: list[Token] = []  # the * tokens seen, until a SELECT places them
 
     # --- literals
     def string(self, t: list[Token]) -> Lit:
@@ -221,8 +225,18 @@ class _Builder(Transformer[Token, Any]):
             return Field(e.value)
         return Index(e)
 
-    def path(self, t: list[Any]) -> Path:
-        return Path(t[0], tuple(t[1:]))
+    def star_step(self, t: list[Token]) -> Token:
+        return t[0]
+
+    def path(self, t: list[Any]) -> Path | Star:
+        steps = t[1:]
+        for i, s in enumerate(steps):
+            if isinstance(s, Token):
+                if i != len(steps) - 1:
+                    raise _Fail(s, "is a wildcard inside a path (only alias.* is supported)")
+                self.stars.append(s)
+                return Star(Path(t[0], tuple(steps[:-1])))
+        return Path(t[0], tuple(steps))
 
     def call(self, t: list[Any]) -> Call:
         name = str(t[0]).lower()
@@ -375,27 +389,57 @@ class _Builder(Transformer[Token, Any]):
         return Update(t[1], self._dml_ops(t[3:]), t[2], "from")
 
     # --- SELECT
-    def star(self, _: list[Any]) -> tuple[None, None]:
-        return (None, None)
+    def star_item(self, t: list[Token]) -> SelectItem:
+        self.stars.append(t[0])
+        return SelectItem(Star(None), None)
+
+    def comma_join(self, t: list[Any]) -> Join:
+        return Join(t[0], None)
+
+    def cross_join(self, t: list[Any]) -> Join:
+        return Join(t[2], None)
+
+    def inner_join(self, t: list[Any]) -> Join:
+        return Join(t[2], t[4])
+
+    def outer_join(self, t: list[Any]) -> Join:
+        raise _Fail(t[0], "JOIN is an outer join: QLDB supports only inner joins")
 
     def select_value(self, t: list[Any]) -> tuple[None, Expr]:
         return (None, t[1])
 
     def select_item(self, t: list[Any]) -> SelectItem:
         alias = str(t[2]) if len(t) > 2 and t[2] is not None else None
+        if alias is not None and isinstance(t[0], Star):
+            raise _Fail(t[1], "cannot name alias.* (it spreads the fields of a struct)")
         return SelectItem(t[0], alias)
 
-    def select_items(self, t: list[Any]) -> tuple[tuple[SelectItem, ...], None]:
+    def select_items(self, t: list[Any]) -> tuple[tuple[SelectItem, ...] | None, None]:
+        if len(t) == 1 and t[0].expr == Star(None):
+            return (None, None)  # SELECT *
         return (tuple(t), None)
 
     def select(self, t: list[Any]) -> Select:
         items, value = t[1]
-        return Select(items, value, t[3], t[4])
+        joins = tuple(x for x in t[4:-1] if isinstance(x, Join))
+        statement = Select(items, value, t[3], t[-1], joins)
+        if self.stars:
+            self._check_stars(statement)
+        return statement
+
+    def _check_stars(self, statement: Select) -> None:
+        """``*`` and ``alias.*`` are SELECT items only: anywhere else they are refused."""
+        placed = sum(isinstance(i.expr, Star) for i in statement.items or ())
+        if placed != sum(isinstance(n, Star) for n in walk(statement)):
+            raise _Fail(self.stars[-1], "is allowed only as a SELECT item (* or alias.*)")
+        self.stars.clear()
 
     def exec_statement(self, t: list[Any]) -> Exec:
         return Exec(str(t[1]), tuple(a for a in t[2:] if a is not None))
 
     def start(self, t: list[Any]) -> Statement:
+        if self.stars:  # a * outside any SELECT's items
+            raise _Fail(self.stars[-1], "is allowed only as a SELECT item (* or alias.*)")
         return t[0]  # type: ignore[no-any-return]
 
 
@@ -479,6 +523,7 @@ def _parse_lark(text: str) -> Parsed:
     with _lock:
         lark, builder = _parser()
         builder.params = 0
+        builder.stars = []
         try:
             statement: Statement = lark.parse(text)  # type: ignore[assignment]
         except UnexpectedInput as exc:

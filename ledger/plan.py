@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ledger.classify import walk
 from ledger.evaluate import kind, text_of
 from ledger.nodes import And as AndExpr
-from ledger.nodes import Call, Compare, Expr, Field, Lit, Path, Source
+from ledger.nodes import Call, Compare, Expr, Field, Lit, Path, Source, walk
 from ledger.storage import index_key
 
 
