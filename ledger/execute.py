@@ -471,7 +471,7 @@ class StatementRun:
         table = self.tx._table(self.conn, source.table, self.text)
         default = f"_ql_committed_{source.table}" if source.kind == "committed" else "history"
         names = (source.alias,) if source.alias else (default,)
-        doc_id = metadata_id(where, names)
+        doc_id = metadata_id(where, names, source.by)
         led = self.tx._ledger
         if source.kind == "committed":
             sql = (
@@ -517,7 +517,7 @@ class StatementRun:
             row["metadata"] = ion_struct(
                 id=rid, version=version, txTime=ion_time(tx_ms), txId=tx_id
             )
-            scope = self.scope(names, row, None, rid)
+            scope = self.scope(names, row, source.by, rid)  # BY binds the document id
             if where is None or truth(evaluate(where, scope)):
                 out.append(scope)
         return out

@@ -73,8 +73,9 @@ def top_field(path: Path, names: tuple[str, ...], by: str | None) -> str | None:
     return path.root
 
 
-def metadata_id(where: Expr | None, names: tuple[str, ...]) -> str | None:
-    """The document id a committed-view query asks for (``x.metadata.id = 'id'``), if any."""
+def metadata_id(where: Expr | None, names: tuple[str, ...], by: str | None = None) -> str | None:
+    """The document id a committed-view or history query asks for (``x.metadata.id = 'id'``, or
+    its ``BY`` variable ``= 'id'``), if any."""
     if where is None:
         return None
     for c in conjuncts(where):
@@ -85,8 +86,13 @@ def metadata_id(where: Expr | None, names: tuple[str, ...]) -> str | None:
                 isinstance(left, Path)
                 and isinstance(right, Lit)
                 and isinstance(right.value, str)
-                and left.root in names
-                and [getattr(s, "name", None) for s in left.steps] == ["metadata", "id"]
+                and (
+                    (
+                        left.root in names
+                        and [getattr(s, "name", None) for s in left.steps] == ["metadata", "id"]
+                    )
+                    or (by is not None and left.root == by and not left.steps)
+                )
             ):
                 return right.value
     return None
