@@ -16,6 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from amazon.ion.core import IonType
+from amazon.ion.simple_types import IonPyDict, IonPyInt, IonPyList, IonPyText
+
+_STRING, _INT, _STRUCT, _LIST = IonType.STRING, IonType.INT, IonType.STRUCT, IonType.LIST
 
 
 def _typed_null(value: Any) -> bool:
@@ -32,6 +35,47 @@ def _symbol_text(token: Any) -> str:
 
 
 def _enc(value: Any, out: list[bytes]) -> None:
+    # Fast paths for the exact IonPy classes of most of a record (strings, ints, structs, lists
+    # without annotations): the same bytes the general branches below give them.
+    cls = type(value)
+    if (
+        cls is IonPyText or cls is IonPyInt or cls is IonPyDict or cls is IonPyList
+    ) and not value.ion_annotations:
+        t = value.ion_type
+        if cls is IonPyText and t == _STRING:
+            data = value.encode("utf-8")
+            out.append(b"s%d:%b" % (len(data), data))
+            return
+        if cls is IonPyInt and t == _INT:
+            out.append(b"i%d" % value)
+            return
+        if cls is IonPyDict and t == _STRUCT:
+            _enc_struct(value, out)
+            return
+        if cls is IonPyList and t == _LIST:
+            parts: list[bytes] = []
+            for v in value:
+                sub: list[bytes] = []
+                _enc(v, sub)
+                parts.append(b"".join(sub))
+            out.append(b"[" + b",".join(parts) + b"]")
+            return
+    _enc_general(value, out)
+
+
+def _enc_struct(value: Mapping[Any, Any], out: list[bytes]) -> None:
+    items = []
+    # items(), not keys: an Ion struct may repeat a field name, and every copy counts.
+    for k, v in value.items():
+        sub: list[bytes] = []
+        _enc(v, sub)
+        key = str(k).encode("utf-8")
+        items.append(str(len(key)).encode() + b":" + key + b"=" + b"".join(sub))
+    items.sort()
+    out.append(b"{" + b",".join(items) + b"}")
+
+
+def _enc_general(value: Any, out: list[bytes]) -> None:
     t = getattr(value, "ion_type", None)
     ann = getattr(value, "ion_annotations", ()) or ()
     if ann:
@@ -64,19 +108,11 @@ def _enc(value: Any, out: list[bytes]) -> None:
         kind = b"c" if t is IonType.CLOB else b"x"
         out.append(kind + str(len(value)).encode() + b":" + bytes(value))
     elif isinstance(value, Mapping):
-        items = []
-        # items(), not keys: an Ion struct may repeat a field name, and every copy counts.
-        for k, v in value.items():
-            sub: list[bytes] = []
-            _enc(v, sub)
-            key = str(k).encode("utf-8")
-            items.append(str(len(key)).encode() + b":" + key + b"=" + b"".join(sub))
-        items.sort()
-        out.append(b"{" + b",".join(items) + b"}")
+        _enc_struct(value, out)
     elif isinstance(value, list | tuple):
         parts: list[bytes] = []
         for v in value:
-            sub = []
+            sub: list[bytes] = []
             _enc(v, sub)
             parts.append(b"".join(sub))
         kind = b"(" if t is IonType.SEXP else b"["
