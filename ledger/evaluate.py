@@ -493,6 +493,8 @@ def _call(name: str, args: list[Any], scope: Scope | None) -> Any:
             return len(v)
         raise EvalError(f"{name}() needs a list or struct, not {kind(v)}")
     if name == "to_string":
+        if len(args) > 1:  # never the format ignored (it was: a silent wrong answer)
+            raise EvalError("to_string() with a format pattern is not supported here yet")
         return text_of(v) if kind(v) == "string" else str(v)
     if name == "abs":
         if kind(v) != "number":
