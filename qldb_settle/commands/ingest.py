@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -68,13 +69,14 @@ def _progress(show: bool, total: int) -> Iterator[Progress | None]:
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
     from rich.progress import Progress as ProgressBar
 
     with ProgressBar(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(),
+        TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
@@ -111,16 +113,19 @@ def _run_stream(args: argparse.Namespace) -> int:
     )
     settings = settings_from(args)
     buffer = open_buffer(settings, opensearch_auth=args.opensearch_auth)
+    started = time.monotonic()
     try:
         with _progress(show, total) as update:
             report = ingest_paths(buffer, args.paths, progress=update)
     finally:
         buffer.close()
+    rates = rates_of(report.records, time.monotonic() - started)
 
     if args.json:
-        print_json(report.as_json())
+        print_json({**report.as_json(), "rates": rates})
     else:
         _print_summary(report, settings.buffer)
+        print(f"  {rates['seconds']:g} s: {rates['records_per_s']:,.0f} records/s")
     for _, reason in report.unreadable:
         print(f"qldb-settle ingest: {reason}", file=sys.stderr)
     if report.transient is not None:
@@ -133,6 +138,14 @@ def _run_stream(args: argparse.Namespace) -> int:
     if report.unreadable:
         return EXIT_USAGE
     return EXIT_ATTENTION if report.needs_attention else EXIT_OK
+
+
+def rates_of(records: int, seconds: float) -> dict[str, float]:
+    """The run's rate for ``--json`` (``rates``: ``seconds``, ``records_per_s``, user records)."""
+    return {
+        "seconds": round(seconds, 4),
+        "records_per_s": round(records / seconds, 1) if seconds > 0 else 0.0,
+    }
 
 
 def _print_summary(report: IngestReport, buffer_url: str) -> None:

@@ -29,7 +29,7 @@ from qldb_settle.cli import main
 
 INGEST_KEYS = [
     "records", "stored", "duplicates", "conflicts", "rejected", "late", "ingest_delay_ms",
-    "out_of_orderness", "unreadable",
+    "out_of_orderness", "unreadable", "rates",
 ]  # fmt: skip
 
 
@@ -61,6 +61,9 @@ def test_ingest_real_event_then_again_then_status(
         0, 0, 0, 0,
     )  # fmt: skip
     assert first["ingest_delay_ms"] == {"p50": 161.0, "p99": 179.0, "max": 179.0}
+    rates = first["rates"]
+    assert set(rates) == {"seconds", "records_per_s"} and rates["seconds"] > 0
+    assert rates["records_per_s"] > 0
     code, second = run_json(capsys, "ingest", "--buffer", buffer, "--json", event)
     assert code == 0
     assert second["stored"] == {"blocks": 0, "statements": 0, "revisions": 0, "control": 0}
@@ -72,6 +75,7 @@ def test_ingest_real_event_then_again_then_status(
     code, out, _ = run(capsys, "ingest", "--buffer", buffer, event)
     assert code == 0
     assert "ingested 2 records from 1 file" in out
+    assert " records/s" in out
     assert "duplicates: 2" in out
 
 
