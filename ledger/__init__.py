@@ -3,7 +3,8 @@
 What lives here, by reason to change:
 
 - PartiQL: ``grammar.lark``, ``parser`` (text to ``nodes``), ``nodes``, ``evaluate`` (values,
-  paths, operators), ``classify`` (statement shapes for the ingest path);
+  paths, operators, functions; ``timestamp_format``: TO_STRING's format strings), ``classify``
+  (statement shapes for the ingest path);
 - ``blocks``: the block and revision model, BLOCK_SUMMARY payloads and stream records;
 - ``storage``: the SQLite schema, index keys, state rows and a commit's writes;
 - ``changes``: what a transaction stages (writes, DDL) and QLDB's limits;

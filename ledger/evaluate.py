@@ -45,6 +45,7 @@ from ledger.nodes import (
     Step,
     StructExpr,
 )
+from ledger.timestamp_format import FormatError, format_timestamp
 
 
 class EvalError(Exception):
@@ -493,8 +494,16 @@ def _call(name: str, args: list[Any], scope: Scope | None) -> Any:
             return len(v)
         raise EvalError(f"{name}() needs a list or struct, not {kind(v)}")
     if name == "to_string":
-        if len(args) > 1:  # never the format ignored (it was: a silent wrong answer)
-            raise EvalError("to_string() with a format pattern is not supported here yet")
+        if len(args) > 1:  # QLDB's format strings (ledger.timestamp_format), never ignored
+            if kind(v) != "timestamp" or kind(args[1]) != "string":
+                raise EvalError(
+                    f"to_string() needs a timestamp and a format string, not {kind(v)} and "
+                    f"{kind(args[1])}"
+                )
+            try:
+                return format_timestamp(v, text_of(args[1]))
+            except FormatError as exc:
+                raise EvalError(str(exc)) from exc
         return text_of(v) if kind(v) == "string" else str(v)
     if name == "abs":
         if kind(v) != "number":
