@@ -22,6 +22,7 @@ from amazon.ion.symbols import SymbolToken
 
 from journal.ion_binary import copy_value
 from ledger.nodes import (
+    AGGREGATES,
     MISSING,
     And,
     BagExpr,
@@ -129,7 +130,7 @@ def _instant(v: datetime) -> datetime:
     return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
 
-def _number(v: Any) -> int | float | Decimal:
+def number(v: Any) -> int | float | Decimal:
     if isinstance(v, float):
         return float(v)
     if isinstance(v, Decimal):
@@ -155,7 +156,7 @@ def equal(a: Any, b: Any) -> bool | None:
 
 def _same(a: Any, b: Any, k: str) -> bool:
     if k == "number":
-        x, y = _number(a), _number(b)
+        x, y = number(a), number(b)
         if isinstance(x, float) or isinstance(y, float):
             return float(x) == float(y)
         return bool(x == y)
@@ -195,7 +196,7 @@ def compare(a: Any, b: Any) -> int | None:
     x: Any
     y: Any
     if ka == "number":
-        x, y = _number(a), _number(b)
+        x, y = number(a), number(b)
         if isinstance(x, float) or isinstance(y, float):
             x, y = float(x), float(y)
     elif ka == "string":
@@ -290,7 +291,7 @@ def _key(s: Step, scope: Scope) -> str | int:
     k = kind(key)
     if k == "string":
         return text_of(key)
-    if k == "number" and not isinstance(key, float) and _number(key) == int(key):
+    if k == "number" and not isinstance(key, float) and number(key) == int(key):
         return int(key)
     raise EvalError(f"a path index must be a string or an int, not {k}")
 
@@ -420,8 +421,8 @@ def _arith(op: str, a: Any, b: Any) -> Any:
         if kind(a) in ("null", "missing") or kind(b) in ("null", "missing"):
             return None
         raise EvalError(f"{op} needs numbers, not {kind(a)} and {kind(b)}")
-    x: Any = _number(a)
-    y: Any = _number(b)
+    x: Any = number(a)
+    y: Any = number(b)
     if isinstance(x, float) or isinstance(y, float):
         x, y = float(x), float(y)
     elif isinstance(x, Decimal) or isinstance(y, Decimal):
@@ -449,6 +450,11 @@ def _arith(op: str, a: Any, b: Any) -> Any:
 
 
 def _call(name: str, args: list[Any], scope: Scope | None) -> Any:
+    if name in AGGREGATES:
+        raise EvalError(
+            f"aggregate function {name.removesuffix('(*)')}() is allowed only as a whole SELECT "
+            "item (QLDB has no GROUP BY)"
+        )
     from amazon.ion.core import Timestamp, TimestampPrecision
 
     if name == "utcnow":
@@ -508,7 +514,7 @@ def _call(name: str, args: list[Any], scope: Scope | None) -> Any:
     if name == "abs":
         if kind(v) != "number":
             raise EvalError(f"abs() needs a number, not {kind(v)}")
-        return abs(_number(v))
+        return abs(number(v))
     if name == "mod":
         return _arith("%", v, args[1])
     raise EvalError(f"unknown function {name}()")
@@ -608,7 +614,7 @@ def evaluate(e: Expr, scope: Scope | None) -> Any:
             if kind(v) in ("null", "missing"):
                 return None
             raise EvalError(f"cannot negate a {kind(v)}")
-        return -_number(v)
+        return -number(v)
     if isinstance(e, Binary):
         return _arith(e.op, evaluate(e.left, scope), evaluate(e.right, scope))
     if isinstance(e, Call):

@@ -158,6 +158,11 @@ class IsType:
     negated: bool
 
 
+# Aggregate functions: only as a whole SELECT item (``ledger.select.project``); ``count(*)`` is
+# ``COUNT(*)``, the count of rows.
+AGGREGATES = frozenset({"count", "sum", "min", "max", "avg", "count(*)"})
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """A function call; ``name`` is lower-case and one of ``ledger.parser.FUNCTIONS``."""

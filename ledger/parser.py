@@ -21,6 +21,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from ledger.errors import ParseError
 from ledger.nodes import (
+    AGGREGATES,
     MISSING,
     And,
     BagExpr,
@@ -240,9 +241,17 @@ class _Builder(Transformer[Token, Any]):
 
     def call(self, t: list[Any]) -> Call:
         name = str(t[0]).lower()
-        if name not in FUNCTIONS:
+        if name not in FUNCTIONS and name not in AGGREGATES:
             raise _Fail(t[0], "is not a function this ledger supports")
-        return Call(name, tuple(a for a in t[1:] if a is not None))
+        args = tuple(a for a in t[1:] if a is not None)
+        if name in AGGREGATES and len(args) != 1:
+            raise _Fail(t[0], "takes one argument")
+        return Call(name, args)
+
+    def star_call(self, t: list[Any]) -> Call:
+        if str(t[0]).lower() != "count":
+            raise _Fail(t[0], "takes no * (only COUNT(*) does)")
+        return Call("count(*)", ())
 
     # --- operators
     def negate(self, t: list[Any]) -> Expr:

@@ -4,17 +4,20 @@
 each source is read once, and every combination whose ``ON`` conditions and ``WHERE`` hold is a
 row, a chain of scopes (the last source's scope, its ``outer`` the one before). ``project`` turns
 rows into results: ``SELECT VALUE e``, ``SELECT *`` (a join's ``*`` spreads every source's fields),
-items with their names (an alias, or a path's last field, or ``_n``), ``alias.*``.
+items with their names (an alias, or a path's last field, or ``_n``), ``alias.*``, and one row
+of aggregates (``COUNT(*)``, ``COUNT``, ``SUM``, ``MIN``, ``MAX``, ``AVG``) when the items are
+aggregates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
-from ledger.evaluate import EvalError, Scope, evaluate, is_null, kind, truth
-from ledger.nodes import MISSING, Expr, Field, Path, Select, Source, Star
+from ledger.evaluate import EvalError, Scope, evaluate, is_null, kind, number, text_of, truth
+from ledger.nodes import AGGREGATES, MISSING, Call, Expr, Field, Path, Select, Source, Star
 
 
 def join_rows(s: Select, rows: Callable[[Source, Expr | None], list[Scope]]) -> list[Scope]:
@@ -43,7 +46,9 @@ def join_rows(s: Select, rows: Callable[[Source, Expr | None], list[Scope]]) -> 
 
 
 def project(s: Select, rows: list[Scope]) -> list[Any]:
-    """The results of ``s`` over its rows."""
+    """The results of ``s`` over its rows (one row of aggregates when its items are aggregates)."""
+    if s.items is not None and any(_is_aggregate(it.expr) for it in s.items):
+        return [_aggregate_row(s, rows)]
     out: list[Any] = []
     for scope in rows:
         if s.value is not None:
@@ -102,3 +107,62 @@ def item_name(e: Expr, i: int) -> str:
         if not e.steps:
             return e.root
     return f"_{i + 1}"
+
+
+def _is_aggregate(e: Any) -> bool:
+    return isinstance(e, Call) and e.name in AGGREGATES
+
+
+def _aggregate_row(s: Select, rows: list[Scope]) -> dict[str, Any]:
+    """``SELECT COUNT(*), SUM(x), ... FROM ...``: one row over all the rows. QLDB has no GROUP
+    BY, so an item that is not an aggregate beside aggregates has no value to take: refused."""
+    assert s.items is not None
+    row: dict[str, Any] = {}
+    for i, it in enumerate(s.items):
+        if not _is_aggregate(it.expr):
+            raise EvalError(
+                "a SELECT item beside aggregate functions must be an aggregate too "
+                "(QLDB has no GROUP BY)"
+            )
+        call = it.expr
+        assert isinstance(call, Call)
+        name = it.alias or item_name(call, i)
+        if name in row:
+            raise EvalError(f"the result would have two fields named {name!r}")
+        if call.name == "count(*)":
+            row[name] = len(rows)
+            continue
+        values = [v for r in rows if not _absent(v := evaluate(call.args[0], r))]
+        row[name] = _fold(call.name, values)
+    return row
+
+
+def _absent(v: Any) -> bool:
+    return v is MISSING or is_null(v)
+
+
+def _fold(name: str, values: list[Any]) -> Any:
+    """PartiQL's aggregates: null and missing values are skipped; over no value COUNT is 0 and the
+    others are null."""
+    if name == "count":
+        return len(values)
+    if not values:
+        return None
+    kinds = {kind(v) for v in values}
+    if name in ("sum", "avg"):
+        if kinds != {"number"}:
+            raise EvalError(f"{name}() needs numbers, not {', '.join(sorted(kinds))}")
+        numbers = [number(v) for v in values]
+        total = sum(numbers[1:], numbers[0])
+        if name == "sum":
+            return total
+        if any(isinstance(n, float) for n in numbers):
+            return total / len(numbers)
+        return Decimal(total) / Decimal(len(numbers))
+    if len(kinds) != 1 or kinds - {"number", "string", "timestamp"}:
+        raise EvalError(
+            f"{name}() needs values of one orderable type, not {', '.join(sorted(kinds))}"
+        )
+    keyed = [(text_of(v) if kind(v) == "string" else v, v) for v in values]
+    best = min(keyed, key=lambda kv: kv[0]) if name == "min" else max(keyed, key=lambda kv: kv[0])
+    return best[1]
