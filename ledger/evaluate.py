@@ -453,7 +453,7 @@ def _call(name: str, args: list[Any], scope: Scope | None) -> Any:
     if name in AGGREGATES:
         raise EvalError(
             f"aggregate function {name.removesuffix('(*)')}() is allowed only as a whole SELECT "
-            "item (QLDB has no GROUP BY)"
+            "item (GROUP BY is refused here)"
         )
     from amazon.ion.core import Timestamp, TimestampPrecision
 

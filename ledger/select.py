@@ -114,15 +114,15 @@ def _is_aggregate(e: Any) -> bool:
 
 
 def _aggregate_row(s: Select, rows: list[Scope]) -> dict[str, Any]:
-    """``SELECT COUNT(*), SUM(x), ... FROM ...``: one row over all the rows. QLDB has no GROUP
-    BY, so an item that is not an aggregate beside aggregates has no value to take: refused."""
+    """``SELECT COUNT(*), SUM(x), ... FROM ...``: one row over all the rows. There is no GROUP
+    BY here, so an item that is not an aggregate beside aggregates has no value to take: refused."""
     assert s.items is not None
     row: dict[str, Any] = {}
     for i, it in enumerate(s.items):
         if not _is_aggregate(it.expr):
             raise EvalError(
                 "a SELECT item beside aggregate functions must be an aggregate too "
-                "(QLDB has no GROUP BY)"
+                "(GROUP BY is refused here)"
             )
         call = it.expr
         assert isinstance(call, Call)
