@@ -1,12 +1,12 @@
 """Aggregate functions as QLDB runs them: ``COUNT(*)``, ``COUNT``, ``SUM``, ``MIN``, ``MAX``,
 ``AVG`` over all the rows a SELECT reads, one result row, null and missing values skipped.
 
-Spec: the QLDB Developer Guide's PartiQL functions (aggregate functions: COUNT, SUM, MIN, MAX,
-AVG, https://docs.aws.amazon.com/qldb/latest/developerguide/ql-functions.html) and the PartiQL
-specification's aggregates (a default item name ``_1``, ``_2``...). ``GROUP BY`` is refused here (the
-SELECT reference shows none): an
-item beside aggregates that is not one has no value, and an aggregate anywhere but as a whole
-SELECT item is refused (never a row per document, never a silently wrong count).
+Spec: the QLDB Developer Guide's PartiQL functions (aggregate functions: COUNT, SUM, MIN, MAX, AVG,
+https://docs.aws.amazon.com/qldb/latest/developerguide/ql-functions.html) and the PartiQL
+specification's aggregates (a default item name ``_1``, ``_2``...). ``GROUP BY`` is refused here
+(the SELECT reference shows none): an item beside aggregates that is not one has no value, and an
+aggregate anywhere but as a whole SELECT item is refused (never a row per document, never a silently
+wrong count).
 """
 
 from __future__ import annotations
