@@ -7,11 +7,11 @@
   share;
 - ``buffer.sqlite`` (the embedded default) with ``buffer.sqlite_put`` (its put: reads by id and
   writes in bulk in one transaction), and ``buffer.opensearch`` (``OpenSearchBuffer``, composing
-  its parts: ``opensearch_put`` the put, ``opensearch_statements``, ``opensearch_rejections``,
-  ``opensearch_read`` the block reads, ``opensearch_marks`` marks, repair and gaps,
-  ``opensearch_figures`` stats and dump, ``opensearch_lease`` lease and retention, all sending
-  through ``opensearch_requests``; ``opensearch_client`` and ``opensearch_schema`` below them):
-  the adapters;
+  its parts: ``opensearch_put`` the put and ``opensearch_documents`` the documents it writes,
+  ``opensearch_statements``, ``opensearch_rejections``, ``opensearch_read`` the block reads,
+  ``opensearch_marks`` marks, repair and gaps, ``opensearch_figures`` stats and dump,
+  ``opensearch_lease`` lease and retention, all sending through ``opensearch_requests``;
+  ``opensearch_client`` and ``opensearch_schema`` below them): the adapters;
 - ``buffer.opensearch_local`` and ``buffer.opensearch_proxy``: a local OpenSearch-compatible
   server and a logging proxy in front of it, for tests and local runs.
 

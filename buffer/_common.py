@@ -150,10 +150,15 @@ Outcome = Literal["duplicate", "duplicate-earlier", "conflict", "conflict-earlie
 
 def copy_key(arrived_at: datetime | None, origin: str, fingerprint: str, raw: bytes) -> CopyKey:
     """Total order of the copies of one record: the smallest came first in the stream."""
-    raw_sha = hashlib.sha256(raw).hexdigest()
-    if arrived_at is None:
-        return (1, 0, origin, fingerprint, raw_sha)
-    return (0, to_us(arrived_at), origin, fingerprint, raw_sha)
+    return stored_copy_key(opt_us(arrived_at), origin, fingerprint, hashlib.sha256(raw).hexdigest())
+
+
+def stored_copy_key(arrived_us: int | None, origin: str, fingerprint: str, raw_sha: str) -> CopyKey:
+    """``copy_key`` from a stored copy's fields (its arrival in microseconds, the SHA-256 of its
+    bytes), for a store that does not read the bytes to compare."""
+    if arrived_us is None:
+        return (1, 0, str(origin), str(fingerprint), str(raw_sha))
+    return (0, int(arrived_us), str(origin), str(fingerprint), str(raw_sha))
 
 
 def incoming_key(item: Incoming) -> CopyKey:

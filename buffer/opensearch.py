@@ -7,7 +7,8 @@ copies by id and plans the writes a decision means), the rest (which copy is kep
 shape) ``buffer._common``'s.
 
 This module composes the parts, one reason to change each: ``buffer.opensearch_put`` (the put:
-classify and plan, then one ``_mget`` and one ``_bulk`` per chunk), ``buffer.opensearch_statements``
+classify and plan, then one ``_mget`` and one ``_bulk`` per chunk; its documents:
+``buffer.opensearch_documents``), ``buffer.opensearch_statements``
 (statements derived from a header), ``buffer.opensearch_rejections`` (keep, read, acknowledge),
 ``buffer.opensearch_read`` (strands, pending, blocks), ``buffer.opensearch_marks`` (marks, repair,
 replayed marks, gaps), ``buffer.opensearch_figures`` (stats, dump), ``buffer.opensearch_lease``

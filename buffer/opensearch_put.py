@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from buffer import _common as c
+from buffer import opensearch_documents as documents
 from buffer import put_policy as policy
 from buffer.opensearch_client import OpenSearchError
 from buffer.opensearch_rejections import Rejections
@@ -29,8 +30,6 @@ from buffer.opensearch_requests import (
     Action,
     Hit,
     Requests,
-    b64,
-    date_field,
     item_reason,
     strand_doc_id,
     unb64,
@@ -39,29 +38,6 @@ from buffer.opensearch_statements import Statements
 from buffer.port import BlockState, Incoming, PutReport, Rejection
 from journal.records import BlockSummary, ControlRecord, RevisionDetails
 from runtime.errors import TransientError
-
-
-def _provenance(item: Incoming, arn: str, write_id: str) -> dict[str, Any]:
-    arrived = c.opt_us(item.arrived_at)
-    return {
-        "fingerprint": item.fingerprint,
-        "raw": b64(item.raw),
-        "raw_sha256": c.sha256_hex(item.raw),
-        "arn": arn,
-        "origin": item.origin,
-        "arrived_us": arrived,
-        "arrived_at": date_field(arrived),
-        "write_id": write_id,
-    }
-
-
-def _stored_key(source: Mapping[str, Any]) -> c.CopyKey:
-    """The copy key of a stored copy (``_common.copy_key`` from its stored fields)."""
-    arrived = source.get("arrived_us")
-    sha = str(source["raw_sha256"])
-    if arrived is None:
-        return (1, 0, str(source["origin"]), str(source["fingerprint"]), sha)
-    return (0, int(arrived), str(source["origin"]), str(source["fingerprint"]), sha)
 
 
 @dataclass(slots=True)
@@ -289,33 +265,6 @@ class Put:
             out[(ledger, strand_id)] = (None if mark is None else int(mark), gaps)
         return out
 
-    def _header_source(
-        self, item: Incoming, summary: BlockSummary, state: BlockState, write_id: str
-    ) -> dict[str, Any]:
-        commit = c.to_us(summary.commit_time)
-        address = summary.address
-        return {
-            **_provenance(item, summary.stream.arn, write_id),
-            "block_id": summary.block_id,
-            "ledger": summary.ledger,
-            "strand_id": address.strand_id,
-            "sequence_no": address.sequence_no,
-            "state": state,
-            "commit_us": commit,
-            "commit_time": date_field(commit),
-            "transaction_id": summary.transaction_id,
-            "block_hash": summary.block_hash.hex(),
-            "statements": len(summary.statements),
-            "revisions_expected": len(summary.user_revisions),
-            "statement_kinds": list(item.statement_kinds),
-            "summary": c.summary_body(summary),
-            "delay_ms": c.delay_ms(item.arrived_at, summary.commit_time),
-            "reason": None,
-            "updated_us": None,
-            "actor": None,
-            "purged": False,
-        }
-
     def _plan_summary(self, plan: _Plan, s: _Slot, item: Incoming, summary: BlockSummary) -> None:
         report = plan.count(summary.block_id)
         current = s.current
@@ -331,7 +280,7 @@ class Put:
         d.count(report, "blocks", len(summary.statements))
         if d.verdict in ("stored", "late"):
             state: BlockState = "late" if d.verdict == "late" else "pending"
-            s.plan_create(self._header_source(item, summary, state, plan.write_id))
+            s.plan_create(documents.header_source(item, summary, state, plan.write_id))
             plan.statements_of[block_id] = "write"
             plan.settled_as_stored_content(c.conflict_of(item, block_id), block_id)
             return
@@ -351,7 +300,7 @@ class Put:
         if d.verdict == "duplicate-earlier":
             s.plan_update(
                 {
-                    **_provenance(item, summary.stream.arn, plan.write_id),
+                    **documents.provenance(item, summary.stream.arn, plan.write_id),
                     "statement_kinds": list(item.statement_kinds),
                     "delay_ms": c.delay_ms(item.arrived_at, summary.commit_time),
                 }
@@ -360,7 +309,7 @@ class Put:
         elif d.verdict == "conflict":
             plan.conflicted(block_id, s)
         elif d.verdict == "conflict-earlier":  # the stored copy becomes the rejection
-            s.plan_create(self._header_source(item, summary, "pending", plan.write_id))
+            s.plan_create(documents.header_source(item, summary, "pending", plan.write_id))
             plan.statements_of[block_id] = "write"
         self._plan_rejections(plan, d, block_id)
 
@@ -373,13 +322,7 @@ class Put:
 
     def _stored(self, s: _Slot, current: Mapping[str, Any]) -> policy.StoredCopy:
         """The copy a slot holds, as the put policy compares it."""
-        return policy.StoredCopy(
-            fingerprint=current["fingerprint"],
-            key=_stored_key(current),
-            origin=current["origin"],
-            arrived_us=current.get("arrived_us"),
-            raw=lambda: self._raw_of(s),
-        )
+        return documents.stored_copy(current, lambda: self._raw_of(s))
 
     def _raw_of(self, s: _Slot) -> bytes:
         """The raw bytes of the copy a slot holds (planned, or fetched: reads skip ``raw``)."""
@@ -392,31 +335,6 @@ class Put:
             raise TransientError(f"{s.index}/{s.doc_id} vanished while it was being compared")
         return unb64(doc["_source"]["raw"])
 
-    def _revision_source(
-        self, item: Incoming, rev: RevisionDetails, late: bool, write_id: str
-    ) -> dict[str, Any]:
-        parts = c.RevisionParts.of(rev)
-        return {
-            **_provenance(item, rev.stream.arn, write_id),
-            "revision_id": rev.record_id,
-            "block_id": rev.block_id,
-            "ledger": rev.ledger,
-            "strand_id": parts.strand_id,
-            "sequence_no": parts.sequence_no,
-            "document_id": parts.document_id,
-            "version": parts.version,
-            "table_name": parts.table_name,
-            "table_id": parts.table_id,
-            "revision": {
-                "hash": parts.hash.hex(),
-                "data": None if parts.data is None else b64(parts.data),
-                "data_hash": None if parts.data_hash is None else parts.data_hash.hex(),
-                "tx_time_us": parts.tx_time_us,
-                "tx_id": parts.tx_id,
-            },
-            "late": late,
-        }
-
     def _plan_revision(
         self,
         plan: _Plan,
@@ -428,56 +346,47 @@ class Put:
         rev: RevisionDetails,
     ) -> None:
         report = plan.count(rev.record_id)
-        header = header_slot.current
         current = s.current
-        stored_block: str | None = None
-        stored_header = None
-        if current is not None:
-            stored_block = current["block_id"]
-            if stored_block == rev.block_id:
-                stored_header = header
-            else:
-                other = plan.slots.get((self.indices.blocks, stored_block))
-                if other is not None:
-                    stored_header = other.current
-                else:
-                    hit = headers.get(stored_block)
-                    stored_header = None if hit is None else hit["_source"]
+        stored_block = None if current is None else str(current["block_id"])
+
+        def header_of(block_id: str) -> policy.Header | None:
+            other = plan.slots.get((self.indices.blocks, block_id))
+            if other is not None:
+                return documents.policy_header(other.current)
+            hit = headers.get(block_id)
+            return documents.policy_header(None if hit is None else hit["_source"])
+
+        header = documents.policy_header(header_slot.current)
         d = policy.decide_revision(
             item,
             rev,
             None if current is None else self._stored(s, current),
             stored_late=current is not None and bool(current["late"]),
             stored_block=stored_block,
-            header=_header(header),
-            stored_header=_header(stored_header),
+            header=header,
+            stored_header=policy.stored_header_of(rev, stored_block, header, header_of),
             strand=lambda: plan.strands[(rev.ledger, rev.address.strand_id)],
         )
         d.count(report, "revisions")
         if d.verdict == "purged-duplicate":
             return
         if d.verdict in ("stored", "late"):
-            s.plan_create(self._revision_source(item, rev, d.verdict == "late", plan.write_id))
+            s.plan_create(documents.revision_source(item, rev, d.verdict == "late", plan.write_id))
             plan.settled_as_stored_content(c.conflict_of(item, rev.record_id), rev.record_id)
             return
         if d.verdict.startswith("duplicate"):
             plan.settled_as_stored_content(c.conflict_of(item, rev.record_id), rev.record_id)
         if d.verdict == "duplicate-earlier":
-            s.plan_update(_provenance(item, rev.stream.arn, plan.write_id))
+            s.plan_update(documents.provenance(item, rev.stream.arn, plan.write_id))
         elif d.verdict == "conflict":
             plan.conflicted(rev.record_id, s)
         elif d.verdict == "conflict-earlier":
-            s.plan_create(self._revision_source(item, rev, False, plan.write_id))
+            s.plan_create(documents.revision_source(item, rev, False, plan.write_id))
         self._plan_rejections(plan, d, rev.record_id)
 
     def _plan_control(self, plan: _Plan, s: _Slot, item: Incoming, control: ControlRecord) -> None:
         report = plan.count(control.record_id)
-        source = {
-            **_provenance(item, control.stream.arn, plan.write_id),
-            "kind": "control",
-            "record_id": control.record_id,
-            "control_type": control.control_type,
-        }
+        source = documents.control_source(item, control, plan.write_id)
         current = s.current
         d = policy.decide_control(
             item, control, None if current is None else self._stored(s, current)
@@ -497,7 +406,7 @@ class Put:
             plan.conflicted(control.record_id, s)
         self._plan_rejections(plan, d, control.record_id)
         if d.verdict == "duplicate-earlier":
-            s.plan_update(_provenance(item, control.stream.arn, plan.write_id))
+            s.plan_update(documents.provenance(item, control.stream.arn, plan.write_id))
         elif d.verdict == "conflict-earlier":
             s.plan_update(source)
 
@@ -613,15 +522,3 @@ class Put:
                 ):
                     raced.add(doc_id)
         return raced
-
-
-def _header(h: Mapping[str, Any] | None) -> policy.Header | None:
-    """A block header document as the put policy reads it."""
-    if h is None:
-        return None
-    return policy.Header(
-        state=h["state"],
-        purged=bool(h.get("purged")),
-        body=h.get("summary") or {},
-        arn=h.get("arn") or "",
-    )

@@ -194,6 +194,20 @@ def decide_revision(
     )
 
 
+def stored_header_of(
+    rev: RevisionDetails,
+    stored_block: str | None,
+    header: Header | None,
+    header_of: Callable[[str], Header | None],
+) -> Header | None:
+    """The header ``decide_revision`` takes as ``stored_header``: that of the block the stored
+    copy belongs to (``stored_block``), which is ``header`` (the block ``rev`` names) unless
+    another block claimed the revision id first; ``header_of`` reads that block's header."""
+    if stored_block is None or stored_block == rev.block_id:
+        return header
+    return header_of(stored_block)
+
+
 def decide_control(item: Incoming, control: ControlRecord, stored: StoredCopy | None) -> Decision:
     """A control record's copy (always replaceable: it belongs to no block)."""
     if stored is None:

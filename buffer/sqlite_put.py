@@ -293,9 +293,9 @@ class SqlitePut:
         arn = rev.stream.arn
         header = self._header(rev.block_id, arn)
         stored_block = None if row is None else cast(str, row[4])
-        stored_header = header
-        if stored_block is not None and stored_block != rev.block_id:
-            stored_header = self._header(stored_block, arn)
+        stored_header = policy.stored_header_of(
+            rev, stored_block, header, lambda block_id: self._header(block_id, arn)
+        )
         d = policy.decide_revision(
             item,
             rev,

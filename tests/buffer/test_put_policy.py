@@ -18,6 +18,7 @@ from buffer.put_policy import (
     decide_control,
     decide_revision,
     decide_summary,
+    stored_header_of,
 )
 from journal.records import BlockSummary, ControlRecord, RevisionDetails
 
@@ -190,6 +191,19 @@ def test_an_earlier_conflicting_revision_replaces_only_an_open_copy(synth: Synth
     assert decide(stored_late=True) == "conflict"
     assert decide(header=released) == "conflict"
     assert decide(stored=released) == "conflict"
+
+    # The stored copy's header: its own block's unless another block claimed the id first.
+    asked: list[str] = []
+
+    def header_of(block_id: str) -> Header:
+        asked.append(block_id)
+        return released
+
+    assert stored_header_of(rev, None, open_, header_of) is open_
+    assert stored_header_of(rev, rev.block_id, open_, header_of) is open_
+    assert asked == []  # the header of the block the revision names is not read again
+    assert stored_header_of(rev, "other-block", open_, header_of) is released
+    assert asked == ["other-block"]
 
 
 def test_control_records(synth: Synth) -> None:
