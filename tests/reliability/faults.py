@@ -126,11 +126,18 @@ class ReadOnly:
         self.paths: list[Path] = []
 
     def set(self) -> bool:
-        paths = [p for p in (self.db, *_siblings(self.db)) if p.exists()]
-        with _immutable_lock:
-            _immutable.update(paths)
-        self.paths = paths
-        return _chattr("+i", paths)
+        """True once the database and the siblings it has are immutable. A sibling (``-wal``,
+        ``-journal``) that SQLite removes between the look and ``chattr`` fails the call: what
+        was set is cleared and the files are looked at again."""
+        for _ in range(5):
+            paths = [p for p in (self.db, *_siblings(self.db)) if p.exists()]
+            with _immutable_lock:
+                _immutable.update(paths)
+            self.paths = paths
+            if _chattr("+i", paths):
+                return True
+            _chattr("-i", [p for p in paths if p.exists()])
+        return False
 
     def clear(self) -> None:
         _chattr("-i", self.paths)
