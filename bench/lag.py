@@ -60,17 +60,17 @@ def run_service(
 
 def summary(report: Any, *, window: float, schedule: float, early: bool) -> Json:
     """The figures of one demo run: lag distribution in ms, counts, whether it verified."""
-    lag = percentiles(report.lag_ms)
+    lag = percentiles(report.settled.lag_ms)
     return {
         "window_seconds": window,
         "schedule_seconds": schedule,
         "early_release": early,
         "verified": report.verified,
         "transactions": report.simulation.stats["transactions"],
-        "blocks_replayed": report.replayed_blocks,
+        "blocks_replayed": report.settled.blocks,
         "cycles": report.cycles,
-        "early_released": report.early_released,
-        "gaps_passed": report.gaps_passed,
+        "early_released": report.settled.early_released,
+        "gaps_passed": report.settled.gaps_passed,
         "simulated_minutes": _span_minutes(report),
         "lag_ms": lag,
     }

@@ -222,7 +222,7 @@ def run_seed(workdir: Path, simulation_config: Any) -> Json:
     service = summary(report, window=WINDOW_SECONDS, schedule=SCHEDULE_SECONDS, early=False)
     service["equal"] = report.verified
     service["comparisons"] = [c.summary() for c in report.comparisons]
-    service["lags"] = list(report.lag_ms)
+    service["lags"] = list(report.settled.lag_ms)
     simulation = report.simulation
     return {
         "seed": simulation_config.seed,

@@ -26,7 +26,7 @@ from qldb_settle.simulate import SimulationConfig, SimulationResult, simulate
 from runtime.errors import TransientError
 from settler.compare import Comparison, compare, documents_of_ledger, documents_of_stream
 from settler.cycle import SettlePolicy, settle
-from settler.cycle_report import SettleReport, distribution
+from settler.cycle_report import SettleReport
 
 MARKER = ".qldb-settle-demo"
 
@@ -44,20 +44,7 @@ class DemoReport:
     simulation: SimulationResult
     ingest: IngestReport
     cycles: int = 0
-    replayed_blocks: int = 0
-    replayed_statements: int = 0
-    replayed_revisions: int = 0
-    held_by_window: int = 0
-    early_released: int = 0
-    gaps_passed: int = 0
-    late: int = 0
-    quarantined: int = 0
-    digests_verified: int = 0
-    digests_unverified: int = 0
-    halted: bool = False
-    halt_reason: str | None = None
-    checkpoint: Any = None
-    lag_ms: list[float] = field(default_factory=list)
+    settled: SettleReport = field(default_factory=SettleReport)  # totals over every cycle
     comparisons: list[Comparison] = field(default_factory=list)
     workdir: Path | None = None
     export: Any = None  # the ExportReport when the journal was split into an export and a stream
@@ -67,50 +54,26 @@ class DemoReport:
         return (
             bool(self.comparisons)
             and all(c.equal for c in self.comparisons)
-            and not (self.halted or self.quarantined or self.late)
+            and not (self.settled.halted or self.settled.quarantined or self.settled.late)
             and (self.export is None or not self.export.problems)
         )
 
     def add_cycle(self, r: SettleReport) -> None:
         self.cycles += 1
-        self.replayed_blocks += r.blocks
-        self.replayed_statements += r.statements
-        self.replayed_revisions += r.revisions
-        self.held_by_window = r.held_by_window
-        self.early_released += r.early_released
-        self.gaps_passed += r.gaps_passed
-        self.late = r.late
-        self.quarantined = r.quarantined
-        self.digests_verified += r.digests_verified
-        self.digests_unverified += r.digests_unverified
-        self.halted = r.halted
-        self.halt_reason = r.halt_reason
-        self.checkpoint = r.to_json()["checkpoint"]
-        self.lag_ms.extend(r.lag_ms)
+        self.settled.absorb(r)
 
     def to_json(self) -> dict[str, Any]:
-        """DESIGN.md's demo keys, then the settle keys (totals over every cycle)."""
+        """DESIGN.md's demo keys, then the settle keys (``SettleReport.to_json`` of the totals
+        over every cycle), then the demo's own."""
         stats = self.simulation.stats
+        settle = self.settled.to_json()
         return {
             "verified": self.verified,
             "transactions": stats["transactions"],
-            "blocks_replayed": self.replayed_blocks,
+            "blocks_replayed": self.settled.blocks,
             "duplicates": self.ingest.put.duplicates,
-            "lag_ms": distribution(self.lag_ms),
-            "replayed": {
-                "blocks": self.replayed_blocks,
-                "statements": self.replayed_statements,
-                "revisions": self.replayed_revisions,
-            },
-            "held_by_window": self.held_by_window,
-            "early_released": self.early_released,
-            "gaps_passed": self.gaps_passed,
-            "late": self.late,
-            "quarantined": self.quarantined,
-            "digests": {"verified": self.digests_verified, "unverified": self.digests_unverified},
-            "halted": self.halted,
-            "halt_reason": self.halt_reason,
-            "checkpoint": self.checkpoint,
+            "lag_ms": settle["lag_ms"],
+            **settle,
             "cycles": self.cycles,
             "ingest": self.ingest.as_json(),
             "simulation": stats,

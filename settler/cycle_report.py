@@ -183,6 +183,28 @@ class SettleReport:
             "revisions_per_s": round(self.revisions * per, 1),
         }
 
+    def absorb(self, later: SettleReport) -> None:
+        """Fold the next cycle's report into this one, making it the report of both (the demo's
+        totals over its cycles): counts, lags and time add up; what describes the buffer at the
+        end of a cycle (``held_by_window``, ``late``, ``quarantined``, the halt, the checkpoints,
+        the depth) is the later cycle's."""
+        for name in (
+            "blocks", "statements", "revisions", "early_released", "gaps_passed",
+            "digests_verified", "digests_unverified", "split_blocks", "repaired", "purged",
+            "seconds",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        for reason, n in later.unverified_reasons.items():
+            self.unverified_reasons[reason] = self.unverified_reasons.get(reason, 0) + n
+        self.lag_ms.extend(later.lag_ms)
+        self.quarantined_now.extend(later.quarantined_now)
+        self.gaps.extend(later.gaps)
+        for name in (
+            "held_by_window", "late", "quarantined", "halted", "halt_reason", "gap_held",
+            "checkpoints", "waiting", "deadline_reached", "buffer_depth", "oldest_pending_age_ms",
+        ):  # fmt: skip
+            setattr(self, name, getattr(later, name))
+
     @property
     def needs_operator(self) -> bool:
         return self.halted or self.quarantined > 0 or self.late > 0

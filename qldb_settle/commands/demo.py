@@ -143,6 +143,7 @@ def _print_report(report: DemoReport, window: float, early: bool, settings: Sett
     console = Console()
     s = report.simulation.stats
     ing = report.ingest
+    settled = report.settled  # totals over every cycle
     table = Table(title="qldb-settle demo", show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -162,18 +163,18 @@ def _print_report(report: DemoReport, window: float, early: bool, settings: Sett
             f"{ing.put.stored['blocks']} blocks from the stream")]
           if report.export is not None else []),
         ("settle", f"{report.cycles} cycles, window {window:g} s"
-         f"{', early release on' if early else ''}: {report.replayed_blocks} blocks replayed "
-         f"({report.replayed_statements} statements, {report.replayed_revisions} revisions), "
-         f"{report.early_released} released early, {report.gaps_passed} gaps passed"),
-        ("verify", f"{report.digests_verified} statement digests verified, "
-         f"{report.digests_unverified} not verifiable (parameters are not streamed)"),
+         f"{', early release on' if early else ''}: {settled.blocks} blocks replayed "
+         f"({settled.statements} statements, {settled.revisions} revisions), "
+         f"{settled.early_released} released early, {settled.gaps_passed} gaps passed"),
+        ("verify", f"{settled.digests_verified} statement digests verified, "
+         f"{settled.digests_unverified} not verifiable (parameters are not streamed)"),
         ("buffer", settings.buffer),
         ("replica", settings.destination),
     ]  # fmt: skip
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
-    console.print(_lag_chart(report.lag_ms))
+    console.print(_lag_chart(settled.lag_ms))
     for c in report.comparisons:
         mark = "[green]equal[/green]" if c.equal else "[red]DIFFERENT[/red]"
         console.print(
@@ -185,18 +186,18 @@ def _print_report(report: DemoReport, window: float, early: bool, settings: Sett
                 f"    {c.down_converted} of them equal only after the JSON Lines export's "
                 "down-conversion: their Ion types are lost in the replica (docs/export.md)"
             )
-    if report.halted:
+    if settled.halted:
         flags = f"--buffer {shlex.quote(settings.buffer)} --destination "
         flags += shlex.quote(settings.destination)
-        reason, commands = suggested_commands(report.halt_reason or "", flags)
+        reason, commands = suggested_commands(settled.halt_reason or "", flags)
         console.print(f"[red]settler halted:[/red] {escape(reason)}")
         if commands:
             console.print("  to recover, run in this order:")
             for command in commands:
                 console.print(f"    {escape(command)}", soft_wrap=True, highlight=False)
-    if report.quarantined or report.late:
+    if settled.quarantined or settled.late:
         console.print(
-            f"[red]{report.quarantined} quarantined, {report.late} late blocks[/red] "
+            f"[red]{settled.quarantined} quarantined, {settled.late} late blocks[/red] "
             "(qldb-settle blocks --state quarantined|late)"
         )
     console.print(
