@@ -42,7 +42,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_opensearchservice as opensearch
 from constructs import Construct
 
-from infra.lambdas import RETENTION
+from infra.lambdas import RETENTION, function_role
 
 SECURITY_ROLES_CODE = Path(__file__).parent / "security_roles"
 SECURITY_ROLES_RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -306,40 +306,16 @@ class BufferDomain(Construct):
         self._cfn_security.add_property_override("Roles", self.security_roles())
 
     def _security_roles(self, log_retention_days: int) -> None:
-        log_group = logs.LogGroup(
+        log_group, role = function_role(
             self,
-            "SecurityRolesLogs",
-            retention=RETENTION[log_retention_days],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        role = iam.Role(
-            self,
-            "SecurityRolesRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="qldb-settle buffer domain: puts the security roles as the master role",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
+            log_retention_days=log_retention_days,
+            vpc=self.vpc,
+            prefix="SecurityRoles",
         )
         role.add_to_policy(
             iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[self.master_role.role_arn])
         )
-        if self.vpc is not None:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=[
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    resources=["*"],
-                )
-            )
         self.security_roles_role = role
         self.security_roles_function = lambda_.Function(
             self,

@@ -73,23 +73,8 @@ def project_function(
 ) -> tuple[lambda_.Function, iam.Role]:
     """A Python 3.11 function from a plain code folder (no bundling), with its own role whose
     only standing permission is writing its own log group (no AWS managed policy)."""
-    log_group = logs.LogGroup(
-        scope,
-        "Logs",
-        retention=RETENTION[log_retention_days],
-        removal_policy=RemovalPolicy.RETAIN,
-    )
-    role = iam.Role(
-        scope,
-        "Role",
-        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-        description=description,
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[log_group.log_group_arn],
-        )
+    log_group, role = function_role(
+        scope, description=description, log_retention_days=log_retention_days, vpc=vpc
     )
     layers = []
     if layer_dir is not None:
@@ -128,8 +113,40 @@ def project_function(
             **environment,
         },
     )
+    return function, role
+
+
+def function_role(
+    scope: Construct,
+    *,
+    description: str,
+    log_retention_days: int,
+    vpc: ec2.IVpc | None,
+    prefix: str = "",
+) -> tuple[logs.LogGroup, iam.Role]:
+    """A function's log group (kept on delete) and its own role, allowed to write that log group
+    and, in a VPC, what the Lambda service needs to attach the function to its subnets; nothing
+    else (callers grant the rest). ``prefix`` starts the construct ids (``{prefix}Logs``,
+    ``{prefix}Role``) where one scope holds several functions."""
+    log_group = logs.LogGroup(
+        scope,
+        f"{prefix}Logs",
+        retention=RETENTION[log_retention_days],
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    role = iam.Role(
+        scope,
+        f"{prefix}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=description,
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn],
+        )
+    )
     if vpc is not None:
-        # What the Lambda service needs to attach the function to its subnets.
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=[
@@ -142,4 +159,4 @@ def project_function(
                 resources=["*"],
             )
         )
-    return function, role
+    return log_group, role
