@@ -28,7 +28,7 @@ from ledger.blocks import (
 )
 from ledger.errors import OccConflict
 from ledger.evaluate import kind
-from ledger.hashing import ion_hash
+from ledger.hashing import ion_hash, metadata_hash
 from ledger.redaction import redaction_record, store_redactions
 from ledger.storage import (
     append_block,
@@ -171,8 +171,7 @@ def user_revisions(tx: Transaction, tx_ms: int) -> list[Revision]:
     revisions: list[Revision] = []
     for doc_id, w in tx._writes.items():
         version = 0 if w.base_version is None else w.base_version + 1
-        meta = ion_struct(id=doc_id, version=version, txTime=ion_time(tx_ms), txId=tx.id)
-        meta_hash = ion_hash(meta)
+        meta_hash = metadata_hash(doc_id, version, ion_time(tx_ms), tx.id)
         h = meta_hash if w.data_hash is None else dot(w.data_hash, meta_hash)
         revisions.append(
             Revision(

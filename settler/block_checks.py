@@ -53,7 +53,7 @@ from destination.port import Checkpoint
 from ingest.export.origin import down_converted
 from journal.hashes import block_hash, dot, merkle_root
 from journal.records import RevisionMetadata
-from ledger.hashing import ion_hash, text_hash
+from ledger.hashing import ion_hash, metadata_hash, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,8 @@ def revision_hash(data: Any, metadata: Any) -> bytes | None:
 def has_parameters(text: str) -> bool:
     """True when the PartiQL text holds a ``?`` placeholder outside string literals, quoted
     identifiers, backtick Ion literals and comments."""
+    if "?" not in text:
+        return False
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -199,25 +201,17 @@ def _ion_timestamp(value: Any) -> Any:
     )  # fmt: skip
 
 
-def _metadata_struct(block: BufferedBlock, document_id: str) -> Any:
-    return metadata_struct(block.revisions[document_id].metadata)
-
-
-def metadata_struct(meta: RevisionMetadata) -> Any:
+def metadata_struct(meta: RevisionMetadata) -> dict[str, Any]:
     """The REVISION_DETAILS ``metadata`` struct as QLDB hashed it (field order does not matter
-    to the Ion hash; field types and timestamp precision do), built as typed Ion values."""
-    from amazon.ion.core import IonType
-    from amazon.ion.simple_types import IonPyDict, IonPyInt, IonPyText, IonPyTimestamp
-
-    return IonPyDict.from_value(
-        IonType.STRUCT,
-        {
-            "id": IonPyText.from_value(IonType.STRING, meta.id),
-            "version": IonPyInt.from_value(IonType.INT, meta.version),
-            "txTime": IonPyTimestamp.from_value(IonType.TIMESTAMP, _ion_timestamp(meta.tx_time)),
-            "txId": IonPyText.from_value(IonType.STRING, meta.tx_id),
-        },
-    )
+    to the Ion hash; field types and timestamp precision do): a plain ``dict`` whose values have
+    their Ion types already (str, int, an Ion timestamp, str), so that ``ion_hash`` and
+    ``journal.ion_binary.encode`` give what they give for the typed simpleion struct."""
+    return {
+        "id": meta.id,
+        "version": meta.version,
+        "txTime": _ion_timestamp(meta.tx_time),
+        "txId": meta.tx_id,
+    }
 
 
 def verify_block(
@@ -296,8 +290,10 @@ def verify_block(
             # A redacted revision is verified by the data hash it kept.
             data_hash = ion_hash(rev.data) if rev.data is not None else rev.data_hash
             assert data_hash is not None
-            meta = _metadata_struct(block, doc_id)
-            content = dot(data_hash, ion_hash(meta))
+            meta = metadata_struct(rev.metadata)
+            content = dot(
+                data_hash, metadata_hash(meta["id"], meta["version"], meta["txTime"], meta["txId"])
+            )
             if content != rev.hash:
                 if rev.data is not None and down_converted(rev.stream):
                     unverified_revisions.append(

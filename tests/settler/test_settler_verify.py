@@ -81,6 +81,44 @@ def test_changed_revision_data_fails_verification() -> None:
     assert result.failure is not None and doc_id in result.failure
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": 1},
+        {"tx_time": "+1ms"},
+        {"tx_time": "second precision"},
+    ],
+)
+def test_changed_revision_metadata_fails_verification(change: dict[str, object]) -> None:
+    """The metadata hash (``ledger.hashing.metadata_hash``, computed without building the struct)
+    still catches every field of it: the version, the instant and the precision of txTime."""
+    from datetime import timedelta
+
+    from amazon.ion.core import Timestamp, TimestampPrecision
+
+    block = real_block(EVENTS[0])
+    ((doc_id, rev),) = block.revisions.items()
+    meta = rev.metadata
+    assert verify_block(block).ok
+    if "version" in change:
+        meta = dataclasses.replace(meta, version=meta.version + 1)
+    elif change["tx_time"] == "+1ms":
+        meta = dataclasses.replace(meta, tx_time=meta.tx_time + timedelta(milliseconds=1))
+    else:
+        t = meta.tx_time
+        second = Timestamp(
+            t.year, t.month, t.day, t.hour, t.minute, t.second, tzinfo=t.tzinfo,
+            precision=TimestampPrecision.SECOND,
+        )  # fmt: skip
+        meta = dataclasses.replace(meta, tx_time=second)
+    changed = dataclasses.replace(rev, metadata=meta)
+    tampered = dataclasses.replace(block, revisions={doc_id: changed})
+    result = verify_block(tampered)
+    assert not result.ok
+    assert result.failure is not None and doc_id in result.failure
+    assert "hash to" in result.failure
+
+
 def test_a_revision_hash_not_in_the_summary_fails() -> None:
     block = real_block(EVENTS[0])
     ((doc_id, rev),) = block.revisions.items()
