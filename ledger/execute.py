@@ -10,6 +10,7 @@ checked there). How candidates are found is ``ledger.plan``'s; how rows are stor
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,8 @@ from ledger.nodes import (
     InsertIntoOp,
     InsertMany,
     InsertValue,
+    Lit,
+    Param,
     Path,
     RemoveOp,
     Select,
@@ -71,6 +74,28 @@ from ledger.storage import IndexState, TableState, index_key
 
 if TYPE_CHECKING:
     from ledger.transaction import Transaction
+
+
+_NODE_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _refers_to_a_document(node: Any) -> bool:
+    """Whether a ``Path`` is anywhere in the tree (what ``walk`` would find, without a generator
+    and a ``dataclasses.fields`` call per node: an INSERT's value is checked on every insert).
+    Literals and parameters are leaves: a literal's Ion value is not a node."""
+    if isinstance(node, Path):
+        return True
+    cls = type(node)
+    if cls is Lit or cls is Param:
+        return False
+    if cls is tuple:
+        return any(_refers_to_a_document(x) for x in node)
+    names = _NODE_FIELDS.get(cls)
+    if names is None:
+        if not dataclasses.is_dataclass(node) or isinstance(node, type):
+            return False
+        names = _NODE_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(node))
+    return any(_refers_to_a_document(getattr(node, n)) for n in names)
 
 
 def result_struct(**fields: str) -> Any:
@@ -309,9 +334,12 @@ class StatementRun:
     def insert(self, s: InsertValue | InsertMany) -> list[Any]:
         table = self.tx._table(self.conn, s.table, self.text)
         expr = s.value if isinstance(s, InsertValue) else s.values
-        for n in walk(expr):
-            if isinstance(n, Path):
-                raise self.fail(f"INSERT values cannot refer to {n.root!r}: there is no document")
+        if _refers_to_a_document(expr):
+            for n in walk(expr):
+                if isinstance(n, Path):
+                    raise self.fail(
+                        f"INSERT values cannot refer to {n.root!r}: there is no document"
+                    )
         value = evaluate(expr, self.scope((), MISSING, None, None))
         if isinstance(s, InsertValue):
             docs = [value]

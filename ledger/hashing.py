@@ -16,12 +16,13 @@ import hashlib
 import logging
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from amazon.ion.core import IonType
+from amazon.ion.core import IonType, Timestamp
 from amazon.ion.simple_types import IonPyNull
 
 from journal.hashes import dot
@@ -82,17 +83,43 @@ def _struct(items: Iterable[tuple[Any, Any]]) -> bytes:
 
 def _serialize(v: Any) -> bytes:
     cls = type(v)
-    if cls is str:  # the common plain values first: no Ion type to look up, no annotations
-        return b"\x0b\x80" + _escape(v.encode("utf-8")) + _E
-    if cls is dict:
-        return _struct(v.items())
-    t = getattr(v, "ion_type", None) or ion_type_of(v)
+    plain = _PLAIN.get(cls)
+    if plain is not None:  # plain Python values: their Ion type is their class, no annotations
+        return plain(v)
+    t = getattr(v, "ion_type", None)
+    if t is None:
+        return _serialize_bare(v, ion_type_of(v))
     annotations = getattr(v, "ion_annotations", None)
-    body = _serialize_bare(v, t)
+    typed = _TYPED.get(t)
+    body = typed(v) if typed is not None and not isinstance(v, IonPyNull) else _serialize_bare(v, t)
     if annotations:
         names = b"".join(_symbol(getattr(a, "text", a)) for a in annotations)
         return _B + b"\xe0" + names + body + _E
     return body
+
+
+def _string(v: Any) -> bytes:
+    return b"\x0b\x80" + _escape(str(v).encode("utf-8")) + _E
+
+
+def _int(v: Any) -> bytes:
+    n = int(v)
+    if n == 0:
+        return b"\x0b\x20\x0e"
+    m = -n if n < 0 else n
+    return _scalar(0x30 if n < 0 else 0x20, m.to_bytes((m.bit_length() + 7) // 8, "big"))
+
+
+def _timestamp(v: Any) -> bytes:
+    return b"\x0b\x60" + _escape(_timestamp_body(v)) + _E
+
+
+def _list(v: Any) -> bytes:
+    return b"\x0b\xb0" + b"".join(map(_serialize, v)) + _E
+
+
+def _blob(v: Any) -> bytes:
+    return _scalar(0xA0, bytes(v))
 
 
 def _serialize_bare(v: Any, t: IonType) -> bytes:
@@ -103,11 +130,7 @@ def _serialize_bare(v: Any, t: IonType) -> bytes:
     if t is _STRUCT:
         return _struct(struct_items(v))
     if t is _INT:
-        n = int(v)
-        if n == 0:
-            return b"\x0b\x20\x0e"
-        m = -n if n < 0 else n
-        return _scalar(0x30 if n < 0 else 0x20, m.to_bytes((m.bit_length() + 7) // 8, "big"))
+        return _int(v)
     if t is _TIMESTAMP:
         return b"\x0b\x60" + _escape(_timestamp_body(v)) + _E
     if t is _LIST or t is _SEXP:
@@ -132,6 +155,27 @@ def _serialize_bare(v: Any, t: IonType) -> bytes:
     if t is IonType.NULL:
         return b"\x0b\x0f\x0e"
     raise TypeError(f"cannot hash Ion type {t}")
+
+
+# Dispatch without looking the type up: plain Python classes whose Ion type is fixed (not their
+# subclasses: bool is not int here, simpleion's values carry ``ion_type``), and simpleion values
+# by their ``ion_type`` (their null forms and the rarer types go through ``_serialize_bare``).
+_PLAIN: dict[type, Callable[[Any], bytes]] = {
+    str: _string,
+    dict: lambda v: _struct(v.items()),
+    int: _int,
+    bytes: _blob,
+    list: _list,
+    Timestamp: _timestamp,
+    datetime: _timestamp,
+}
+_TYPED: dict[IonType, Callable[[Any], bytes]] = {
+    _STRING: _string,
+    _STRUCT: lambda v: _struct(struct_items(v)),
+    _INT: _int,
+    _TIMESTAMP: _timestamp,
+    _LIST: _list,
+}
 
 
 def ion_hash(value: Any) -> bytes:

@@ -96,6 +96,14 @@ def test_insert_refuses_non_documents_and_applies_nothing(led: EmbeddedLedger) -
         led.execute("INSERT INTO T << {'n': 1}, 2 >>")
     with pytest.raises(StatementError, match="cannot refer to 'x'"):
         led.execute("INSERT INTO T VALUE {'n': x}")
+    # deep in the value too (the check does not walk the tree with ``nodes.walk`` any more)
+    for deep in (
+        "INSERT INTO T VALUE {'a': [1, {'b': <<2, y.z>>}]}",
+        "INSERT INTO T << {'n': 1}, {'m': [3, 4 + y]} >>",
+        "INSERT INTO T VALUE {'a': {'b': {'c': upper(y)}}}",
+    ):
+        with pytest.raises(StatementError, match="cannot refer to 'y'"):
+            led.execute(deep)
     assert led.execute("SELECT * FROM T") == []
 
 
