@@ -83,19 +83,26 @@ def _refers_to_a_document(node: Any) -> bool:
     """Whether a ``Path`` is anywhere in the tree (what ``walk`` would find, without a generator
     and a ``dataclasses.fields`` call per node: an INSERT's value is checked on every insert).
     Literals and parameters are leaves: a literal's Ion value is not a node."""
-    if isinstance(node, Path):
-        return True
-    cls = type(node)
-    if cls is Lit or cls is Param:
-        return False
-    if cls is tuple:
-        return any(_refers_to_a_document(x) for x in node)
-    names = _NODE_FIELDS.get(cls)
-    if names is None:
-        if not dataclasses.is_dataclass(node) or isinstance(node, type):
-            return False
-        names = _NODE_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(node))
-    return any(_refers_to_a_document(getattr(node, n)) for n in names)
+    stack = [node]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    fields = _NODE_FIELDS
+    while stack:
+        n = pop()
+        cls = type(n)
+        if cls is Lit or cls is Param:
+            continue
+        if cls is tuple:
+            extend(n)
+            continue
+        if isinstance(n, Path):
+            return True
+        names = fields.get(cls)
+        if names is None:
+            is_node = dataclasses.is_dataclass(n) and not isinstance(n, type)
+            names = fields[cls] = tuple(f.name for f in dataclasses.fields(n)) if is_node else ()
+        for name in names:
+            push(getattr(n, name))
+    return False
 
 
 def result_struct(**fields: str) -> Any:
