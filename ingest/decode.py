@@ -11,8 +11,17 @@ Each user record must be exactly one Ion struct that ``journal.records.record_fr
 ``Incoming.raw`` is the record's Ion binary as received (an Ion text record, or one of several
 records after a single version marker, is written back to Ion binary). Only
 ``amazon.ion`` is used (no ionhash, no pyqldb): this runs in the ingest Lambda with amazon.ion
-0.15 and its C extension, and locally with 0.9.3, where Ion binary records are read by the fast
-reader of ``journal.ion_binary`` (about ten times faster than simpleion there, same values).
+0.15 and its C extension, and locally with 0.9.3.
+
+What one Ion binary user record costs: one pass over its bytes (``journal.ion_binary.one_pass``)
+checks its structure, reads its values and writes their canonical encoding together, then the
+typed record is built from those values and the fingerprint hashed from that encoding, and each
+statement of a block summary is classified (by its shape, ``ledger.classify``). Only a record
+that pass does not read (malformed, invalid, or of a rare shape) takes the general path: the
+structure check (``journal.ion_binary.check``: amazon.ion 0.15's C extension can hang on
+malformed binary), amazon.ion's parse (or the fast reader of ``journal.ion_binary`` with 0.9.3),
+``record_from_ion`` and ``record_fingerprint``, which give the same record or the rejection with
+its reason.
 
 A file that is none of these at all raises ``journal.errors.InputError``.
 """
@@ -36,10 +45,11 @@ from amazon.ion import simpleion
 
 from buffer.port import Incoming, Rejection
 from ingest import kpl
-from journal.canonical import record_fingerprint
+from journal.canonical import record_fingerprint, record_fingerprint_of_fields
 from journal.errors import DecodeError, InputError, RecordError
 from journal.ion_binary import BVM, IonBinaryError, check, decode_all, segments
-from journal.records import RECORD_TYPES, BlockSummary, record_from_ion
+from journal.ion_binary.one_pass import read_fields
+from journal.records import RECORD_TYPES, BlockSummary, StreamRecord, record_from_ion
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +116,12 @@ def record_item(
         fingerprint = record_fingerprint(value)
     except (TypeError, ValueError) as exc:  # a value amazon.ion produced but we cannot encode
         return reject("ion", f"cannot fingerprint the record: {exc}")
+    return _incoming(record, fingerprint, raw=raw, origin=origin, arrived_at=arrived_at)
+
+
+def _incoming(
+    record: StreamRecord, fingerprint: str, *, raw: bytes, origin: str, arrived_at: datetime | None
+) -> Incoming:
     kinds: tuple[str, ...] = ()
     if isinstance(record, BlockSummary):
         kinds = tuple(_statement_kind(s.text) for s in record.statements)
@@ -117,6 +133,32 @@ def record_item(
         arrived_at=arrived_at,
         statement_kinds=kinds,
     )
+
+
+ONE_PASS = True
+"""Whether user records are first read in one pass (read at each call, so a test may compare the
+outcomes with and without it)."""
+
+
+def _one_pass_item(data: bytes, *, origin: str, arrived_at: datetime | None) -> Incoming | None:
+    """The record read by one pass over its bytes (``journal.ion_binary.one_pass``: structure,
+    values and fingerprint together), or None when that pass does not read it or the record is
+    not valid: the general path (check, parse, ``record_item``) then decides, and gives the
+    rejection with its reason. Where both read a record they give the same ``Incoming``."""
+    if not ONE_PASS:
+        return None
+    fields = read_fields(data)
+    if fields is None:
+        return None
+    value = {name: v for name, v, _ in fields}
+    if value.get("recordType") not in RECORD_TYPES:
+        return None
+    try:
+        record = record_from_ion(value)
+        fingerprint = record_fingerprint_of_fields(fields)
+    except (RecordError, TypeError):
+        return None
+    return _incoming(record, fingerprint, raw=data, origin=origin, arrived_at=arrived_at)
 
 
 def _load_ion(data: bytes) -> list[Any]:
@@ -132,6 +174,9 @@ def decode_user_record(
     data: bytes, *, origin: str, arrived_at: datetime | None = None
 ) -> DecodedItem:
     """One Kinesis user record (one complete Ion binary stream holding one struct)."""
+    item = _one_pass_item(data, origin=origin, arrived_at=arrived_at)
+    if item is not None:
+        return item
     if data[:4] != BVM:
         return Rejection(
             origin=origin,
@@ -347,6 +392,11 @@ def _decode_ion_binary(data: bytes, name: str) -> list[DecodedItem]:
                     reason=f"invalid Ion binary at byte {seg.start}: {seg.error}",
                 )
             )
+            n += 1
+            continue
+        one = _one_pass_item(chunk, origin=origin, arrived_at=None)
+        if one is not None:
+            items.append(one)
             n += 1
             continue
         try:

@@ -10,7 +10,7 @@ order and annotations.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -128,10 +128,36 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(b"".join(out)).hexdigest()
 
 
+def _ledger_part(arn: str) -> str:
+    return arn.rsplit("/", 1)[0] if ":stream/" in arn else arn
+
+
 def record_fingerprint(value: Mapping[str, Any]) -> str:
     """Fingerprint of a top-level stream record without the stream id of its ARN."""
-    arn = str(value.get("qldbStreamArn", ""))
-    ledger_part = arn.rsplit("/", 1)[0] if ":stream/" in arn else arn
     stripped = {k: v for k, v in value.items() if k != "qldbStreamArn"}
-    stripped["qldbStreamArn"] = ledger_part
+    stripped["qldbStreamArn"] = _ledger_part(str(value.get("qldbStreamArn", "")))
     return fingerprint(stripped)
+
+
+_ARN_FIELD = b"13:qldbStreamArn="
+
+
+def record_fingerprint_of_fields(fields: Iterable[tuple[str, Any, bytes]]) -> str:
+    """``record_fingerprint`` of a record given as its top-level fields ``(name, value,
+    canonical)``, ``canonical`` being each field's item of the struct encoding above (``<length
+    of the name>:<name>=<encoding of the value>``, as ``journal.ion_binary.one_pass`` writes it):
+    the same fingerprint without walking the values again. The record has each field once and
+    its ``qldbStreamArn`` is a string."""
+    items: list[bytes] = []
+    arn = ""
+    for name, value, item in fields:
+        if name == "qldbStreamArn":
+            if not isinstance(value, str):
+                raise TypeError("qldbStreamArn is not a string")
+            arn = value
+        else:
+            items.append(item)
+    ledger = _ledger_part(arn).encode("utf-8")
+    items.append(b"%bs%d:%b" % (_ARN_FIELD, len(ledger), ledger))
+    items.sort()
+    return hashlib.sha256(b"{" + b",".join(items) + b"}").hexdigest()

@@ -37,25 +37,35 @@ def _ion_type(value: Any) -> IonType | None:
     return getattr(value, "ion_type", None)
 
 
+# Exact types that are never an Ion null: the plain values of ``journal.ion_binary.one_pass``,
+# checked first because most fields of a record are one of them.
+_PLAIN = frozenset({str, int, bytes, dict, list})
+
+
 def _is_null(value: Any) -> bool:
     return value is None or _ion_type(value) is IonType.NULL or getattr(value, "is_null", False)
 
 
 def _get(struct: Any, name: str, path: str, *, required: bool = True) -> Any:
-    if not isinstance(struct, Mapping):
+    if type(struct) is dict:
+        value = struct.get(name)  # a plain dict holds a null as None
+    elif isinstance(struct, Mapping):
+        value = struct.get(name)
+    else:
         raise RecordError(path or "record", "is not a struct")
-    full = f"{path}.{name}" if path else name
-    if name not in struct or _is_null(struct[name]):
+    if type(value) in _PLAIN:
+        return value
+    if value is None or _is_null(value):
         if required:
-            raise RecordError(full, "is missing")
+            raise RecordError(f"{path}.{name}" if path else name, "is missing")
         return None
-    return struct[name]
+    return value
 
 
 def _str(struct: Any, name: str, path: str, *, required: bool = True) -> str | None:
     value = _get(struct, name, path, required=required)
-    if value is None:
-        return None
+    if value is None or type(value) is str:
+        return value
     if not isinstance(value, str) or _ion_type(value) not in (None, IonType.STRING, IonType.SYMBOL):
         raise RecordError(f"{path}.{name}" if path else name, f"is not a string ({_kind(value)})")
     return str(value)
@@ -69,6 +79,8 @@ def _req_str(struct: Any, name: str, path: str) -> str:
 
 def _int(struct: Any, name: str, path: str) -> int:
     value = _get(struct, name, path)
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise RecordError(f"{path}.{name}", f"is not an int ({_kind(value)})")
     return int(value)
@@ -76,8 +88,8 @@ def _int(struct: Any, name: str, path: str) -> int:
 
 def _blob(struct: Any, name: str, path: str, *, required: bool = True) -> bytes | None:
     value = _get(struct, name, path, required=required)
-    if value is None:
-        return None
+    if value is None or type(value) is bytes:
+        return value
     if not isinstance(value, bytes | bytearray) or _ion_type(value) not in (
         None,
         IonType.BLOB,
@@ -106,7 +118,7 @@ def _list(struct: Any, name: str, path: str, *, required: bool = True) -> list[A
     value = _get(struct, name, path, required=required)
     if value is None:
         return []
-    if not isinstance(value, list):
+    if type(value) is not list and not isinstance(value, list):
         raise RecordError(f"{path}.{name}", f"is not a list ({_kind(value)})")
     return value
 
@@ -115,7 +127,7 @@ def _struct(struct: Any, name: str, path: str, *, required: bool = True) -> Mapp
     value = _get(struct, name, path, required=required)
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise RecordError(f"{path}.{name}", f"is not a struct ({_kind(value)})")
     return value
 

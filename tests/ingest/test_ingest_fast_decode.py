@@ -25,9 +25,11 @@ from ingest_helpers import (
     kinesis_entry,
     real_user_records,
 )
+from ingest_strategies import mutate
 
 import journal.ion_binary as codec
 from buffer.port import Incoming, Rejection
+from ingest import decode
 from ingest.decode import decode_bytes, decode_kinesis_data, decode_kinesis_record
 
 pytestmark = pytest.mark.ingest_env
@@ -64,12 +66,13 @@ def reader(fast: bool) -> Iterator[None]:
     environment amazon.ion's C extension is switched off for both runs: ``decode`` uses it there
     instead of the fast reader, and it differs from the Python reader on a few inputs (see
     tests/journal/test_journal_ion_binary.py)."""
-    saved, saved_c = codec.FAST_READER, simpleion.c_ext
-    codec.FAST_READER, simpleion.c_ext = fast, False
+    saved, saved_c, saved_one = codec.FAST_READER, simpleion.c_ext, decode.ONE_PASS
+    # the one pass (tests/ingest/test_ingest_one_pass.py) off: both runs take the general path
+    codec.FAST_READER, simpleion.c_ext, decode.ONE_PASS = fast, False, False
     try:
         yield
     finally:
-        codec.FAST_READER, simpleion.c_ext = saved, saved_c
+        codec.FAST_READER, simpleion.c_ext, decode.ONE_PASS = saved, saved_c, saved_one
 
 
 def summary(items: Any) -> list[tuple[Any, ...]]:
@@ -123,27 +126,11 @@ def test_bad_records_are_rejected_alike() -> None:
         assert any(f[0] == "rejection" and f[1] == kind for f in fast), name
 
 
-def _mutate(data: bytes, draw: st.DataObject) -> bytes:
-    out = bytearray(data)
-    for _ in range(draw.draw(st.integers(min_value=1, max_value=3))):
-        op = draw.draw(st.sampled_from(["flip", "cut", "insert", "byte"]))
-        pos = draw.draw(st.integers(min_value=0, max_value=max(0, len(out) - 1)))
-        if op == "flip" and pos < len(out):
-            out[pos] ^= 1 << draw.draw(st.integers(min_value=0, max_value=7))
-        elif op == "byte" and pos < len(out):
-            out[pos] = draw.draw(st.integers(min_value=0, max_value=255))
-        elif op == "cut":
-            del out[pos : pos + draw.draw(st.integers(min_value=1, max_value=8))]
-        else:
-            out[pos:pos] = draw.draw(st.binary(min_size=1, max_size=4))
-    return bytes(out)
-
-
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_records_give_the_same_outcome(data: st.DataObject) -> None:
     source = data.draw(st.sampled_from([*real_user_records(), VARIED]))
-    payload = _mutate(source, data)
+    payload = mutate(source, data)
     fast, plain = both(decode_kinesis_data, payload, origin="o")
     assert fast == plain
     entry = kinesis_entry(base64.b64encode(payload).decode(), seq="1")

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from amazon.ion import simpleion
-from amazon.ion.simple_types import IonPySymbol
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_helpers import DYNAMODB_EVENT, ES_EVENT, kinesis_data
+from ingest_strategies import ion_values
 
 from buffer.port import Rejection
 from ingest import kpl
@@ -27,28 +27,6 @@ pytestmark = pytest.mark.ingest_env
 # raises). If the check in front of simpleion regressed, this test would hang in the ingest
 # environment rather than fail.
 HANGS_ION_0_15 = bytes.fromhex("e00100eaee01e88183de01e387be8ddeca")
-
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=False),
-    st.decimals(allow_nan=False, allow_infinity=False, places=4),
-    st.text(max_size=20),
-    st.binary(max_size=20),
-    st.datetimes(
-        min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-    ),
-    st.sampled_from(["a", "sym", "$ion"]).map(lambda s: IonPySymbol(s, None, None)),
-)
-ion_values = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.text(max_size=8), children, max_size=4),
-    ),
-    max_leaves=20,
-)
 
 
 def real_records() -> list[bytes]:
