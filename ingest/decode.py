@@ -74,10 +74,10 @@ class KinesisDecoded:
 
 @lru_cache(maxsize=4096)
 def _statement_kind(text: str) -> str:
-    from ledger.classify import classify
+    from ledger.classify import statement_kind
 
     try:
-        return classify(text).kind
+        return statement_kind(text)
     except Exception:  # a classifier bug must not block the shard; the settler then replays
         log.exception("classify failed; statement kept as 'unsupported': %.200r", text)
         return "unsupported"

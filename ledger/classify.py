@@ -11,6 +11,9 @@
 - ``ddl_id``: DDL naming a source table or index id (``UNDROP TABLE "id"``, ``DROP INDEX "id"``);
 - ``unsupported``: the parser refuses it (the reason points at the token).
 
+``statement_kind(text)`` is ``classify(text).kind`` decided once per shape of statement (the
+ingest path's; see "by shape" below).
+
 Imports only lark, the standard library and amazon.ion (it runs in the ingest Lambda).
 """
 
@@ -32,6 +35,7 @@ from ledger.nodes import (
     Field,
     InsertMany,
     InsertValue,
+    Parsed,
     Path,
     Select,
     Source,
@@ -39,7 +43,7 @@ from ledger.nodes import (
     Update,
     walk,
 )
-from ledger.parser import NONDETERMINISTIC, parse
+from ledger.parser import NONDETERMINISTIC, SHAPE_MARK, parse, parse_shape
 
 StatementKind = Literal[
     "literal", "select", "parameterized", "document_id", "nondeterministic", "ddl_id",
@@ -106,6 +110,10 @@ def classify(text: str) -> Classification:
         parsed = parse(text)
     except ParseError as exc:
         return Classification("unsupported", exc.reason)
+    return _classify_parsed(parsed)
+
+
+def _classify_parsed(parsed: Parsed) -> Classification:
     s = parsed.statement
     if isinstance(s, Select):
         return Classification("select", "read-only")
@@ -124,3 +132,50 @@ def classify(text: str) -> Classification:
             "unsupported", f"EXEC {s.procedure} is a stored procedure, not replayed from its text"
         )
     return Classification("unsupported", f"{type(s).__name__} is not classified")
+
+
+# --- by shape -----------------------------------------------------------------------------------
+#
+# Most streamed statements repeat with other literals (INSERT INTO T {'VIN': '...'}, UPDATE ...
+# WHERE t.id = '...'): their kind is decided once per shape (``ledger.parser.parse_shape``).
+# That is exact where the kind cannot depend on a literal's value: what ``_classify_parsed``
+# reads of a tree, besides its node types and parameter count (both fixed by the shape), is
+# names (a path's root and fields, a function's, a source's table, alias and BY variable), and a
+# literal can only become a name through a bracketed string step (``t['metadata']['id']``). So a
+# shape whose tree holds a string placeholder in any name is not cached: each statement of it is
+# classified as itself.
+
+_MAX_SHAPES = 4096
+_by_shape: dict[str, StatementKind | None] = {}  # None: the kind may depend on the literals
+
+
+def _names_a_literal(statement: Any) -> bool:
+    for n in walk(statement):
+        if isinstance(n, Path):
+            names = [n.root, *(s.name for s in n.steps if isinstance(s, Field))]
+        elif isinstance(n, Call):
+            names = [n.name]
+        elif isinstance(n, Source):
+            names = [n.table, n.alias or "", n.by or "", n.kind]
+        else:
+            continue
+        if any(SHAPE_MARK in name for name in names):
+            return True
+    return False
+
+
+def statement_kind(text: str) -> StatementKind:
+    """``classify(text).kind``, decided once per shape of statement where the literals cannot
+    change it (see above), else for the statement itself."""
+    shaped = parse_shape(text)
+    if shaped is None:
+        return classify(text).kind
+    shape, parsed = shaped
+    if shape in _by_shape:
+        kind = _by_shape[shape]
+    else:
+        if len(_by_shape) >= _MAX_SHAPES:
+            _by_shape.clear()
+        kind = None if _names_a_literal(parsed.statement) else _classify_parsed(parsed).kind
+        _by_shape[shape] = kind
+    return classify(text).kind if kind is None else kind

@@ -680,3 +680,21 @@ def _token_message(text: str, exc: _Fail) -> str:
     tok = exc.token
     where = _position(text, tok.line or 1, tok.column or 1)
     return f"{str(tok)[:60]!r} {exc.message} at {where}"
+
+
+SHAPE_MARK = _MARK
+"""Every string literal's placeholder in a shape (``parse_shape``) holds this character."""
+
+
+def parse_shape(text: str) -> tuple[str, Parsed] | None:
+    """The statement's shape (its literals replaced by placeholders) and the parse of that
+    shape (cached by shape), or None when ``parse`` reads the statement as it is (no literal, a
+    shape lark refuses, or a statement ``parse`` refuses before its shape). ``parse(text)`` is
+    this parse with the literals' values put back (``ledger.classify`` caches by shape)."""
+    if len(text) > MAX_STATEMENT_CHARS or not text.strip():
+        return None
+    shaped = _shape(text)
+    if shaped is None:
+        return None
+    parsed = _parse_shape(shaped[0])
+    return None if parsed is None else (shaped[0], parsed)
