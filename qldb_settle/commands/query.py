@@ -35,14 +35,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from ledger.classify import classify
-    from ledger.errors import LedgerError
+    from ledger.errors import LedgerError, ParseError
+    from ledger.nodes import Select
+    from ledger.parser import parse
 
-    kind = classify(args.statement)
-    if kind.kind == "unsupported":
-        raise InputError(f"the statement does not parse: {kind.reason}")
-    if kind.kind != "select":
-        raise InputError("query runs SELECT statements only (the replica changes only by replay)")
+    try:
+        parsed = parse(args.statement)
+    except ParseError as exc:
+        raise InputError(f"the statement does not parse: {exc.reason}") from None
+    if not isinstance(parsed.statement, Select):
+        raise InputError(
+            f"query runs SELECT statements only, not {args.statement.split()[0].upper()} "
+            "(the replica changes only by replay)"
+        )
     destination, ledger = open_replica_ledger(args, "query")
     try:
         tx = ledger.begin()

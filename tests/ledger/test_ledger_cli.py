@@ -123,7 +123,9 @@ def tip_of(path: Path) -> int:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["query", "DELETE FROM Person"], "SELECT statements only"),
+        (["query", "DELETE FROM Person"], "SELECT statements only, not DELETE"),
+        # A stored procedure parses: it is refused as a write, not as a parse error.
+        (["query", "EXEC redact_revision 'a', 'b', 'c'"], "SELECT statements only, not EXEC"),
         (["query", "SELECT FROM"], "does not parse"),
         (["query", "SELECT * FROM Nope"], "no active table named 'Nope'"),
     ],
