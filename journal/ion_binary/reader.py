@@ -5,7 +5,7 @@ into the same ``IonPy*`` values as amazon.ion 0.9.3's ``simpleion.loads`` (which
 from __future__ import annotations
 
 import struct
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -59,6 +59,8 @@ _NULL_TYPES: dict[int, IonType] = {
     0xCF: _SEXP, 0xDF: _STRUCT,
 }  # fmt: skip
 _unpack_double = struct.Struct(">d").unpack_from
+_new_datetime = datetime.__new__
+_DECIMAL_ZERO = Decimal(0)
 
 
 def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, bool, int]:
@@ -121,11 +123,24 @@ def _timestamp_value(data: bytes, pos: int, end: int) -> Any:
                             fraction = None
     if tz is None or not offset:
         # What adjust_from_utc_fields then from_value build, in one step (UTC or unknown offset:
-        # no adjustment), checked against amazon.ion by the differential tests.
-        value = IonPyTimestamp(
-            year, month, day, hour, minute, second, None, tz,
-            precision=precision, fractional_precision=None, fractional_seconds=fraction,
-        )  # fmt: skip
+        # no adjustment), checked against amazon.ion by the differential tests: the datetime,
+        # then the fields amazon.ion's Timestamp normalizes (both versions alike, a third of
+        # the time of its constructor): no fraction is 0 digits and Decimal(0); a fraction keeps
+        # its digits, up to 6 of them in the microseconds.
+        if fraction is None:
+            value = _new_datetime(IonPyTimestamp, year, month, day, hour, minute, second, 0, tz)
+            value.fractional_precision = 0
+            value.fractional_seconds = _DECIMAL_ZERO
+        else:
+            if not 0 <= fraction < 1:
+                raise _Unsupported("timestamp fraction outside [0, 1)")
+            value = _new_datetime(
+                IonPyTimestamp, year, month, day, hour, minute, second,
+                int(fraction * 1_000_000), tz,
+            )  # fmt: skip
+            value.fractional_precision = min(-fraction.as_tuple().exponent, 6)  # type: ignore[operator]
+            value.fractional_seconds = fraction
+        value.precision = precision
         value.ion_type = _TIMESTAMP
         value.ion_annotations = ()
         return value
