@@ -337,12 +337,7 @@ class SqliteBuffer:
         """Store records create-if-absent and keep rejections, in one transaction, read and
         written in bulk (``buffer.sqlite_put``)."""
         with self._tx(write=True) as cur:
-            call = SqlitePut(cur, records)
-            for item in records:
-                call.record(item)
-            for rejection in rejections:
-                call.rejection(rejection)
-            return call.finish()
+            return SqlitePut(cur).put(records, rejections)
 
     # --- reading blocks ---------------------------------------------------------------------------
 
