@@ -56,12 +56,13 @@ class EvalError(Exception):
 @dataclass(slots=True)
 class Scope:
     """What names mean while evaluating against one document: ``names`` are the source's alias
-    (or table name) bound to the document value; ``by`` the ``BY`` variable bound to its id."""
+    (or table name) bound to the document value; ``by`` the ``BY`` variable bound to its id (or,
+    for an unnested list element, the ``AT`` variable bound to its position)."""
 
     names: tuple[str, ...]
     value: Any
     by: str | None
-    doc_id: str | None
+    doc_id: Any  # a document id (str), a position (int), or MISSING (AT over no list)
     params: Sequence[Any]
     now: datetime
     # In a join: the scope of the sources before this one (names not bound here are looked up

@@ -180,20 +180,23 @@ Expr = (
 # --- Statements ---------------------------------------------------------------------------------
 
 
-SourceKind = Literal["table", "committed", "history", "user_tables"]
+SourceKind = Literal["table", "committed", "history", "user_tables", "unnest"]
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """``T [AS x] [BY id]``; ``kind`` says whether it is a user view, a committed view
-    (``_ql_committed_T``), ``history(T, ...)`` or ``information_schema.user_tables``. ``table`` is
-    the user table name (without the ``_ql_committed_`` prefix)."""
+    """``T [AS x] [AT i] [BY id]``; ``kind`` says whether it is a user view, a committed view
+    (``_ql_committed_T``), ``history(T, ...)``, ``information_schema.user_tables`` or an
+    unnesting ``@r.path`` (``args`` holds the path; ``table`` its default name, the last field).
+    ``table`` is the user table name (without the ``_ql_committed_`` prefix). ``at`` names the
+    variable bound to a list element's position (unnesting only)."""
 
     table: str
     alias: str | None
     by: str | None
     kind: SourceKind = "table"
     args: tuple[Expr, ...] = ()
+    at: str | None = None
 
     @property
     def name(self) -> str:

@@ -326,6 +326,17 @@ class _Builder(Transformer[Token, Any]):
         name, _ = t[1]
         return Source(name, None, None, "history", tuple(t[2:]))
 
+    def unnest(self, t: list[Any]) -> Source:
+        path = t[1]
+        if not isinstance(path, Path) or not path.steps:
+            raise _Fail(t[0], "unnests a path of an earlier source (@alias.field)")
+        names = [str(x) for x in t[2:] if isinstance(x, Token) and x.type == "IDENT"]
+        at_given = any(isinstance(x, Token) and x.type == "AT" for x in t)
+        alias = names[0] if names and not (at_given and len(names) == 1) else None
+        last = path.steps[-1]
+        default = last.name if isinstance(last, Field) else path.root
+        return Source(default, alias, None, "unnest", (path,), names[-1] if at_given else None)
+
     def source(self, t: list[Any]) -> Source:
         ref: Source = t[0]
         alias = by = None

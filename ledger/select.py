@@ -2,7 +2,11 @@
 
 ``join_rows`` forms QLDB's inner joins (``FROM a, b``, ``CROSS JOIN``, ``[INNER] JOIN ... ON``):
 each source is read once, and every combination whose ``ON`` conditions and ``WHERE`` hold is a
-row, a chain of scopes (the last source's scope, its ``outer`` the one before). ``project`` turns
+row, a chain of scopes (the last source's scope, its ``outer`` the one before). An unnesting
+source ``@r.path AS o [AT i]`` is no table: for each row so far it ranges over that row's value
+of the path, as PartiQL's FROM does (a list or bag gives a row per element, ``i`` its position
+from 0 in a list; any other value, missing and null included, is one row of itself, ``i``
+missing). ``project`` turns
 rows into results: ``SELECT VALUE e``, ``SELECT *`` (a join's ``*`` spreads every source's fields),
 items with their names (an alias, or a path's last field, or ``_n``), ``alias.*``, and one row
 of aggregates (``COUNT(*)``, ``COUNT``, ``SUM``, ``MIN``, ``MAX``, ``AVG``) when the items are
@@ -16,6 +20,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from amazon.ion.core import IonType
+
 from ledger.evaluate import EvalError, Scope, evaluate, is_null, kind, number, text_of, truth
 from ledger.nodes import AGGREGATES, MISSING, Call, Expr, Field, Path, Select, Source, Star
 
@@ -24,7 +30,7 @@ def join_rows(s: Select, rows: Callable[[Source, Expr | None], list[Scope]]) -> 
     """The rows of ``s``'s inner join that satisfy its ``ON`` conditions and ``WHERE``."""
     names: set[str] = set()
     for src in (s.source, *(j.source for j in s.joins)):
-        for n in (src.name, src.by):
+        for n in (src.name, src.by, src.at):
             if n is None:
                 continue
             if n in names:
@@ -32,10 +38,10 @@ def join_rows(s: Select, rows: Callable[[Source, Expr | None], list[Scope]]) -> 
             names.add(n)
     combined = [replace(r, outer=None) for r in rows(s.source, None)]
     for j in s.joins:
-        right = rows(j.source, None)
+        right = [] if j.source.kind == "unnest" else rows(j.source, None)
         nxt: list[Scope] = []
         for left in combined:
-            for r in right:
+            for r in unnest(j.source, left) if j.source.kind == "unnest" else right:
                 row = replace(r, outer=left)
                 if j.on is None or truth(evaluate(j.on, row)):
                     nxt.append(row)
@@ -43,6 +49,24 @@ def join_rows(s: Select, rows: Callable[[Source, Expr | None], list[Scope]]) -> 
     if s.where is None:
         return combined
     return [r for r in combined if truth(evaluate(s.where, r))]
+
+
+def unnest(src: Source, left: Scope) -> list[Scope]:
+    """The rows ``@path AS name [AT i]`` adds to the row ``left``: PartiQL's FROM range."""
+    path = src.args[0]
+    assert isinstance(path, Path)
+    s: Scope | None = left
+    while s is not None and path.root not in s.names and path.root != s.by:
+        s = s.outer
+    if s is None:  # never read as a field of some document
+        raise EvalError(f"@{path.root} names no source before it in FROM")
+    value = evaluate(path, left)
+    names = (src.name,)
+    if kind(value) == "list" and getattr(value, "ion_type", None) is not IonType.SEXP:
+        return [
+            Scope(names, v, src.at, i, left.params, left.now, left) for i, v in enumerate(value)
+        ]
+    return [Scope(names, value, src.at, MISSING, left.params, left.now, left)]
 
 
 def project(s: Select, rows: list[Scope]) -> list[Any]:

@@ -180,7 +180,7 @@ def test_predicates_and_precedence() -> None:
         ("EXEC redact_revision 'a' 'b'", "'b'", 26),
         ("SELECT * FROM T WHERE x = = 1", "'='", 27),
         ("INSERT INTO T VALUE foo(1)", "'foo'", 21),
-        ("SELECT * FROM T AS t, @t.x AS y", "'@'", 23),  # unnesting: not yet
+        ("SELECT * FROM @t.x AS y", "'@'", 15),  # unnesting needs an earlier source
         ("SELECT # FROM T", "'#'", 8),
         ("SELECT * FROM T WHERE a = `{a:`", "'`{a:`'", 27),
         ("SELECT * FROM T WHERE a = 1 ORDER BY a", "'ORDER'", 29),
