@@ -22,7 +22,6 @@ from amazon.ion.symbols import SymbolToken
 
 from journal.ion_binary import copy_value
 from ledger.nodes import (
-    AGGREGATES,
     MISSING,
     And,
     BagExpr,
@@ -46,7 +45,6 @@ from ledger.nodes import (
     Step,
     StructExpr,
 )
-from ledger.timestamp_format import FormatError, format_timestamp
 
 
 class EvalError(Exception):
@@ -450,77 +448,6 @@ def _arith(op: str, a: Any, b: Any) -> Any:
     raise EvalError("division by zero" if op in "/%" else f"cannot compute {op}")
 
 
-def _call(name: str, args: list[Any], scope: Scope | None) -> Any:
-    if name in AGGREGATES:
-        raise EvalError(
-            f"aggregate function {name.removesuffix('(*)')}() is allowed only as a whole SELECT "
-            "item (GROUP BY is refused here)"
-        )
-    from amazon.ion.core import Timestamp, TimestampPrecision
-
-    if name == "utcnow":
-        now = scope.now if scope is not None else datetime.now(UTC)
-        now = now.astimezone(UTC)
-        return Timestamp(
-            now.year, now.month, now.day, now.hour, now.minute, now.second,
-            now.microsecond - now.microsecond % 1000, tzinfo=UTC,
-            precision=TimestampPrecision.SECOND, fractional_precision=3,
-        )  # fmt: skip
-    if name in ("exists",):
-        v = args[0]
-        return kind(v) not in ("missing", "null") and (kind(v) != "list" or len(v) > 0)
-    if name == "coalesce":
-        for v in args:
-            if kind(v) not in ("null", "missing"):
-                return v
-        return None
-    if name == "nullif":
-        return None if equal(args[0], args[1]) is True else args[0]
-    v = args[0] if args else MISSING
-    if kind(v) in ("null", "missing"):
-        return v if v is MISSING else None
-    if name in ("upper", "lower", "trim", "char_length", "character_length", "substring"):
-        if kind(v) != "string":
-            raise EvalError(f"{name}() needs a string, not {kind(v)}")
-        s = text_of(v)
-        if name == "upper":
-            return s.upper()
-        if name == "lower":
-            return s.lower()
-        if name == "trim":
-            return s.strip(" ")
-        if name == "substring":
-            start = int(args[1]) if len(args) > 1 else 1
-            length = int(args[2]) if len(args) > 2 else None
-            begin = max(start - 1, 0)
-            end = None if length is None else max(start - 1 + length, 0)
-            return s[begin:end]
-        return len(s)
-    if name in ("size", "cardinality"):
-        if kind(v) in ("list", "struct"):
-            return len(v)
-        raise EvalError(f"{name}() needs a list or struct, not {kind(v)}")
-    if name == "to_string":
-        if len(args) > 1:  # QLDB's format strings (ledger.timestamp_format), never ignored
-            if kind(v) != "timestamp" or kind(args[1]) != "string":
-                raise EvalError(
-                    f"to_string() needs a timestamp and a format string, not {kind(v)} and "
-                    f"{kind(args[1])}"
-                )
-            try:
-                return format_timestamp(v, text_of(args[1]))
-            except FormatError as exc:
-                raise EvalError(str(exc)) from exc
-        return text_of(v) if kind(v) == "string" else str(v)
-    if name == "abs":
-        if kind(v) != "number":
-            raise EvalError(f"abs() needs a number, not {kind(v)}")
-        return abs(number(v))
-    if name == "mod":
-        return _arith("%", v, args[1])
-    raise EvalError(f"unknown function {name}()")
-
-
 def evaluate(e: Expr, scope: Scope | None) -> Any:
     """The value of ``e`` (``scope`` None: a constant expression, no document, no parameters)."""
     if isinstance(e, Lit):
@@ -619,7 +546,11 @@ def evaluate(e: Expr, scope: Scope | None) -> Any:
     if isinstance(e, Binary):
         return _arith(e.op, evaluate(e.left, scope), evaluate(e.right, scope))
     if isinstance(e, Call):
-        return _call(e.name, [evaluate(a, scope) for a in e.args], scope)
+        return call_function(e.name, [evaluate(a, scope) for a in e.args], scope)
     if isinstance(e, Star):
         raise EvalError("* is a SELECT item (SELECT * or SELECT alias.*), not a value")
     raise EvalError(f"cannot evaluate {type(e).__name__}")
+
+
+# The functions need this module's value semantics; imported last, once everything they use exists.
+from ledger.functions import call_function  # noqa: E402

@@ -1,0 +1,123 @@
+"""Scalar and conditional functions, checked against the examples on their pages of the QLDB
+Developer Guide (https://docs.aws.amazon.com/qldb/latest/developerguide/ql-functions.NAME.html).
+Each case quotes the page's example as ``expression -- result``; the expression runs as a SELECT
+item over a one-document table (the pages' runnable form ``FROM << 0 >>`` is the same projection).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ledger import EmbeddedLedger, StatementError
+
+
+def _value(led: EmbeddedLedger, expression: str) -> Any:
+    led.execute("CREATE TABLE T")
+    led.execute("INSERT INTO T VALUE {'one': 1}")
+    [row] = led.execute(f"SELECT {expression} AS v FROM T AS t")
+    return dict(row).get("v", "MISSING")
+
+
+# "EXISTS function in Amazon QLDB": non-empty container true, anything else false, missing error.
+EXISTS = [
+    ("EXISTS(`[]`)", False),  # -- false (empty list)
+    ("EXISTS(`[1, 2, 3]`)", True),  # -- true (non-empty list)
+    ("EXISTS(`[missing]`)", True),  # -- true (non-empty list)
+    ("EXISTS(`{}`)", False),  # -- false (empty struct)
+    ("EXISTS(`{ a: 1 }`)", True),  # -- true (non-empty struct)
+    ("EXISTS(`()`)", False),  # -- false (empty s-expression)
+    ("EXISTS(`(+ 1 2)`)", True),  # -- true (non-empty s-expression)
+    ("EXISTS(1)", False),  # -- false
+    ("EXISTS(`2017T`)", False),  # -- false
+    ("EXISTS(null)", False),  # -- false
+]
+
+# "SIZE function in Amazon QLDB".
+SIZE = [
+    ("SIZE(`[]`)", 0),  # -- 0
+    ("SIZE(`[null]`)", 1),  # -- 1
+    ("SIZE(`[1,2,3]`)", 3),  # -- 3
+    ("SIZE(<<'foo', 'bar'>>)", 2),  # -- 2
+    ("SIZE(`{foo: bar}`)", 1),  # -- 1 (number of key-value pairs)
+    ("SIZE(`[{foo: 1}, {foo: 2}]`)", 2),  # -- 2
+]
+
+# "SUBSTRING function in Amazon QLDB".
+SUBSTRING = [
+    ("SUBSTRING('123456789', 0)", "123456789"),
+    ("SUBSTRING('123456789', 1)", "123456789"),
+    ("SUBSTRING('123456789', 2)", "23456789"),
+    ("SUBSTRING('123456789', -4)", "123456789"),
+    ("SUBSTRING('123456789', 0, 999)", "123456789"),
+    ("SUBSTRING('123456789', 0, 2)", "1"),
+    ("SUBSTRING('123456789', 1, 999)", "123456789"),
+    ("SUBSTRING('123456789', 1, 2)", "12"),
+    ("SUBSTRING('1', 1, 0)", ""),
+    ("SUBSTRING('1', -4, 0)", ""),
+    ("SUBSTRING('1234', 10, 10)", ""),
+]
+
+# "TRIM function in Amazon QLDB" (the forms without LEADING/TRAILING/BOTH ... FROM).
+TRIM = [
+    ("TRIM('   foobar   ')", "foobar"),  # TRIM(' foobar ') -- 'foobar'
+    ("TRIM('  \tfoobar\t  ')", "\tfoobar\t"),  # TRIM(' \tfoobar\t ') -- '\tfoobar\t'
+]
+
+# "COALESCE function", "NULLIF function", "UPPER function", "LOWER function",
+# "CHAR_LENGTH function" / "CHARACTER_LENGTH function" in Amazon QLDB.
+OTHERS = [
+    ("COALESCE(1)", 1),
+    ("COALESCE(null)", None),
+    ("COALESCE(null, null)", None),
+    ("COALESCE(missing)", None),
+    ("COALESCE(missing, missing)", None),
+    ("COALESCE(1, null)", 1),
+    ("COALESCE(null, null, 1)", 1),
+    ("COALESCE(null, 'string')", "string"),
+    ("COALESCE(missing, 1)", 1),
+    ("NULLIF(1, 1)", None),
+    ("NULLIF(1, 2)", 1),
+    ("NULLIF(1.0, 1)", None),
+    ("NULLIF(1, '1')", 1),
+    ("NULLIF([1], [1])", None),
+    ("NULLIF(1, NULL)", 1),
+    ("NULLIF(NULL, 1)", None),
+    ("NULLIF(null, null)", None),
+    ("NULLIF(missing, null)", None),
+    ("NULLIF(missing, missing)", None),
+    ("UPPER('AbCdEfG!@#$')", "ABCDEFG!@#$"),
+    ("LOWER('AbCdEfG!@#$')", "abcdefg!@#$"),
+    ("CHAR_LENGTH('')", 0),
+    ("CHAR_LENGTH('abcdefg')", 7),
+    ("CHAR_LENGTH('\U0001f601\U0001f61e\U0001f638\U0001f638')", 4),  # -- 4 (non-BMP)
+    ("CHARACTER_LENGTH('e\u032b')", 2),  # -- 2 (the letter 'e' and combining U+032B)
+    ("CHAR_LENGTH(null)", None),  # null and missing propagate as null
+    ("CHAR_LENGTH(missing)", None),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), EXISTS + SIZE + SUBSTRING + TRIM + OTHERS)
+def test_function_returns_the_developer_guide_result(
+    led: EmbeddedLedger, expression: str, expected: Any
+) -> None:
+    got = _value(led, expression)
+    if expected is None:
+        assert got is None or type(got).__name__ == "IonPyNull"
+    else:
+        assert got == expected
+        assert type(got) is not bool or type(expected) is bool
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "EXISTS(missing)",  # EXISTS page: EXISTS(missing) -- error
+        "SIZE(12)",  # SIZE page: SIZE(12) -- error
+        "SUBSTRING('123', 1, -1)",  # SUBSTRING page: the length can't be negative
+    ],
+)
+def test_documented_errors_are_errors(led: EmbeddedLedger, expression: str) -> None:
+    with pytest.raises(StatementError):
+        _value(led, expression)
