@@ -11,14 +11,23 @@ a fresh subprocess when its memory matters, and medians are kept.
   blocks buffered but not settled behind them (time and peak RSS);
 - ``bench.replay``: replay throughput into the embedded ledger against raw SQLite inserts of the
   same documents, and grouped against ungrouped replay over a 15 ms round trip;
+- ``bench.qldb``: the whole cycle through ``serve-qldb`` and pyqldb beside the embedded one, and
+  the protocol's own cost as no-op round trips (issue 14);
+- ``bench.linearity``: ingest cost per record in events of 10 and of 10,000 records (issue 14);
+- ``bench.profiles``: cProfile of each path (ingest, settle cycle by statements, by revisions),
+  self time grouped by module (issue 14); ``bench.cycle`` also measures a cycle's peak memory
+  facing the whole buffer as a backlog;
+- ``bench.postgres``, ``bench.export``, ``bench.opensearch``: the other stores and the export
+  ingest;
 - ``bench.lag``: the replay lag distribution over long simulated runs (the demo loop);
 - ``bench.strategies``: the original replay Lambda, the blog's startTime-ordered buffer and this
   service on the same simulated workloads;
 - ``bench.common``: timing, medians, subprocess plumbing, the table (stdlib only).
 
 Imports: any layer below, mostly lazily in the child process that measures it: ``qldb_settle`` (the
-simulator, the demo loop, the comparison), ``settler``, ``ingest``, ``buffer``, ``destination``,
-``ledger``, ``runtime`` (its errors) and ``journal``; never ``infra`` (its peer). Nothing in the
+simulator, the demo loop, the comparison), ``compose`` (the composition: settings to adapters),
+``settler``, ``ingest``, ``buffer``, ``destination``, ``ledger``, ``runtime`` (its errors) and
+``journal``; never ``infra`` (its peer). Nothing in the
 service imports it (``tests/test_layers.py``).
 
 Nothing is imported here: ``python -m bench.ingest`` must run in the small ingest environment.

@@ -8,6 +8,7 @@ from typing import Any
 
 from bench.common import Json, fmt, fmt_ratio, table
 from bench.opensearch import top
+from bench.profiles import table_rows
 
 README_BEGIN = "<!-- bench figures: begin (written by python -m bench) -->"
 README_END = "<!-- bench figures: end -->"
@@ -45,8 +46,32 @@ def _s(ms: float | None) -> str:
 
 
 def rows(results: Json) -> list[list[str]]:
+    """Every row of the parts the run measured, in the order of a full run's table."""
     out: list[list[str]] = []
-    for name, r in results["ingest"]["environments"].items():
+    if "ingest" in results:
+        out += ingest_rows(results["ingest"])
+    if "ingest_linearity" in results:
+        out += linearity_rows(results["ingest_linearity"])
+    if "settle_cycle" in results:
+        out += cycle_rows(results["settle_cycle"])
+    if "settle_backlog" in results:
+        out += backlog_rows(results["settle_backlog"])
+    if "replay" in results:
+        out += replay_rows(results["replay"])
+    if "qldb" in results:
+        out += qldb_rows(results["qldb"])
+    if "postgres" in results:
+        out += postgres_rows(results["postgres"])
+    out += export_rows(results.get("export"))
+    out += opensearch_rows(results.get("opensearch"))
+    if "lag" in results:
+        out += lag_rows(results["lag"])
+    return out
+
+
+def ingest_rows(ingest: Json) -> list[list[str]]:
+    out: list[list[str]] = []
+    for name, r in ingest["environments"].items():
         if "skipped" in r:
             out.append([f"ingest ({name})", "skipped", r["skipped"], "", "", ""])
             continue
@@ -70,14 +95,27 @@ def rows(results: Json) -> list[list[str]]:
                 "",
             ]
         )
-    c = results["settle_cycle"]
+    return out
+
+
+def _cycle_rate(size: Json) -> str:
+    if "blocks_per_s" not in size:
+        return ""
+    return (
+        f" ({fmt(size['blocks_per_s'], ' blocks/s')}, "
+        f"{fmt(size['source_statements_per_s'], ' source statements/s')})"
+    )
+
+
+def cycle_rows(c: Json) -> list[list[str]]:
+    out: list[list[str]] = []
     small, big = c["sizes"][str(c["small"])], c["sizes"][str(c["big"])]
     release = f"{c['release']:,}"
     partly = "" if c["big_complete"] else f" (of {c['big_wanted']:,} wanted)"
     out.append(
         [
             f"settle cycle releasing {release} blocks, {c['big']:,} held{partly}",
-            fmt(big["seconds"], " s", 2),
+            fmt(big["seconds"], " s", 2) + _cycle_rate(big),
             f"{fmt(small['seconds'], ' s', 2)} with {c['small']:,} held",
             fmt_ratio(c["time_ratio"]),
             "<= 1.50x",
@@ -104,7 +142,88 @@ def rows(results: Json) -> list[list[str]]:
             _met(c["rss_growth_ratio"] is not None and c["rss_growth_ratio"] <= 1.2),
         ]
     )
-    for mode, m in results["replay"]["modes"].items():
+    return out
+
+
+def backlog_rows(b: Json) -> list[list[str]]:
+    """Peak memory of a cycle facing the whole buffer as a backlog, big against small."""
+    small, big = b["sizes"][str(b["small"])], b["sizes"][str(b["big"])]
+    partly = "" if b["big_complete"] else f" (of {b['big_wanted']:,} wanted)"
+    total = b["big"] + b["release"]
+    return [
+        [
+            f"settle cycle peak RSS facing a backlog of {total:,} blocks{partly} "
+            f"(stopped by its deadline after {b['release']:,})",
+            f"{_mb(big['peak_rss_kb'])} (+{_mb(big['rss_growth_kb'])} during the cycle; "
+            f"{fmt(big['seconds'], ' s', 2)})",
+            f"{_mb(small['peak_rss_kb'])} (+{_mb(small['rss_growth_kb'])}) at a backlog of "
+            f"{b['small'] + b['release']:,}",
+            fmt_ratio(b["peak_rss_ratio"]) + f" (growth {fmt_ratio(b['rss_growth_ratio'])})",
+            "<= 1.20x",
+            _met(b["memory_target_met"]),
+        ]
+    ]
+
+
+def linearity_rows(li: Json) -> list[list[str]]:
+    small, big = li["sizes"][str(li["small"])], li["sizes"][str(li["big"])]
+    return [
+        [
+            f"ingest cost per record in events of {li['big']:,} records, {li['ion']}",
+            f"{fmt(big['us_per_record'], ' µs', 0)} ({fmt(big['records_per_s'], ' records/s')}, "
+            f"{big['events']:,} event{'s' if big['events'] != 1 else ''})",
+            f"{fmt(small['us_per_record'], ' µs', 0)} in events of {li['small']:,} "
+            f"({small['events']:,} events)",
+            fmt_ratio(li["ratio"]),
+            "0.83x to 1.20x",
+            _met(li["target_met"]),
+        ]
+    ]
+
+
+def qldb_rows(q: Json) -> list[list[str]]:
+    """The cycle through serve-qldb against the embedded one plus the protocol's own cost."""
+    if "skipped" in q:
+        skipped = "skipped: " + str(q["skipped"])
+        return [["settle cycle through serve-qldb", skipped, "", "", "", ""]]
+    out: list[list[str]] = []
+    for mode, m in q["modes"].items():
+        top = ", ".join(
+            f"{k} {v:,.0f}" for k, v in sorted(m["commands"].items(), key=lambda kv: -kv[1])[:3]
+        )
+        out.append(
+            [
+                f"whole settle cycle through serve-qldb and pyqldb, {mode[:-1]} mode "
+                f"({m['blocks']:,} blocks)",
+                f"{fmt(m['qldb_cycle_blocks_per_s'], ' blocks/s')} "
+                f"({fmt(m['qldb_cycle_statements_per_s'], ' source statements/s')})",
+                f"{fmt(m['embedded_cycle_blocks_per_s'], ' blocks/s')} embedded "
+                f"({fmt(m['embedded_cycle_statements_per_s'], ' source statements/s')})",
+                fmt_ratio(m["qldb_to_embedded"]),
+                "reported",
+                "",
+            ]
+        )
+        out.append(
+            [
+                "  against embedded + the protocol's own cost",
+                f"{m['commands_per_block']:.1f} commands per block ({top}); waiting for "
+                f"answers {m['command_wait_share']:.0%} of the cycle",
+                f"{fmt(m['protocol_blocks_per_s'], ' blocks/s')} = embedded + "
+                f"{fmt(m['protocol_seconds'], ' s', 1)} of no-op round trips "
+                f"({m['noop_empty_transaction_ms']:.1f} ms an empty transaction, "
+                f"{m['noop_statement_transaction_ms']:.1f} ms with one trivial statement)",
+                fmt_ratio(m["ratio_to_embedded_plus_protocol"]),
+                "<= 1.00x",
+                _met(m["target_met"]),
+            ]
+        )
+    return out
+
+
+def replay_rows(replay: Json) -> list[list[str]]:
+    out: list[list[str]] = []
+    for mode, m in replay["modes"].items():
         out.append(
             [
                 f"{mode[:-1]} replay into the embedded ledger",
@@ -128,7 +247,7 @@ def rows(results: Json) -> list[list[str]]:
                 _met(m["cycle_target_met"]),
             ]
         )
-    sim = results["replay"].get("simulated")
+    sim = replay.get("simulated")
     if sim is not None:
         out.append(
             [
@@ -143,7 +262,7 @@ def rows(results: Json) -> list[list[str]]:
                 _met(sim["cycle_target_met"]),
             ]
         )
-    rt = results["replay"]["round_trip"]
+    rt = replay["round_trip"]
     out.append(
         [
             f"grouped replay at {rt['round_trip_ms']:.0f} ms round trip (group {rt['group']})",
@@ -157,14 +276,23 @@ def rows(results: Json) -> list[list[str]]:
     out.append(
         [
             "  whole settle cycle at that round trip",
-            fmt(rt["grouped_blocks_per_s"], " blocks/s"),
+            fmt(rt["grouped_blocks_per_s"], " blocks/s")
+            + (
+                f" ({fmt(rt['grouped_statements_per_s'], ' source statements/s')})"
+                if "grouped_statements_per_s" in rt
+                else ""
+            ),
             f"{fmt(rt['ungrouped_blocks_per_s'], ' blocks/s')} ungrouped",
             fmt_ratio(rt["speedup"]),
             ">= 10x",
             _met(rt["cycle_target_met"]),
         ]
     )
-    pg = results.get("postgres", {})
+    return out
+
+
+def postgres_rows(pg: Json) -> list[list[str]]:
+    out: list[list[str]] = []
     for mode in ("statements", "revisions"):
         m = pg.get(mode)
         if m is None:
@@ -173,7 +301,8 @@ def rows(results: Json) -> list[list[str]]:
             [
                 f"{mode[:-1]}-mode blocks replayed into PostgreSQL (group {m['grouped']['group']})",
                 f"{fmt(m['grouped']['replay_blocks_per_s'], ' blocks/s')} "
-                f"({fmt(m['grouped']['replay_documents_per_s'], ' documents/s')})",
+                f"({fmt(m['grouped'].get('replay_statements_per_s'), ' source statements/s')}, "
+                f"{fmt(m['grouped']['replay_documents_per_s'], ' documents/s')})",
                 f"{fmt(m['embedded']['replay_blocks_per_s'], ' blocks/s')} embedded ledger",
                 fmt_ratio(m["grouped_to_embedded"]),
                 "reported",
@@ -192,9 +321,11 @@ def rows(results: Json) -> list[list[str]]:
         )
     if "skipped" in pg:
         out.append(["replay into PostgreSQL", "skipped: " + str(pg["skipped"]), "", "", "", ""])
-    out += export_rows(results.get("export"))
-    out += opensearch_rows(results.get("opensearch"))
-    lag = results["lag"]
+    return out
+
+
+def lag_rows(lag: Json) -> list[list[str]]:
+    out: list[list[str]] = []
     targets = lag["targets"]
     labels = {
         "window": "lag, 120 s window, schedule 60 s",
@@ -342,14 +473,30 @@ def strategy_rows(results: Json) -> list[list[str]]:
     return out
 
 
+def _sections(results: Json, render: Any) -> str:
+    """The strategy and profile tables of the run (those it measured), each under its title."""
+    out = ""
+    if "strategies" in results:
+        out += "\n\nStrategies on the same simulated workloads:\n\n" + render(
+            strategy_rows(results), STRATEGY_HEADER
+        )
+    if "profile" in results:
+        header, body = table_rows(results["profile"])
+        out += (
+            "\n\nWhere the time goes (cProfile, one run per path; self time by module, a "
+            "built-in's time counted in its caller's module, SQLite's apart; ingest in "
+            f"{results['profile']['ingest_ion']}):\n\n" + render(body, tuple(header))
+        )
+    return out
+
+
 def text(results: Json) -> str:
     meta = results["meta"]
     return (
         f"qldb-settle benchmarks ({meta['duration_seconds'] / 60:.1f} min, {meta['cpus']} CPUs, "
         f"load average {meta['load_average_before'][0]:.1f} at the start)\n\n"
         + table(rows(results), HEADER)
-        + "\n\nstrategies on the same simulated workloads\n\n"
-        + table(strategy_rows(results), STRATEGY_HEADER)
+        + _sections(results, table)
     )
 
 
@@ -371,7 +518,6 @@ def markdown(results: Json) -> str:
         f"{meta['load_average_before'][0]:.1f} at the start and "
         f"{meta['load_average_after'][0]:.1f} at the end.\n\n"
         + _md(rows(results), HEADER)
-        + "\n\nStrategies on the same simulated workloads:\n\n"
-        + _md(strategy_rows(results), STRATEGY_HEADER)
+        + _sections(results, _md)
         + "\n"
     )

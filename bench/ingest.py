@@ -92,11 +92,23 @@ def child_parse(args: Json) -> Json:
     }
 
 
+def ingest_events(buffer: Any, events: list[Any]) -> Any:
+    """Every event through decode and ``ingest_items``, one call per event as the Lambda does;
+    the ``IngestReport`` of them all."""
+    from ingest.decode import decode_event
+    from ingest.service import IngestReport, ingest_items
+
+    total = IngestReport()
+    for event in events:
+        report = ingest_items(buffer, decode_event(event))
+        total.records += report.records
+        total.put.add(report.put)
+    return total
+
+
 def child_ingest(args: Json) -> Json:
     """Every event through decode and ``ingest_items`` into a new ``SqliteBuffer``."""
     from buffer.sqlite import SqliteBuffer
-    from ingest.decode import decode_event
-    from ingest.service import IngestReport, ingest_items
     from ledger.classify import classify
 
     events = _events(Path(args["events"]))
@@ -105,14 +117,10 @@ def child_ingest(args: Json) -> Json:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         buffer = SqliteBuffer(Path(tmp) / "buffer.db")
         try:
-            total = IngestReport()
             reset_peak_rss()
             rss_before = rss_kb()
             with timed() as t:
-                for event in events:
-                    report = ingest_items(buffer, decode_event(event))
-                    total.records += report.records
-                    total.put.add(report.put)
+                total = ingest_events(buffer, events)
             peak = peak_rss_kb()
         finally:
             buffer.close()

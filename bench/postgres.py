@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
-from bench.common import BenchError, Json, median, ratio, run_child, timed
-from bench.replay import RoundTripDestination, _now_after
+from bench.common import BenchError, Json, median, ratio, run_child
+from bench.replay import (
+    RoundTripDestination,
+    _now_after,
+    check_replayed,
+    settle_then_close,
+    timed_call,
+    warm_up,
+)
 
 MODULE = "bench.postgres"
-WINDOW_SECONDS = 120.0
 
 
 def child_replay(args: Json) -> Json:
@@ -28,10 +33,9 @@ def child_replay(args: Json) -> Json:
     from destination.embedded import EmbeddedDestination
     from destination.port import Destination
     from destination.postgres import PostgresDestination
-    from settler.block_checks import ionhash_available
-    from settler.cycle import DEFAULT_GROUP_SIZE, SettlePolicy, settle
+    from settler.cycle import DEFAULT_GROUP_SIZE
 
-    ionhash_available()
+    warm_up()
     group = int(args["group"]) or DEFAULT_GROUP_SIZE
     with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
         copy = Path(tmp) / "buffer.db"
@@ -43,21 +47,10 @@ def child_replay(args: Json) -> Json:
         else:
             inner = EmbeddedDestination(Path(tmp) / "replica.db")
         destination = RoundTripDestination(inner)
-        try:
-            with timed() as t:
-                report = settle(
-                    buffer,
-                    destination,
-                    now=datetime.fromisoformat(args["now"]),
-                    policy=SettlePolicy(window_seconds=WINDOW_SECONDS, group_size=group),
-                )
-        finally:
-            destination.close()
-            buffer.close()
-    if report.blocks != int(args["blocks"]) or report.halted:
-        raise BenchError(
-            f"replayed {report.blocks} of {args['blocks']} blocks; halted: {report.halt_reason}"
+        report, t = settle_then_close(
+            buffer, destination, args["now"], group=group, around=timed_call
         )
+    check_replayed(report, int(args["blocks"]))
     return {
         "group": group,
         "blocks": report.blocks,
@@ -113,7 +106,8 @@ def measure(templates: dict[str, Json], *, reps: int) -> Json:
                             timeout=3600,
                         )
                     )
-            result: Json = {"blocks": blocks, "documents": documents}
+            statements = int(template["statements"])
+            result: Json = {"blocks": blocks, "documents": documents, "statements": statements}
             for name, rs in runs.items():
                 apply_s = median([r["apply_seconds"] for r in rs])
                 cycle_s = median([r["cycle_seconds"] for r in rs])
@@ -122,6 +116,7 @@ def measure(templates: dict[str, Json], *, reps: int) -> Json:
                     "applies": rs[0]["applies"],
                     "replay_blocks_per_s": blocks / apply_s,
                     "replay_documents_per_s": documents / apply_s,
+                    "replay_statements_per_s": statements / apply_s,
                     "cycle_blocks_per_s": blocks / cycle_s,
                 }
             result["grouped_to_embedded"] = ratio(

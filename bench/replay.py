@@ -36,14 +36,16 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bench.backlog import DDL
 from bench.common import (
     BenchError,
     Json,
+    Timing,
     median,
     peak_rss_kb,
     ratio,
@@ -71,6 +73,7 @@ class RoundTripDestination:
         self.round_trip_s = round_trip_s
         self.apply_seconds = 0.0
         self.applies = 0
+        self.blocks = 0  # blocks of the applies that returned
 
     def checkpoint(self, ledger: str, strand_id: str) -> Checkpoint | None:
         return self.inner.checkpoint(ledger, strand_id)
@@ -80,7 +83,9 @@ class RoundTripDestination:
         try:
             if self.round_trip_s:
                 time.sleep(self.round_trip_s)
-            return self.inner.apply(blocks, expected)
+            report = self.inner.apply(blocks, expected)
+            self.blocks += len(blocks)
+            return report
         finally:
             self.apply_seconds += time.perf_counter() - start
             self.applies += 1
@@ -115,6 +120,7 @@ def child_build(args: Json) -> Json:
         "documents": put.stored["revisions"],
         "statements": put.stored["statements"],
         "commits": commits,
+        "block_statements": [len(s.statements) for s in summaries],
     }
 
 
@@ -141,41 +147,58 @@ def _copy(template: str, tmp: str) -> Path:
     return copy
 
 
-def child_replay(args: Json) -> Json:
-    from buffer.sqlite import SqliteBuffer
-    from destination.embedded import EmbeddedDestination
+def warm_up() -> None:
+    """The lazy imports every cycle of a running settler has done already (ionhash, the PartiQL
+    grammar), done before anything is measured."""
     from ledger.parser import parse
     from settler.block_checks import ionhash_available
+
+    ionhash_available()
+    parse("INSERT INTO Vehicle {'VIN': 'x'}")
+
+
+def settle_then_close(
+    buffer: Any,
+    destination: Destination,
+    now: str,
+    *,
+    group: int = 0,
+    around: Callable[[Callable[[], Any]], Any] | None = None,
+) -> Any:
+    """One ``settle`` of ``buffer`` into ``destination`` as of ``now`` (ISO 8601; group size
+    ``group``, 0 for the settler's default), called through ``around`` (which measures it) when
+    given; both stores closed afterwards. What ``around`` returns (else the report)."""
     from settler.cycle import DEFAULT_GROUP_SIZE, SettlePolicy, settle
 
-    ionhash_available()  # warm-up: lazy imports a running settler has done already
-    parse("INSERT INTO Vehicle {'VIN': 'x'}")
-    group = int(args["group"]) or DEFAULT_GROUP_SIZE
-    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        buffer = SqliteBuffer(_copy(args["template"], tmp))
-        destination = RoundTripDestination(
-            EmbeddedDestination(Path(tmp) / "replica.db"), float(args["round_trip_ms"]) / 1000
-        )
-        try:
-            reset_peak_rss()
-            rss_before = rss_kb()
-            with timed() as t:
-                report = settle(
-                    buffer,
-                    destination,
-                    now=datetime.fromisoformat(args["now"]),
-                    policy=SettlePolicy(window_seconds=WINDOW_SECONDS, group_size=group),
-                )
-            peak = peak_rss_kb()
-        finally:
-            destination.close()
-            buffer.close()
-    if report.blocks != int(args["blocks"]) or report.halted:
+    policy = SettlePolicy(window_seconds=WINDOW_SECONDS, group_size=group or DEFAULT_GROUP_SIZE)
+
+    def cycle() -> Any:
+        return settle(buffer, destination, now=datetime.fromisoformat(now), policy=policy)
+
+    try:
+        return cycle() if around is None else around(cycle)
+    finally:
+        destination.close()
+        buffer.close()
+
+
+def timed_call(call: Callable[[], Any]) -> tuple[Any, Timing]:
+    with timed() as t:
+        result = call()
+    return result, t
+
+
+def check_replayed(report: Any, blocks: int, what: str = "") -> None:
+    """Raise ``BenchError`` unless the cycle replayed exactly ``blocks`` blocks, not halted."""
+    if report.blocks != blocks or report.halted:
         raise BenchError(
-            f"replayed {report.blocks} of {args['blocks']} blocks; halted: {report.halt_reason}"
+            f"{what}replayed {report.blocks} of {blocks} blocks; halted: {report.halt_reason}"
         )
+
+
+def cycle_figures(report: Any, destination: RoundTripDestination, t: Timing) -> Json:
+    """What a measured cycle did and how long it took, as a child reports it."""
     return {
-        "group": group,
         "blocks": report.blocks,
         "statements": report.statements,
         "revisions": report.revisions,
@@ -183,8 +206,39 @@ def child_replay(args: Json) -> Json:
         "apply_seconds": destination.apply_seconds,
         "cycle_seconds": t.wall,
         "cycle_cpu_seconds": t.cpu,
-        "rss_before_kb": rss_before,
-        "peak_rss_kb": peak,
+    }
+
+
+def child_replay(args: Json) -> Json:
+    from buffer.sqlite import SqliteBuffer
+    from destination.embedded import EmbeddedDestination
+    from settler.cycle import DEFAULT_GROUP_SIZE
+
+    warm_up()
+    group = int(args["group"]) or DEFAULT_GROUP_SIZE
+    memory: dict[str, int] = {}
+
+    def measured(call: Callable[[], Any]) -> tuple[Any, Timing]:
+        reset_peak_rss()
+        memory["before"] = rss_kb()
+        result = timed_call(call)
+        memory["peak"] = peak_rss_kb()
+        return result
+
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        buffer = SqliteBuffer(_copy(args["template"], tmp))
+        destination = RoundTripDestination(
+            EmbeddedDestination(Path(tmp) / "replica.db"), float(args["round_trip_ms"]) / 1000
+        )
+        report, t = settle_then_close(
+            buffer, destination, args["now"], group=group, around=measured
+        )
+    check_replayed(report, int(args["blocks"]))
+    return {
+        "group": group,
+        **cycle_figures(report, destination, t),
+        "rss_before_kb": memory["before"],
+        "peak_rss_kb": memory["peak"],
     }
 
 
@@ -374,6 +428,7 @@ def measure(templates: dict[str, Json], *, reps: int, round_trip_reps: int) -> J
             "blocks": n,
             "ungrouped_blocks_per_s": u_rate,
             "grouped_blocks_per_s": g_rate,
+            "grouped_statements_per_s": g_rate * template["statements"] / n,
             "ungrouped_applies": ungrouped[0]["applies"],
             "grouped_applies": grouped[0]["applies"],
             "group": grouped[0]["group"],

@@ -53,8 +53,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]
 def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
     results, _ = tiny
     assert set(results) == {
-        "meta", "ingest", "settle_cycle", "replay", "postgres", "export", "opensearch", "lag",
-        "strategies",
+        "meta", "ingest", "ingest_linearity", "settle_cycle", "settle_backlog", "replay", "qldb",
+        "postgres", "export", "opensearch", "lag", "strategies", "profile",
     }  # fmt: skip
     envs = results["ingest"]["environments"]
     for name, r in envs.items():
@@ -74,6 +74,41 @@ def test_every_figure_is_written(tiny: tuple[dict[str, Any], str]) -> None:
         assert size["blocks"] == cycle["release"]
         assert _positive(size["seconds"]) and _positive(size["peak_rss_kb"])
     assert _positive(cycle["time_ratio"]) and _positive(cycle["peak_rss_ratio"])
+
+    backlog = results["settle_backlog"]
+    assert set(backlog["sizes"]) == set(cycle["sizes"])
+    for size in backlog["sizes"].values():
+        # Stopped by its deadline after the real blocks, the whole buffer released behind them.
+        assert size["blocks"] == backlog["release"] and _positive(size["peak_rss_kb"])
+    assert _positive(backlog["peak_rss_ratio"])
+
+    li = results["ingest_linearity"]
+    assert li["environment"] == ("venv-ingest" if INGEST_PYTHON.exists() else "venv")
+    sizes = li["sizes"]
+    assert set(sizes) == {str(li["small"]), str(li["big"])}
+    assert sizes[str(li["small"])]["events"] > sizes[str(li["big"])]["events"] == 1
+    # The same records either way: the same blocks stored, the same duplicates found.
+    assert sizes[str(li["small"])]["stored"] == sizes[str(li["big"])]["stored"]
+    assert _positive(li["ratio"])
+
+    q = results["qldb"]
+    for mode in ("statements", "revisions"):
+        m = q["modes"][mode]
+        assert m["commands"]["CommitTransaction"] >= m["qldb_applies"] > 0
+        assert m["commands"]["ExecuteStatement"] > m["blocks"]
+        for key in ("qldb_cycle_blocks_per_s", "embedded_cycle_blocks_per_s", "protocol_seconds",
+                    "ratio_to_embedded_plus_protocol", "noop_empty_transaction_ms"):  # fmt: skip
+            assert _positive(m[key]), (mode, key)
+    assert q["modes"]["revisions"]["replayed_revisions"] > 0
+
+    profile = results["profile"]
+    assert set(profile["paths"]) == {"ingest", "statements", "revisions", "simulated"}
+    for path, r in profile["paths"].items():
+        assert sum(r["shares"].values()) == pytest.approx(1.0, abs=0.01), path
+        assert _positive(r["profiled_seconds"])
+    # Each path's own code shows up where it should.
+    assert any(g.startswith("ingest.") for g in profile["paths"]["ingest"]["shares"])
+    assert "settler.cycle" in profile["paths"]["revisions"]["shares"]
 
     replay = results["replay"]
     assert set(replay["modes"]) == {"statements", "revisions"}
@@ -144,7 +179,10 @@ def test_the_table_is_printed(tiny: tuple[dict[str, Any], str]) -> None:
     for text in ("ingest records/s", "settle cycle releasing", "replay into the embedded ledger",
                  "lag, 120 s window", "(c) this service",
                  "OpenSearch settle: requests per replayed block", "export ingest, Ion text",
-                 "export ingest, Ion binary", "export ingest, JSON Lines"):  # fmt: skip
+                 "export ingest, Ion binary", "export ingest, JSON Lines",
+                 "through serve-qldb and pyqldb", "against embedded + the protocol's own cost",
+                 "ingest cost per record in events of", "facing a backlog of",
+                 "Where the time goes (cProfile"):  # fmt: skip
         assert text in stdout
 
 
