@@ -2,11 +2,12 @@
 
 - ``buffer.port``: the ``SettlingBuffer`` port and its values (``Incoming``, ``Rejection``,
   ``BufferedBlock``, ``Mark``, ``Gap``, ``Lease``, ``BlockRow``, ``BufferStats``);
-- ``buffer.put_policy`` (what a put does with each copy, without I/O) and ``buffer._common``
-  (which copy is kept, time, bodies, revision codec, the dump's shape): the policy both adapters
-  share;
+- ``buffer.put_policy`` (what a put does with each copy, without I/O), ``buffer.planner`` (a
+  whole put planned over what the store read up front: the same-call overlay, the writes, the
+  rejections kept and forgotten; pure) and ``buffer._common`` (which copy is kept, time, bodies,
+  revision codec, the dump's shape): the policy both adapters share;
 - ``buffer.sqlite`` (the embedded default) with ``buffer.sqlite_put`` (its put: reads by id and
-  writes in bulk in one transaction), and ``buffer.opensearch`` (``OpenSearchBuffer``, composing
+  applies the plan in bulk in one transaction), and ``buffer.opensearch`` (``OpenSearchBuffer``, composing
   its parts: ``opensearch_put`` the put and ``opensearch_documents`` the documents it writes,
   ``opensearch_statements``, ``opensearch_rejections``, ``opensearch_read`` the block reads,
   ``opensearch_marks`` marks, repair and gaps, ``opensearch_figures`` stats and dump,
