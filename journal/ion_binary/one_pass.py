@@ -64,6 +64,10 @@ _NULL_TYPES = reader._NULL_TYPES
 _unpack_double = struct.Struct(">d").unpack_from
 
 
+# The exponents every amazon.ion reads alike: decimal128's (Emin - precision + 1 .. Emax).
+DECIMAL_EXPONENTS = (-6176, 6111)
+
+
 class _Outside(Exception):
     """Not the shape read here (or malformed): the general path decides."""
 
@@ -181,7 +185,16 @@ def _container(
         return ts, enc, stop
     if as_ionpy:
         if high == 5:
-            dec = IonPyDecimal(reader._decimal_value(data, pos, stop) if length else Decimal())
+            value = reader._decimal_value(data, pos, stop) if length else Decimal()
+            exponent = value.as_tuple().exponent
+            if (
+                not isinstance(exponent, int)
+                or not DECIMAL_EXPONENTS[0] <= exponent <= DECIMAL_EXPONENTS[1]
+            ):
+                # amazon.ion's C extension (0.15) clamps exponents beyond decimal128's to its
+                # bounds (0d16406 reads as 0E+6111): the general path reads what it reads.
+                raise _Outside("decimal exponent beyond decimal128's")
+            dec = IonPyDecimal(value)
             return dec, b"d%b" % str(Decimal(dec)).encode(), stop
         if high == 4:
             if length == 8:

@@ -237,3 +237,14 @@ def test_mutated_records_give_the_same_outcome(data: st.DataObject) -> None:
     entry = kinesis_entry(base64.b64encode(payload).decode(), seq="1")
     fast_entry, plain_entry = both(record_items, entry)
     assert fast_entry == plain_entry
+
+
+def test_a_decimal_beyond_decimal128_reads_as_the_general_path_reads_it() -> None:
+    """Found by the mutation test above in the ingest env: amazon.ion 0.15's C extension clamps a
+    decimal's exponent to decimal128's (``0d16406`` reads as ``0E+6111``); the one pass leaves
+    such a decimal to the general path, so both give one fingerprint and one stored document."""
+    source = varied_revision()
+    assert source.count(b"\x53\xc2\x00\x96") == 1  # 1.50 in the generated document
+    payload = source.replace(b"\x53\xc2\x00\x96", b"\x53\x01\x00\x96")  # 0d16406
+    fast, plain = both(decode.decode_kinesis_data, payload, origin="o")
+    assert fast == plain
