@@ -6,9 +6,10 @@
   whole put planned over what the store read up front: the same-call overlay, the writes, the
   rejections kept and forgotten; pure) and ``buffer._common`` (which copy is kept, time, bodies,
   revision codec, the dump's shape): the policy both adapters share;
-- ``buffer.sqlite`` (the embedded default) with ``buffer.sqlite_put`` (its put: reads by id and
-  applies the plan in bulk in one transaction), and ``buffer.opensearch`` (``OpenSearchBuffer``, composing
-  its parts: ``opensearch_put`` the put and ``opensearch_documents`` the documents it writes,
+- ``buffer.sqlite`` (the embedded default) with ``buffer.sqlite_put`` (its put: reads by id
+  and applies the plan in bulk in one transaction), and ``buffer.opensearch``
+  (``OpenSearchBuffer``, composing its parts: ``opensearch_put`` the put and
+  ``opensearch_documents`` the documents it writes,
   ``opensearch_statements``, ``opensearch_rejections``, ``opensearch_read`` the block reads,
   ``opensearch_marks`` marks, repair and gaps, ``opensearch_figures`` stats and dump,
   ``opensearch_lease`` lease and retention, all sending through ``opensearch_requests``;
