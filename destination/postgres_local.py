@@ -14,6 +14,7 @@ Lambdas never import this module.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -201,10 +202,14 @@ class LocalPostgres:
         """Kill the server as a crash would (SIGKILL to the postmaster's process group)."""
         postmaster = self._postmaster_pid()
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()  # the postmaster itself; its backends exit when they see it gone
+            # The whole group (started in a session of its own): the postmaster and every
+            # backend at once. Killing the postmaster alone left a busy backend running, which on
+            # a loaded machine committed the transaction in flight after the "crash".
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-        # The postmaster and its backends die asynchronously; the next start refuses to run while
-        # the old postmaster's pid is alive. Its pid file is left for the next start to clean.
+        # The processes die asynchronously; the next start refuses to run while the old
+        # postmaster's pid is alive. Its pid file is left for the next start to clean.
         deadline = time.monotonic() + 10
         while postmaster is not None and _alive(postmaster) and time.monotonic() < deadline:
             time.sleep(0.05)
