@@ -31,12 +31,13 @@ ion_values = st.recursive(
 )
 
 
-def mutate(data: bytes, draw: st.DataObject) -> bytes:
-    """``data`` with one to three bits flipped, bytes replaced, cut or inserted."""
+def mutate(data: bytes, draw: st.DataObject, *, keep: int = 0) -> bytes:
+    """``data`` with one to three bits flipped, bytes replaced, cut or inserted; the first
+    ``keep`` bytes stay (4 keeps the Ion version marker)."""
     out = bytearray(data)
     for _ in range(draw.draw(st.integers(min_value=1, max_value=3))):
         op = draw.draw(st.sampled_from(["flip", "cut", "insert", "byte"]))
-        pos = draw.draw(st.integers(min_value=0, max_value=max(0, len(out) - 1)))
+        pos = draw.draw(st.integers(min_value=keep, max_value=max(keep, len(out) - 1)))
         if op == "flip" and pos < len(out):
             out[pos] ^= 1 << draw.draw(st.integers(min_value=0, max_value=7))
         elif op == "byte" and pos < len(out):

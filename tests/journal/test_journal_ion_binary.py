@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 import journal.ion_binary as codec
 from ingest import kpl
 from journal.ion_binary import IonBinaryError, IonCodecError, check, decode, decode_all, read_fast
+from tests.ingest.ingest_strategies import mutate
 
 pytestmark = pytest.mark.ingest_env
 
@@ -349,19 +350,8 @@ def test_what_encode_writes_reads_back_alike(value: Any) -> None:
 
 
 def _mutate(data: bytes, draw: st.DataObject) -> bytes:
-    out = bytearray(data)
-    for _ in range(draw.draw(st.integers(min_value=1, max_value=3))):
-        op = draw.draw(st.sampled_from(["flip", "cut", "insert", "byte"]))
-        pos = draw.draw(st.integers(min_value=4, max_value=max(4, len(out) - 1)))
-        if op == "flip" and pos < len(out):
-            out[pos] ^= 1 << draw.draw(st.integers(min_value=0, max_value=7))
-        elif op == "byte" and pos < len(out):
-            out[pos] = draw.draw(st.integers(min_value=0, max_value=255))
-        elif op == "cut":
-            del out[pos : pos + draw.draw(st.integers(min_value=1, max_value=8))]
-        else:
-            out[pos:pos] = draw.draw(st.binary(min_size=1, max_size=4))
-    return bytes(out)
+    """A mutation of a record's bytes that keeps its Ion version marker."""
+    return mutate(data, draw, keep=4)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
