@@ -2,6 +2,8 @@
 
 - ``settler.cycle``: one settle cycle, ``settle(buffer, destination, now=..., policy=...)`` under
   a ``SettlePolicy`` (window, early release, group and page sizes, lease, retention, checks);
+  ``settler.repair``: the buffer's marks mended from the destination's checkpoint before a
+  strand is released, and the quarantined block that stops its line;
 - ``settler.block_checks`` (hash chain, digests, content) and ``settler.plan`` (how a block is
   replayed): pure, no I/O, no clock;
 - ``settler.cycle_report``: what a cycle did (``SettleReport``); ``settler.operator``: what an

@@ -2,10 +2,8 @@
 each exactly once, mark.
 
 Per strand, the destination's checkpoint is the truth: the buffer's marks are repaired from it
-first (a crash between a destination commit and the marks is mended here; a pending block at or
-below the checkpoint that lies in a gap the settler passed is late, not replayed; blocks marked
-replayed beyond a checkpoint that is behind them go back to pending and are replayed again).
-Then the pending blocks after the checkpoint are taken in ``sequenceNo`` order and each is
+first, and the lowest quarantined block after it stops the line (``settler.repair``). Then the
+pending blocks after the checkpoint are taken in ``sequenceNo`` order and each is
 
 - **held** while its commit time is younger than the window, unless early release is on and the
   chain proves it is the very next block (``sequenceNo`` = checkpoint + 1 and
@@ -29,6 +27,11 @@ from its settings and carried whole; what varies per call is context passed besi
 injected: ``now`` is the cycle's instant, ``deadline`` a callable the cycle asks before each
 destination transaction. ``faults`` is called with the name of each step (``STEPS``) so a test can
 crash the cycle there.
+
+The release decisions and the application of groups stay in one module, ``_Cycle``: they share
+one strand's state (the checkpoint expected, the position accepted, the open group) and the one
+path by which any step holds, halts or quarantines the line (``_Stop``); split apart, each would
+have to hand that state back and forth.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from buffer.port import BlockRow, BufferedBlock, Gap, Mark, SettlingBuffer
+from buffer.port import BufferedBlock, Gap, Mark, SettlingBuffer
 from destination.port import BlockReplay, Checkpoint, Destination
 from journal.errors import DownConvertedCopy, ReplayError, SettleError
 from runtime.errors import CheckpointMismatch, LeaseHeld, TransientError
@@ -48,6 +51,7 @@ from settler.block_checks import verify_block
 from settler.cycle_report import SettleReport, human_duration, late_blocks_hint
 from settler.lease import Lease
 from settler.plan import Plan, fits, plan_block
+from settler.repair import applied_through, late_before, repair_marks, stop_of
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +197,20 @@ class _Cycle:
         for _ in range(MAX_CHECKPOINT_RETRIES):
             cp = self.destination.checkpoint(ledger, strand_id)
             self.fault("checkpoint")
-            self._repair(ledger, strand_id, cp)
+            self.report.repaired += repair_marks(
+                self.buffer,
+                ledger,
+                strand_id,
+                cp,
+                now=self.now,
+                owner=self.owner,
+                page_size=self.policy.page_size,
+            )
             self.fault("repaired")
             st = _Strand(ledger=ledger, strand_id=strand_id, expected=cp, position=cp)
-            self._find_quarantined(st)
+            stop = stop_of(self.buffer, ledger, strand_id, applied_through(cp))
+            if stop is not None:
+                st.stop_at, st.stop_reason = stop
             try:
                 self._release(st)
                 self._flush(st)
@@ -213,119 +227,10 @@ class _Cycle:
             f"({MAX_CHECKPOINT_RETRIES} times): is another settler writing to the destination?"
         )
 
-    def _through(self, cp: Checkpoint | None) -> int:
-        """The highest sequence number the checkpoint says is fully applied (-1: none)."""
-        if cp is None:
-            return -1
-        return cp.sequence_no if cp.part is None else cp.sequence_no - 1
-
-    def _repair(self, ledger: str, strand_id: str, cp: Checkpoint | None) -> None:
-        through = self._through(cp)
-        mark = self.buffer.replayed_through(ledger, strand_id)
-        if mark is not None and mark > through:
-            self._behind(ledger, strand_id, through, mark)
-            return
-        if through < 0 or (mark is not None and mark >= through):
-            return
-        gaps = [g for g in self.buffer.gaps() if (g.ledger, g.strand_id) == (ledger, strand_id)]
-        gaps = [g for g in gaps if g.last > (mark if mark is not None else -1)]
-        if gaps:
-            # Blocks that arrived inside a gap the settler passed before its marks were written
-            # are late: the checkpoint went past them without them.
-            late: list[Mark] = []
-            after = mark if mark is not None else -1
-            while after < through:
-                page = self.buffer.pending(ledger, strand_id, after, self.policy.page_size)
-                if not page:
-                    break
-                for b in page:
-                    seq = b.summary.address.sequence_no
-                    if seq > through:
-                        break
-                    if any(g.first <= seq <= g.last for g in gaps):
-                        late.append(
-                            Mark(
-                                block_id=b.block_id,
-                                state="late",
-                                at=self.now,
-                                reason="arrived inside a gap the settler had passed",
-                                actor=self.owner,
-                            )
-                        )
-                after = page[-1].summary.address.sequence_no
-            if late:
-                self.buffer.mark(late)
-        changed = self.buffer.repair(ledger, strand_id, through, self.now)
-        if changed:
-            log.info(
-                "%s/%s: %d block marks repaired from the destination checkpoint %d",
-                ledger, strand_id, changed, through,
-            )  # fmt: skip
-        self.report.repaired += changed
-
-    def _behind(self, ledger: str, strand_id: str, through: int, mark: int) -> None:
-        """The destination is behind the buffer's marks (restored from a backup, or a new
-        replica on an old buffer): the blocks it does not have are replayed again."""
-        again = [
-            Mark(
-                block_id=r.block_id,
-                state="pending",
-                at=self.now,
-                reason=f"the destination's checkpoint ({through}) is behind it: replayed again",
-                actor=self.owner,
-            )
-            for r in self.buffer.blocks("replayed")
-            if (r.ledger, r.strand_id) == (ledger, strand_id) and r.sequence_no > through
-        ]
-        log.warning(
-            "%s/%s: the destination's checkpoint %d is behind the buffer's replayed mark %d: "
-            "%d blocks go back to pending", ledger, strand_id, through, mark, len(again),
-        )  # fmt: skip
-        if again:
-            self.buffer.mark(again)
-        self.buffer.repair(ledger, strand_id, through, self.now)
-
-    def _find_quarantined(self, st: _Strand) -> None:
-        through = self._through(st.position)
-        rows = [
-            r
-            for r in self.buffer.blocks("quarantined")
-            if (r.ledger, r.strand_id) == (st.ledger, st.strand_id) and r.sequence_no > through
-        ]
-        if rows:
-            first = min(rows, key=lambda r: r.sequence_no)
-            st.stop_at = first.sequence_no
-            late = self._late_before(st, first.sequence_no, first.reason or "")
-            st.stop_reason = (
-                f"block {first.block_id} is quarantined ({first.reason or 'no reason recorded'}):"
-                + (
-                    f" {late_blocks_hint(st.strand_id, first.sequence_no, late)}"
-                    if late
-                    else " resolve it (qldb-settle resolve --retry|--skip)"
-                )
-            )
-
-    def _late_before(self, st: _Strand, seq: int, reason: str) -> list[BlockRow]:
-        """The late blocks of the strand before block ``seq`` when its replay failed (the replica
-        lacks them; the block may need one): only for the halt reason, so a buffer that cannot
-        be read here leaves the reason without them."""
-        if not reason.startswith("replay failed"):
-            return []
-        try:
-            rows = self.buffer.blocks("late")
-        except SettleError as exc:
-            log.warning("late blocks not read for the halt reason: %s", exc)
-            return []
-        return [
-            r
-            for r in rows
-            if (r.ledger, r.strand_id) == (st.ledger, st.strand_id) and r.sequence_no < seq
-        ]
-
     # --- release ----------------------------------------------------------------------------------
 
     def _release(self, st: _Strand) -> None:
-        after = self._through(st.position)
+        after = applied_through(st.position)
         while True:
             self._check_deadline(st)
             page = self.buffer.pending(st.ledger, st.strand_id, after, self.policy.page_size)
@@ -367,7 +272,7 @@ class _Cycle:
         log.error("quarantined %s: %s", block.block_id, reason)
         self.report.quarantined_now.append((block.block_id, reason))
         seq = block.summary.address.sequence_no
-        late = self._late_before(st, seq, reason)
+        late = late_before(self.buffer, st.ledger, st.strand_id, seq, reason)
         hint = f"; {late_blocks_hint(st.strand_id, seq, late)}" if late else ""
         self.report.halt(f"block {block.block_id} quarantined: {reason}{hint}")
         raise _Stop
