@@ -52,6 +52,7 @@ from destination.postgres_schema import (
     ident,
     index_name,
 )
+from destination.statement_replay import index_named, learn_table_ids
 from journal.errors import ReplayError
 from journal.ion_binary import encode
 from journal.ion_json import json_text
@@ -418,10 +419,14 @@ class PostgresDestination:
 
     def _learn_table_ids(self, block: BlockReplay, group: _Group) -> None:
         """Which replica table each source table id of the block is (while it is active), so
-        that ``UNDROP TABLE "id"`` can be translated later; written with the group."""
-        for src, name in block.table_names:
-            if group.tables.get(name):
-                group.table_ids.add((block.ledger, src, name))
+        that ``UNDROP TABLE "id"`` can be translated later; written with the group. The replica
+        names its tables as the source does, so the active table of a name is that name."""
+        learn_table_ids(
+            block.table_names,
+            known=lambda src: False,  # a set: recording an id twice is recording it once
+            active_id=lambda name: name if group.tables.get(name) else None,
+            record=lambda src, name: group.table_ids.add((block.ledger, src, name)),
+        )
 
     def _drop_index(
         self, conn: Any, block: BlockReplay, where: str, table: str, index_id: str
@@ -431,18 +436,19 @@ class PostgresDestination:
             self._sql("SELECT path, index_name FROM {s}.qldb_indexes WHERE table_name = %s"),
             (table,),
         ).fetchall()
-        if len(rows) != 1:
-            raise ReplayError(
+        paths = {str(name): str(path) for path, name in rows}
+        name = index_named(
+            table,
+            index_id,
+            list(paths.items()),
+            log=log,
+            unknown=lambda n: ReplayError(
                 block.block_id,
                 f"{where}: DROP INDEX {index_id!r} ON {table}: the source index id is unknown to "
-                f"the replica and the table has {len(rows)} indexes, so which one it names "
-                "cannot be told",
-            )
-        path, name = str(rows[0][0]), str(rows[0][1])
-        log.warning(
-            "DROP INDEX %s ON %s: QLDB never streams index ids; dropping the table's only index "
-            "(on %s)", index_id, table, path,
-        )  # fmt: skip
+                f"the replica and the table has {n} indexes, so which one it names cannot be told",
+            ),
+        )
+        path = paths[name]
         from psycopg import sql
 
         conn.execute(sql.SQL("DROP INDEX IF EXISTS {i}").format(i=self._table(name)))

@@ -1,6 +1,8 @@
 """Replaying a block by its statements (DESIGN.md rule 7): what a destination that runs a block's
 PartiQL (the embedded ledger, QLDB) does around the statements, written once. Each adapter supplies
-only where its facts are stored.
+only where its facts are stored. The PostgreSQL destination, which replays revisions and runs no
+PartiQL, uses ``learn_table_ids`` and ``index_named`` too (its UNDROP reads back the names it
+recorded: its tables have names, no ids, so ``undrop_target``'s same-id rule has nothing to ask).
 
 - ``learn_table_ids``: which replica table each source table id of a block is, recorded while the
   table is active, so that a later ``UNDROP TABLE "id"`` (which names a source id) can be
