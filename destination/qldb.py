@@ -25,12 +25,13 @@ Where things live in the ledger:
   replacement), so the destination document keeps its id; a deletion is ``DELETE FROM T AS t BY
   pid WHERE pid = ?``.
 
+The statements that replay one block inside the transaction are ``destination.qldb_replay``.
 What replaying by statements means apart from QLDB (learning source table ids, matching a block's
 revisions to the documents its statements wrote) is ``destination.statement_replay``, shared with
 the embedded destination, as is the PartiQL text (``destination.partiql``), and the checkpoint
-document's layout is ``destination.qldb_checkpoint``. What stays here is one module because it
-changes for one reason, how QLDB is driven through pyqldb: the driver and the mapping of its
-errors, the tables and source-id indexes, and the statements that replay a block.
+document's layout is ``destination.qldb_checkpoint``. What stays here changes with how QLDB is
+driven through pyqldb: the driver, its retries and the mapping of its errors, the transaction's
+compare-and-set, the tables and source-id indexes.
 
 QLDB's limits (40 documents and 4 MB per transaction) are in ``limits``; the settler splits blocks
 under them. botocore 1.40.61 and later no longer have the ``qldb-session`` model: the constructor
@@ -48,30 +49,27 @@ import logging
 import os
 import random
 import secrets
-from collections.abc import Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from amazon.ion import simpleion
-
 from destination import port
-from destination.partiql import created_table, dml_table, is_ddl, parse_statement, quote
-from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, RevisionOp, StatementOp
+from destination.partiql import created_table, quote
+from destination.port import ApplyReport, BlockReplay, Checkpoint, Limits, StatementOp
 from destination.qldb_checkpoint import CHECKPOINT_TABLE, is_null, read_checkpoint, write_checkpoint
-from destination.statement_replay import (
-    index_named,
-    learn_table_ids,
-    map_statement_writes,
-    undrop_target,
+from destination.qldb_replay import (
+    SOURCE_ID_FIELD,
+    Attempt,
+    apply_block,
+    list_tables,
+    strip_source_id,
 )
-from journal.canonical import fingerprint
 from journal.errors import ReplayError, SettleError
 from runtime import deadline
 from runtime.errors import CheckpointMismatch, ConfigError, TransientError
 
 logger = logging.getLogger(__name__)
 
-SOURCE_ID_FIELD = "qldb_settle_source_id"
 INTERNAL_TABLES = frozenset({CHECKPOINT_TABLE})
 QLDB_LIMITS = Limits(documents=40, bytes=4 * 1024 * 1024)
 REQUIRED_BOTOCORE = "1.40.60"
@@ -130,20 +128,6 @@ def _configured_credentials() -> bool:
     return bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
 
 
-def _ion_copy(value: Any) -> Any:
-    # A round trip, not copy.deepcopy: amazon.ion 0.9.3 loses a timestamp's precision on deepcopy.
-    return simpleion.loads(simpleion.dumps(value))
-
-
-def strip_source_id(data: Any) -> Any:
-    """The document without its internal source-id field."""
-    if isinstance(data, Mapping) and SOURCE_ID_FIELD in data:
-        copy = _ion_copy(data)
-        del copy[SOURCE_ID_FIELD]
-        return copy
-    return data
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QldbDocument:
     """A current document of the replica (internal tables and fields left out)."""
@@ -152,19 +136,6 @@ class QldbDocument:
     id: str
     source_id: str | None
     data: Any
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """What one run of the transaction lambda did (pyqldb may run it several times)."""
-
-    report: ApplyReport = field(default_factory=ApplyReport)
-    failing: tuple[str, str] | None = None  # (block id, what was running)
-    already_applied: bool = False
-    created: list[str] = field(default_factory=list)  # tables created (with their index)
-    # Source table id -> replica table id, kept in the checkpoint document (no extra document).
-    table_ids: dict[str, str] = field(default_factory=dict)
-    user_tables: list[Any] | None = None  # information_schema.user_tables, read when needed
 
 
 class QldbDestination:
@@ -251,10 +222,10 @@ class QldbDestination:
         self._ensure_tables(blocks)
         new = last.checkpoint()
         apply_id = secrets.token_hex(12)
-        attempts: list[_Attempt] = []
+        attempts: list[Attempt] = []
 
-        def transaction(executor: Any) -> _Attempt:
-            attempt = _Attempt()
+        def transaction(executor: Any) -> Attempt:
+            attempt = Attempt()
             attempts.append(attempt)
             found = read_checkpoint(executor, *key)
             stored = found.checkpoint if found else None
@@ -270,18 +241,18 @@ class QldbDestination:
                     f"not the expected {port.describe(expected)}"
                 )
             for block in blocks:
-                self._apply_block(executor, block, attempt)
+                apply_block(executor, block, attempt)
             attempt.failing = (last.block_id, "writing the checkpoint")
             write_checkpoint(executor, new, apply_id, attempt.table_ids, exists=found is not None)
             attempt.failing = None
             return attempt
 
-        done: _Attempt = self._run(
+        done: Attempt = self._run(
             transaction, "applying blocks", attempts=attempts, block=blocks[0].block_id
         )
         # The run that committed is the last one that replayed the operations.
         ran = [a for a in attempts if not a.already_applied]
-        committed = ran[-1] if ran else _Attempt()
+        committed = ran[-1] if ran else Attempt()
         if self._tables is not None:
             self._tables.update(dict.fromkeys(committed.created, True))
         if done.already_applied:
@@ -348,7 +319,7 @@ class QldbDestination:
         fn: Any,
         what: str,
         *,
-        attempts: list[_Attempt] | None = None,
+        attempts: list[Attempt] | None = None,
         block: str | None = None,
     ) -> Any:
         """``execute_lambda`` with pyqldb's and botocore's errors turned into the project's:
@@ -392,7 +363,7 @@ class QldbDestination:
 
     def _load_tables(self) -> dict[str, bool]:
         if self._tables is None:
-            self._tables = self._run(_list_tables, "listing tables")
+            self._tables = self._run(list_tables, "listing tables")
         return self._tables
 
     def _ensure_internal(self) -> None:
@@ -425,7 +396,7 @@ class QldbDestination:
         lost answer) creates nothing twice."""
 
         def create(executor: Any) -> dict[str, bool]:
-            tables = _list_tables(executor)
+            tables = list_tables(executor)
             if CHECKPOINT_TABLE not in tables:
                 executor.execute_statement(f"CREATE TABLE {CHECKPOINT_TABLE}")
                 executor.execute_statement(f"CREATE INDEX ON {CHECKPOINT_TABLE} (strandId)")
@@ -443,264 +414,3 @@ class QldbDestination:
 
         self._tables = None
         self._tables = self._run(create, "creating tables and indexes", block=block)
-
-    def _apply_block(self, executor: Any, block: BlockReplay, attempt: _Attempt) -> None:
-        report = attempt.report
-        written: list[tuple[str, str]] = []  # (table, destination id) of statement writes
-        _learn_table_ids(executor, block, attempt)
-        for op in block.ops:
-            if isinstance(op, StatementOp):
-                attempt.failing = (block.block_id, f"statement {op.index} {op.text[:200]!r}")
-                text = _translate(executor, block, attempt, op.text)
-                rows = list(executor.execute_statement(text))
-                report.statements += 1
-                if is_ddl(text):
-                    attempt.user_tables = None
-                created = created_table(op.text)
-                if created is not None:
-                    executor.execute_statement(
-                        f"CREATE INDEX ON {quote(created)} ({quote(SOURCE_ID_FIELD)})"
-                    )
-                    attempt.created.append(created)
-                table = dml_table(op.text)
-                for row in rows:
-                    if isinstance(row, Mapping) and "documentId" in row and table is not None:
-                        written.append((table, str(row["documentId"])))
-            else:
-                attempt.failing = (
-                    block.block_id,
-                    f"revision {op.document_id} version {op.version} of {op.table_name}",
-                )
-                report.documents_written += _replay_revision(executor, op)
-                report.revisions += 1
-        if block.mode == "statements":
-            attempt.failing = (block.block_id, "mapping the documents its statements wrote")
-            map_statement_writes(block, _StatementWrites(executor, block, written))
-            report.documents_written += len({pid for _, pid in written})
-        _learn_table_ids(executor, block, attempt)
-        attempt.failing = None
-
-
-# --- statements ---------------------------------------------------------------------------------
-
-
-def _list_tables(executor: Any) -> dict[str, bool]:
-    """Active user tables: name -> whether it has the source-id index."""
-    rows = _rows(
-        executor,
-        "SELECT name, indexes FROM information_schema.user_tables WHERE status = 'ACTIVE'",
-    )
-    return {str(r["name"]): _has_source_index(r.get("indexes")) for r in rows}
-
-
-def _rows(executor: Any, statement: str, *params: Any) -> list[Any]:
-    return list(executor.execute_statement(statement, *params))
-
-
-def _find_copy(executor: Any, table: str, source_id: str) -> tuple[str, Any] | None:
-    rows = _rows(
-        executor,
-        f"SELECT pid AS id, t AS doc FROM {quote(table)} AS t BY pid "
-        f"WHERE t.{quote(SOURCE_ID_FIELD)} = ?",
-        source_id,
-    )
-    if not rows:
-        return None
-    return str(rows[0]["id"]), rows[0]["doc"]
-
-
-def _replay_revision(executor: Any, op: RevisionOp) -> int:
-    """Make the copy of ``op``'s source document equal its revision; the documents written."""
-    table = quote(op.table_name)
-    found = _find_copy(executor, op.table_name, op.document_id)
-    if op.data is None:
-        if found is None:
-            return 0
-        executor.execute_statement(f"DELETE FROM {table} AS t BY pid WHERE pid = ?", found[0])
-        return 1
-    if not isinstance(op.data, Mapping):
-        raise ReplayError(op.document_id, f"revision data is not a struct ({type(op.data)})")
-    if found is None:
-        doc = _ion_copy(op.data)
-        # Every part an Ion value: pyqldb hashes an Ion parameter as it is, without converting.
-        doc[SOURCE_ID_FIELD] = _ion_copy(op.document_id)
-        executor.execute_statement(f"INSERT INTO {table} ?", doc)
-        return 1
-    pid, current = found
-    sets, removes = _difference(current, op.data)
-    if not sets and not removes:
-        return 0
-    if sets:
-        assignments = ", ".join(f"t.{quote(name)} = ?" for name, _ in sets)
-        executor.execute_statement(
-            f"UPDATE {table} AS t BY pid SET {assignments} WHERE pid = ?",
-            *(value for _, value in sets),
-            pid,
-        )
-    for name in removes:
-        executor.execute_statement(
-            f"UPDATE {table} AS t BY pid REMOVE t.{quote(name)} WHERE pid = ?", pid
-        )
-    return 1
-
-
-def _difference(current: Any, new: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], list[str]]:
-    """The top-level fields to set and to remove to turn ``current`` into ``new`` (the internal
-    source-id field is kept)."""
-    old = current if isinstance(current, Mapping) else {}
-    sets = [
-        (str(k), v)
-        for k, v in new.items()
-        if k != SOURCE_ID_FIELD and (k not in old or fingerprint(old[k]) != fingerprint(v))
-    ]
-    removes = [str(k) for k in old if k != SOURCE_ID_FIELD and k not in new]
-    return sets, removes
-
-
-def _user_tables(executor: Any, attempt: _Attempt) -> list[Any]:
-    if attempt.user_tables is None:
-        attempt.user_tables = _rows(
-            executor, "SELECT name, tableId, status, indexes FROM information_schema.user_tables"
-        )
-    return attempt.user_tables
-
-
-def _learn_table_ids(executor: Any, block: BlockReplay, attempt: _Attempt) -> None:
-    """Record which replica table each source table id of the block is (while it is active), so
-    that ``UNDROP TABLE "id"`` can be translated later."""
-
-    def active_id(name: str) -> str | None:
-        return next(
-            (
-                str(t["tableId"])
-                for t in _user_tables(executor, attempt)
-                if str(t["name"]) == name and str(t["status"]) == "ACTIVE"
-            ),
-            None,
-        )
-
-    learn_table_ids(
-        block.table_names,
-        known=attempt.table_ids.__contains__,
-        active_id=active_id,
-        record=attempt.table_ids.__setitem__,
-    )
-
-
-def _translate(executor: Any, block: BlockReplay, attempt: _Attempt, text: str) -> str:
-    """A statement naming source table or index ids, with the replica's ids (DESIGN.md rule 7)."""
-    from ledger.nodes import DropIndex, UndropTable
-
-    st = parse_statement(text)
-    if isinstance(st, UndropTable):
-        dest = undrop_target(
-            st.table_id,
-            learnt=attempt.table_ids.get(st.table_id),
-            replica_has=lambda i: any(
-                str(t["tableId"]) == i for t in _user_tables(executor, attempt)
-            ),
-            unknown=lambda: ReplayError(
-                block.block_id,
-                f"UNDROP TABLE {quote(st.table_id)}: the source table id was never seen with "
-                "a table name, so the table it names in the replica is unknown",
-            ),
-        )
-        return f"UNDROP TABLE {quote(dest)}"
-    if isinstance(st, DropIndex):
-        table = next(
-            (
-                t
-                for t in _user_tables(executor, attempt)
-                if str(t["name"]) == st.table and str(t["status"]) == "ACTIVE"
-            ),
-            None,
-        )
-        ids = [
-            (str(i["indexId"]), str(i["expr"]))
-            for i in (table["indexes"] if table is not None else [])
-            if SOURCE_ID_FIELD not in str(i["expr"])
-        ]
-        dest = index_named(
-            st.table,
-            st.index_id,
-            ids,
-            log=logger,
-            unknown=lambda n: ReplayError(
-                block.block_id,
-                f"DROP INDEX {quote(st.index_id)} ON {st.table}: the source index id is unknown "
-                f"to the replica and the table has {n} indexes, so which one it names "
-                "cannot be told",
-            ),
-        )
-        options = " WITH (purge = true)" if st.options else ""
-        return f"DROP INDEX {quote(dest)} ON {quote(st.table)}{options}"
-    return text
-
-
-class _StatementWrites:
-    """``statement_replay.StatementWrites`` over one QLDB transaction: the documents its
-    statements wrote (read back by id), and the copies found by their source-id field. QLDB keeps
-    no down-converted mark."""
-
-    def __init__(
-        self, executor: Any, block: BlockReplay, written: Sequence[tuple[str, str]]
-    ) -> None:
-        self._executor = executor
-        self._block = block
-        self._written = written
-        self._docs: dict[str, Any] = {}  # destination id -> document (None: gone), as read
-        self._table_of: dict[str, str] = {}
-        for table, pid in written:
-            self._table_of.setdefault(pid, table)
-
-    def copy_of(self, rev: RevisionOp) -> str | None:
-        found = _find_copy(self._executor, rev.table_name, rev.document_id)
-        if found is None:
-            return None
-        self._docs[found[0]] = found[1]
-        return found[0]
-
-    def content(self, dest: str) -> Hashable | None:
-        if dest not in self._docs:
-            table = quote(self._table_of[dest])
-            rows = _rows(
-                self._executor, f"SELECT VALUE t FROM {table} AS t BY pid WHERE pid = ?", dest
-            )
-            self._docs[dest] = rows[0] if rows else None
-        doc = self._docs[dest]
-        return None if doc is None else fingerprint(strip_source_id(doc))
-
-    def written(self, table: str) -> Iterator[str]:
-        return (pid for t, pid in self._written if t == table)
-
-    def fingerprint(self, rev: RevisionOp) -> Hashable:
-        return fingerprint(rev.data)
-
-    def down_converted(self, dest: str) -> bool:
-        return False
-
-    def record(self, rev: RevisionOp, dest: str) -> None:
-        self._executor.execute_statement(
-            f"UPDATE {quote(rev.table_name)} AS t BY pid SET t.{quote(SOURCE_ID_FIELD)} = ? "
-            "WHERE pid = ?",
-            rev.document_id,
-            dest,
-        )
-
-    def forget(self, rev: RevisionOp) -> None:
-        pass  # the source id is a field of the copy: it went with it
-
-    def diverged(self, rev: RevisionOp, why: str) -> Exception:
-        return ReplayError(
-            self._block.block_id, f"revision {rev.document_id} v{rev.version}: {why}"
-        )
-
-
-def _has_source_index(indexes: Any) -> bool:
-    if not isinstance(indexes, list):
-        return False
-    for index in indexes:
-        expr = str(index.get("expr", "")) if isinstance(index, Mapping) else ""
-        if SOURCE_ID_FIELD in expr:
-            return True
-    return False
