@@ -22,6 +22,9 @@ The schema (``--pg-schema``, default ``qldb``; docs/postgresql.md is the referen
 
 ``verify_chain`` checks the replica from PostgreSQL alone (``destination.postgres_chain``); the
 schema's SQL and names are ``destination.postgres_schema``: this module is how blocks are written.
+It stays one module: the connection and its deadline, the DDL a block's statements become and the
+batched revision writes all serve one ``apply`` over one group's state (``_Group``), and change
+together, with the schema.
 
 One ``apply`` is one PostgreSQL transaction (READ COMMITTED). Its first statement takes a
 transaction-scoped advisory lock keyed by (ledger, strand), then the checkpoint row is read and

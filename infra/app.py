@@ -18,7 +18,8 @@ import aws_cdk as cdk
 import cdk_nag
 
 from infra import nag
-from infra.config import FEATURE_FLAGS, Config
+from infra.config import Config
+from infra.context import FEATURE_FLAGS
 from infra.packaging import PROJECT_ROOT, build_code, layer_folders, missing_layers
 from infra.stacks import LedgersStack, ServiceStack, StreamingStack
 

@@ -15,7 +15,8 @@ import aws_cdk as cdk
 from constructs import IConstruct
 
 from infra.app import main
-from infra.config import CONTEXT, Config, render_cdk_json
+from infra.config import Config
+from infra.context import CONTEXT, render_cdk_json
 from runtime.errors import ConfigError
 from tests.infra.conftest import (
     ALARM_TOPIC,
