@@ -164,6 +164,17 @@ def run_child(
     return result
 
 
+def ion_version() -> str:
+    """The amazon.ion this process runs, and whether with its C extension (the ingest Lambda's
+    0.15 has one, the main environment's 0.9.3 is pure Python)."""
+    from importlib.metadata import version
+
+    from amazon.ion import simpleion
+
+    c_ext = bool(getattr(simpleion, "c_ext", False))
+    return f"amazon.ion {version('amazon.ion')}" + (" (C extension)" if c_ext else " (pure Python)")
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator == 0:
         return None

@@ -41,6 +41,7 @@ from bench.common import (
     MAIN_PYTHON,
     BenchError,
     Json,
+    ion_version,
     median,
     peak_rss_kb,
     ratio,
@@ -66,15 +67,6 @@ def _objects(folder: Path) -> list[Path]:
     if not found:
         raise BenchError(f"{folder}: no export data objects")
     return found
-
-
-def _ion_version() -> str:
-    from importlib.metadata import version
-
-    from amazon.ion import simpleion
-
-    c_ext = bool(getattr(simpleion, "c_ext", False))
-    return f"amazon.ion {version('amazon.ion')}" + (" (C extension)" if c_ext else " (pure Python)")
 
 
 def _decode(data: bytes, fmt: str) -> int:
@@ -104,7 +96,7 @@ def child_decode(args: Json) -> Json:
         "cpu_seconds": t.cpu,
         "rss_before_kb": rss_before,
         "peak_rss_kb": peak_rss_kb(),
-        "ion": _ion_version(),
+        "ion": ion_version(),
     }
 
 
@@ -161,7 +153,7 @@ def child_ingest(args: Json) -> Json:
         "cpu_seconds": t.cpu,
         "rss_before_kb": rss_before,
         "peak_rss_kb": peak,
-        "ion": _ion_version(),
+        "ion": ion_version(),
     }
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from bench.common import (
     BenchError,
     Json,
+    ion_version,
     median,
     peak_rss_kb,
     ratio,
@@ -62,15 +63,6 @@ def _user_records(events: list[Any]) -> list[bytes]:
     return out
 
 
-def _ion_version() -> str:
-    from importlib.metadata import version
-
-    from amazon.ion import simpleion
-
-    c_ext = bool(getattr(simpleion, "c_ext", False))
-    return f"amazon.ion {version('amazon.ion')}" + (" (C extension)" if c_ext else " (pure Python)")
-
-
 def child_parse(args: Json) -> Json:
     """Bare Ion parsing of every user record of the events."""
     from amazon.ion import simpleion
@@ -88,7 +80,7 @@ def child_parse(args: Json) -> Json:
         "cpu_seconds": t.cpu,
         "rss_before_kb": rss_before,
         "peak_rss_kb": peak_rss_kb(),
-        "ion": _ion_version(),
+        "ion": ion_version(),
     }
 
 
@@ -138,7 +130,7 @@ def child_ingest(args: Json) -> Json:
         "peak_rss_kb": peak,
         "stored": dict(put.stored),
         "duplicates": put.duplicates,
-        "ion": _ion_version(),
+        "ion": ion_version(),
     }
 
 

@@ -123,7 +123,8 @@ def _profiled(call: Any) -> tuple[Any, Json]:
 
 
 def child_ingest(args: Json) -> Json:
-    from bench.ingest import _events, _ion_version, ingest_events
+    from bench.common import ion_version
+    from bench.ingest import _events, ingest_events
     from buffer.sqlite import SqliteBuffer
     from ledger.classify import classify
 
@@ -135,7 +136,7 @@ def child_ingest(args: Json) -> Json:
             report, out = _profiled(lambda: ingest_events(buffer, events))
         finally:
             buffer.close()
-    return {**out, "records": report.records, "ion": _ion_version()}
+    return {**out, "records": report.records, "ion": ion_version()}
 
 
 def child_settle(args: Json) -> Json:
