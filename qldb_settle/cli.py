@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from journal.errors import InputError, SettleError
+from qldb_settle.output import EXIT_ATTENTION, EXIT_TRANSIENT, EXIT_USAGE
 from runtime.errors import ConfigError, TransientError
 
 # The order subcommands appear in --help (DESIGN.md's order); unknown ones follow.
@@ -26,8 +27,6 @@ ORDER = (
     "demo", "simulate", "ingest", "settle", "status", "blocks", "rejected", "resolve",
     "export", "query", "verify", "serve_qldb", "redrive",
 )  # fmt: skip
-
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,10 @@ from typing import Any
 
 from compose.settings import DEFAULT, ENV_NAME, Settings
 
+# The exit codes of every command (DESIGN.md): done; done, but something needs an operator; bad
+# usage or unreadable input; a transient failure (nothing lost: run it again).
+EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
+
 
 def iso_ms(value: datetime | None) -> str | None:
     """ISO 8601 UTC with milliseconds (DESIGN.md), e.g. ``2020-07-03T20:36:44.181Z``."""

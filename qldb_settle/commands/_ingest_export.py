@@ -16,12 +16,17 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from journal.errors import InputError
-from qldb_settle.output import print_json, settings_from
+from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_USAGE,
+    print_json,
+    settings_from,
+)
 
 if TYPE_CHECKING:
     from ingest.export.service import ExportReport, Progress
-
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 
 
 @contextmanager

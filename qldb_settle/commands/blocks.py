@@ -9,9 +9,15 @@ from typing import Any
 
 from buffer.port import BLOCK_STATES, BlockRow
 from qldb_settle.commands.status import open_existing_buffer
-from qldb_settle.output import add_buffer, add_common_settings, add_json, iso_ms, print_json
-
-EXIT_OK, EXIT_ATTENTION = 0, 1
+from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
+    add_buffer,
+    add_common_settings,
+    add_json,
+    iso_ms,
+    print_json,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from compose.settings import Settings
 from qldb_settle.commands.simulate import add_simulation_flags, simulation_config
 from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
     add_buffer,
     add_common_settings,
     add_destination,
@@ -25,7 +27,6 @@ from qldb_settle.output import (
 if TYPE_CHECKING:
     from qldb_settle.demo_run import DemoReport
 
-EXIT_OK, EXIT_ATTENTION = 0, 1
 DEFAULT_WORKDIR = Path("qldb-settle-demo")
 
 

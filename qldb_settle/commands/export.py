@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 from journal.errors import InputError
 from journal.ion_json import ion_text_line as ion_line
 from journal.ion_json import json_text
-from qldb_settle.output import add_common_settings, add_destination, settings_from
+from qldb_settle.output import EXIT_OK, add_common_settings, add_destination, settings_from
 
 if TYPE_CHECKING:
     from ledger.engine import EmbeddedLedger
 
-EXIT_OK = 0
 # A ledger behind ``serve-qldb`` replicated by the qldb: destination keeps these (destination/qldb).
 INTERNAL_TABLE_PREFIX = "qldb_settle_"
 SOURCE_ID_FIELD = "qldb_settle_source_id"

@@ -11,12 +11,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from qldb_settle.output import add_buffer, add_common_settings, add_json, print_json, settings_from
+from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_USAGE,
+    add_buffer,
+    add_common_settings,
+    add_json,
+    print_json,
+    settings_from,
+)
 
 if TYPE_CHECKING:
     from ingest.service import IngestReport, Progress
 
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 # Below this much input the progress bar would only flicker.
 _PROGRESS_MIN_BYTES = 1024 * 1024
 _PROGRESS_MIN_FILES = 20

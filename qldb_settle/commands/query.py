@@ -12,9 +12,7 @@ import sys
 from journal.errors import InputError
 from journal.ion_json import ion_text_line as ion_line
 from qldb_settle.commands.export import open_replica_ledger
-from qldb_settle.output import add_common_settings, add_destination
-
-EXIT_OK = 0
+from qldb_settle.output import EXIT_OK, add_common_settings, add_destination
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -23,7 +23,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from journal.errors import InputError
-from qldb_settle.output import add_buffer, add_common_settings, add_json, print_json, settings_from
+from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    add_buffer,
+    add_common_settings,
+    add_json,
+    print_json,
+    settings_from,
+)
 from runtime.errors import TransientError
 
 if TYPE_CHECKING:
@@ -31,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 GET_RECORDS_LIMIT = 1000
 # GetRecords may answer empty while still behind the tip (sparse shards): give up after this many
 # empty answers in a row that are still behind, and report the range as not fully read.

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 from journal.errors import InputError
 from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
     add_buffer,
     add_common_settings,
     add_json,
@@ -19,8 +21,6 @@ from qldb_settle.output import (
     print_json,
     settings_from,
 )
-
-EXIT_OK, EXIT_ATTENTION = 0, 1
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

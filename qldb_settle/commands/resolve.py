@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 from journal.errors import InputError
 from qldb_settle.output import (
+    EXIT_OK,
+    EXIT_TRANSIENT,
     add_buffer,
     add_common_settings,
     add_destination,
@@ -21,8 +23,6 @@ from qldb_settle.output import (
     settings_from,
 )
 from runtime.errors import LeaseHeld
-
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from compose.settings import ENV_NAME, Settings
 from journal.errors import InputError
 from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
     add_buffer,
     add_common_settings,
     add_destination,
@@ -35,8 +37,6 @@ from settler.ingest_health import FAILURE_QUEUE_ENV, INGEST_FUNCTION_ENV
 if TYPE_CHECKING:
     from buffer.port import SettlingBuffer
     from destination.port import Checkpoint, Destination
-
-EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

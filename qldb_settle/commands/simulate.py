@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qldb_settle.output import add_json, print_json
+from qldb_settle.output import EXIT_OK, add_json, print_json
 from runtime.errors import ConfigError
 
 if TYPE_CHECKING:
     from qldb_settle.simulate import SimulationConfig
 
-EXIT_OK = 0
 # --export-format names -> the outputFormat of a QLDB export request.
 EXPORT_FORMATS = {"ion": "ION_TEXT", "ion-binary": "ION_BINARY", "jsonl": "JSON"}
 

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from compose.settings import ENV_NAME, Settings
 from journal.errors import InputError, SettleError
 from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
     add_buffer,
     add_common_settings,
     add_destination,
@@ -48,8 +50,6 @@ from qldb_settle.output import (
 
 if TYPE_CHECKING:
     from buffer.port import BlockRow, BufferStats, SettlingBuffer
-
-EXIT_OK, EXIT_ATTENTION = 0, 1
 WINDOW_MARGIN = 1.25
 # A source whose newest buffered commit is older than this is an old journal (an archive, a
 # stopped stream): the age of its pending blocks against the wall clock is not a lag.

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from journal.errors import InputError
 from qldb_settle.output import (
+    EXIT_ATTENTION,
+    EXIT_OK,
     add_common_settings,
     add_destination,
     add_json,
@@ -14,8 +16,6 @@ from qldb_settle.output import (
     settings_from,
 )
 from runtime.errors import ConfigError
-
-EXIT_OK, EXIT_ATTENTION = 0, 1
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
