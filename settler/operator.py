@@ -24,6 +24,7 @@ from journal.records import BlockAddress, block_id, revision_id
 from runtime.errors import LeaseHeld
 from settler.block_checks import verify_block
 from settler.plan import plan_block
+from settler.repair import applied_through
 
 Action = Literal["retry", "skip", "apply-late"]
 ACTIONS: tuple[Action, ...] = ("retry", "skip", "apply-late")
@@ -72,26 +73,28 @@ def find_block(buffer: SettlingBuffer, ref: str) -> BufferedBlock:
     return blocks[0]
 
 
+def _empty_replay(
+    ledger: str, address: BlockAddress, block_hash: bytes, *, part: int | None = None
+) -> BlockReplay:
+    """A replay with no operations: applied, it only writes its checkpoint (the block's, or that
+    of part ``part`` of it)."""
+    return BlockReplay(
+        block_id=block_id(ledger, address),
+        ledger=ledger,
+        address=address,
+        block_hash=block_hash,
+        mode="statements",
+        ops=(),
+        part=part,
+        parts=None if part is None else part + 2,
+    )
+
+
 def _hold_checkpoint(cp: Checkpoint) -> BlockReplay:
     """An empty replay whose checkpoint is ``cp`` itself: appended to an out-of-order apply so
     the destination's checkpoint stays where it is."""
     address = BlockAddress(cp.strand_id, cp.sequence_no)
-    return BlockReplay(
-        block_id=block_id(cp.ledger, address),
-        ledger=cp.ledger,
-        address=address,
-        block_hash=cp.block_hash,
-        mode="statements",
-        ops=(),
-        part=cp.part,
-        parts=None if cp.part is None else cp.part + 2,
-    )
-
-
-def _through(cp: Checkpoint | None) -> int:
-    if cp is None:
-        return -1
-    return cp.sequence_no if cp.part is None else cp.sequence_no - 1
+    return _empty_replay(cp.ledger, address, cp.block_hash, part=cp.part)
 
 
 def resolve(
@@ -164,7 +167,7 @@ def _resolve(
                 reason=reason, at=now, checkpoint=cp,
                 detail="late block marked skipped; the checkpoint did not move",
             )  # fmt: skip
-        through = _through(cp)
+        through = applied_through(cp)
         if seq <= through:
             raise InputError(f"block {bid} is behind the destination's checkpoint ({through})")
         ahead = buffer.pending(s.ledger, s.address.strand_id, through, 1)
@@ -186,14 +189,7 @@ def _resolve(
                 ]
             )
             detail = f"sequence numbers {through + 1}..{seq - 1} recorded as a gap; "
-        skip = BlockReplay(
-            block_id=bid,
-            ledger=s.ledger,
-            address=s.address,
-            block_hash=s.block_hash,
-            mode="statements",
-            ops=(),
-        )
+        skip = _empty_replay(s.ledger, s.address, s.block_hash)
         destination.apply([skip], cp)
         buffer.mark([Mark(block_id=bid, state="skipped", at=now, reason=note, actor=actor)])
         return Resolution(
@@ -237,13 +233,6 @@ def set_start(destination: Destination, start: Checkpoint) -> Checkpoint:
     e.g. restored from a snapshot): its checkpoint is written by an empty transaction, only when
     the strand has none (compare-and-set against None: ``CheckpointMismatch`` otherwise)."""
     address = BlockAddress(start.strand_id, start.sequence_no)
-    replay = BlockReplay(
-        block_id=block_id(start.ledger, address),
-        ledger=start.ledger,
-        address=address,
-        block_hash=start.block_hash,
-        mode="statements",
-        ops=(),
-    )
+    replay = _empty_replay(start.ledger, address, start.block_hash)
     destination.apply([replay], None)
     return replay.checkpoint()
