@@ -22,13 +22,17 @@ a fresh subprocess when its memory matters, and medians are kept.
 - ``bench.lag``: the replay lag distribution over long simulated runs (the demo loop);
 - ``bench.strategies``: the original replay Lambda, the blog's startTime-ordered buffer and this
   service on the same simulated workloads;
+- ``bench.backlog``: the blocks the settle and replay benchmarks use, real (from an embedded
+  source ledger) and synthetic;
+- ``bench.figures``: the figures of a run as a table (terminal, ``bench/README.md``);
+  ``bench.__main__``: ``python -m bench``, every benchmark in order, ``bench/results.json``;
 - ``bench.common``: timing, medians, subprocess plumbing, the table (stdlib only).
 
 Imports: any layer below, mostly lazily in the child process that measures it: ``qldb_settle`` (the
 simulator, the demo loop, the comparison), ``compose`` (the composition: settings to adapters),
 ``settler``, ``ingest``, ``buffer``, ``destination``, ``ledger``, ``runtime`` (its errors) and
-``journal``; never ``infra`` (its peer). Nothing in the
-service imports it (``tests/test_layers.py``).
+``journal``; never ``infra`` (its peer). Nothing in the service imports it
+(``tests/test_layers.py``).
 
 Nothing is imported here: ``python -m bench.ingest`` must run in the small ingest environment.
 """
