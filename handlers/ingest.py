@@ -23,7 +23,8 @@ The partial batch response is written here, not with powertools' ``BatchProcesso
 record handler once per Kinesis record, which would turn the one bulk put of a whole batch (one
 SQLite transaction, one OpenSearch ``_bulk``) into a put per record, N round trips where one does.
 What it would give beyond that (the ``batchItemFailures`` shape, the lowest failed sequence number
-first) is the few lines of ``_failures``-style code below, tested in tests/ingest.
+first) is a few lines of ``handler`` below: the sequence numbers of the Kinesis records from the
+first one not wholly stored on, in order (tests/ingest/test_ingest_buffer.py).
 
 aws-lambda-powertools is imported here only, and only when metrics are published (the core
 never imports it; without it, metrics are skipped with a warning).

@@ -2,8 +2,10 @@
 
 Thin: settings from the environment, the window from the SSM parameter named by
 ``QLDB_SETTLE_WINDOW_PARAMETER`` (powertools' ``parameters`` with its cache, kept for less than the
-schedule's period so each scheduled cycle reads it afresh; a failed read keeps the container's last
-good value, and with none the cycle is skipped with an error), a deadline from the Lambda context
+schedule's period so each scheduled cycle reads it afresh; an ``SSMProvider`` of its own, not
+``get_parameter``'s default one, so that its botocore client has the settler's short timeouts; a
+failed read keeps the container's last good value, and with none the cycle is skipped with an
+error), a deadline from the Lambda context
 minus a margin (the cycle starts no destination transaction past it) and a hard one that every
 client call keeps (``runtime.deadline``), the buffer and destination from one lazy composition root
 (``compose.roots``, imported downward; built on the first invocation and kept for the container by
