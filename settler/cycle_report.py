@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,23 +9,12 @@ from typing import Any
 
 from buffer.port import BlockRow, Gap
 from destination.port import Checkpoint
+from ingest.service import distribution
 
 JSON_KEYS = (
     "replayed", "held_by_window", "early_released", "gaps_passed", "late", "quarantined",
     "digests", "halted", "halt_reason", "checkpoint", "lag_ms", "rates",
 )  # fmt: skip
-
-
-def distribution(values: Sequence[float]) -> dict[str, float | None]:
-    """``{"p50", "p99", "max"}`` by nearest rank; None for no values."""
-    if not values:
-        return {"p50": None, "p99": None, "max": None}
-    ordered = sorted(values)
-
-    def rank(p: float) -> float:
-        return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
-
-    return {"p50": rank(0.50), "p99": rank(0.99), "max": ordered[-1]}
 
 
 _DAY_S = 86_400
