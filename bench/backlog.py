@@ -20,11 +20,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Literal
-
-from amazon.ion.core import Timestamp, TimestampPrecision
 
 from bench.common import BenchError
 from buffer.port import Incoming
@@ -39,12 +36,12 @@ from journal.records import (
     StatementInfo,
     StreamRef,
 )
+from qldb_settle.simulate.workload import MAKES, vehicle_documents
 
 Mode = Literal["statements", "revisions", "mixed"]
 ARRIVAL_DELAY = timedelta(seconds=2)
 LEDGER_NAME = "bench-source"
 DDL = ("CREATE TABLE Vehicle", "CREATE TABLE VehicleRegistration")
-MAKES = (("Tesla", "Model S"), ("Ford", "F-150"), ("Audi", "A6"), ("Toyota", "Corolla"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,33 +55,10 @@ class Tip:
     commit_time: datetime
 
 
-def _day(year: int, month: int, day: int) -> Timestamp:
-    return Timestamp(year, month, day, precision=TimestampPrecision.DAY)
-
-
 def documents(rng: random.Random, n: int) -> tuple[dict[str, object], dict[str, object]]:
     """The Vehicle and VehicleRegistration documents of transaction ``n``."""
-    vin = f"VIN{n:08d}"
     make, model = rng.choice(MAKES)
-    vehicle: dict[str, object] = {
-        "VIN": vin,
-        "Type": "Sedan",
-        "Year": rng.randint(2000, 2026),
-        "Make": make,
-        "Model": model,
-        "Color": rng.choice(("Red", "Blue", "Black", "White")),
-    }
-    registration: dict[str, object] = {
-        "VIN": vin,
-        "LicensePlateNumber": f"{rng.randint(100, 999)}ABC",
-        "State": "WA",
-        "City": "Seattle",
-        "PendingPenaltyTicketAmount": Decimal(rng.randint(0, 50_000)) / 100,
-        "ValidFromDate": _day(2026, rng.randint(1, 12), rng.randint(1, 28)),
-        "ValidToDate": _day(2028, rng.randint(1, 12), rng.randint(1, 28)),
-        "Owners": {"PrimaryOwner": {"PersonId": f"GOV{n:08d}"}, "SecondaryOwners": []},
-    }
-    return vehicle, registration
+    return vehicle_documents(rng, f"VIN{n:08d}", make, model, f"GOV{n:08d}")
 
 
 def source_ledger(

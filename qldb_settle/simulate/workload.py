@@ -100,6 +100,32 @@ def _day(year: int, month: int, day: int) -> Timestamp:
     return Timestamp(year, month, day, precision=TimestampPrecision.DAY)
 
 
+def vehicle_documents(
+    rng: random.Random, vin: str, make: str, model: str, owner: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Vehicle and its VehicleRegistration (the DMV tutorial's), owned by ``owner`` (a GovId);
+    the rest drawn from ``rng``. Shared with the benchmarks' blocks (``bench.backlog``)."""
+    vehicle = {
+        "VIN": vin,
+        "Type": "Sedan",
+        "Year": rng.randint(2000, 2026),
+        "Make": make,
+        "Model": model,
+        "Color": rng.choice(("Red", "Blue", "Black", "White")),
+    }
+    registration = {
+        "VIN": vin,
+        "LicensePlateNumber": f"{rng.randint(100, 999)}ABC",
+        "State": "WA",
+        "City": "Seattle",
+        "PendingPenaltyTicketAmount": Decimal(rng.randint(0, 50_000)) / 100,
+        "ValidFromDate": _day(2026, rng.randint(1, 12), rng.randint(1, 28)),
+        "ValidToDate": _day(2028, rng.randint(1, 12), rng.randint(1, 28)),
+        "Owners": {"PrimaryOwner": {"PersonId": owner}, "SecondaryOwners": []},
+    }
+    return vehicle, registration
+
+
 Step = tuple[str, tuple[Any, ...]]
 Plan = Callable[[Any], Iterator[Step]]
 
@@ -174,24 +200,7 @@ class Workload:
         found = yield (f"SELECT p.GovId FROM Person AS p WHERE p.GovId = {literal(owner)}", ())
         if not found:
             return
-        vehicle = {
-            "VIN": vin,
-            "Type": "Sedan",
-            "Year": rng.randint(2000, 2026),
-            "Make": make,
-            "Model": model,
-            "Color": rng.choice(("Red", "Blue", "Black", "White")),
-        }
-        registration = {
-            "VIN": vin,
-            "LicensePlateNumber": f"{rng.randint(100, 999)}ABC",
-            "State": "WA",
-            "City": "Seattle",
-            "PendingPenaltyTicketAmount": Decimal(rng.randint(0, 50_000)) / 100,
-            "ValidFromDate": _day(2026, rng.randint(1, 12), rng.randint(1, 28)),
-            "ValidToDate": _day(2028, rng.randint(1, 12), rng.randint(1, 28)),
-            "Owners": {"PrimaryOwner": {"PersonId": owner}, "SecondaryOwners": []},
-        }
+        vehicle, registration = vehicle_documents(rng, vin, make, model, owner)
         yield self._stmt(
             "INSERT INTO Vehicle ?", (vehicle,), f"INSERT INTO Vehicle {literal(vehicle)}"
         )
