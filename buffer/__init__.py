@@ -14,8 +14,11 @@
   ``opensearch_marks`` marks, repair and gaps, ``opensearch_figures`` stats and dump,
   ``opensearch_lease`` lease and retention, all sending through ``opensearch_requests``;
   ``opensearch_client`` and ``opensearch_schema`` below them): the adapters;
-- ``buffer.opensearch_local`` and ``buffer.opensearch_proxy``: a local OpenSearch-compatible
-  server and a logging proxy in front of it, for tests and local runs.
+- ``buffer.store`` (the narrow store protocol: storage verbs only) and ``buffer.settling``
+  (``Buffer``: the port's policy written once over any store);
+- ``buffer.memory`` (``MemoryStore`` and ``MemoryBuffer``, an in-memory store for unit tests),
+  ``buffer.opensearch_local`` and ``buffer.opensearch_proxy`` (a local OpenSearch-compatible
+  server and a logging proxy in front of it): test support and local runs.
 
 Imports: ``journal`` and ``runtime`` (and each adapter its own client library); never
 ``destination`` (its peer: a buffer knows nothing of where a block goes), ``ingest``,

@@ -264,6 +264,9 @@ class Put:
                     sources[w.record_id] = changes
             else:
                 source = self._source(w, write_id)
+                if hit is not None and w.kind == "blocks":  # an operator's mark on it stays
+                    for k in ("reason", "updated_us", "actor"):
+                        source[k] = hit["_source"].get(k)
                 records.append(({"create" if hit is None else "index": meta}, source))
                 if w.kind == "blocks":
                     sources[w.record_id] = source

@@ -31,7 +31,7 @@ The store applies the plan in its storage: SQLite in its one transaction with ``
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -64,6 +64,39 @@ class StoreView:
     revisions: Mapping[str, StoredRevision] = field(default_factory=dict)
     controls: Mapping[str, policy.StoredCopy] = field(default_factory=dict)
     strands: Mapping[tuple[str, str], policy.StrandMarks] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a store reads for the view of ``records``: the block ids of their summaries, their
+    revisions (whose ids and blocks are read, and the blocks of their stored copies), the ids
+    of their control records and the strands they name (sorted)."""
+
+    summaries: list[str]
+    revisions: list[RevisionDetails]
+    controls: list[str]
+    strands: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, records: Sequence[Incoming]) -> Wanted:
+        recs = [i.record for i in records]
+        return cls(
+            summaries=[r.record_id for r in recs if isinstance(r, BlockSummary)],
+            revisions=[r for r in recs if isinstance(r, RevisionDetails)],
+            controls=[r.record_id for r in recs if isinstance(r, ControlRecord)],
+            strands=sorted(
+                {
+                    (r.ledger, r.address.strand_id)
+                    for r in recs
+                    if isinstance(r, BlockSummary | RevisionDetails)
+                }
+            ),
+        )
+
+    def blocks(self, stored_revision_blocks: Iterable[str]) -> list[str]:
+        """The block ids whose headers the view holds, given the blocks of the stored copies of
+        the revisions."""
+        return [*self.summaries, *(r.block_id for r in self.revisions), *stored_revision_blocks]
 
 
 @dataclass(slots=True)

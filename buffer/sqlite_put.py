@@ -115,20 +115,12 @@ class SqlitePut:
 
     def _view(self, records: Sequence[Incoming]) -> planner.StoreView:
         """What the store holds for the ids of ``records``, in one read per table."""
-        cur = self.cur
-        summaries = [i.record.record_id for i in records if isinstance(i.record, BlockSummary)]
-        revisions = [i.record for i in records if isinstance(i.record, RevisionDetails)]
-        controls = [i.record.record_id for i in records if isinstance(i.record, ControlRecord)]
-        revs = chunked_read(cur, _REVISION_READ, (r.record_id for r in revisions))
-        other_blocks = [row[4] for row in revs.values()]  # a stored copy's block
+        cur, want = self.cur, planner.Wanted.of(records)
+        revs = chunked_read(cur, _REVISION_READ, (r.record_id for r in want.revisions))
+        # with the blocks of the stored copies
         self._blocks = blocks = chunked_read(
-            cur, _BLOCK_READ, [*summaries, *(r.block_id for r in revisions), *other_blocks]
+            cur, _BLOCK_READ, want.blocks(r[4] for r in revs.values())
         )
-        strands = {
-            (i.record.ledger, i.record.address.strand_id)
-            for i in records
-            if isinstance(i.record, BlockSummary | RevisionDetails)
-        }
         return planner.StoreView(
             summaries={b: _stored(row) for b, row in blocks.items()},
             headers={
@@ -140,9 +132,10 @@ class SqlitePut:
                 for r, row in revs.items()
             },
             controls={
-                r: _stored(row) for r, row in chunked_read(cur, _CONTROL_READ, controls).items()
+                r: _stored(row)
+                for r, row in chunked_read(cur, _CONTROL_READ, want.controls).items()
             },
-            strands=self._strands(sorted(strands)),
+            strands=self._strands(want.strands),
         )
 
     def _strands(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], policy.StrandMarks]:

@@ -29,10 +29,18 @@ def _opensearch(directory: Path) -> SettlingBuffer:
     return local_buffer(directory)
 
 
+def _memory(directory: Path) -> SettlingBuffer:
+    # The in-memory store of buffer.memory, shared by the directory's name in this process.
+    from buffer.memory import memory_buffer
+
+    return memory_buffer(str(directory))
+
+
 BUFFERS: list[tuple[str, Callable[[Path], SettlingBuffer]]] = [
     ("sqlite", _sqlite),
     ("opensearch", _opensearch),
+    ("memory", _memory),
 ]
 
 # Adapters whose contract run also belongs in the small ingest environment (amazon.ion 0.15).
-INGEST_ENV = {"sqlite"}
+INGEST_ENV = {"sqlite", "memory"}

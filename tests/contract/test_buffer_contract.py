@@ -216,6 +216,24 @@ def test_a_released_copy_stays_when_an_earlier_conflicting_copy_arrives(
     assert [r.raw for r in buf.rejected()] == [earlier.raw]
 
 
+def test_an_operators_mark_stays_when_an_earlier_conflicting_copy_replaces_the_block(
+    buf: SettlingBuffer, synth: Synth
+) -> None:
+    # A block an operator sent back to pending ("retry") keeps who did it, why and when after
+    # an earlier conflicting copy displaces its content: the mark is about the block, not a copy.
+    later = synth.incoming(synth.block(5).summary, arrived_at=T0 + timedelta(seconds=9))
+    buf.put([later])
+    at = T0 + timedelta(seconds=3)
+    buf.mark([Mark(block_id=bid(5), state="pending", at=at, reason="retry", actor="op")])
+    earlier = synth.incoming(_conflicting(synth, 5).summary, arrived_at=T0)
+    assert buf.put([earlier]).conflicts == 1
+    (row,) = buf.blocks()
+    assert (row.state, row.reason, row.actor, row.updated_at) == ("pending", "retry", "op", at)
+    assert row.statements == 2
+    block = buf.get_block(bid(5))
+    assert block is not None and block.conflicted and block.reason == "retry"
+
+
 def test_acknowledging_a_conflict_clears_the_flag(buf: SettlingBuffer, synth: Synth) -> None:
     buf.put(synth.incomings([synth.block(5)]))
     buf.put([synth.incoming(_conflicting(synth, 5).summary)])
