@@ -140,11 +140,13 @@ class EmbeddedDestination:
                     f"expected {port.describe(expected)}: nothing applied"
                 )
             learnt: set[tuple[str, str]] = set()
+            ids = _IdMap(conn, ledger, blocks)
             for block in blocks:
                 try:
-                    self._apply_block(conn, block, report, learnt)
+                    self._apply_block(conn, block, report, learnt, ids)
                 except LedgerError as exc:
                     raise ReplayError(block.block_id, str(exc)) from None
+            ids.store()
             lossy = [
                 op
                 for block in blocks
@@ -203,6 +205,7 @@ class EmbeddedDestination:
         block: BlockReplay,
         report: ApplyReport,
         learnt: set[tuple[str, str]],
+        ids: _IdMap,
     ) -> None:
         self._learn_table_ids(conn, block, learnt)
         tx = self._ledger.begin()
@@ -213,13 +216,13 @@ class EmbeddedDestination:
                         self._statement(conn, tx, block, op)
                         report.statements += 1
                     else:
-                        report.documents_written += self._revision(conn, tx, block, op)
+                        report.documents_written += self._revision(conn, tx, op, ids)
                         report.revisions += 1
-                report.documents_written += self._map_statement_writes(conn, tx, block)
+                report.documents_written += self._map_statement_writes(tx, block, ids)
             else:
                 for op in block.ops:
                     if isinstance(op, RevisionOp):
-                        report.documents_written += self._revision(conn, tx, block, op)
+                        report.documents_written += self._revision(conn, tx, op, ids)
                         report.revisions += 1
                     else:
                         self._statement(conn, tx, block, op)
@@ -316,22 +319,16 @@ class EmbeddedDestination:
             tx.execute(f"CREATE TABLE {quote(name)}")
 
     def _revision(
-        self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay, op: RevisionOp
+        self, conn: sqlite3.Connection, tx: Transaction, op: RevisionOp, ids: _IdMap
     ) -> int:
-        row = conn.execute(
-            "SELECT dest_id FROM settle_id_map WHERE ledger = ? AND source_id = ?",
-            (block.ledger, op.document_id),
-        ).fetchone()
-        dest = None if row is None else str(row[0])
+        known = ids.copy_of(op.document_id)
+        dest = None if known is None else known[0]
         table = quote(op.table_name)
         if op.data is None:  # a deletion, or a redacted revision: the copy's content is gone
             if dest is None:
                 return 0
             tx.execute(f"DELETE FROM {table} AS t BY pid WHERE pid = ?", dest)
-            conn.execute(
-                "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?",
-                (block.ledger, op.document_id),
-            )
+            ids.forget(op.document_id)
             return 1
         if not isinstance(op.data, Mapping):
             raise StatementError(
@@ -343,12 +340,12 @@ class EmbeddedDestination:
             current = tx.execute(f"SELECT VALUE t FROM {table} AS t BY pid WHERE pid = ?", dest)
             if current:
                 self._replace(tx, table, dest, current[0], op.data)
-                self._map(conn, block.ledger, op.document_id, op.table_name, dest, op=op)
+                ids.record(op.document_id, op.table_name, dest, down_converted=op.down_converted)
                 return 1
         # The data hash verification proved (None: not computed) is carried, not recomputed.
         [inserted] = tx.execute(f"INSERT INTO {table} ?", op.data, param_hashes=(op.data_hash,))
         dest = str(inserted["documentId"])
-        self._map(conn, block.ledger, op.document_id, op.table_name, dest, op=op)
+        ids.record(op.document_id, op.table_name, dest, down_converted=op.down_converted)
         return 1
 
     def _replace(
@@ -369,66 +366,110 @@ class EmbeddedDestination:
             dest,
         )
 
-    def _map(
-        self,
-        conn: sqlite3.Connection,
-        ledger: str,
-        source_id: str,
-        table: str,
-        dest_id: str,
-        *,
-        op: RevisionOp | None = None,
-    ) -> None:
-        """Record which copy stands for the source document, and whether its content is a
-        down-converted revision (``op`` replayed it; None: the block's statements wrote it, from
-        a copy that was exact, or the settler would have replayed the block from revisions)."""
-        conn.execute(
-            "INSERT INTO settle_id_map (ledger, source_id, table_name, dest_id, down_converted) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ledger, source_id) DO UPDATE SET "
-            "table_name = excluded.table_name, dest_id = excluded.dest_id, "
-            "down_converted = excluded.down_converted",
-            (ledger, source_id, table, dest_id, int(op is not None and op.down_converted)),
-        )
-
-    def _map_statement_writes(
-        self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay
-    ) -> int:
+    def _map_statement_writes(self, tx: Transaction, block: BlockReplay, ids: _IdMap) -> int:
         """Match the block's revisions to the documents its statements wrote and record the map
         (``statement_replay.map_statement_writes``); the documents written."""
         written = tx.written_hashes()
         if block.revisions:
-            map_statement_writes(block, _StatementWrites(self, conn, block, written))
+            map_statement_writes(block, _StatementWrites(ids, written))
         return len(written)
+
+
+class _IdMap:
+    """The ``settle_id_map`` rows of one ``apply`` (one ledger): the rows of every source
+    document its blocks revise, read in one query up front; what the blocks change is kept here
+    and written in one go (``store``) inside the same SQLite transaction, which rolls back whole
+    on any failure. Source id -> (destination id, down-converted) or None (no copy)."""
+
+    _CHUNK = 500  # source ids per query (SQLite's bound-variable limit is 999 or more)
+
+    def __init__(
+        self, conn: sqlite3.Connection, ledger: str, blocks: Sequence[BlockReplay]
+    ) -> None:
+        self._conn = conn
+        self._ledger = ledger
+        self._rows: dict[str, tuple[str, bool] | None] = {}
+        self._changed: dict[str, tuple[str, str, bool] | None] = {}  # source id -> new row
+        wanted = sorted(
+            {
+                op.document_id
+                for block in blocks
+                for op in (*block.ops, *block.revisions)
+                if isinstance(op, RevisionOp)
+            }
+        )
+        for start in range(0, len(wanted), self._CHUNK):
+            chunk = wanted[start : start + self._CHUNK]
+            self._rows.update(dict.fromkeys(chunk))
+            for source, dest, lossy in conn.execute(
+                "SELECT source_id, dest_id, down_converted FROM settle_id_map WHERE ledger = ? "
+                f"AND source_id IN ({', '.join('?' * len(chunk))})",
+                (ledger, *chunk),
+            ):
+                self._rows[str(source)] = (str(dest), bool(lossy))
+
+    def copy_of(self, source_id: str) -> tuple[str, bool] | None:
+        """The copy of a source document: (destination id, down-converted), or None."""
+        if source_id not in self._rows:  # not among the revisions read up front
+            row = self._conn.execute(
+                "SELECT dest_id, down_converted FROM settle_id_map WHERE ledger = ? AND "
+                "source_id = ?",
+                (self._ledger, source_id),
+            ).fetchone()
+            self._rows[source_id] = None if row is None else (str(row[0]), bool(row[1]))
+        return self._rows[source_id]
+
+    def record(self, source_id: str, table: str, dest: str, *, down_converted: bool) -> None:
+        """``dest`` is the copy of the source document; whether its content is a revision a JSON
+        Lines export down-converted (False: the block's statements wrote it, from a copy that was
+        exact, or the settler would have replayed the block from revisions)."""
+        self._rows[source_id] = (dest, down_converted)
+        self._changed[source_id] = (table, dest, down_converted)
+
+    def forget(self, source_id: str) -> None:
+        self._rows[source_id] = None
+        self._changed[source_id] = None
+
+    def store(self) -> None:
+        """Write what changed (the final row of each source document)."""
+        gone = [(self._ledger, s) for s, row in self._changed.items() if row is None]
+        kept = [
+            (self._ledger, s, row[0], row[1], int(row[2]))
+            for s, row in self._changed.items()
+            if row is not None
+        ]
+        if gone:
+            self._conn.executemany(
+                "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?", gone
+            )
+        if kept:
+            self._conn.executemany(
+                "INSERT INTO settle_id_map (ledger, source_id, table_name, dest_id, "
+                "down_converted) VALUES (?, ?, ?, ?, ?) ON CONFLICT (ledger, source_id) DO "
+                "UPDATE SET table_name = excluded.table_name, dest_id = excluded.dest_id, "
+                "down_converted = excluded.down_converted",
+                kept,
+            )
+        self._changed.clear()
 
 
 class _StatementWrites:
     """``statement_replay.StatementWrites`` over one ledger transaction: its written documents
-    with the Ion hash of their new data, and the ``settle_id_map`` rows (with their
+    with the Ion hash of their new data, and the ``settle_id_map`` rows of the apply (with their
     ``down_converted`` mark)."""
 
-    def __init__(
-        self,
-        destination: EmbeddedDestination,
-        conn: sqlite3.Connection,
-        block: BlockReplay,
-        written: list[tuple[str, str, bytes | None]],
-    ) -> None:
-        self._destination = destination
-        self._conn = conn
-        self._block = block
+    def __init__(self, ids: _IdMap, written: list[tuple[str, str, bytes | None]]) -> None:
+        self._ids = ids
         self._written = written
         self._hashes = {dest: h for _, dest, h in written}
         self._down_converted: dict[str, bool] = {}
 
     def copy_of(self, rev: RevisionOp) -> str | None:
-        row = self._conn.execute(
-            "SELECT dest_id, down_converted FROM settle_id_map WHERE ledger = ? AND source_id = ?",
-            (self._block.ledger, rev.document_id),
-        ).fetchone()
-        if row is None:
+        known = self._ids.copy_of(rev.document_id)
+        if known is None:
             return None
-        self._down_converted[str(row[0])] = bool(row[1])
-        return str(row[0])
+        self._down_converted[known[0]] = known[1]
+        return known[0]
 
     def content(self, dest: str) -> Hashable | None:
         return self._hashes.get(dest)  # None: deleted, or not written by the statements
@@ -444,15 +485,10 @@ class _StatementWrites:
         return self._down_converted.get(dest, False)
 
     def record(self, rev: RevisionOp, dest: str) -> None:
-        self._destination._map(
-            self._conn, self._block.ledger, rev.document_id, rev.table_name, dest
-        )
+        self._ids.record(rev.document_id, rev.table_name, dest, down_converted=False)
 
     def forget(self, rev: RevisionOp) -> None:
-        self._conn.execute(
-            "DELETE FROM settle_id_map WHERE ledger = ? AND source_id = ?",
-            (self._block.ledger, rev.document_id),
-        )
+        self._ids.forget(rev.document_id)
 
     def diverged(self, rev: RevisionOp, why: str) -> Exception:
         return StatementError(f"revision {rev.document_id} v{rev.version}", why)

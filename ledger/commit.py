@@ -59,7 +59,12 @@ def commit_in(led: EmbeddedLedger, conn: sqlite3.Connection, tx: Transaction) ->
     tip = led._tip(conn)
     validate(conn, tx, tip)
     check_base_versions(conn, tx)
-    prev_hash, prev_ms = previous_block(conn, tip, led.strand_id)
+    unit = led._unit_cache()
+    last = None if unit is None else unit.last_block
+    if last is not None and last[0] == tip:
+        prev_hash, prev_ms = last[1], last[2]  # the unit's own last commit
+    else:
+        prev_hash, prev_ms = previous_block(conn, tip, led.strand_id)
     last_start = max((ms for _, ms, _ in tx._statements), default=0)
     tx_ms = max(epoch_ms(led.clock()), last_start + 1, prev_ms)
     block_ms = tx_ms + 1
@@ -79,7 +84,7 @@ def commit_in(led: EmbeddedLedger, conn: sqlite3.Connection, tx: Transaction) ->
     build_new_indexes(conn, tx, led._decoded)
     append_block(
         conn, sealed.record, block_hash=sealed.block_hash, ddl=bool(tx._ddl),
-        id_counter=led._counter,
+        id_counter=None if unit is not None else led._counter,  # a unit stores it once, at its end
     )  # fmt: skip
     return CommittedBlock(
         strand_id=led.strand_id, sequence_no=seq, transaction_id=tx.id,

@@ -44,7 +44,7 @@ from ledger.changes import (
 )
 from ledger.commit import commit_in
 from ledger.errors import OccConflict, ParseError, TransactionClosed
-from ledger.storage import SCHEMA, UnitCache
+from ledger.storage import SCHEMA, UnitCache, store_id_counter
 from ledger.transaction import Transaction
 
 _BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -342,6 +342,7 @@ class EmbeddedLedger:
         self._local.cache = UnitCache()
         try:
             yield conn
+            store_id_counter(conn, self._counter)  # the unit's commits left it to this one write
         except BaseException:
             conn.execute("ROLLBACK")
             self._cache.clear()
@@ -354,6 +355,11 @@ class EmbeddedLedger:
 
     def _in_unit(self) -> bool:
         return bool(getattr(self._local, "unit", 0))
+
+    def _unit_cache(self) -> UnitCache | None:
+        """The cache of this thread's ``atomic()`` unit (None: not in one)."""
+        cache: UnitCache | None = getattr(self._local, "cache", None)
+        return cache
 
     def close(self) -> None:
         with self._lock:
@@ -407,6 +413,7 @@ class EmbeddedLedger:
                 conn.execute("COMMIT")
             if cache is not None:
                 cache.tip = block.sequence_no
+                cache.last_block = (block.sequence_no, block.block_hash, block.timestamp_ms)
         for w, r in zip(tx._writes.values(), block.revisions, strict=True):
             if w.decoded is not None:
                 self._cache[(r.document_id, r.version)] = w.decoded

@@ -85,6 +85,9 @@ class UnitCache:
     tip: int | None = None
     tables: dict[str, str | None] = field(default_factory=dict)  # active name -> id
     indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # table id -> field -> index
+    # (sequence number, block hash, timestamp ms) of the unit's last commit: the next block's
+    # previous block, known without reading it back.
+    last_block: tuple[int, bytes, int] | None = None
 
 
 @dataclass(slots=True)
@@ -135,43 +138,67 @@ def store_revisions(
     seq: int,
     online_indexes: Callable[[sqlite3.Connection, str], dict[str, str]],
 ) -> None:
-    """Each revision, the current documents and their index entries. A revision that exists
-    already (another writer drew the same id) is an ``OccConflict``."""
+    """Each revision, the current documents and their index entries, one ``executemany`` per
+    kind of row (a transaction writes each document once). A revision that exists already
+    (another writer drew the same id) is an ``OccConflict``."""
     indexes_of: dict[str, dict[str, str]] = {}
+    rows: list[tuple[Any, ...]] = []
+    unindex: list[tuple[str]] = []
+    deleted: list[tuple[str]] = []
+    current: list[tuple[Any, ...]] = []
+    entries: list[tuple[str, str, str]] = []
     for r in revisions:
         w = tx._writes[r.document_id]
-        try:
-            conn.execute(
-                "INSERT INTO ledger_revisions (id, version, table_id, block_seq, hash, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (r.document_id, r.version, r.table_id, seq, r.hash, w.data),
-            )
-        except sqlite3.IntegrityError:
-            raise OccConflict(
-                tx.id, f"document {r.document_id} version {r.version} exists already"
-            ) from None
+        rows.append((r.document_id, r.version, r.table_id, seq, r.hash, w.data))
         if w.base_version is not None:
-            conn.execute("DELETE FROM ledger_index_entries WHERE id = ?", (r.document_id,))
+            unindex.append((r.document_id,))
         if w.data is None:
-            conn.execute("DELETE FROM ledger_documents WHERE id = ?", (r.document_id,))
+            deleted.append((r.document_id,))
             continue
-        conn.execute(
-            "INSERT INTO ledger_documents (id, table_id, version, block_seq, data) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET version = "
-            "excluded.version, block_seq = excluded.block_seq, data = excluded.data",
-            (r.document_id, r.table_id, r.version, seq, w.data),
-        )
+        current.append((r.document_id, r.table_id, r.version, seq, w.data))
         idx = indexes_of.get(r.table_id)
         if idx is None:
             idx = indexes_of[r.table_id] = online_indexes(conn, r.table_id)
         for fld, index_id in idx.items():
             key = w.index_keys.get(fld)
             if key is not None:
-                conn.execute(
-                    "INSERT OR IGNORE INTO ledger_index_entries (index_id, key, id) "
-                    "VALUES (?, ?, ?)",
-                    (index_id, key, r.document_id),
-                )
+                entries.append((index_id, key, r.document_id))
+    try:
+        conn.executemany(
+            "INSERT INTO ledger_revisions (id, version, table_id, block_seq, hash, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    except sqlite3.IntegrityError:
+        raise OccConflict(tx.id, f"{_existing(conn, revisions)} exists already") from None
+    if unindex:
+        conn.executemany("DELETE FROM ledger_index_entries WHERE id = ?", unindex)
+    if deleted:
+        conn.executemany("DELETE FROM ledger_documents WHERE id = ?", deleted)
+    if current:
+        conn.executemany(
+            "INSERT INTO ledger_documents (id, table_id, version, block_seq, data) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET version = "
+            "excluded.version, block_seq = excluded.block_seq, data = excluded.data",
+            current,
+        )
+    if entries:
+        conn.executemany(
+            "INSERT OR IGNORE INTO ledger_index_entries (index_id, key, id) VALUES (?, ?, ?)",
+            entries,
+        )
+
+
+def _existing(conn: sqlite3.Connection, revisions: Sequence[Revision]) -> str:
+    """Which of the revisions is stored already ("document D version V"), for the conflict."""
+    for r in revisions:
+        row = conn.execute(
+            "SELECT 1 FROM ledger_revisions WHERE id = ? AND version = ?",
+            (r.document_id, r.version),
+        ).fetchone()
+        if row is not None:
+            return f"document {r.document_id} version {r.version}"
+    return "a revision of the transaction's documents"
 
 
 def build_new_indexes(
@@ -212,9 +239,10 @@ def append_block(
     *,
     block_hash: bytes,
     ddl: bool,
-    id_counter: int,
+    id_counter: int | None,
 ) -> None:
-    """The block's row (its compact record as JSON), and the id counter it used."""
+    """The block's row (its compact record as JSON), and the id counter it used (None: the
+    caller stores the counter later, in the same SQLite transaction: ``store_id_counter``)."""
     conn.execute(
         "INSERT INTO ledger_blocks (seq, tx_id, tx_ms, ts_ms, block_hash, ddl, summary) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -228,6 +256,12 @@ def append_block(
             json.dumps(record, separators=(",", ":")),
         ),
     )
+    if id_counter is not None:
+        store_id_counter(conn, id_counter)
+
+
+def store_id_counter(conn: sqlite3.Connection, id_counter: int) -> None:
+    """The highest id counter drawn (never lowered: another process may have drawn more)."""
     conn.execute(
         "UPDATE ledger_meta SET value = ? WHERE key = 'id_counter' AND CAST(value AS INTEGER) < ?",
         (str(id_counter), id_counter),

@@ -148,3 +148,26 @@ def test_a_carried_parameter_hash_gives_the_journal_of_hashing_it_again(tmp_path
     # (the settler passes the hash whose dot with the metadata hash equals the source's).
     wrong = _insert_block(tmp_path / "wrong.db", doc, (b"\x01" * 32,))
     assert wrong.revisions[0].hash != rev.hash
+
+
+def test_an_atomic_unit_stores_the_id_counter_it_used(tmp_path: Path) -> None:
+    # Issue 14: the commits of one atomic() unit leave the id counter to one write at its end;
+    # a ledger reopened with the same id seed must go on from there, not draw the ids again.
+    from ledger import EmbeddedLedger
+
+    path = tmp_path / "l.db"
+    with EmbeddedLedger(path, id_seed=9) as led:
+        led.execute("CREATE TABLE T")
+        with led.atomic():
+            for n in range(3):
+                tx = led.begin()
+                tx.execute("INSERT INTO T ?", {"n": n})
+                tx.commit()
+        first = {i for _, i, _ in led.documents()}
+    with EmbeddedLedger(path, id_seed=9) as led:
+        tx = led.begin()  # no retry: an id drawn again would be an OccConflict here
+        tx.execute("INSERT INTO T ?", {"n": 3})
+        tx.commit()
+        ids = {i for _, i, _ in led.documents()}
+        assert len(ids) == 4 and first < ids
+        assert [b.sequence_no for b in led.blocks()] == list(range(5))
