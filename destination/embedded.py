@@ -32,8 +32,10 @@ The embedded ledger is not bound by QLDB's transaction limits (``limits = Limits
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -75,6 +77,9 @@ CREATE TABLE IF NOT EXISTS settle_table_ids (
     PRIMARY KEY (ledger, source_id));
 """
 INTERNAL_TABLES = ("settle_checkpoint", "settle_id_map", "settle_table_ids")
+
+# A statement starting so is DML, not one of the DDL statements whose source ids are translated.
+_DML = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|SELECT)\b", re.IGNORECASE)
 
 _PLAIN = frozenset({IonType.STRING, IonType.INT, IonType.BOOL, IonType.BLOB, IonType.CLOB})
 
@@ -270,10 +275,10 @@ class EmbeddedDestination:
         self, conn: sqlite3.Connection, tx: Transaction, block: BlockReplay, op: StatementOp
     ) -> None:
         text = op.text
-        try:
-            statement = parse(text).statement
-        except StatementError:
-            statement = None  # executing it reports the parse error
+        statement = None
+        if not _DML.match(text):  # DML names no source id: the ledger alone parses it
+            with contextlib.suppress(StatementError):  # executing it reports the parse error
+                statement = parse(text).statement
         if isinstance(statement, UndropTable):
             dest = self._dest_table_id(conn, block.ledger, statement.table_id)
             text = f"UNDROP TABLE {quote(dest)}"

@@ -68,6 +68,7 @@ from ledger.nodes import (
     walk,
 )
 from ledger.plan import lookup_plan, metadata_id
+from ledger.plan_cache import BoundInsert
 from ledger.redaction import redact_revision
 from ledger.select import join_rows, project
 from ledger.storage import IndexState, TableState, index_key
@@ -348,7 +349,18 @@ class StatementRun:
                         f"INSERT values cannot refer to {n.root!r}: there is no document"
                     )
         value = evaluate(expr, self.scope((), MISSING, None, None))
-        if isinstance(s, InsertValue):
+        return self.insert_documents(table, value, many=not isinstance(s, InsertValue))
+
+    def insert_bound(self, bound: BoundInsert) -> list[Any]:
+        """An INSERT bound to its prepared plan (``ledger.plan_cache``): its document value is
+        the one ``insert`` would evaluate."""
+        table = self.tx._table(self.conn, bound.table, self.text)
+        return self.insert_documents(table, bound.value, many=bound.many)
+
+    def insert_documents(self, table: TableState, value: Any, *, many: bool) -> list[Any]:
+        """Stage the documents of an INSERT's value (``many``: each element of a list or bag
+        is one)."""
+        if not many:
             docs = [value]
         elif kind(value) == "list" and not is_null(value):
             docs = list(value)

@@ -279,10 +279,20 @@ def parse_shape(text: str) -> tuple[str, Parsed] | None:
     shape (cached by shape), or None when ``parse`` reads the statement as it is (no literal, a
     shape lark refuses, or a statement ``parse`` refuses before its shape). ``parse(text)`` is
     this parse with the literals' values put back (``ledger.classify`` caches by shape)."""
+    found = shaped(text)
+    return None if found is None else (found[0], found[1])
+
+
+def shaped(text: str) -> tuple[str, Parsed, _Values] | None:
+    """The statement's shape, the parse of that shape (cached by shape) and the values of its
+    literals (strings, ints, decimals, Ion timestamps: placeholder -> value), or None when
+    ``parse`` reads the statement as it is. ``parse(text).statement`` is the shape's statement
+    with each placeholder leaf replaced by its value (``_fill``); ``ledger.plan_cache`` binds
+    them instead."""
     if len(text) > MAX_STATEMENT_CHARS or not text.strip():
         return None
-    shaped = _shape(text)
-    if shaped is None:
+    found = _shape(text)
+    if found is None:
         return None
-    parsed = _parse_shape(shaped[0])
-    return None if parsed is None else (shaped[0], parsed)
+    parsed = _parse_shape(found[0])
+    return None if parsed is None else (found[0], parsed, found[1])

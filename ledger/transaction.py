@@ -19,6 +19,7 @@ from ledger.evaluate import EvalError
 from ledger.execute import StatementRun
 from ledger.nodes import Select
 from ledger.parser import MAX_STATEMENT_CHARS, parse
+from ledger.plan_cache import bound_insert
 from ledger.storage import IndexState, TableState
 
 if TYPE_CHECKING:
@@ -69,8 +70,11 @@ class Transaction:
                 f"statement {short(statement)!r}",
                 f"is {len(statement)} characters, over QLDB's limit of {MAX_STATEMENT_CHARS}",
             )
-        parsed = parse(statement)
-        if parsed.parameters != len(params):
+        # An INSERT of literals binds them into its shape's prepared plan (``ledger.plan_cache``)
+        # instead of rebuilding the statement's tree; anything else is parsed.
+        bound = None if params else bound_insert(statement)
+        parsed = None if bound is not None else parse(statement)
+        if parsed is not None and parsed.parameters != len(params):
             raise StatementError(
                 statement, f"takes {parsed.parameters} parameter(s), {len(params)} given"
             )
@@ -86,13 +90,17 @@ class Transaction:
             if h is not None:
                 run.hashed[id(p)] = h
         try:
-            result = run.statement(parsed.statement)
+            if parsed is None:
+                assert bound is not None
+                result = run.insert_bound(bound)
+            else:
+                result = run.statement(parsed.statement)
         except EvalError as exc:
             raise StatementError(statement, str(exc)) from None
         run.apply()
         self._last_start_ms = start_ms
         self._statements.append((statement, start_ms, run.digest()))
-        if isinstance(parsed.statement, Select):
+        if parsed is not None and isinstance(parsed.statement, Select):
             return [copy_value(v) for v in result]  # copies: callers may change them
         return result
 

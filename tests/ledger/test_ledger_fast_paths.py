@@ -67,7 +67,11 @@ _SCRIPT: list[list[str]] = [
 ]
 
 
-def _run_script(path: Path, atomic: bool) -> tuple[list[Any], list[Any], list[str]]:
+def run_script(
+    path: Path, script: list[list[str]] | None = None, *, atomic: bool = False
+) -> tuple[list[Any], list[Any], list[str]]:
+    """Each line of ``script`` (default ``_SCRIPT``) one transaction, in one ``atomic()`` unit
+    or not: the journal's blocks, the documents (by Ion hash) and the refusals."""
     from contextlib import nullcontext
 
     from ledger import EmbeddedLedger, StatementError
@@ -76,7 +80,7 @@ def _run_script(path: Path, atomic: bool) -> tuple[list[Any], list[Any], list[st
     refused = []
     with EmbeddedLedger(path, id_seed=3, clock=clock) as led:
         with led.atomic() if atomic else nullcontext():
-            for n, statements in enumerate(_SCRIPT):
+            for n, statements in enumerate(_SCRIPT if script is None else script):
                 tx = led.begin()
                 try:
                     for text in statements:
@@ -110,8 +114,8 @@ def test_ddl_inside_one_atomic_unit_gives_the_journal_of_separate_transactions(
 ) -> None:
     # One atomic() unit caches the committed tables, indexes and tip it reads: DDL committed
     # inside it must be seen exactly as separate SQLite transactions see it.
-    separate = _run_script(tmp_path / "separate.db", atomic=False)
-    unit = _run_script(tmp_path / "unit.db", atomic=True)
+    separate = run_script(tmp_path / "separate.db", atomic=False)
+    unit = run_script(tmp_path / "unit.db", atomic=True)
     assert unit == separate
     blocks, documents, refused = unit
     assert len(blocks) == 9 and len(documents) == 3
