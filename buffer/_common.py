@@ -375,7 +375,7 @@ class RevisionParts:
             strand_id=rev.address.strand_id,
             sequence_no=rev.address.sequence_no,
             hash=rev.hash,
-            data=encode_data(rev.data),
+            data=rev.data_ion if rev.data_ion is not None else encode_data(rev.data),
             data_hash=rev.data_hash,
             document_id=rev.metadata.id,
             version=rev.metadata.version,

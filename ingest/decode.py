@@ -48,7 +48,7 @@ from ingest import kpl
 from journal.canonical import record_fingerprint, record_fingerprint_of_fields
 from journal.errors import DecodeError, InputError, RecordError
 from journal.ion_binary import BVM, IonBinaryError, check, decode_all, segments
-from journal.ion_binary.one_pass import read_fields
+from journal.ion_binary.one_pass import read_record
 from journal.records import RECORD_TYPES, BlockSummary, StreamRecord, record_from_ion
 
 log = logging.getLogger(__name__)
@@ -147,14 +147,15 @@ def _one_pass_item(data: bytes, *, origin: str, arrived_at: datetime | None) -> 
     rejection with its reason. Where both read a record they give the same ``Incoming``."""
     if not ONE_PASS:
         return None
-    fields = read_fields(data)
-    if fields is None:
+    read = read_record(data)
+    if read is None:
         return None
+    fields, data_ion = read
     value = {name: v for name, v, _ in fields}
     if value.get("recordType") not in RECORD_TYPES:
         return None
     try:
-        record = record_from_ion(value)
+        record = record_from_ion(value, data_ion=data_ion)
         fingerprint = record_fingerprint_of_fields(fields)
     except (RecordError, TypeError):
         return None

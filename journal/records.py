@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -383,7 +383,10 @@ class RevisionMetadata:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RevisionDetails:
     """One committed document revision. ``data`` is the Ion value as loaded (None: deletion or
-    redacted); ``data_hash`` is set instead of ``data`` on a redacted revision."""
+    redacted); ``data_hash`` is set instead of ``data`` on a redacted revision. ``data_ion`` is
+    ``data`` as a self-contained Ion binary stream when the reader had its bytes in hand (the
+    ingest's one pass: ``journal.ion_binary.one_pass.read_record``), so that storing it does not
+    write it again; None otherwise. It is not part of the record's value (equality, repr)."""
 
     stream: StreamRef
     table_name: str
@@ -393,6 +396,7 @@ class RevisionDetails:
     data: Any
     data_hash: bytes | None
     metadata: RevisionMetadata
+    data_ion: bytes | None = field(default=None, compare=False, repr=False)
 
     record_type: RecordType = "REVISION_DETAILS"
 
@@ -425,7 +429,9 @@ class RevisionDetails:
         return self.data_hash is not None
 
     @classmethod
-    def from_ion(cls, value: Any) -> RevisionDetails:
+    def from_ion(cls, value: Any, *, data_ion: bytes | None = None) -> RevisionDetails:
+        """The revision of a stream record's value; ``data_ion``: its ``data`` as Ion binary
+        (kept only when ``data`` is a document)."""
         stream = StreamRef.from_arn(_req_str(value, "qldbStreamArn", ""))
         p = _struct(value, "payload", "")
         table = _struct(p, "tableInfo", "payload")
@@ -447,6 +453,7 @@ class RevisionDetails:
             hash=_req_blob(rev, "hash", "payload.revision"),
             data=data,
             data_hash=_blob(rev, "dataHash", "payload.revision", required=False),
+            data_ion=None if data is None else data_ion,
             metadata=RevisionMetadata(
                 id=_req_str(meta, "id", "payload.revision.metadata"),
                 version=version,
@@ -459,15 +466,17 @@ class RevisionDetails:
 StreamRecord = ControlRecord | BlockSummary | RevisionDetails
 
 
-def record_from_ion(value: Any) -> StreamRecord:
-    """Build the typed record for one top-level stream record, or raise ``RecordError``."""
+def record_from_ion(value: Any, *, data_ion: bytes | None = None) -> StreamRecord:
+    """Build the typed record for one top-level stream record, or raise ``RecordError``.
+    ``data_ion``: a revision's document as Ion binary, when the reader has it
+    (``RevisionDetails.data_ion``)."""
     if not isinstance(value, Mapping):
         raise RecordError("record", f"is not a struct ({_kind(value)})")
     record_type = _req_str(value, "recordType", "")
     if record_type == "BLOCK_SUMMARY":
         return BlockSummary.from_ion(value)
     if record_type == "REVISION_DETAILS":
-        return RevisionDetails.from_ion(value)
+        return RevisionDetails.from_ion(value, data_ion=data_ion)
     if record_type == "CONTROL":
         return ControlRecord.from_ion(value)
     raise RecordError("recordType", f"is not a known record type: {record_type[:60]!r}")

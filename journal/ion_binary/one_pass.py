@@ -5,7 +5,10 @@ record) once, and gives its top-level fields as ``(name, value, canonical)``: th
 the bytes ``journal.canonical`` encodes that value to (its fingerprint is a SHA-256 of such
 bytes). It replaces, for the records QLDB writes, three walks of the ingest path: the structure
 check (``structure.check``), the parse (``simpleion.loads`` or the fast reader) and the
-fingerprint's walk of the parsed value.
+fingerprint's walk of the parsed value. ``read_record(data)`` gives, with the fields, a revision's
+document (``payload.revision.data``) as Ion binary made of the record's own bytes (its version
+marker and local symbol table, then the document's bytes): the buffer stores that instead of
+writing the document again.
 
 Values are plain Python, which ``journal.records.record_from_ion`` reads as it reads amazon.ion's
 (``str``, ``int``, ``bytes``, ``list``, ``dict``, ``None`` for a null, amazon.ion's
@@ -47,6 +50,9 @@ from amazon.ion.simple_types import (
 
 from journal.ion_binary import reader
 from journal.ion_binary.encoding import BVM, read_varuint
+
+DATA_PATH = ("payload", "revision", "data")
+"""A revision's document: read as ``IonPy*`` values, and given as its bytes too."""
 
 MAX_DEPTH = 40
 """Nesting read here; deeper records take the general path (which refuses past 100)."""
@@ -95,7 +101,14 @@ def _local(table: bytes) -> _Symbols:
 
 
 def _container(
-    data: bytes, pos: int, end: int, syms: _Symbols, depth: int, *, ionpy: tuple[str, ...] | None
+    data: bytes,
+    pos: int,
+    end: int,
+    syms: _Symbols,
+    depth: int,
+    *,
+    ionpy: tuple[str, ...] | None,
+    found: list[int] | None = None,
 ) -> tuple[Any, bytes, int]:
     """The value whose type descriptor is at ``pos``: (value, canonical bytes, position after).
     ``ionpy``: the field path below this value whose value is read as ``IonPy*`` (``()``: this
@@ -137,7 +150,7 @@ def _container(
     if high == 0xD:
         if low == 1 or depth >= MAX_DEPTH:
             raise _Outside("sorted struct or deep nesting")
-        return _struct(data, pos, stop, syms, depth + 1, ionpy=ionpy)
+        return _struct(data, pos, stop, syms, depth + 1, ionpy=ionpy, found=found)
     if high in {2, 3}:
         n = int.from_bytes(data[pos:stop], "big")
         if high == 3:
@@ -208,9 +221,16 @@ def _container(
 
 
 def _struct(
-    data: bytes, pos: int, stop: int, syms: _Symbols, depth: int, *, ionpy: tuple[str, ...] | None
+    data: bytes,
+    pos: int,
+    stop: int,
+    syms: _Symbols,
+    depth: int,
+    *,
+    ionpy: tuple[str, ...] | None,
+    found: list[int] | None = None,
 ) -> tuple[Any, bytes, int]:
-    out, items = _fields(data, pos, stop, syms, depth, ionpy=ionpy)
+    out, items = _fields(data, pos, stop, syms, depth, ionpy=ionpy, found=found)
     if ionpy == ():
         out.ion_type = _STRUCT
     items.sort()
@@ -218,10 +238,18 @@ def _struct(
 
 
 def _fields(
-    data: bytes, pos: int, stop: int, syms: _Symbols, depth: int, *, ionpy: tuple[str, ...] | None
+    data: bytes,
+    pos: int,
+    stop: int,
+    syms: _Symbols,
+    depth: int,
+    *,
+    ionpy: tuple[str, ...] | None,
+    found: list[int] | None = None,
 ) -> tuple[Any, list[bytes]]:
     """The fields of the struct whose content is ``data[pos:stop]``: the struct read, and each
-    field's item of the canonical encoding, in field order."""
+    field's item of the canonical encoding, in field order. ``found`` (outside ``ionpy``) gets
+    the start and end of the bytes of the value at the path ``ionpy``."""
     as_ionpy = ionpy == ()
     out: Any = IonPyDict() if as_ionpy else {}
     seen: set[str] | None = set() if as_ionpy else None
@@ -277,8 +305,12 @@ def _fields(
             value = int.from_bytes(data[pos + 1 : q], "big")
             enc = b"i%d" % value
             pos = q
-        else:
+        elif below == () and not as_ionpy and found is not None:  # the value at the path
+            start = pos
             value, enc, pos = _container(data, pos, stop, syms, depth, ionpy=below)
+            found += (start, pos)
+        else:
+            value, enc, pos = _container(data, pos, stop, syms, depth, ionpy=below, found=found)
         if as_ionpy:
             if name in seen:  # type: ignore[operator]
                 raise _Outside("repeated field name")
@@ -294,11 +326,14 @@ def _fields(
     return out, items
 
 
-def read_fields(
-    data: bytes, ionpy: tuple[str, ...] = ("payload", "revision", "data")
-) -> list[Field] | None:
+def read_record(
+    data: bytes, ionpy: tuple[str, ...] = DATA_PATH
+) -> tuple[list[Field], bytes | None] | None:
     """The top-level fields of the one struct of ``data`` as ``(name, value, canonical)``, in
-    order; None when ``data`` is not of the shape read here (see the module's docstring)."""
+    order, and the value at the path ``ionpy`` as a self-contained Ion binary stream (None: no
+    such field): the record's own bytes of that value behind its version marker and local symbol
+    table, which read back as the value read here, not written again. None when ``data`` is not
+    of the shape read here (see the module's docstring)."""
     try:
         end = len(data)
         if data[:4] != BVM or end < 5:
@@ -309,6 +344,7 @@ def read_fields(
             stop = reader._local_symbols(data, pos, end)[1]
             syms = _local(data[pos:stop])
             pos = stop
+        header = pos  # the version marker and the symbol table: what the value's bytes need
         td = data[pos]
         if td >> 4 != 0xD or td & 0x0F in (1, 0x0F):
             return None  # annotations (a second table too), not a struct, or padding
@@ -318,7 +354,16 @@ def read_fields(
             length, pos = td & 0x0F, pos + 1
         if pos + length != end:
             return None  # a value past the end, or more after it
-        out, items = _fields(data, pos, end, syms, 1, ionpy=ionpy)
-        return [(name, v, item) for (name, v), item in zip(out.items(), items, strict=True)]
+        found: list[int] = []
+        out, items = _fields(data, pos, end, syms, 1, ionpy=ionpy, found=found)
+        fields = [(name, v, item) for (name, v), item in zip(out.items(), items, strict=True)]
+        value = data[:header] + data[found[0] : found[1]] if len(found) == 2 else None
+        return fields, value
     except Exception:  # _Outside, and whatever malformed bytes make the value constructors raise
         return None
+
+
+def read_fields(data: bytes, ionpy: tuple[str, ...] = DATA_PATH) -> list[Field] | None:
+    """``read_record``'s fields alone."""
+    read = read_record(data, ionpy)
+    return None if read is None else read[0]

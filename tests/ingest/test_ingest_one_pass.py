@@ -2,7 +2,9 @@
 ``ingest.decode``) gives exactly what the general path gives (structure check, amazon.ion's parse
 or the fast reader, ``record_from_ion``, ``record_fingerprint``): the same records, the same
 fingerprints (stored fingerprints stay comparable, so a re-delivered duplicate is still a
-duplicate), the same encoded documents, and, since it hands every record it does not read to the
+duplicate), the same documents (as encoded, and as stored: the one pass hands the buffer the
+document's own bytes, ``RevisionDetails.data_ion``, which read back as the general path's
+document), and, since it hands every record it does not read to the
 general path, the same rejections with the same reasons. It reads every real record.
 
 Both runs are the real decoder: the one pass is switched off by ``ingest.decode.ONE_PASS``."""
@@ -35,12 +37,12 @@ from ingest_helpers import (
 )
 from ingest_strategies import ion_values, mutate
 
-from buffer._common import encode_data
+from buffer._common import RevisionParts, decode_data, encode_data
 from buffer.port import Incoming, Rejection
 from ingest import decode
 from journal import canonical
 from journal.ion_binary import check, decode_all
-from journal.ion_binary.one_pass import read_fields
+from journal.ion_binary.one_pass import read_fields, read_record
 from journal.records import RevisionDetails
 
 pytestmark = pytest.mark.ingest_env
@@ -82,7 +84,8 @@ def outcome(items: Any) -> list[tuple[Any, ...]]:
             rec = item.record
             data: Any = None
             if isinstance(rec, RevisionDetails):
-                data = (encode_data(rec.data), strict(rec.data))
+                stored = RevisionParts.of(rec).data  # the document as the buffer stores it
+                data = (encode_data(rec.data), strict(rec.data), strict(decode_data(stored)))
                 rec = dataclasses.replace(rec, data=None)
             out.append(
                 (
@@ -155,6 +158,41 @@ def test_every_real_record_is_read_in_one_pass_as_the_general_path_reads_it() ->
         )
         fast, plain = both(decode.decode_kinesis_data, data, origin="o")
         assert fast == plain and fast[0][0] == "incoming"
+
+
+def test_the_stored_document_is_the_records_own_bytes() -> None:
+    """What the one pass hands the buffer for a revision's document is the record's version
+    marker and symbol table, then the document's bytes as received: valid Ion binary reading as
+    the document (strictly: types, precision, field order), which the buffer stores instead of
+    writing the document again; a deletion has none."""
+    revisions = [
+        r for r in [*real_user_records(), *fixture_records(), varied_revision()]
+        if b"REVISION_DETAILS" in r
+    ]  # fmt: skip
+    assert len(revisions) > 5
+    kept = 0
+    for raw in revisions:
+        read = read_record(raw)
+        assert read is not None
+        _, document = read
+        with one_pass(True):
+            item = decode.decode_kinesis_data(raw, origin="o")[0]
+        assert isinstance(item, Incoming) and isinstance(item.record, RevisionDetails)
+        rec = item.record
+        if rec.data is None:
+            assert document is None or rec.data_ion is None
+            assert RevisionParts.of(rec).data is None
+            continue
+        assert document is not None and rec.data_ion == document
+        kept += 1
+        shared = next(i for i, (a, b) in enumerate(zip(document, raw, strict=False)) if a != b)
+        assert shared >= 4 and document[shared:] in raw[shared:]  # the record's own bytes
+        check(document)
+        assert strict(decode_all(document)[0]) == strict(rec.data)
+        general = decode_all(raw)[0]["payload"]["revision"]["data"]
+        assert strict(decode_data(RevisionParts.of(rec).data)) == strict(general)
+        assert RevisionParts.of(rec).data == document  # stored as received, not re-encoded
+    assert kept > 3
 
 
 def test_real_events_and_fixture_files_decode_alike() -> None:
