@@ -22,9 +22,12 @@ file. What it implements (docs/qldb.md lists the limits):
 
 The HTTP side is ``ledger.qldb_http``; which ledger a name opens, ``ledger.ledger_catalog``.
 
-Every session gets a worker thread of its own and runs all its engine calls there, so an engine
-transaction is always used from one thread, whichever HTTP connection the driver sends a command
-on.
+A session's engine calls run on the HTTP thread that received the command, one command at a
+time (the session's lock): an embedded ledger transaction may be used from one thread, then from
+another (each thread reads through its own SQLite connection; the commit validates every read
+optimistically on the committing thread's), so nothing is handed to a thread of the session's
+own. Such a hand-off cost a thread wake-up per command, about a millisecond on a busy machine,
+for every command the driver sends (issue 14).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -162,13 +164,13 @@ class _Session:
     ledger_name: str
     ledger: Ledger
     started: float
-    worker: ThreadPoolExecutor
     lock: threading.Lock = field(default_factory=threading.Lock)
     transaction: _Transaction | None = None
     ended: bool = False
 
     def run(self, fn: Callable[[], _T]) -> _T:
-        return self.worker.submit(fn).result()
+        """One engine call of this session (the caller holds ``lock``)."""
+        return fn()
 
 
 class LedgerResolver(Protocol):
@@ -266,7 +268,6 @@ class QldbSessionService:
             ledger_name=name,
             ledger=ledger,
             started=self._clock(),
-            worker=ThreadPoolExecutor(max_workers=1, thread_name_prefix="qldb-session"),
         )
         with self._lock:
             self._sessions[session.token] = session
@@ -299,7 +300,6 @@ class QldbSessionService:
         session.transaction = None
         if tx is not None:
             self._abort_engine(session, tx)
-        session.worker.shutdown(wait=False)
 
     def _reap(self) -> None:
         """Discard sessions past their lifetime (QLDB forgets them too)."""

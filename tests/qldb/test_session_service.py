@@ -8,6 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,67 @@ def test_connections_have_tcp_nodelay_and_loopback_is_the_default(
         server.shutdown()
         server.server_close()
     assert seen and all(v != 0 for v in seen)
+
+
+def _on_a_new_thread(call: Any) -> Any:
+    import threading
+
+    out: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as exc:  # re-raised on the test's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+def test_one_transaction_served_by_several_threads_commits_and_its_reads_are_checked(
+    service: QldbSessionService,
+) -> None:
+    # Issue 14: engine calls run on the HTTP thread that got the command (no hand-off to a
+    # thread of the session's own), so a driver's commands for one transaction arrive on
+    # different threads, each reading through its own SQLite connection.
+    token = start(service)
+    setup = begin(service, token)
+    texts = ["CREATE TABLE T", "INSERT INTO T {'k': 1}"]
+    digest = string_hash(setup)
+    for text in texts:
+        send(
+            service,
+            SessionToken=token,
+            ExecuteStatement={"TransactionId": setup, "Statement": text},
+        )
+        digest = dot(digest, statement_hash(text, []))
+    commit = {"TransactionId": setup, "CommitDigest": base64.b64encode(digest).decode()}
+    send(service, SessionToken=token, CommitTransaction=commit)
+
+    def transaction(token: str, texts: list[str]) -> tuple[str, bytes]:
+        tx = _on_a_new_thread(lambda: begin(service, token))
+        digest = string_hash(tx)
+        for text in texts:
+            command = {"TransactionId": tx, "Statement": text}
+            _on_a_new_thread(partial(send, service, SessionToken=token, ExecuteStatement=command))
+            digest = dot(digest, statement_hash(text, []))
+        return tx, digest
+
+    reader, other = start(service), start(service)
+    read_tx, read_digest = transaction(reader, ["UPDATE T AS t SET t.k = 2 WHERE t.k = 1"])
+    write_tx, write_digest = transaction(other, ["UPDATE T AS t SET t.k = 3 WHERE t.k = 1"])
+    done = {"TransactionId": write_tx, "CommitDigest": base64.b64encode(write_digest).decode()}
+    _on_a_new_thread(lambda: send(service, SessionToken=other, CommitTransaction=done))
+    # The reader's read was changed after it read: its commit, from yet another thread, fails.
+    late = {"TransactionId": read_tx, "CommitDigest": base64.b64encode(read_digest).decode()}
+    _on_a_new_thread(
+        lambda: refused(
+            "OccConflictException", service, SessionToken=reader, CommitTransaction=late
+        )
+    )
+    assert service.counters["occ_conflicts"] == 1 and service.counters["commits"] == 2
