@@ -36,7 +36,6 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from .accounting import StreamInventory
 from .aws_fakes import QUEUE_URL, EventSourceMapping
 from .harness import Cli, base_env
 from .pipeline import FAR_FUTURE, CampaignError, Pipeline, Tally
@@ -50,7 +49,7 @@ def impaired_scenario(ctx: Any) -> Any:
     from buffer.opensearch_local import LocalOpenSearch
     from buffer.opensearch_proxy import FaultProxy
 
-    from .scenarios import ScenarioResult, finish, simulate, window_for
+    from .scenarios import ScenarioResult, finish, simulated, window_for
 
     name = "impaired"
     started = time.monotonic()
@@ -61,10 +60,9 @@ def impaired_scenario(ctx: Any) -> Any:
     cli = Cli(env=base_env(QLDB_SETTLE_INDEX_PREFIX=prefix), workdir=work)
     sim = work / "sim"
     ctx.say(f"[{name}] simulating {size.impaired_transactions} transactions")
-    stats = simulate(cli, sim, transactions=size.impaired_transactions, seed=ctx.seed + 5)
-    events = sorted((sim / "events").glob("*.json"))
-    stream = StreamInventory()
-    stream.add_files(events)
+    stats, events, stream = simulated(
+        cli, sim, transactions=size.impaired_transactions, seed=ctx.seed + 5
+    )
     window = window_for(stream)
     failed = _failing_batches(events, size.impaired_blocks, rng)
     server = LocalOpenSearch.start()

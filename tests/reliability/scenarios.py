@@ -187,6 +187,18 @@ def simulate(cli: Cli, out: Path, *, transactions: int, seed: int) -> dict[str, 
     return result
 
 
+def simulated(
+    cli: Cli, sim: Path, *, transactions: int, seed: int
+) -> tuple[dict[str, Any], list[Path], StreamInventory]:
+    """``simulate`` into ``sim``, then its event files in order and the inventory of their
+    records: the simulation's summary, the events, the stream."""
+    stats = simulate(cli, sim, transactions=transactions, seed=seed)
+    events = sorted((sim / "events").glob("*.json"))
+    stream = StreamInventory()
+    stream.add_files(events)
+    return stats, events, stream
+
+
 def window_for(stream: StreamInventory) -> float:
     """The largest (delivery − commit) of a block summary's first delivery, plus 25% and two
     seconds: no block is late for this window (what ``status`` recommends, measured here)."""
@@ -272,10 +284,7 @@ def main_scenario(ctx: Context) -> ScenarioResult:
     cli = Cli(env=base_env(), workdir=work)
     sim = work / "sim"
     ctx.say(f"[{name}] simulating {size.main_transactions} transactions")
-    stats = simulate(cli, sim, transactions=size.main_transactions, seed=ctx.seed)
-    events = sorted((sim / "events").glob("*.json"))
-    stream = StreamInventory()
-    stream.add_files(events)
+    stats, events, stream = simulated(cli, sim, transactions=size.main_transactions, seed=ctx.seed)
     window = window_for(stream)
     buffer_db, replica_db = work / "buffer.db", work / "replica.db"
     result = ScenarioResult(
@@ -688,10 +697,9 @@ def opensearch_scenario(ctx: Context) -> ScenarioResult:
     cli = Cli(env=base_env(QLDB_SETTLE_INDEX_PREFIX=prefix), workdir=work)
     sim = work / "sim"
     ctx.say(f"[{name}] simulating {ctx.size.opensearch_transactions} transactions")
-    stats = simulate(cli, sim, transactions=ctx.size.opensearch_transactions, seed=ctx.seed + 1)
-    events = sorted((sim / "events").glob("*.json"))
-    stream = StreamInventory()
-    stream.add_files(events)
+    stats, _, stream = simulated(
+        cli, sim, transactions=ctx.size.opensearch_transactions, seed=ctx.seed + 1
+    )
     window = window_for(stream)
     server = LocalOpenSearch.start()
     proxy = FaultProxy(upstream=server.url).start()
@@ -1033,12 +1041,9 @@ def qldb_scenario(ctx: Context) -> ScenarioResult:
         window_seconds=0,
     )
     try:
-        result.simulation = simulate(
+        result.simulation, _, stream = simulated(
             cli, sim, transactions=ctx.size.qldb_transactions, seed=ctx.seed + 2
         )
-        events = sorted((sim / "events").glob("*.json"))
-        stream = StreamInventory()
-        stream.add_files(events)
         result.window_seconds = window_for(stream)
         p = Pipeline(
             scenario=name,
@@ -1203,12 +1208,9 @@ def postgres_scenario(ctx: Context) -> ScenarioResult:
         window_seconds=0,
     )
     try:
-        result.simulation = simulate(
+        result.simulation, _, stream = simulated(
             cli, sim, transactions=ctx.size.postgres_transactions, seed=ctx.seed + 4
         )
-        events = sorted((sim / "events").glob("*.json"))
-        stream = StreamInventory()
-        stream.add_files(events)
         result.window_seconds = window_for(stream)
         p = Pipeline(
             scenario=name,
