@@ -1,1 +1,3 @@
-"""One module per subcommand, each with ``register(subparsers)``."""
+"""One module per subcommand of ``qldb-settle``, each with ``register(subparsers)`` (found by
+``qldb_settle.cli`` and listed in its ``ORDER``), its flags and printing shared through
+``qldb_settle.output``; ``_ingest_export`` is the journal-export half of ``ingest``."""
