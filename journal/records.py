@@ -158,24 +158,38 @@ class StreamRef:
     account: str
     ledger_name: str
     stream_id: str
+    ledger: str = field(init=False, repr=False, compare=False)
+    """The ledger key of every deterministic id: ``region:account:name``."""
 
-    @property
-    def ledger(self) -> str:
-        """The ledger key of every deterministic id: ``region:account:name``."""
-        return f"{self.region}:{self.account}:{self.ledger_name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ledger", f"{self.region}:{self.account}:{self.ledger_name}")
 
     @classmethod
     def from_arn(cls, arn: str, path: str = "qldbStreamArn") -> StreamRef:
+        """The stream of an ARN (one object per ARN: a stream's records share it), or
+        ``RecordError`` at ``path``."""
+        if type(arn) is str:  # a str subclass (IonPyText) is read afresh, never cached
+            known = _STREAMS.get(arn)
+            if known is not None:
+                return known
         m = _ARN.match(arn)
         if not m:
             raise RecordError(path, f"is not a QLDB stream ARN: {arn[:120]!r}")
-        return cls(
+        ref = cls(
             arn=arn,
             region=m["region"],
             account=m["account"],
             ledger_name=m["ledger"],
             stream_id=m["stream"],
         )
+        if type(arn) is str and len(_STREAMS) < _MAX_STREAMS:
+            _STREAMS[arn] = ref
+        return ref
+
+
+_MAX_STREAMS = 1024
+_STREAMS: dict[str, StreamRef] = {}
+"""``StreamRef.from_arn``'s answers by ARN (a ledger has a few streams; bounded all the same)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -139,3 +139,30 @@ def test_dot_is_order_independent_and_matches_signed_ordering() -> None:
     assert hashes.dot(a, b"") == a
     with pytest.raises(ValueError, match="32-byte"):
         hashes.dot(b"x", a)
+
+
+def test_stream_refs_are_shared_per_arn_and_still_checked() -> None:
+    """``StreamRef.from_arn`` answers a known ARN from its table (one object per stream, the
+    ledger key computed once): the same fields as a fresh parse, and an ARN that is not a QLDB
+    stream's is refused whatever came before it (a str subclass, as amazon.ion loads a string,
+    is parsed afresh)."""
+    from amazon.ion.simple_types import IonPyText
+
+    from journal.records import StreamRef
+
+    arn = "arn:aws:qldb:eu-west-1:123456789012:stream/my-ledger/streamA"
+    first, again = StreamRef.from_arn(arn), StreamRef.from_arn(arn)
+    assert again is first
+    assert (first.region, first.account, first.ledger_name, first.stream_id) == (
+        "eu-west-1", "123456789012", "my-ledger", "streamA",
+    )  # fmt: skip
+    assert first.ledger == "eu-west-1:123456789012:my-ledger"
+    as_loaded = StreamRef.from_arn(IonPyText(arn))
+    assert as_loaded == first and as_loaded is not first and as_loaded.ledger == first.ledger
+    other = StreamRef.from_arn(arn.replace("streamA", "streamB"))
+    assert other.ledger == first.ledger and other != first
+    for bad in (arn.replace("qldb", "kinesis", 1), arn + "/extra", "", arn[:-9]):
+        with pytest.raises(RecordError, match="is not a QLDB stream ARN"):
+            StreamRef.from_arn(bad)
+        with pytest.raises(RecordError):
+            StreamRef.from_arn(bad)  # refused again: a refusal is not remembered as a stream
