@@ -66,6 +66,9 @@ class Scope:
     # In a join: the scope of the sources before this one (names not bound here are looked up
     # there; a name no source binds is an error, never a field of some document).
     outer: Scope | None = None
+    # The id of the transaction the statement runs in (TXID()); None in a scope of a join or an
+    # unnesting, which asks its ``outer`` scope.
+    txid: str | None = None
 
 
 # --- kinds ---------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ class StatementRun:
     def scope(
         self, names: tuple[str, ...], value: Any, by: str | None, doc_id: str | None
     ) -> Scope:
-        return Scope(names, value, by, doc_id, self.params, self.now)
+        return Scope(names, value, by, doc_id, self.params, self.now, txid=self.tx.id)
 
     # -- applying
 

@@ -1,9 +1,10 @@
-"""QLDB's scalar functions (``Call`` nodes), each as the Developer Guide's page for it says:
-EXISTS, COALESCE, NULLIF (which do not propagate null and missing), UPPER, LOWER, TRIM,
-CHAR_LENGTH / CHARACTER_LENGTH, SUBSTRING, SIZE, TO_STRING, UTCNOW (and this ledger's ABS, MOD,
-CARDINALITY). Every other function propagates null and missing: an unknown argument gives null.
-An argument of the wrong type is an ``EvalError``, never a guessed value. The date functions
-(DATE_ADD, DATE_DIFF, EXTRACT, TO_TIMESTAMP), CAST and CASE are refused at parse (not done yet).
+"""QLDB's functions (``Call`` nodes), each as the Developer Guide's page for it says: EXISTS,
+COALESCE, NULLIF (which do not propagate null and missing), CAST (``ledger.functions_cast``:
+missing stays missing), UPPER, LOWER, TRIM (all its forms), CHAR_LENGTH / CHARACTER_LENGTH,
+SUBSTRING, SIZE, TO_STRING, UTCNOW, TXID and the date functions of ``ledger.functions_time``.
+Every other function propagates null and missing: an unknown argument gives null. An argument of
+the wrong type is an ``EvalError``, never a guessed value. Functions QLDB does not list (ABS,
+MOD, CARDINALITY among them) are refused at parse, as QLDB refuses them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from amazon.ion.core import Timestamp, TimestampPrecision
 
-from ledger.evaluate import EvalError, _arith, equal, kind, number, text_of
+from ledger.evaluate import EvalError, equal, kind, number, text_of
+from ledger.functions_cast import cast
+from ledger.functions_time import date_add, date_diff, extract, to_timestamp
 from ledger.nodes import AGGREGATES, MISSING
 from ledger.timestamp_format import FormatError, format_timestamp
 
@@ -38,6 +41,10 @@ def call_function(name: str, args: list[Any], scope: Scope | None) -> Any:
             now.microsecond - now.microsecond % 1000, tzinfo=UTC,
             precision=TimestampPrecision.SECOND, fractional_precision=3,
         )  # fmt: skip
+    if name == "txid":
+        return _txid(scope)
+    if name == "cast":
+        return cast(args[0], args[1])
     if name == "exists":
         return _exists(args[0])
     if name == "coalesce":
@@ -55,19 +62,30 @@ def call_function(name: str, args: list[Any], scope: Scope | None) -> Any:
     v = args[0] if args else MISSING
     if name in ("upper", "lower", "trim", "char_length", "character_length", "substring"):
         return _string_function(name, v, args)
-    if name in ("size", "cardinality"):
+    if name == "size":
         if kind(v) in ("list", "struct"):
             return len(v)
         raise EvalError(f"{name}() needs a list, struct or bag, not {kind(v)}")
     if name == "to_string":
         return _to_string(v, args)
-    if name == "abs":
-        if kind(v) != "number":
-            raise EvalError(f"abs() needs a number, not {kind(v)}")
-        return abs(number(v))
-    if name == "mod":
-        return _arith("%", v, args[1])
+    if name == "date_add":
+        return date_add(args[0], args[1], args[2])
+    if name == "date_diff":
+        return date_diff(args[0], args[1], args[2])
+    if name == "extract":
+        return extract(args[0], args[1])
+    if name == "to_timestamp":
+        return to_timestamp(args)
     raise EvalError(f"unknown function {name}()")
+
+
+def _txid(scope: Scope | None) -> str:
+    """TXID page: the id of the transaction the statement runs in (its documents' ``txId``)."""
+    while scope is not None and scope.txid is None:
+        scope = scope.outer
+    if scope is None or scope.txid is None:
+        raise EvalError("txid() needs a transaction (it is not a constant)")
+    return scope.txid
 
 
 def _exists(v: Any) -> bool:
@@ -87,10 +105,27 @@ def _string_function(name: str, v: Any, args: list[Any]) -> Any:
     if name == "lower":
         return s.lower()
     if name == "trim":
-        return s.strip(" ")  # blank spaces only: TRIM(' \tfoobar\t ') is '\tfoobar\t'
+        return _trim(s, args)
     if name == "substring":
         return _substring(s, args[1:])
     return len(s)  # code points, as CHAR_LENGTH counts
+
+
+def _trim(s: str, args: list[Any]) -> str:
+    """TRIM page: blank spaces only by default (``TRIM(' \\tfoobar\\t ')`` is
+    ``'\\tfoobar\\t'``); LEADING/TRAILING/BOTH ``chars``: any of those characters, as a set
+    (``TRIM(BOTH '12' FROM '1112211foobar22211122')`` is ``'foobar'``)."""
+    if len(args) == 1:
+        return s.strip(" ")
+    side, chars = text_of(args[1]), args[2]
+    if kind(chars) != "string":
+        raise EvalError(f"trim() characters must be a string, not {kind(chars)}")
+    cs = text_of(chars)
+    if side == "leading":
+        return s.lstrip(cs)
+    if side == "trailing":
+        return s.rstrip(cs)
+    return s.strip(cs)
 
 
 def _substring(s: str, rest: list[Any]) -> str:

@@ -21,12 +21,11 @@ from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ledger.errors import ParseError
+from ledger.function_names import FUNCTIONS, NONDETERMINISTIC
 from ledger.nodes import Parsed, Statement
 from ledger.tree_builder import (
     COMMITTED_PREFIX,
-    FUNCTIONS,
     MAX_STATEMENT_CHARS,
-    NONDETERMINISTIC,
     SOURCE_FUNCTIONS,
     _Builder,
     _Fail,

@@ -3,7 +3,8 @@
 ``_Builder`` runs inline with the LALR parse (``ledger.parser`` owns the parser, its errors and
 its caches); a callback that refuses what it was given raises ``_Fail`` with the token, which the
 parser turns into a ``ParseError`` naming it. Also here: the names the builder accepts
-(``FUNCTIONS``, ``SOURCE_FUNCTIONS``) and Ion literals (``ion_literal``). Imports only lark, the
+(``SOURCE_FUNCTIONS``; ``FUNCTIONS`` and CAST's and the date functions' words are in
+``ledger.function_names``) and Ion literals (``ion_literal``). Imports only lark, the
 standard library and amazon.ion (the ingest Lambda parses too).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from lark import Token, Transformer
 
+from ledger.function_names import CAST_TYPES, DATE_PARTS, EXTRACT_PARTS, FUNCTIONS
 from ledger.nodes import (
     AGGREGATES,
     MISSING,
@@ -66,14 +68,6 @@ from ledger.nodes import (
 MAX_STATEMENT_CHARS = 100_000
 COMMITTED_PREFIX = "_ql_committed_"
 
-# Functions the engine evaluates (lower-case). ``utcnow`` is the non-deterministic one.
-FUNCTIONS = frozenset(
-    {
-        "utcnow", "upper", "lower", "char_length", "character_length", "size", "cardinality",
-        "exists", "coalesce", "nullif", "substring", "trim", "to_string", "abs", "mod",
-    }
-)  # fmt: skip
-NONDETERMINISTIC = frozenset({"utcnow"})
 SOURCE_FUNCTIONS = frozenset({"history"})
 
 
@@ -237,11 +231,39 @@ class _Builder(Transformer[Token, Any]):
     def call(self, t: list[Any]) -> Call:
         name = str(t[0]).lower()
         if name not in FUNCTIONS and name not in AGGREGATES:
-            raise _Fail(t[0], "is not a function this ledger supports")
+            raise _Fail(t[0], "is not a function QLDB supports (PartiQL functions in Amazon QLDB)")
         args = tuple(a for a in t[1:] if a is not None)
         if name in AGGREGATES and len(args) != 1:
             raise _Fail(t[0], "takes one argument")
+        if name in ("date_add", "date_diff"):
+            first = args[0] if args else None
+            part = first.root.lower() if isinstance(first, Path) and not first.steps else None
+            if part not in DATE_PARTS or len(args) != 3:
+                raise _Fail(t[0], "takes a date part (year, month, day, hour, minute or second)"
+                            " and two more arguments")  # fmt: skip
+            args = (Lit(part), *args[1:])
         return Call(name, args)
+
+    def cast_call(self, t: list[Any]) -> Call:
+        kind = CAST_TYPES.get(str(t[3]).lower())
+        if kind is None:
+            raise _Fail(t[3], f"is not a type CAST converts to ({', '.join(CAST_TYPES)})")
+        return Call("cast", (t[1], Lit(kind)))
+
+    def extract_call(self, t: list[Any]) -> Call:
+        part = str(t[1]).lower()
+        if part not in EXTRACT_PARTS:
+            parts = ", ".join(sorted(EXTRACT_PARTS))
+            raise _Fail(t[1], f"is not a date part EXTRACT takes ({parts})")
+        return Call("extract", (Lit(part), t[3]))
+
+    def trim_call(self, t: list[Any]) -> Call:
+        """``TRIM(s)`` is ``Call("trim", (s,))``; ``TRIM(LEADING|TRAILING|BOTH [chars] FROM s)``
+        is ``Call("trim", (s, Lit(side), chars))`` (chars default to a blank space)."""
+        if len(t) == 2:
+            return Call("trim", (t[1],))
+        chars = t[2] if t[2] is not None else Lit(" ")
+        return Call("trim", (t[4], Lit(str(t[1]).lower()), chars))
 
     def star_call(self, t: list[Any]) -> Call:
         if str(t[0]).lower() != "count":

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ledger import EmbeddedLedger, StatementError
+from ledger import EmbeddedLedger, ParseError, StatementError
 
 
 def _value(led: EmbeddedLedger, expression: str) -> Any:
@@ -59,10 +59,19 @@ SUBSTRING = [
     ("SUBSTRING('1234', 10, 10)", ""),
 ]
 
-# "TRIM function in Amazon QLDB" (the forms without LEADING/TRAILING/BOTH ... FROM).
+# "TRIM function in Amazon QLDB".
 TRIM = [
     ("TRIM('   foobar   ')", "foobar"),  # TRIM(' foobar ') -- 'foobar'
     ("TRIM('  \tfoobar\t  ')", "\tfoobar\t"),  # TRIM(' \tfoobar\t ') -- '\tfoobar\t'
+    ("TRIM(LEADING FROM '   foobar   ')", "foobar   "),  # -- 'foobar '
+    ("TRIM(TRAILING FROM '   foobar   ')", "   foobar"),  # -- ' foobar'
+    ("TRIM(BOTH FROM '   foobar   ')", "foobar"),  # -- 'foobar'
+    ("TRIM(BOTH '1' FROM '11foobar11')", "foobar"),  # -- 'foobar'
+    ("TRIM(BOTH '12' FROM '1112211foobar22211122')", "foobar"),  # -- 'foobar'
+    ("TRIM(leading 'x' FROM 'xxaxx')", "axx"),  # keywords in any case
+    ("TRIM(TRAILING 'x' FROM 'xxaxx')", "xxa"),
+    ("TRIM(BOTH null FROM 'x')", None),  # null and missing propagate as null
+    ("TRIM(LEADING FROM missing)", None),
 ]
 
 # "COALESCE function", "NULLIF function", "UPPER function", "LOWER function",
@@ -116,8 +125,26 @@ def test_function_returns_the_developer_guide_result(
         "EXISTS(missing)",  # EXISTS page: EXISTS(missing) -- error
         "SIZE(12)",  # SIZE page: SIZE(12) -- error
         "SUBSTRING('123', 1, -1)",  # SUBSTRING page: the length can't be negative
+        "TRIM(BOTH 1 FROM 'x')",  # TRIM page: the characters are a string
+        "TRIM(LEADING FROM 5)",
     ],
 )
 def test_documented_errors_are_errors(led: EmbeddedLedger, expression: str) -> None:
     with pytest.raises(StatementError):
         _value(led, expression)
+
+
+@pytest.mark.parametrize(
+    "expression", ["TRIM('x' FROM 'xax')", "TRIM(BOTH 'x' 'y' FROM 'xax')", "TRIM(BOTH 'x')"]
+)
+def test_trim_forms_qldb_does_not_have_are_refused(led: EmbeddedLedger, expression: str) -> None:
+    # TRIM page: TRIM ( [ LEADING | TRAILING | BOTH [ characters ] FROM ] string)
+    with pytest.raises(ParseError):
+        _value(led, expression)
+
+
+def test_a_field_may_still_be_named_like_these_functions(led: EmbeddedLedger) -> None:
+    led.execute("CREATE TABLE W")
+    led.execute("INSERT INTO W VALUE {'trim': 1, 'cast': 2, 'extract': 3, 'leading': 4}")
+    [row] = led.execute("SELECT trim, w.cast, extract, leading FROM W AS w")
+    assert dict(row) == {"trim": 1, "cast": 2, "extract": 3, "leading": 4}
