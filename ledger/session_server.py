@@ -37,7 +37,6 @@ import binascii
 import logging
 import re
 import secrets
-import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,11 +68,12 @@ SESSION_LIFETIME_SECONDS = 15 * 60.0
 PAGE_VALUES = 200
 PAGE_BYTES = 1 << 20
 _LEDGER_NAME = re.compile(r"(?!^.*--)(?!^[0-9]+$)(?!^-)(?!.*-$)^[A-Za-z0-9-]+$")
-_BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _T = TypeVar("_T")
 
 
 class LedgerTransaction(Protocol):
+    id: str  # the Session API's TransactionId (QLDB's metadata.txId of what it writes)
+
     def execute(self, statement: str, *params: Any) -> list[Any]: ...
 
     def commit(self) -> Any: ...
@@ -135,11 +135,6 @@ def string_hash(text: str) -> bytes:
 def statement_hash(statement: str, params: Sequence[Any]) -> bytes:
     """QLDB's statement hash: the statement's Ion hash dotted with each parameter's Ion hash."""
     return statement_digest(statement, params)
-
-
-def new_transaction_id() -> str:
-    """A 22-character base62 id, like QLDB's."""
-    return "".join(secrets.choice(_BASE62) for _ in range(22))
 
 
 def _new_token(nbytes: int = 36) -> str:
@@ -333,7 +328,7 @@ class QldbSessionService:
         if session.transaction is not None:
             raise _bad_request("Transaction already open")
         engine = session.run(session.ledger.begin)
-        tx_id = new_transaction_id()
+        tx_id = engine.id  # the id its documents' metadata.txId and TXID() give, as in QLDB
         session.transaction = _Transaction(
             id=tx_id, engine=engine, started=self._clock(), digest=string_hash(tx_id)
         )
