@@ -3,9 +3,11 @@
 What lives here, by reason to change:
 
 - PartiQL: ``grammar.lark``, ``parser`` (text to ``nodes``), ``nodes``, ``evaluate`` (values,
-  paths, operators; ``functions``: QLDB's scalar functions; ``timestamp_format``: TO_STRING's
-  format strings), ``select`` (SELECT's joins and projection), ``classify`` (statement shapes
-  for the ingest path);
+  paths, operators; ``functions``: QLDB's scalar functions, ``functions_cast``: CAST,
+  ``functions_time``: the date functions, ``function_names``: the names the parser accepts;
+  ``timestamps``: Ion timestamps' precision and offset, ``timestamp_format``: TO_STRING's format
+  strings, ``timestamp_parse``: TO_TIMESTAMP's), ``select`` (SELECT's joins and projection),
+  ``classify`` (statement shapes for the ingest path);
 - ``blocks``: the block and revision model, BLOCK_SUMMARY payloads and stream records;
 - ``storage``: the SQLite schema, index keys, state rows and a commit's writes;
 - ``changes``: what a transaction stages (writes, DDL) and QLDB's limits;
