@@ -6,14 +6,17 @@
   whole put planned over what the store read up front: the same-call overlay, the writes, the
   rejections kept and forgotten; pure) and ``buffer._common`` (which copy is kept, time, bodies,
   revision codec, the dump's shape): the policy both adapters share;
-- ``buffer.sqlite`` (the embedded default) with ``buffer.sqlite_put`` (its put: reads by id
-  and applies the plan in bulk in one transaction), and ``buffer.opensearch``
+- ``buffer.sqlite`` (``SqliteBuffer``, the embedded default: the policy over
+  ``buffer.sqlite_store``, whose schema and errors are ``buffer.sqlite_schema``'s and whose put
+  reads by id and writes a plan in bulk in one transaction, ``buffer.sqlite_put``), and
+  ``buffer.opensearch``
   (``OpenSearchBuffer``, composing its parts: ``opensearch_put`` the put and
   ``opensearch_documents`` the documents it writes,
   ``opensearch_statements``, ``opensearch_rejections``, ``opensearch_read`` the block reads,
   ``opensearch_marks`` marks, repair and gaps, ``opensearch_figures`` stats and dump,
   ``opensearch_lease`` lease and retention, all sending through ``opensearch_requests``;
-  ``opensearch_client`` and ``opensearch_schema`` below them): the adapters;
+  ``opensearch_client`` and ``opensearch_schema`` below them; it implements the port itself,
+  not yet a ``buffer.store`` store): the adapters;
 - ``buffer.store`` (the narrow store protocol: storage verbs only) and ``buffer.settling``
   (``Buffer``: the port's policy written once over any store);
 - ``buffer.memory`` (``MemoryStore`` and ``MemoryBuffer``, an in-memory store for unit tests),
@@ -22,5 +25,7 @@
 
 Imports: ``journal`` and ``runtime`` (and each adapter its own client library); never
 ``destination`` (its peer: a buffer knows nothing of where a block goes), ``ingest``,
-``settler`` or any layer above (``tests/test_layers.py``).
+``settler`` or any layer above (``tests/test_layers.py``). Inside the package the policy
+(``port``, ``_common``, ``put_policy``, ``planner``, ``store``, ``settling``) imports no store or
+client; a store imports the policy and its own modules, never another store's.
 """

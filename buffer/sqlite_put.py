@@ -12,7 +12,7 @@ per record as it can:
   into one upsert per strand, the rejections kept and dropped in bulk, and the counters into one
   upsert per counter (``flush_counters``).
 
-The whole call is one ``BEGIN IMMEDIATE … COMMIT`` (``SqliteBuffer._tx``): all or nothing.
+The whole call is one ``BEGIN IMMEDIATE … COMMIT`` (``SqliteStore.atomic``): all or nothing.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from buffer import _common as c
 from buffer import planner
 from buffer import put_policy as policy
-from buffer.port import Incoming, PutReport, Rejection
+from buffer.port import Incoming
 from journal.records import BlockSummary, ControlRecord, RevisionDetails
 
 CHUNK = 500  # ids per IN (...) list
@@ -78,9 +78,9 @@ class Batch:
     deltas: Counter[str] = field(default_factory=Counter)
 
 
-def flush_counters(cur: sqlite3.Cursor, batch: Batch) -> None:
+def flush_counters(cur: sqlite3.Cursor, deltas: Mapping[str, int]) -> None:
     """Add a transaction's counter deltas to ``counters``, one upsert per counter."""
-    changes = [(name, delta) for name, delta in sorted(batch.deltas.items()) if delta]
+    changes = [(name, delta) for name, delta in sorted(deltas.items()) if delta]
     cur.executemany(
         "INSERT INTO counters (name, value) VALUES (?, ?) "
         "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
@@ -99,21 +99,17 @@ def chunked_read(cur: sqlite3.Cursor, sql: str, ids: Iterable[str]) -> dict[str,
 
 
 class SqlitePut:
-    """One ``put`` call inside its write transaction (the module docstring)."""
+    """One ``put`` call inside its write transaction (the module docstring): ``view`` reads,
+    ``apply`` writes the plan made over it (``buffer.settling.Buffer.put`` plans)."""
 
     def __init__(self, cur: sqlite3.Cursor) -> None:
         self.cur = cur
         self.batch = Batch()
         self._blocks: dict[str, tuple[Any, ...]] = {}
 
-    def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection]) -> PutReport:
-        plan = planner.plan(records, rejections, self._view(records))
-        self._apply(plan)
-        return plan.report()
-
     # --- reads ------------------------------------------------------------------------------------
 
-    def _view(self, records: Sequence[Incoming]) -> planner.StoreView:
+    def view(self, records: Sequence[Incoming]) -> planner.StoreView:
         """What the store holds for the ids of ``records``, in one read per table."""
         cur, want = self.cur, planner.Wanted.of(records)
         revs = chunked_read(cur, _REVISION_READ, (r.record_id for r in want.revisions))
@@ -159,7 +155,7 @@ class SqlitePut:
 
     # --- writes -----------------------------------------------------------------------------------
 
-    def _apply(self, plan: planner.PutPlan) -> None:
+    def apply(self, plan: planner.PutPlan) -> None:
         """Write a plan: replaced copies out, new and replacing copies in, provenance, strands,
         rejections and counters, each kind in one ``executemany``."""
         cur, deltas = self.cur, self.batch.deltas
@@ -207,7 +203,7 @@ class SqlitePut:
                 [(a, b, seq, int(has)) for (a, b), (seq, has) in plan.seen.items()],
             )
         self._rejections(plan)
-        flush_counters(cur, self.batch)
+        flush_counters(cur, self.batch.deltas)
 
     def _provenance(
         self,

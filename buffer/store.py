@@ -24,7 +24,7 @@ means: that is the policy's, with ``buffer.planner`` for ``put``). The verbs:
 - ``counters`` and ``add_counts`` (the figures ``stats`` reports, kept with the rows they count),
   ``delays`` (the ingest delay sample), ``dump_rows`` (every row, into a ``_common.DumpBuilder``).
 
-Stores: ``buffer.memory.MemoryStore`` (dicts, for unit tests).
+Stores: ``buffer.memory.MemoryStore`` (dicts, for unit tests) and ``buffer.sqlite_store``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from buffer.sqlite import (
     REVISIONS_SQL,
     SCHEMA_VERSION,
     SqliteBuffer,
-    _translate,
 )
+from buffer.sqlite_schema import translate
 from journal.canonical import fingerprint
 from journal.errors import InputError
 from journal.records import RevisionDetails
@@ -51,7 +51,7 @@ def test_creating_the_schema_again_changes_nothing(tmp_path: Path, synth: Synth)
     path = tmp_path / "b.db"
     buf = _filled(path, synth)
     expected = buf.dump()
-    buf._create()  # what opening an older or half-created file does
+    buf.store._create()  # what opening an older or half-created file does
     assert buf.dump() == expected
     buf.close()
     for _ in range(3):
@@ -191,11 +191,11 @@ def test_a_put_is_all_or_nothing(tmp_path: Path, synth: Synth) -> None:
 
 def test_the_release_query_is_an_index_range_scan(tmp_path: Path, synth: Synth) -> None:
     buf = _filled(tmp_path / "b.db", synth, n=20)
-    db = buf._db
+    db = buf.store._db
     plan = " | ".join(
         str(row[-1])
         for row in db.execute(
-            "EXPLAIN QUERY PLAN " + PENDING_SQL, (SYNTH_LEDGER, SYNTH_STRAND, 0, 5)
+            "EXPLAIN QUERY PLAN " + PENDING_SQL, (SYNTH_LEDGER, SYNTH_STRAND, "pending", 0, 5)
         )
     )
     assert "USING INDEX blocks_release (ledger=? AND strand_id=? AND state=? AND seq>?)" in plan
@@ -251,13 +251,13 @@ def test_concurrent_writers_leave_the_state_of_one_writer(tmp_path: Path, synth:
 def test_sqlite_errors_are_translated_by_their_message_when_no_code_is_given(
     message: str, kind: type[Exception]
 ) -> None:
-    mapped = _translate(sqlite3.OperationalError(message), "/data/b.db")
+    mapped = translate(sqlite3.OperationalError(message), "/data/b.db")
     assert isinstance(mapped, kind)
     assert "/data/b.db" in str(mapped)
 
 
 def test_other_sqlite_errors_are_not_disguised() -> None:
-    assert _translate(sqlite3.IntegrityError("UNIQUE constraint failed"), "b.db") is None
+    assert translate(sqlite3.IntegrityError("UNIQUE constraint failed"), "b.db") is None
 
 
 def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path, synth: Synth) -> None:
@@ -344,9 +344,9 @@ def test_a_put_reads_and_writes_in_bulk_in_one_transaction(tmp_path: Path, synth
         with SqliteBuffer(tmp_path / f"{n}.db") as buf:
             buf.put(synth.incomings(synth.chain(1)))  # the strand exists
             items = synth.incomings(synth.chain(n, start=start))
-            buf._db.set_trace_callback(seen.append)
+            buf.store._db.set_trace_callback(seen.append)
             report = buf.put(items)
-            buf._db.set_trace_callback(None)
+            buf.store._db.set_trace_callback(None)
         assert report.stored["blocks"] == n and report.stored["revisions"] == n
         return seen
 
