@@ -178,3 +178,15 @@ def test_functions_qldb_does_not_list_are_refused(led: EmbeddedLedger, name: str
     # are not currently supported in QLDB." ABS, MOD and CARDINALITY have no page there.
     with pytest.raises(ParseError, match="is not a function QLDB supports"):
         _value(led, name)
+
+
+def test_a_statement_calling_txid_or_utcnow_is_not_replayed_from_its_text() -> None:
+    # The source's transaction id and time are not the replica's: replaying the text would
+    # write other values than the source's revisions hold.
+    from ledger.classify import classify
+
+    for text, name in (("INSERT INTO T VALUE {'tx': TXID()}", "txid()"),
+                       ("UPDATE T AS t SET t.at = UTCNOW()", "utcnow()")):  # fmt: skip
+        got = classify(text)
+        assert got.kind == "nondeterministic" and name in got.reason
+    assert classify("INSERT INTO T VALUE {'d': DATE_ADD(day, 1, `2017T`)}").kind == "literal"
