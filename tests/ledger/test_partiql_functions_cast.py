@@ -17,16 +17,7 @@ import pytest
 from ledger import EmbeddedLedger, ParseError, StatementError
 from ledger.evaluate import kind, text_of
 from ledger.timestamps import ion_text
-
-MISSING = "MISSING"
-
-
-def _value(led: EmbeddedLedger, expression: str) -> Any:
-    led.execute("CREATE TABLE T")
-    led.execute("INSERT INTO T VALUE {'one': 1}")
-    [row] = led.execute(f"SELECT {expression} AS v FROM T AS t")
-    return dict(row).get("v", MISSING)
-
+from tests.ledger.function_cases import MISSING, is_null, select_value
 
 QLDB_PAGE = [
     ("CAST(null AS null)", None),
@@ -95,9 +86,9 @@ PARTIQL_REFERENCE = [
 def test_cast_returns_the_documented_result(
     led: EmbeddedLedger, expression: str, expected: Any
 ) -> None:
-    got = _value(led, expression)
+    got = select_value(led, expression)
     if expected is None:
-        assert got is None or type(got).__name__ == "IonPyNull"
+        assert is_null(got)
     elif expected is MISSING:
         assert got == MISSING
     elif kind(got) == "timestamp":
@@ -144,7 +135,7 @@ def test_cast_as_symbol_is_a_symbol(led: EmbeddedLedger) -> None:
 )
 def test_documented_cast_errors_are_errors(led: EmbeddedLedger, expression: str) -> None:
     with pytest.raises(StatementError, match="cannot cast"):
-        _value(led, expression)
+        select_value(led, expression)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +145,7 @@ def test_types_and_forms_cast_does_not_have_are_refused_at_parse(
     led: EmbeddedLedger, expression: str
 ) -> None:
     with pytest.raises(ParseError):
-        _value(led, expression)
+        select_value(led, expression)
 
 
 def test_cast_reads_document_fields_and_parameters(led: EmbeddedLedger) -> None:

@@ -14,13 +14,7 @@ import pytest
 from ledger import EmbeddedLedger, ParseError, StatementError
 from ledger.evaluate import kind
 from ledger.timestamps import ion_text
-
-
-def _value(led: EmbeddedLedger, expression: str) -> Any:
-    led.execute("CREATE TABLE T")
-    led.execute("INSERT INTO T VALUE {'one': 1}")
-    [row] = led.execute(f"SELECT {expression} AS v FROM T AS t")
-    return dict(row).get("v", "MISSING")
+from tests.ledger.function_cases import is_null, select_value
 
 
 def _shown(v: Any) -> Any:
@@ -97,9 +91,9 @@ TO_TIMESTAMP = [
 def test_date_function_returns_the_developer_guide_result(
     led: EmbeddedLedger, expression: str, expected: Any
 ) -> None:
-    got = _value(led, expression)
+    got = select_value(led, expression)
     if expected is None:
-        assert got is None or type(got).__name__ == "IonPyNull"
+        assert is_null(got)
     else:
         assert _shown(got) == expected
         assert type(got) is not bool
@@ -126,7 +120,7 @@ def test_date_function_returns_the_developer_guide_result(
 )
 def test_malformed_date_calls_are_errors(led: EmbeddedLedger, expression: str) -> None:
     with pytest.raises(StatementError):
-        _value(led, expression)
+        select_value(led, expression)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +135,7 @@ def test_malformed_date_calls_are_errors(led: EmbeddedLedger, expression: str) -
 )
 def test_malformed_date_forms_are_refused_at_parse(led: EmbeddedLedger, expression: str) -> None:
     with pytest.raises(ParseError):
-        _value(led, expression)
+        select_value(led, expression)
 
 
 def test_txid_is_the_transaction_id_its_documents_carry(led: EmbeddedLedger) -> None:
@@ -177,7 +171,7 @@ def test_functions_qldb_does_not_list_are_refused(led: EmbeddedLedger, name: str
     # "PartiQL functions in Amazon QLDB": "Any SQL functions that aren't included in this list
     # are not currently supported in QLDB." ABS, MOD and CARDINALITY have no page there.
     with pytest.raises(ParseError, match="is not a function QLDB supports"):
-        _value(led, name)
+        select_value(led, name)
 
 
 def test_a_statement_calling_txid_or_utcnow_is_not_replayed_from_its_text() -> None:

@@ -11,14 +11,7 @@ from typing import Any
 import pytest
 
 from ledger import EmbeddedLedger, ParseError, StatementError
-
-
-def _value(led: EmbeddedLedger, expression: str) -> Any:
-    led.execute("CREATE TABLE T")
-    led.execute("INSERT INTO T VALUE {'one': 1}")
-    [row] = led.execute(f"SELECT {expression} AS v FROM T AS t")
-    return dict(row).get("v", "MISSING")
-
+from tests.ledger.function_cases import is_null, select_value
 
 # "EXISTS function in Amazon QLDB": non-empty container true, anything else false, missing error.
 EXISTS = [
@@ -111,9 +104,9 @@ OTHERS = [
 def test_function_returns_the_developer_guide_result(
     led: EmbeddedLedger, expression: str, expected: Any
 ) -> None:
-    got = _value(led, expression)
+    got = select_value(led, expression)
     if expected is None:
-        assert got is None or type(got).__name__ == "IonPyNull"
+        assert is_null(got)
     else:
         assert got == expected
         assert type(got) is not bool or type(expected) is bool
@@ -131,7 +124,7 @@ def test_function_returns_the_developer_guide_result(
 )
 def test_documented_errors_are_errors(led: EmbeddedLedger, expression: str) -> None:
     with pytest.raises(StatementError):
-        _value(led, expression)
+        select_value(led, expression)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +133,7 @@ def test_documented_errors_are_errors(led: EmbeddedLedger, expression: str) -> N
 def test_trim_forms_qldb_does_not_have_are_refused(led: EmbeddedLedger, expression: str) -> None:
     # TRIM page: TRIM ( [ LEADING | TRAILING | BOTH [ characters ] FROM ] string)
     with pytest.raises(ParseError):
-        _value(led, expression)
+        select_value(led, expression)
 
 
 def test_a_field_may_still_be_named_like_these_functions(led: EmbeddedLedger) -> None:
