@@ -82,28 +82,42 @@ def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, bool, int]:
 
 def _decimal_value(data: bytes, pos: int, end: int) -> Decimal:
     """Exponent VarInt then sign-and-magnitude coefficient, as amazon.ion's ``_parse_decimal``."""
+    return _decimal_and_exponent(data, pos, end)[0]
+
+
+def _decimal_and_exponent(data: bytes, pos: int, end: int) -> tuple[Decimal, int]:
+    """``_decimal_value`` and its exponent. A non-zero coefficient is given to ``Decimal`` as
+    text (``<sign><digits>E<exponent>``, exact like the digit tuple, and parsed in C): the same
+    digits and exponent."""
     exponent, _, pos = _read_varint(data, pos, end)
     if not -_MAX_EXPONENT < exponent < _MAX_EXPONENT or end - pos > 1000:
         raise _Unsupported("decimal out of the fast reader's range")
     if pos >= end:
-        return Decimal((0, (0,), exponent))
+        return Decimal((0, (0,), exponent)), exponent
     first = data[pos]
     sign = 1 if first & 0x80 else 0
     coefficient = int.from_bytes(bytes((first & 0x7F,)) + data[pos + 1 : end], "big")
     if coefficient == 0:
-        return Decimal((sign, (0,), exponent))
-    return Decimal((sign, tuple(map(int, str(coefficient))), exponent))
+        return Decimal((sign, (0,), exponent)), exponent
+    return Decimal(f"{'-' if sign else ''}{coefficient}E{exponent}"), exponent
+
+
+@lru_cache(maxsize=4096)
+def _offset_tz(minutes: int) -> OffsetTZInfo:
+    """The ``OffsetTZInfo`` of an offset, one per offset (a tzinfo holds no state of a value)."""
+    return OffsetTZInfo(timedelta(minutes=minutes))
 
 
 def _timestamp_value(data: bytes, pos: int, end: int) -> Any:
     """As amazon.ion's binary reader builds it (``Timestamp.adjust_from_utc_fields``)."""
     offset, negative, pos = _read_varint(data, pos, end)
-    tz = None if (negative and offset == 0) else OffsetTZInfo(timedelta(minutes=offset))
+    tz = None if (negative and offset == 0) else _offset_tz(offset)
     year, pos = read_varuint(data, pos, end)
     precision = TimestampPrecision.YEAR
     month = day = 1
     hour = minute = second = 0
     fraction = None
+    exponent = 0  # the fraction's
     if pos < end:
         month, pos = read_varuint(data, pos, end)
         precision = TimestampPrecision.MONTH
@@ -118,8 +132,8 @@ def _timestamp_value(data: bytes, pos: int, end: int) -> Any:
                     second, pos = read_varuint(data, pos, end)
                     precision = TimestampPrecision.SECOND
                     if pos < end:
-                        fraction = _decimal_value(data, pos, end)
-                        if fraction == 0 and fraction.as_tuple().exponent > -1:  # type: ignore[operator]
+                        fraction, exponent = _decimal_and_exponent(data, pos, end)
+                        if fraction == 0 and exponent > -1:
                             fraction = None
     if tz is None or not offset:
         # What adjust_from_utc_fields then from_value build, in one step (UTC or unknown offset:
@@ -138,7 +152,7 @@ def _timestamp_value(data: bytes, pos: int, end: int) -> Any:
                 IonPyTimestamp, year, month, day, hour, minute, second,
                 int(fraction * 1_000_000), tz,
             )  # fmt: skip
-            value.fractional_precision = min(-fraction.as_tuple().exponent, 6)  # type: ignore[operator]
+            value.fractional_precision = min(-exponent, 6)
             value.fractional_seconds = fraction
         value.precision = precision
         value.ion_type = _TIMESTAMP

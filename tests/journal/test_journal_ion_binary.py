@@ -373,3 +373,60 @@ def test_copies_are_exactly_the_round_trip(value: Any) -> None:
         assert strict(copied) == strict(decode(codec.encode(original)))
         if isinstance(original, list | dict) or hasattr(original, "iteritems"):
             assert copied is not original  # a private copy the caller may change
+
+
+def _varint(n: int) -> bytes:
+    """A signed VarInt (the exponent of an Ion decimal), sign bit in the first byte."""
+    magnitude, groups = abs(n), []
+    while True:
+        groups.append(magnitude & 0x7F)
+        magnitude >>= 7
+        if not magnitude:
+            break
+    groups.reverse()
+    if groups[0] & 0x40:
+        groups.insert(0, 0)
+    groups[0] |= 0x40 if n < 0 else 0
+    groups[-1] |= 0x80
+    return bytes(groups)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.booleans(),
+    st.one_of(st.integers(0, 2**24), st.integers(0, 2**2000)),
+    st.integers(-99_999, 99_999),
+)
+def test_a_decimal_read_from_its_text_is_the_digit_tuples(
+    negative: bool, coefficient: int, exponent: int
+) -> None:
+    """The reader builds a decimal from ``<sign><digits>E<exponent>`` text (parsed in C), not a
+    digit tuple: the same sign, digits and exponent (a zero coefficient, and the sign of a
+    negative zero, keep the tuple form); the timestamp's fraction takes the exponent read."""
+    from decimal import Decimal
+
+    from journal.ion_binary import reader
+
+    magnitude = coefficient.to_bytes(max(1, (coefficient.bit_length() + 8) // 8), "big")
+    body = _varint(exponent) + bytes((magnitude[0] | (0x80 if negative else 0),)) + magnitude[1:]
+    value, read_exponent = reader._decimal_and_exponent(body, 0, len(body))
+    digits = tuple(map(int, str(coefficient)))
+    expected = Decimal((1 if negative else 0, digits, exponent))
+    assert value.as_tuple() == expected.as_tuple() and read_exponent == exponent
+    assert reader._decimal_value(body, 0, len(body)).as_tuple() == expected.as_tuple()
+
+
+def test_timestamps_share_one_tzinfo_per_offset() -> None:
+    """The fast reader's timestamps of one offset share one ``OffsetTZInfo`` (it holds no state
+    of a value): the offset, the instant and the text are each timestamp's own."""
+    from amazon.ion.core import OffsetTZInfo
+
+    from journal.ion_binary import reader
+
+    texts = ("2020-07-03T20:36:44.181-07:00", "2021-01-01T00:00:00.5-07:00")
+    a, b = (read_fast(simpleion.dumps(simpleion.loads(t), binary=True)) for t in texts)
+    assert isinstance(a.tzinfo, OffsetTZInfo) and a.tzinfo is b.tzinfo
+    assert a.utcoffset() == b.utcoffset() == timedelta(hours=-7)
+    assert a.isoformat() == "2020-07-03T20:36:44.181000-07:00"
+    assert b.isoformat() == "2021-01-01T00:00:00.500000-07:00"
+    assert reader._offset_tz(0).utcoffset(None) == timedelta(0)
