@@ -37,6 +37,7 @@ from buffer.opensearch_requests import (
 )
 from buffer.opensearch_statements import Statements
 from buffer.port import Incoming, PutReport, Rejection
+from buffer.settling import put_in_rounds
 from journal.records import BlockSummary, ControlRecord, RevisionDetails
 from runtime.errors import TransientError
 
@@ -66,26 +67,20 @@ class Put:
 
     def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection] = ()) -> PutReport:
         """Store records create-if-absent and keep rejections (see the module docstring)."""
-        report = PutReport()
         write_id = uuid.uuid4().hex
-        todo = list(records)
-        given = list(rejections)
-        for round_ in range(MAX_RACES):
-            if not todo and not given:
-                break
+
+        def attempt(
+            todo: Sequence[Incoming], given: Sequence[Rejection], again: bool
+        ) -> tuple[planner.PutPlan, set[str]]:
+            if not todo and not given:  # nothing to read or write
+                return planner.PutPlan(), set()
             read, view = self._read(todo)
-            plan = planner.plan(todo, given, view, again=round_ > 0)
-            raced = self._write(plan, read, write_id)
-            report.add(plan.report(dropped=raced))
-            # Ids another writer changed meanwhile are planned again against the store.
-            todo = [i for i in todo if i.record.record_id in raced]
-            given = []
-        if todo:
-            raise TransientError(
-                f"OpenSearch buffer {self.indices.prefix}: concurrent writers kept changing "
-                f"{len(todo)} records; nothing was lost, run it again"
-            )
-        return report
+            plan = planner.plan(todo, given, view, again=again)
+            return plan, self._write(plan, read, write_id)
+
+        return put_in_rounds(
+            records, rejections, attempt, f"OpenSearch buffer {self.indices.prefix}", MAX_RACES
+        )
 
     # --- reads ------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ The policy of every verb lives here; the store only reads and writes rows:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 
@@ -45,6 +45,38 @@ MAX_ROUNDS = 8  # plans of one put against a store that lost ids to another writ
 LEASE_ROUNDS = 8
 
 
+Attempt = Callable[
+    [Sequence[Incoming], Sequence[Rejection], bool], tuple[planner.PutPlan, set[str]]
+]
+
+
+def put_in_rounds(
+    records: Sequence[Incoming],
+    rejections: Sequence[Rejection],
+    attempt: Attempt,
+    what: str,
+    rounds: int = MAX_ROUNDS,
+) -> PutReport:
+    """A put as rounds of ``attempt(records, rejections, again)`` (read, plan, write: the plan
+    and the record ids another writer changed meanwhile), each round with the ids the last one
+    lost, counting each record once; ``TransientError`` naming ``what`` after ``rounds``."""
+    report = PutReport()
+    todo, given = list(records), list(rejections)
+    for round_ in range(rounds):
+        if round_ > 0 and not todo:
+            return report
+        plan, raced = attempt(todo, given, round_ > 0)
+        report.add(plan.report(dropped=raced))
+        todo = [i for i in todo if i.record.record_id in raced]
+        given = []
+    if not todo:
+        return report
+    raise TransientError(
+        f"{what}: concurrent writers kept changing {len(todo)} records; nothing was lost, "
+        "run it again"
+    )
+
+
 def repair_reason(sequence_no: int) -> str:
     return f"repaired from the destination checkpoint {sequence_no}"
 
@@ -67,23 +99,16 @@ class Buffer:
     # --- put --------------------------------------------------------------------------------------
 
     def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection] = ()) -> PutReport:
-        report = PutReport()
-        todo, given = list(records), list(rejections)
-        for round_ in range(MAX_ROUNDS):
-            if not todo and not given and round_ > 0:
-                return report
-            with self.store.atomic(write=True):
-                plan = planner.plan(todo, given, self.store.view(todo), again=round_ > 0)
-                raced = self.store.apply(plan)
-            report.add(plan.report(dropped=raced))
-            todo = [i for i in todo if i.record.record_id in raced]
-            given = []
-            if not todo:
-                return report
-        raise TransientError(
-            f"settling buffer {self.store.name}: other writers kept changing {len(todo)} "
-            "records; nothing was lost, run it again"
-        )
+        store = self.store
+
+        def attempt(
+            todo: Sequence[Incoming], given: Sequence[Rejection], again: bool
+        ) -> tuple[planner.PutPlan, set[str]]:
+            with store.atomic(write=True):
+                plan = planner.plan(todo, given, store.view(todo), again=again)
+                return plan, store.apply(plan)
+
+        return put_in_rounds(records, rejections, attempt, f"settling buffer {store.name}")
 
     # --- reading blocks ---------------------------------------------------------------------------
 
