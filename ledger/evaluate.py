@@ -28,6 +28,7 @@ from ledger.nodes import (
     Between,
     Binary,
     Call,
+    Case,
     Compare,
     Expr,
     Field,
@@ -44,6 +45,7 @@ from ledger.nodes import (
     Star,
     Step,
     StructExpr,
+    WildcardPath,
 )
 
 
@@ -550,10 +552,13 @@ def evaluate(e: Expr, scope: Scope | None) -> Any:
         return _arith(e.op, evaluate(e.left, scope), evaluate(e.right, scope))
     if isinstance(e, Call):
         return call_function(e.name, [evaluate(a, scope) for a in e.args], scope)
+    if isinstance(e, Case | WildcardPath):
+        return case_or_wildcard(e, scope)
     if isinstance(e, Star):
         raise EvalError("* is a SELECT item (SELECT * or SELECT alias.*), not a value")
     raise EvalError(f"cannot evaluate {type(e).__name__}")
 
 
 # The functions need this module's value semantics; imported last, once everything they use exists.
+from ledger.case_paths import case_or_wildcard  # noqa: E402
 from ledger.functions import call_function  # noqa: E402

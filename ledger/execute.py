@@ -70,7 +70,7 @@ from ledger.nodes import (
 from ledger.plan import lookup_plan, metadata_id
 from ledger.plan_cache import BoundInsert
 from ledger.redaction import redact_revision
-from ledger.select import join_rows, project
+from ledger.select import join_rows, project, resolve_subqueries
 from ledger.storage import IndexState, TableState, index_key
 
 if TYPE_CHECKING:
@@ -499,6 +499,8 @@ class StatementRun:
     # -- SELECT
 
     def select(self, s: Select) -> list[Any]:
+        if s.nested:  # subqueries first, each run once (resolve_subqueries)
+            s = resolve_subqueries(s, self.select)
         if not s.joins:
             return project(s, self.rows(s.source, s.where))
         return project(s, join_rows(s, self.rows))

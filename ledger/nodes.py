@@ -171,9 +171,38 @@ class Call:
     args: tuple[Expr, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class WildcardPath:
+    """``e[*]p1[*]p2...``: PartiQL's path collection expression, a bag (here a list) of the
+    values ``SELECT VALUE vn.pn FROM e AS v1, @v1.p1 AS v2, ...`` gives. ``base`` is the path up
+    to the first ``[*]``, ``segments`` the plain steps after each ``[*]``."""
+
+    base: Path
+    segments: tuple[tuple[Step, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """``CASE [operand] WHEN w THEN t ... [ELSE d] END``: without an operand each ``w`` is a
+    condition (the first true one wins), with one each ``w`` is compared with it by ``=``; no
+    match gives ``d``, or null without an ELSE."""
+
+    operand: Expr | None
+    whens: tuple[tuple[Expr, Expr], ...]
+    default: Expr | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subquery:
+    """``(SELECT ...)`` as ``EXISTS``'s argument or ``IN``'s right side; ``ledger.select``
+    replaces it by its results before the enclosing SELECT runs (``Select.nested``)."""
+
+    select: Select
+
+
 Expr = (
     Lit | Param | Path | StructExpr | ListExpr | BagExpr | Negate | Binary | Compare | And | Or
-    | Not | InList | Between | Like | IsType | Call
+    | Not | InList | Between | Like | IsType | Call | WildcardPath | Case | Subquery
 )  # fmt: skip
 
 
@@ -313,14 +342,16 @@ class Join:
 
 @dataclass(frozen=True, slots=True)
 class Select:
-    """``SELECT * | VALUE e | e [AS a], ... FROM source [join...] [WHERE ...]`` (``items`` None:
-    ``*``); ``joins`` are the inner join's further sources, in order."""
+    """``SELECT [DISTINCT] * | VALUE e | e [AS a], ... FROM source [join...] [WHERE ...]``
+    (``items`` None: ``*``); ``joins`` are the inner join's further sources, in order."""
 
     items: tuple[SelectItem, ...] | None
     value: Expr | None
     source: Source
     where: Expr | None
     joins: tuple[Join, ...] = ()
+    distinct: bool = False  # SELECT DISTINCT: equal results once (``ledger.select.distinct``)
+    nested: bool = False  # a Subquery is somewhere in it (resolved first, see Subquery)
 
 
 @dataclass(frozen=True, slots=True)

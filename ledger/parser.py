@@ -120,6 +120,7 @@ def _parse_lark(text: str) -> Parsed:
         lark, builder = _parser()
         builder.params = 0
         builder.stars = []
+        builder.subqueries = []
         try:
             statement: Statement = lark.parse(text)  # type: ignore[assignment]
         except UnexpectedInput as exc:

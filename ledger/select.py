@@ -15,15 +15,43 @@ aggregates.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
 from amazon.ion.core import IonType
 
-from ledger.evaluate import EvalError, Scope, evaluate, is_null, kind, number, text_of, truth
-from ledger.nodes import AGGREGATES, MISSING, Call, Expr, Field, Path, Select, Source, Star
+from ledger.evaluate import (
+    EvalError,
+    Scope,
+    evaluate,
+    is_null,
+    kind,
+    number,
+    text_of,
+    truth,
+)  # fmt: skip
+from ledger.nodes import (
+    AGGREGATES,
+    MISSING,
+    Call,
+    Expr,
+    Field,
+    InList,
+    Lit,
+    Path,
+    Select,
+    Source,
+    Star,
+    Subquery,
+    WildcardPath,
+    walk,
+)
 
 
 def join_rows(s: Select, rows: Callable[[Source, Expr | None], list[Scope]]) -> list[Scope]:
@@ -70,7 +98,13 @@ def unnest(src: Source, left: Scope) -> list[Scope]:
 
 
 def project(s: Select, rows: list[Scope]) -> list[Any]:
-    """The results of ``s`` over its rows (one row of aggregates when its items are aggregates)."""
+    """The results of ``s`` over its rows (one row of aggregates when its items are aggregates);
+    ``SELECT DISTINCT``: each result once."""
+    out = _project(s, rows)
+    return distinct(out) if s.distinct else out
+
+
+def _project(s: Select, rows: list[Scope]) -> list[Any]:
     if s.items is not None and any(_is_aggregate(it.expr) for it in s.items):
         return [_aggregate_row(s, rows)]
     out: list[Any] = []
@@ -124,7 +158,10 @@ def _spread(into: dict[str, Any], value: Any) -> None:
 
 
 def item_name(e: Expr, i: int) -> str:
-    """A SELECT item's default name: a path's last field (or its root), else ``_n``."""
+    """A SELECT item's default name: a path's last field (or its root; a ``[*]`` path's last
+    field too), else ``_n``."""
+    if isinstance(e, WildcardPath) and e.segments[-1] and isinstance(e.segments[-1][-1], Field):
+        return e.segments[-1][-1].name  # r.Owners.SecondaryOwners[*].PersonId: PersonId
     if isinstance(e, Path):
         if e.steps and isinstance(e.steps[-1], Field):
             return e.steps[-1].name
@@ -190,3 +227,123 @@ def _fold(name: str, values: list[Any]) -> Any:
     keyed = [(text_of(v) if kind(v) == "string" else v, v) for v in values]
     best = min(keyed, key=lambda kv: kv[0]) if name == "min" else max(keyed, key=lambda kv: kv[0])
     return best[1]
+
+
+# --- DISTINCT ------------------------------------------------------------------------------------
+
+
+def distinct(values: list[Any]) -> list[Any]:
+    """Each value once, first occurrence first, under PartiQL's equality of values: numbers by
+    value (``1``, ``1.0`` and ``1e0`` are one), strings and symbols by text, timestamps by instant,
+    structs whatever their field order, lists element by element, null and missing as one."""
+    seen: set[Any] = set()
+    out = []
+    for v in values:
+        key = _key(v)
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
+
+
+def _key(v: Any) -> Any:
+    k = kind(v)
+    if k == "number":
+        n = number(v)
+        if isinstance(n, float) and math.isnan(n):
+            return ("nan",)
+        return ("number", Decimal(n) if not isinstance(n, Decimal) else n)
+    if k == "string":
+        return ("string", text_of(v))
+    if k == "bool":
+        return ("bool", bool(v))
+    if k == "timestamp":
+        return ("timestamp", v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC))
+    if k == "lob":
+        return ("lob", bytes(v))
+    if k == "struct":
+        items = v.iteritems() if hasattr(v, "iteritems") else v.items()
+        return ("struct", frozenset(Counter((str(f), _key(x)) for f, x in items).items()))
+    if k == "list":
+        return ("list", tuple(_key(x) for x in v))
+    return ("null",)
+
+
+# --- subqueries ----------------------------------------------------------------------------------
+
+
+def resolve_subqueries(s: Select, run: Callable[[Select], list[Any]]) -> Select:
+    """``s`` with each subquery replaced by its results, run once by ``run`` (the enclosing
+    statement's own reads). ``EXISTS (SELECT ...)`` gets the results; ``x IN (SELECT ...)`` gets,
+    as PartiQL's IN coerces them, each row's single value (``SELECT a``), its values as a list
+    (``SELECT a, b``), or the values themselves (``SELECT VALUE``). A subquery that reads a source
+    of the query around it (a correlated subquery) is refused: QLDB's reference was not found to
+    allow one, and it is not guessed here."""
+    outer = _source_names(s)
+
+    def resolve(node: Any, in_rhs: bool = False) -> Any:
+        if isinstance(node, Subquery):
+            inner = node.select
+            if inner.nested:
+                inner = resolve_subqueries(inner, run)
+            _refuse_correlated(inner, outer)
+            return Lit(_coerce_for_in(inner, run(inner)) if in_rhs else run(inner))
+        if isinstance(node, InList) and isinstance(node.source, Subquery):
+            return InList(resolve(node.operand), None, resolve(node.source, True), node.negated)
+        if isinstance(node, tuple):
+            return tuple(resolve(x) for x in node)
+        if dataclasses.is_dataclass(node) and not isinstance(node, type | Select):
+            fields = dataclasses.fields(node)
+            return replace(node, **{f.name: resolve(getattr(node, f.name)) for f in fields})
+        return node
+
+    return replace(
+        s,
+        items=resolve(s.items),
+        value=resolve(s.value),
+        where=resolve(s.where),
+        joins=resolve(s.joins),
+        nested=False,
+    )
+
+
+def _source_names(s: Select) -> set[str]:
+    names: set[str] = set()
+    for src in (s.source, *(j.source for j in s.joins)):
+        names.update(n for n in (src.name, src.by, src.at) if n is not None)
+    return names
+
+
+def _refuse_correlated(inner: Select, outer: set[str]) -> None:
+    own = _source_names(inner)
+    parts = (inner.items, inner.value, inner.where, inner.joins, inner.source.args)
+    for part in parts:
+        for n in _paths(part):
+            if n.root in outer and n.root not in own:
+                raise EvalError(
+                    f"the subquery reads {n.root!r}, a source of the query around it: "
+                    "correlated subqueries are refused here"
+                )
+
+
+def _paths(node: Any) -> list[Path]:
+    return [n for n in walk(node) if isinstance(n, Path)]
+
+
+def _coerce_for_in(inner: Select, rows: list[Any]) -> list[Any]:
+    if inner.value is not None:
+        return rows
+    if inner.items is None or any(isinstance(i.expr, Star) for i in inner.items):
+        raise EvalError(
+            "IN (SELECT * ...) would compare whole documents: select the values to compare "
+            "(SELECT VALUE x, or SELECT x)"
+        )
+    out = []
+    for row in rows:
+        values = list(row.values())
+        if len(inner.items) == 1:
+            if values:  # an item that was missing leaves the row empty: nothing to compare
+                out.append(values[0])
+        else:
+            out.append(values)
+    return out

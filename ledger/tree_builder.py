@@ -10,7 +10,9 @@ standard library and amazon.ion (the ingest Lambda parses too).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -26,6 +28,7 @@ from ledger.nodes import (
     Between,
     Binary,
     Call,
+    Case,
     Compare,
     CreateIndex,
     CreateTable,
@@ -60,9 +63,10 @@ from ledger.nodes import (
     Statement,
     Step,
     StructExpr,
+    Subquery,
     UndropTable,
     Update,
-    walk,
+    WildcardPath,
 )
 
 MAX_STATEMENT_CHARS = 100_000
@@ -147,6 +151,8 @@ class _Builder(Transformer[Token, Any]):
         super().__init__()
         self.params = 0
         self.stars: list[Token] = []  # the * tokens seen, until a SELECT places them
+        self.subqueries: list[Token] = []  # subqueries seen, until a SELECT holds them
+        self.select_token: Token | None = None
 
     # --- literals
     def string(self, t: list[Token]) -> Lit:
@@ -218,8 +224,13 @@ class _Builder(Transformer[Token, Any]):
     def star_step(self, t: list[Token]) -> Token:
         return t[0]
 
-    def path(self, t: list[Any]) -> Path | Star:
+    def wildcard_step(self, t: list[Token]) -> _Wildcard:
+        return _Wildcard(t[0])
+
+    def path(self, t: list[Any]) -> Path | Star | WildcardPath:
         steps = t[1:]
+        if any(isinstance(s, _Wildcard) for s in steps):
+            return self._wildcard_path(t[0], steps)
         for i, s in enumerate(steps):
             if isinstance(s, Token):
                 if i != len(steps) - 1:
@@ -264,6 +275,47 @@ class _Builder(Transformer[Token, Any]):
             return Call("trim", (t[1],))
         chars = t[2] if t[2] is not None else Lit(" ")
         return Call("trim", (t[4], Lit(str(t[1]).lower()), chars))
+
+    def _wildcard_path(self, root: str, steps: list[Any]) -> WildcardPath:
+        """``a.b[*].c[*].d``: the plain steps before the first ``[*]`` and after each one."""
+        parts: list[list[Step]] = [[]]
+        for s in steps:
+            if isinstance(s, Token):  # a .* (UNPIVOT wildcard) is not done here
+                raise _Fail(s, "is a .* wildcard inside a path (only [*] and alias.* run here)")
+            if isinstance(s, _Wildcard):
+                parts.append([])
+            else:
+                parts[-1].append(s)
+        return WildcardPath(Path(root, tuple(parts[0])), tuple(tuple(p) for p in parts[1:]))
+
+    def subquery_call(self, t: list[Any]) -> Call:
+        if str(t[0]).lower() != "exists":
+            raise _Fail(t[0], "takes no subquery (only EXISTS and IN do)")
+        self.subqueries.append(t[0])
+        return Call("exists", (Subquery(t[1]),))
+
+    def scalar_subquery(self, t: list[Any]) -> Expr:
+        assert self.select_token is not None  # the select inside the parentheses set it
+        raise _Fail(
+            self.select_token,
+            "starts a subquery used as a value: only EXISTS (SELECT ...) and x IN (SELECT ...) "
+            "take one here",
+        )
+
+    def distinct_call(self, t: list[Any]) -> Call:
+        raise _Fail(t[1], "inside a function call is refused here (SELECT DISTINCT runs)")
+
+    def in_subquery(self, t: list[Any]) -> InList:
+        self.subqueries.append(t[2])
+        return InList(t[0], None, Subquery(t[3]), t[1] is not None)
+
+    def case_expr(self, t: list[Any]) -> Case:
+        whens = tuple(x for x in t if isinstance(x, tuple))
+        default = t[-2] if isinstance(t[-3], Token) and t[-3].type == "ELSE" else None
+        return Case(t[1], whens, default)
+
+    def when_clause(self, t: list[Any]) -> tuple[Expr, Expr]:
+        return (t[1], t[3])
 
     def star_call(self, t: list[Any]) -> Call:
         if str(t[0]).lower() != "count":
@@ -457,9 +509,12 @@ class _Builder(Transformer[Token, Any]):
         return (tuple(t), None)
 
     def select(self, t: list[Any]) -> Select:
-        items, value = t[1]
-        joins = tuple(x for x in t[4:-1] if isinstance(x, Join))
-        statement = Select(items, value, t[3], t[-1], joins)
+        self.select_token = t[0]  # the SELECT keyword of the select just built
+        items, value = t[2]
+        joins = tuple(x for x in t[5:-1] if isinstance(x, Join))
+        nested = bool(self.subqueries)
+        statement = Select(items, value, t[4], t[-1], joins, t[1] is not None, nested)
+        self.subqueries.clear()
         if self.stars:
             self._check_stars(statement)
         return statement
@@ -467,7 +522,7 @@ class _Builder(Transformer[Token, Any]):
     def _check_stars(self, statement: Select) -> None:
         """``*`` and ``alias.*`` are SELECT items only: anywhere else they are refused."""
         placed = sum(isinstance(i.expr, Star) for i in statement.items or ())
-        if placed != sum(isinstance(n, Star) for n in walk(statement)):
+        if placed != sum(isinstance(n, Star) for n in _outside_subqueries(statement)):
             raise _Fail(self.stars[-1], "is allowed only as a SELECT item (* or alias.*)")
         self.stars.clear()
 
@@ -477,4 +532,27 @@ class _Builder(Transformer[Token, Any]):
     def start(self, t: list[Any]) -> Statement:
         if self.stars:  # a * outside any SELECT's items
             raise _Fail(self.stars[-1], "is allowed only as a SELECT item (* or alias.*)")
+        if self.subqueries:  # in an INSERT, UPDATE, DELETE or FROM statement
+            raise _Fail(self.subqueries[-1], "takes a subquery only inside a SELECT here")
         return t[0]  # type: ignore[no-any-return]
+
+
+class _Wildcard:
+    """A ``[*]`` step while its path is built (never in a finished tree)."""
+
+    def __init__(self, token: Token) -> None:
+        self.token = token
+
+
+def _outside_subqueries(node: Any) -> Iterator[Any]:
+    """``walk`` without descending into subqueries (their own SELECT checked their stars)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Subquery):
+            continue
+        yield n
+        if isinstance(n, tuple):
+            stack.extend(n)
+        elif dataclasses.is_dataclass(n) and not isinstance(n, type):
+            stack.extend(getattr(n, f.name) for f in dataclasses.fields(n))

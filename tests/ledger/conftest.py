@@ -46,3 +46,12 @@ def led(tmp_path: Path, clock: StepClock) -> Iterator[EmbeddedLedger]:
         yield ledger
     finally:
         ledger.close()
+
+
+@pytest.fixture
+def regs(led: EmbeddedLedger) -> EmbeddedLedger:
+    """The two registrations of QLDB's "Querying your data" in ``VehicleRegistration``."""
+    from registrations import insert_registrations
+
+    insert_registrations(led)
+    return led

@@ -21,31 +21,11 @@ list gives one row per element (none for ``[]``); any other value is a single ro
 from __future__ import annotations
 
 import pytest
+from registrations import P1, S1, VIN1
 
 from ledger import EmbeddedLedger, StatementError
 from ledger.classify import classify
 from ledger.errors import ParseError
-
-VIN1, VIN2 = "1N4AL11D75C109151", "KM8SRDHF6EU074761"
-P1, P2, S1 = "294jJ3YUoH1IEEm8GSabOs", "IN7MvYtUjkp1GMZu0F6CG9", "5Ufgdlnj06gF5CWcOIu64s"
-
-
-@pytest.fixture
-def regs(led: EmbeddedLedger) -> EmbeddedLedger:
-    """The page's two registrations (one secondary owner, none)."""
-    led.execute("CREATE TABLE VehicleRegistration")
-    led.execute("CREATE INDEX ON VehicleRegistration (VIN)")
-    data = ((VIN1, "LEWISR261LL", P1, [S1]), (VIN2, "CA762X", P2, []))
-    for vin, plate, primary, secondary in data:
-        led.execute(
-            "INSERT INTO VehicleRegistration VALUE {'VIN': ?, 'LicensePlateNumber': ?,"
-            " 'Owners': {'PrimaryOwner': {'PersonId': ?}, 'SecondaryOwners': ?}}",
-            vin,
-            plate,
-            primary,
-            [{"PersonId": p} for p in secondary],
-        )
-    return led
 
 
 def test_unnesting_secondary_owners_gives_a_row_per_owner(regs: EmbeddedLedger) -> None:
