@@ -12,7 +12,6 @@ retried. Time is never read here.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from ingest.decode import DecodedItem, decode_file
 from journal.errors import InputError
 from journal.records import BlockSummary, RevisionDetails
 from runtime import deadline
+from runtime.distribution import distribution
 from runtime.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -30,18 +30,6 @@ DEFAULT_BATCH_SIZE = 500
 
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes in all) as files are ingested."""
-
-
-def distribution(values: Sequence[float]) -> dict[str, float | None]:
-    """``{"p50", "p99", "max"}`` by nearest rank (DESIGN.md); None for no values."""
-    if not values:
-        return {"p50": None, "p99": None, "max": None}
-    ordered = sorted(values)
-
-    def rank(p: float) -> float:
-        return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
-
-    return {"p50": rank(0.50), "p99": rank(0.99), "max": ordered[-1]}
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@
 
 Imports: ``journal``, ``ledger`` (classify, Ion hash), the ports of ``buffer`` and ``destination``
 (``buffer.port``, ``destination.port``, never an adapter: the composition picks those), ``ingest``
-(``ingest.export.origin``, the stream decoder for ``settler.compare``, ``ingest.service``'s
-``distribution`` for the lag's percentiles) and ``runtime`` (the
-deadline, ``runtime.errors``); never ``compose`` or any layer above (``tests/test_layers.py``).
+(``ingest.export.origin``, the stream decoder for ``settler.compare``) and ``runtime`` (the
+deadline, ``runtime.errors``, ``runtime.distribution`` for the lag's percentiles); never ``compose``
+or any layer above (``tests/test_layers.py``).
 """

@@ -9,7 +9,7 @@ from typing import Any
 
 from buffer.port import BlockRow, Gap
 from destination.port import Checkpoint
-from ingest.service import distribution
+from runtime.distribution import distribution
 
 JSON_KEYS = (
     "replayed", "held_by_window", "early_released", "gaps_passed", "late", "quarantined",

@@ -218,7 +218,7 @@ def _lag_chart(lags: list[float], width: int = 40, buckets: int = 8) -> str:
     for v in lags:
         counts[min(buckets - 1, int((v / 1000 - lo) / span * buckets))] += 1
     top = max(counts)
-    from ingest.service import distribution
+    from runtime.distribution import distribution
 
     lines = [f"  replay lag (replay - commit): {durations(distribution(lags))}"]
     labels = [

@@ -233,7 +233,7 @@ def status_report(
     (pending blocks younger than the settle window now), ``unresolved_rejections``,
     ``oldest_pending_commit``, ``attention`` and ``notes``, then the keys the module docstring
     lists as added)."""
-    from ingest.service import distribution
+    from runtime.distribution import distribution
 
     blocks = {state: int(stats.blocks.get(state, 0)) for state in _STATES}
     lag = None

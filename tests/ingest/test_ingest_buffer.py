@@ -31,7 +31,8 @@ from buffer.port import Incoming, PutReport, Rejection, SettlingBuffer
 from buffer.sqlite import SqliteBuffer
 from ingest import kpl
 from ingest.decode import decode_event, decode_kinesis_event
-from ingest.service import IngestReport, distribution, ingest_items, ingest_paths
+from ingest.service import IngestReport, ingest_items, ingest_paths
+from runtime.distribution import distribution
 from runtime.errors import TransientError
 
 pytestmark = pytest.mark.ingest_env
