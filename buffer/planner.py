@@ -9,7 +9,8 @@ the overlay of what earlier copies of the same call planned (``_Overlay``: a sec
 in one call sees the first exactly as it would across calls), and returns a ``PutPlan``:
 
 - ``writes``: one ``Write`` per record id the put changes: ``create`` (a new record, with its state
-  and lateness), ``replace`` (a conflicting copy that came first displaces the stored one) or
+  and lateness), ``replace`` (a conflicting copy that came first displaces the stored one; the
+  block's mark, its reason, actor and time, stays: it is about the block, not a copy) or
   ``provenance`` (a duplicate that came first: its raw bytes, origin, arrival and ARN replace the
   stored copy's); several copies of one id in a call fold into one write;
 - ``keep`` / ``forget``: the rejections to keep (the earliest copy of each ``rejection_id``, with

@@ -9,7 +9,8 @@ checks each of them against every adapter):
   belongs to is flagged so the settler quarantines it when it comes up. "First" is the copy that
   came first in the stream, the earliest ``(arrived_at, origin)`` (unknown arrival last), so the
   outcome does not depend on the order ``put`` sees the copies; a copy already released (its block
-  no longer pending) stays whatever arrives later. Of duplicates, the earliest copy's provenance
+  no longer pending) stays whatever arrives later; a block whose copy is displaced keeps its
+  mark (reason, actor, time). Of duplicates, the earliest copy's provenance
   is kept likewise. The flag lasts until the operator acknowledges the conflict's rejection.
   A block summary whose sequence number is at or below the strand's replayed mark, or inside a
   gap the settler passed, is stored as *late*; so is a revision of such a block. Every record
@@ -215,7 +216,8 @@ class BufferStats:
 
 
 class SettlingBuffer(Protocol):
-    """Port of the settling buffer. Adapters: ``SqliteBuffer``, ``OpenSearchBuffer``."""
+    """Port of the settling buffer. Adapters: ``SqliteBuffer``, ``OpenSearchBuffer`` and
+    ``MemoryBuffer`` (unit tests)."""
 
     def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection] = ()) -> PutReport:
         """Store records create-if-absent and keep rejections; report each record once."""
