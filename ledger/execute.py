@@ -512,6 +512,11 @@ class StatementRun:
             return [scope for _, scope in self.documents(table, source, where)]
         if source.kind in ("committed", "history"):
             return self._committed(source, where)
+        if source.kind == "subquery":  # FROM (SELECT ...) AS x: its results, resolved first
+            results = source.args[0]
+            assert isinstance(results, Lit)
+            scopes = [self.scope((source.name,), v, None, None) for v in results.value]
+            return [sc for sc in scopes if where is None or truth(evaluate(where, sc))]
         return self._user_tables(source, where)
 
     def _committed(self, source: Source, where: Expr | None) -> list[Scope]:

@@ -209,14 +209,15 @@ Expr = (
 # --- Statements ---------------------------------------------------------------------------------
 
 
-SourceKind = Literal["table", "committed", "history", "user_tables", "unnest"]
+SourceKind = Literal["table", "committed", "history", "user_tables", "unnest", "subquery"]
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
     """``T [AS x] [AT i] [BY id]``; ``kind`` says whether it is a user view, a committed view
     (``_ql_committed_T``), ``history(T, ...)``, ``information_schema.user_tables`` or an
-    unnesting ``@r.path`` (``args`` holds the path; ``table`` its default name, the last field).
+    unnesting ``@r.path`` (``args`` holds the path; ``table`` its default name, the last field)
+    or a nested ``(SELECT ...) AS x`` (``args`` holds the Subquery, then its results).
     ``table`` is the user table name (without the ``_ql_committed_`` prefix). ``at`` names the
     variable bound to a list element's position (unnesting only)."""
 

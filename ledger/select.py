@@ -299,6 +299,7 @@ def resolve_subqueries(s: Select, run: Callable[[Select], list[Any]]) -> Select:
 
     return replace(
         s,
+        source=resolve(s.source),
         items=resolve(s.items),
         value=resolve(s.value),
         where=resolve(s.where),

@@ -395,6 +395,11 @@ class _Builder(Transformer[Token, Any]):
         name, _ = t[1]
         return Source(name, None, None, "history", tuple(t[2:]))
 
+    def select_source(self, t: list[Any]) -> Source:
+        assert self.select_token is not None  # the select inside the parentheses set it
+        self.subqueries.append(self.select_token)
+        return Source("", None, None, "subquery", (Subquery(t[0]),))
+
     def unnest(self, t: list[Any]) -> Source:
         path = t[1]
         if not isinstance(path, Path) or not path.steps:
@@ -416,6 +421,11 @@ class _Builder(Transformer[Token, Any]):
                     by = str(tok)
                 else:
                     alias = str(tok)
+        if ref.kind == "subquery":
+            if alias is None or by is not None:
+                assert self.select_token is not None
+                raise _Fail(self.select_token, "starts a FROM subquery: it needs AS alias, no BY")
+            return Source(alias, alias, None, "subquery", ref.args)
         return Source(ref.table, alias, by, ref.kind, ref.args)
 
     def where(self, t: list[Any]) -> Expr:

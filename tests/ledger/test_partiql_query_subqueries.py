@@ -3,8 +3,9 @@
 QLDB's "SELECT command in Amazon QLDB" page
 (https://docs.aws.amazon.com/qldb/latest/developerguide/ql-reference.select.html) allows "nested
 SELECT queries (subject to Nested query limitations)"; the text of that limitations section was
-not found, so what runs here is the uncorrelated form, each subquery run once before the query
-around it, and a correlated subquery (one reading a source of the query around it) is refused
+not found, so what runs here is the uncorrelated form (in EXISTS, on IN's right side, and as a
+FROM source ``(SELECT ...) AS x``), each subquery run once before the query around it, and a
+correlated subquery (one reading a source of the query around it) is refused
 with an error naming the source. IN's right side is coerced as the PartiQL RFC on IN predicates
 (partiql-docs, "IN Predicate coercion", partiql-lang-kotlin#524) says: one SELECT item compares
 its values, several compare the list of them; ``SELECT VALUE`` compares its values.
@@ -127,3 +128,39 @@ def test_malformed_or_misplaced_subqueries_are_refused_at_their_token(
 
 def test_a_select_with_a_subquery_is_a_read_for_replay() -> None:
     assert classify("SELECT * FROM T WHERE EXISTS (SELECT * FROM U)").kind == "select"
+
+
+# --- nested SELECT as a FROM source ("nested SELECT queries" of the SELECT page's sources) -------
+
+
+def test_a_nested_select_as_a_source(people: EmbeddedLedger) -> None:
+    rows = people.execute(
+        "SELECT s.VIN FROM (SELECT r.VIN, r.City FROM VehicleRegistration AS r) AS s"
+        " WHERE s.City = 'Kent'"
+    )
+    assert rows == [{"VIN": VIN2}]
+    joined = people.execute(
+        "SELECT s.VIN, p.LastName FROM (SELECT VALUE r FROM VehicleRegistration AS r) AS s,"
+        " Person AS p WHERE s.Owners.PrimaryOwner.PersonId = p.PersonId"
+    )
+    assert joined == [{"VIN": VIN1, "LastName": "Lewis"}]
+
+
+def test_a_lateral_nested_select_is_refused_as_correlated(people: EmbeddedLedger) -> None:
+    with pytest.raises(StatementError, match="reads 'p', a source of the query around it"):
+        people.execute(
+            "SELECT s.VIN FROM Person AS p, (SELECT r.VIN FROM VehicleRegistration AS r"
+            " WHERE r.Owners.PrimaryOwner.PersonId = p.PersonId) AS s"
+        )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT * FROM (SELECT * FROM T)",  # no alias
+        "SELECT * FROM (SELECT * FROM T) AS s BY pid",  # no document id
+    ],
+)
+def test_a_nested_select_needs_an_alias_and_no_by(text: str) -> None:
+    with pytest.raises(ParseError, match="'SELECT' starts a FROM subquery: it needs AS alias"):
+        parse(text)

@@ -1,6 +1,6 @@
-"""``SELECT DISTINCT``, ``[*]``, ``CASE`` and ``EXISTS``/``IN`` subqueries through pyqldb against
-serve-qldb, over the two registrations of the Developer Guide's "Querying your data" page: the
-results come back over the Session API as the embedded ledger computes them
+"""``SELECT DISTINCT``, ``[*]``, ``CASE`` and subqueries (``EXISTS``, ``IN``, FROM) through pyqldb
+against serve-qldb, over the two registrations of the Developer Guide's "Querying your data"
+page: the results come back over the Session API as the embedded ledger computes them
 (tests/ledger/test_partiql_query_*.py), and a refused form (a correlated subquery) is a
 BadRequestException naming what was refused."""
 
@@ -67,6 +67,14 @@ def test_query_forms_over_the_session_api(served: Served, ledger_name: str) -> N
                 "Lewis",
             )
         ) == [VIN1, VIN2]
+
+        assert [
+            dict(r)
+            for r in rows(
+                "SELECT s.VIN FROM (SELECT r.VIN, r.City FROM VehicleRegistration AS r) AS s"
+                " WHERE s.City = 'Kent'"
+            )
+        ] == [{"VIN": VIN2}]
 
         with pytest.raises(ClientError) as refused:
             rows(
