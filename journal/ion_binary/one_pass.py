@@ -58,6 +58,8 @@ MAX_DEPTH = 40
 """Nesting read here; deeper records take the general path (which refuses past 100)."""
 
 Field = tuple[str, Any, bytes]
+_Path = tuple[str, ...] | None  # a field path below a value (``ionpy``)
+_Span = list[int] | None  # where the bytes of the value at that path start and end
 
 _NULL_NAMES: dict[int, bytes] = {
     0x0F: b"nNULL", 0x1F: b"nBOOL", 0x2F: b"nINT", 0x3F: b"nINT", 0x4F: b"nFLOAT",
@@ -101,14 +103,7 @@ def _local(table: bytes) -> _Symbols:
 
 
 def _container(
-    data: bytes,
-    pos: int,
-    end: int,
-    syms: _Symbols,
-    depth: int,
-    *,
-    ionpy: tuple[str, ...] | None,
-    found: list[int] | None = None,
+    data: bytes, pos: int, end: int, syms: _Symbols, depth: int, *, ionpy: _Path, at: _Span = None
 ) -> tuple[Any, bytes, int]:
     """The value whose type descriptor is at ``pos``: (value, canonical bytes, position after).
     ``ionpy``: the field path below this value whose value is read as ``IonPy*`` (``()``: this
@@ -150,7 +145,7 @@ def _container(
     if high == 0xD:
         if low == 1 or depth >= MAX_DEPTH:
             raise _Outside("sorted struct or deep nesting")
-        return _struct(data, pos, stop, syms, depth + 1, ionpy=ionpy, found=found)
+        return _struct(data, pos, stop, syms, depth + 1, ionpy=ionpy, at=at)
     if high in {2, 3}:
         n = int.from_bytes(data[pos:stop], "big")
         if high == 3:
@@ -221,16 +216,9 @@ def _container(
 
 
 def _struct(
-    data: bytes,
-    pos: int,
-    stop: int,
-    syms: _Symbols,
-    depth: int,
-    *,
-    ionpy: tuple[str, ...] | None,
-    found: list[int] | None = None,
+    data: bytes, pos: int, stop: int, syms: _Symbols, depth: int, *, ionpy: _Path, at: _Span = None
 ) -> tuple[Any, bytes, int]:
-    out, items = _fields(data, pos, stop, syms, depth, ionpy=ionpy, found=found)
+    out, items = _fields(data, pos, stop, syms, depth, ionpy=ionpy, at=at)
     if ionpy == ():
         out.ion_type = _STRUCT
     items.sort()
@@ -238,18 +226,11 @@ def _struct(
 
 
 def _fields(
-    data: bytes,
-    pos: int,
-    stop: int,
-    syms: _Symbols,
-    depth: int,
-    *,
-    ionpy: tuple[str, ...] | None,
-    found: list[int] | None = None,
+    data: bytes, pos: int, stop: int, syms: _Symbols, depth: int, *, ionpy: _Path, at: _Span = None
 ) -> tuple[Any, list[bytes]]:
     """The fields of the struct whose content is ``data[pos:stop]``: the struct read, and each
-    field's item of the canonical encoding, in field order. ``found`` (outside ``ionpy``) gets
-    the start and end of the bytes of the value at the path ``ionpy``."""
+    field's item of the canonical encoding, in field order. ``at`` (outside ``ionpy``) gets the
+    start and end of the bytes of the value at the path ``ionpy``."""
     as_ionpy = ionpy == ()
     out: Any = IonPyDict() if as_ionpy else {}
     seen: set[str] | None = set() if as_ionpy else None
@@ -305,12 +286,12 @@ def _fields(
             value = int.from_bytes(data[pos + 1 : q], "big")
             enc = b"i%d" % value
             pos = q
-        elif below == () and not as_ionpy and found is not None:  # the value at the path
+        elif below == () and not as_ionpy and at is not None:  # the value at the path
             start = pos
             value, enc, pos = _container(data, pos, stop, syms, depth, ionpy=below)
-            found += (start, pos)
+            at += (start, pos)
         else:
-            value, enc, pos = _container(data, pos, stop, syms, depth, ionpy=below, found=found)
+            value, enc, pos = _container(data, pos, stop, syms, depth, ionpy=below, at=at)
         if as_ionpy:
             if name in seen:  # type: ignore[operator]
                 raise _Outside("repeated field name")
@@ -355,7 +336,7 @@ def read_record(
         if pos + length != end:
             return None  # a value past the end, or more after it
         found: list[int] = []
-        out, items = _fields(data, pos, end, syms, 1, ionpy=ionpy, found=found)
+        out, items = _fields(data, pos, end, syms, 1, ionpy=ionpy, at=found)
         fields = [(name, v, item) for (name, v), item in zip(out.items(), items, strict=True)]
         value = data[:header] + data[found[0] : found[1]] if len(found) == 2 else None
         return fields, value
