@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 
-Progress = Callable[[int, int], None]
-"""Called with (bytes done, bytes in all) as files are ingested."""
+Progress = Callable[[int, int, int], None]
+"""Called with (bytes done, bytes in all, records received so far) as files are ingested."""
 
 
 @dataclass(slots=True)
@@ -215,7 +215,7 @@ def ingest_paths(
     total, done = sum(sizes), 0
     ingestor = _Ingestor(buffer, batch_size, None)
     if progress is not None:
-        progress(0, total)
+        progress(0, total, 0)
     for f, size in zip(files, sizes, strict=True):
         try:
             items = decode_file(f)
@@ -228,5 +228,5 @@ def ingest_paths(
                 break
         done += size
         if progress is not None:
-            progress(done, total)
+            progress(done, total, ingestor.report.records)
     return ingestor.report

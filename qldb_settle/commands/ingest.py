@@ -78,22 +78,24 @@ def _progress(show: bool, total: int) -> Iterator[Progress | None]:
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as ProgressBar
 
     with ProgressBar(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(),
-        TransferSpeedColumn(),
+        TextColumn("{task.fields[records]:,} records  {task.fields[rate]} records/s"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task("ingesting", total=total)
+        task = bar.add_task("ingesting", total=total, records=0, rate="-")
+        started = time.monotonic()
 
-        def update(done: int, _total: int) -> None:
-            bar.update(task, completed=done)
+        def update(done: int, _total: int, records: int) -> None:
+            rate = records / max(time.monotonic() - started, 1e-9)
+            bar.update(task, completed=done, records=records, rate=f"{rate:,.0f}")
 
         yield update
 

@@ -308,8 +308,10 @@ def test_handler_composition_root_from_the_environment(
 
 
 def test_ingest_paths_over_the_fixture_folder(buffer: SqliteBuffer) -> None:
-    calls: list[tuple[int, int]] = []
-    report = ingest_paths(buffer, [fixtures_dir()], progress=lambda d, t: calls.append((d, t)))
+    calls: list[tuple[int, int, int]] = []
+    report = ingest_paths(
+        buffer, [fixtures_dir()], progress=lambda d, t, r: calls.append((d, t, r))
+    )
     unreadable = sorted(Path(f).name for f, _ in report.unreadable)
     assert unreadable == [
         "INDEX.md",
@@ -317,8 +319,9 @@ def test_ingest_paths_over_the_fixture_folder(buffer: SqliteBuffer) -> None:
         "qldb-bicycle-licence-sam__streams-dynamodb__msg.json",
     ]
     total = sum(p.stat().st_size for p in fixtures_dir().iterdir())
-    assert calls[0] == (0, total) and calls[-1] == (total, total)
-    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert calls[0] == (0, total, 0) and calls[-1] == (total, total, report.records)
+    assert [d for d, _, _ in calls] == sorted(d for d, _, _ in calls)
+    assert [r for _, _, r in calls] == sorted(r for _, _, r in calls)
     assert report.files == len(list(fixtures_dir().iterdir())) - 3
     # The two aggregated events and their derived views are the same two blocks.
     assert report.put.stored["blocks"] == 3  # simple-demo 545 and 7551, DMV block 3
