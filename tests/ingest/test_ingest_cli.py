@@ -236,5 +236,5 @@ def test_progress_display_follows_the_ingest() -> None:
         assert update is None
     with _progress(True, 10) as update:
         assert update is not None
-        update(5, 10)
-        update(10, 10)
+        update(5, 10, 3)
+        update(10, 10, 7)
