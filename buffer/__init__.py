@@ -5,18 +5,17 @@
 - ``buffer.put_policy`` (what a put does with each copy, without I/O), ``buffer.planner`` (a
   whole put planned over what the store read up front: the same-call overlay, the writes, the
   rejections kept and forgotten; pure) and ``buffer._common`` (which copy is kept, time, bodies,
-  revision codec, the dump's shape): the policy both adapters share;
+  revision codec, the dump's shape): the policy every store shares;
 - ``buffer.sqlite`` (``SqliteBuffer``, the embedded default: the policy over
   ``buffer.sqlite_store``, whose schema and errors are ``buffer.sqlite_schema``'s and whose put
   reads by id and writes a plan in bulk in one transaction, ``buffer.sqlite_put``), and
-  ``buffer.opensearch``
-  (``OpenSearchBuffer``, composing its parts: ``opensearch_put`` the put and
-  ``opensearch_documents`` the documents it writes,
-  ``opensearch_statements``, ``opensearch_rejections``, ``opensearch_read`` the block reads,
-  ``opensearch_marks`` marks, repair and gaps, ``opensearch_figures`` stats and dump,
+  ``buffer.opensearch`` (``OpenSearchBuffer``: the policy over ``buffer.opensearch_store``,
+  whose verbs are its parts': ``opensearch_put`` a put's read and write and
+  ``opensearch_documents`` the documents it writes, ``opensearch_statements``,
+  ``opensearch_rejections``, ``opensearch_read`` the block reads, ``opensearch_marks`` block
+  states, replayed marks and gaps, ``opensearch_figures`` counts and dump rows,
   ``opensearch_lease`` lease and retention, all sending through ``opensearch_requests``;
-  ``opensearch_client`` and ``opensearch_schema`` below them; it implements the port itself,
-  not yet a ``buffer.store`` store): the adapters;
+  ``opensearch_client`` and ``opensearch_schema`` below them): the adapters;
 - ``buffer.store`` (the narrow store protocol: storage verbs only) and ``buffer.settling``
   (``Buffer``: the port's policy written once over any store);
 - ``buffer.memory`` (``MemoryStore`` and ``MemoryBuffer``, an in-memory store for unit tests),

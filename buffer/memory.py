@@ -205,7 +205,7 @@ class MemoryStore:
     def headers(self, query: HeaderQuery) -> list[HeaderRow]:
         rows = sorted(
             (h for h in map(_header, self.blocks.values()) if query.matches(h)),
-            key=lambda h: h.seq,
+            key=lambda h: (h.ledger, h.strand_id, h.seq),
         )
         return rows if query.limit is None else rows[: query.limit]
 
@@ -262,6 +262,14 @@ class MemoryStore:
             StrandRow(a, b, r["replayed_through"], _seen(r["highest_seen"]), bool(r["has_blocks"]))
             for (a, b), r in sorted(self.strands.items())
         ]
+
+    def through(self, ledger: str, strand_id: str) -> int | None:
+        row = self.strands.get((ledger, strand_id))
+        return None if row is None else row["replayed_through"]
+
+    def oldest_pending_us(self) -> int | None:
+        pending = [h.commit_us for h in map(_header, self.blocks.values()) if h.state == "pending"]
+        return min(pending, default=None)
 
     def gap_rows(self) -> dict[GapKey, int]:
         return dict(self.gaps)

@@ -1,20 +1,19 @@
 """``OpenSearchBuffer``: the settling buffer in Amazon OpenSearch Service (or any OpenSearch API).
 
-The ingest Lambda writes into it and the settler Lambda reads from it, as the design proposes;
-the policy is shared with ``SqliteBuffer``, so both adapters decide alike and pass one contract
-suite: what ``put`` does with each copy is ``buffer.put_policy``'s (this adapter reads the stored
-copies by id and plans the writes a decision means), the rest (which copy is kept, the dump's
-shape) ``buffer._common``'s.
+The ingest Lambda writes into it and the settler Lambda reads from it, as the design proposes.
+``OpenSearchBuffer`` is the port's policy, ``buffer.settling.Buffer`` (shared with ``SqliteBuffer``
+and ``MemoryBuffer``: one contract suite), over ``buffer.opensearch_store.OpenSearchStore``, the
+``buffer.store`` verbs on OpenSearch; this module opens the client and creates the indices.
 
-This module composes the parts, one reason to change each: ``buffer.opensearch_put`` (the put:
-classify and plan, then one ``_mget`` and one ``_bulk`` per chunk; its documents:
-``buffer.opensearch_documents``), ``buffer.opensearch_statements``
-(statements derived from a header), ``buffer.opensearch_rejections`` (keep, read, acknowledge),
-``buffer.opensearch_read`` (strands, pending, blocks), ``buffer.opensearch_marks`` (marks, repair,
-replayed marks, gaps), ``buffer.opensearch_figures`` (stats, dump), ``buffer.opensearch_lease``
-(lease, retention), all on ``buffer.opensearch_requests`` (the requests they send). Indices and
-mappings: ``buffer.opensearch_schema``. Requests, retries and the mapping of opensearch-py errors
-into ``journal.errors``: ``buffer.opensearch_client``.
+The store's verbs are its parts', one reason to change each: ``buffer.opensearch_put`` (a put's
+round: one ``_mget`` read, one ``_bulk`` per chunk written; its documents:
+``buffer.opensearch_documents``), ``buffer.opensearch_statements`` (statements derived from a
+header), ``buffer.opensearch_rejections`` (keep, read, resolve), ``buffer.opensearch_read``
+(strands with blocks, revisions, conflicts), ``buffer.opensearch_marks`` (block states, replayed
+marks, gaps, and the header cache), ``buffer.opensearch_figures`` (counts, strands, dump rows),
+``buffer.opensearch_lease`` (lease, retention), all on ``buffer.opensearch_requests`` (the
+requests they send). Indices and mappings: ``buffer.opensearch_schema``. Requests, retries and
+the mapping of opensearch-py errors into ``journal.errors``: ``buffer.opensearch_client``.
 
 How the port's guarantees are kept without transactions:
 
@@ -69,39 +68,21 @@ faults (429/503, dropped connections): the tests put a fault-injecting proxy in 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from buffer.opensearch_client import Client, Endpoint, OpenSearchError, RetryPolicy, connect
-from buffer.opensearch_figures import Figures
-from buffer.opensearch_lease import LeaseDoc
-from buffer.opensearch_marks import HeaderCache, Marks
-from buffer.opensearch_put import Put
-from buffer.opensearch_read import Reader
-from buffer.opensearch_rejections import Rejections
 from buffer.opensearch_requests import MAX_PAGE, Requests
 from buffer.opensearch_schema import SCHEMA_VERSION, IndexSettings, Indices, template
-from buffer.opensearch_statements import Statements
-from buffer.port import (
-    BlockRow,
-    BlockState,
-    BufferedBlock,
-    BufferStats,
-    Gap,
-    Incoming,
-    Lease,
-    Mark,
-    PutReport,
-    Rejection,
-)
+from buffer.opensearch_store import OpenSearchStore
+from buffer.settling import Buffer
 from journal.errors import InputError
 
 SCHEMA_ID = "schema"
 
 
-class OpenSearchBuffer:
-    """The ``SettlingBuffer`` port on OpenSearch (``buffer.port`` states the guarantees).
+class OpenSearchBuffer(Buffer):
+    """The ``SettlingBuffer`` port on OpenSearch (``buffer.port`` states the guarantees): the
+    policy of ``buffer.settling.Buffer`` over an ``OpenSearchStore``.
 
     ``page_size`` bounds every search page (at most 10,000, the result window);
     ``refresh_before_read`` is the refresh strategy of the module docstring;
@@ -110,6 +91,8 @@ class OpenSearchBuffer:
     marks); off, statements carry no state. ``create`` puts the
     index templates and creates the indices (idempotent; off for a role that may only write).
     """
+
+    store: OpenSearchStore
 
     def __init__(
         self,
@@ -136,15 +119,7 @@ class OpenSearchBuffer:
             page_size=page_size,
             refresh_before_read=refresh_before_read,
         )
-        # Block headers as the last pending page (or our own marks) left them, with their
-        # versions, so marking a group needs no read first.
-        headers = HeaderCache(4 * page_size)
-        self._rejections = Rejections(rq)
-        self._put = Put(rq, Statements(rq, statement_states=statement_states), self._rejections)
-        self._reader = Reader(rq, headers)
-        self._marks = Marks(rq, headers, statement_states=statement_states)
-        self._figures = Figures(rq, self._reader, self._marks)
-        self._lease = LeaseDoc(rq)
+        super().__init__(OpenSearchStore(rq, statement_states=statement_states))
         if create:
             self.create_indices()
 
@@ -184,15 +159,6 @@ class OpenSearchBuffer:
     def __repr__(self) -> str:
         return f"OpenSearchBuffer({self.client.endpoint.url!r}, prefix={self.indices.prefix!r})"
 
-    def close(self) -> None:
-        self.client.close()
-
-    def __enter__(self) -> OpenSearchBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # --- indices ----------------------------------------------------------------------------------
 
     def create_indices(self) -> None:
@@ -218,69 +184,3 @@ class OpenSearchBuffer:
                 f"the OpenSearch buffer {self.indices.prefix} has schema "
                 f"{stored['_source']['version']}, newer than this qldb-settle ({SCHEMA_VERSION})"
             )
-
-    # --- the port, each part by its module --------------------------------------------------------
-
-    def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection] = ()) -> PutReport:
-        return self._put.put(records, rejections)
-
-    def strands(self) -> Sequence[tuple[str, str]]:
-        return self._reader.strands()
-
-    def pending(
-        self, ledger: str, strand_id: str, after: int, limit: int
-    ) -> Sequence[BufferedBlock]:
-        return self._reader.pending(ledger, strand_id, after, limit)
-
-    def get_block(self, block_id: str) -> BufferedBlock | None:
-        return self._reader.get_block(block_id)
-
-    def blocks(self, state: BlockState | None = None) -> Sequence[BlockRow]:
-        return self._reader.blocks(state)
-
-    def mark(self, marks: Sequence[Mark]) -> None:
-        self._marks.mark(marks)
-
-    def replayed_through(self, ledger: str, strand_id: str) -> int | None:
-        return self._marks.replayed_through(ledger, strand_id)
-
-    def repair(self, ledger: str, strand_id: str, sequence_no: int, at: datetime) -> int:
-        return self._marks.repair(ledger, strand_id, sequence_no, at)
-
-    def record_gaps(self, gaps: Sequence[Gap]) -> None:
-        self._marks.record_gaps(gaps)
-
-    def withdraw_gaps(self, gaps: Sequence[Gap]) -> None:
-        self._marks.withdraw_gaps(gaps)
-
-    def gaps(self) -> Sequence[Gap]:
-        return self._marks.gaps()
-
-    def rejected(self) -> Sequence[Rejection]:
-        return self._rejections.rejected()
-
-    def unresolved_rejections(self) -> int:
-        return self._rejections.unresolved_rejections()
-
-    def acknowledge_rejections(
-        self, ids: Sequence[str], reason: str, actor: str, at: datetime
-    ) -> int:
-        return self._rejections.acknowledge_rejections(ids, reason, actor, at)
-
-    def stats(self, now: datetime) -> BufferStats:
-        return self._figures.stats(now)
-
-    def dump(self) -> Mapping[str, Any]:
-        return self._figures.dump()
-
-    def acquire_lease(self, owner: str, ttl_seconds: float, now: datetime) -> bool:
-        return self._lease.acquire_lease(owner, ttl_seconds, now)
-
-    def release_lease(self, owner: str) -> None:
-        self._lease.release_lease(owner)
-
-    def lease(self) -> Lease | None:
-        return self._lease.lease()
-
-    def purge_replayed(self, older_than: datetime) -> int:
-        return self._lease.purge_replayed(older_than)

@@ -1,16 +1,16 @@
 """The settler's lease in OpenSearch (one meta document, conditional writes) and retention.
 
-``Lease`` takes, renews, releases and reads the lease; ``purge_replayed`` is the retention of
-replayed blocks (their headers marked purged, their statements and revisions deleted).
+``LeaseDoc.row`` reads the lease and ``cas`` writes it if it is what the policy read
+(``buffer.settling.Buffer`` decides who may take it); ``purge`` is the retention of replayed
+blocks (their headers marked purged, their statements and revisions deleted).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
 
 from buffer import _common as c
-from buffer.opensearch_requests import IDS_PER_QUERY, MAX_RACES, Requests
-from buffer.port import Lease
+from buffer.opensearch_requests import IDS_PER_QUERY, Hit, Requests
 
 LEASE_ID = "lease/settler"
 
@@ -21,65 +21,44 @@ class LeaseDoc:
     def __init__(self, rq: Requests) -> None:
         self.rq = rq
         self.indices = rq.indices
+        self._seen: tuple[Hit | None] | None = None  # the lease document ``row`` last read
 
-    def acquire_lease(self, owner: str, ttl_seconds: float, now: datetime) -> bool:
-        """Take or renew the lease (one document, conditional writes): a concurrent acquire
-        that loses the race gets False, never a shared lease."""
-        now_us = c.to_us(now)
-        expires = now_us + round(ttl_seconds * 1_000_000)
-        meta = self.indices.meta
-        for _ in range(MAX_RACES):
-            doc = self.rq.get(meta, LEASE_ID)
-            if doc is None:
-                if self.rq.create_meta(
-                    LEASE_ID, {"kind": "lease", "owner": owner, "expires_us": expires}
-                ):
-                    return True
-                continue  # someone created it meanwhile: decide on what they wrote
-            src = doc["_source"]
-            if src.get("owner") not in (owner, None) and int(src.get("expires_us") or 0) > now_us:
-                return False
-            if self.rq.update_if(meta, LEASE_ID, doc, {"owner": owner, "expires_us": expires}):
-                return True
-            again = self.rq.get(meta, LEASE_ID)
-            # True only when our write landed and its answer was lost.
-            return (
-                again is not None
-                and again["_source"].get("owner") == owner
-                and int(again["_source"].get("expires_us") or 0) == expires
-            )
-        return False
-
-    def release_lease(self, owner: str) -> None:
-        self.rq.cas(
-            self.indices.meta,
-            LEASE_ID,
-            lambda src: {"owner": None, "expires_us": 0} if src.get("owner") == owner else None,
-        )
-
-    def lease(self) -> Lease | None:
+    def row(self) -> tuple[str, int] | None:
+        """The lease's owner and expiry (microseconds), None when free (real-time)."""
         doc = self.rq.get(self.indices.meta, LEASE_ID)
-        if doc is None or doc["_source"].get("owner") is None:
-            return None
-        src = doc["_source"]
-        return Lease(owner=src["owner"], expires_at=c.from_us(int(src.get("expires_us") or 0)))
+        self._seen = (doc,)
+        return _held(doc)
 
-    def purge_replayed(self, older_than: datetime) -> int:
+    def cas(self, expected: tuple[str, int] | None, new: tuple[str, int] | None) -> bool:
+        """Write ``new`` (None: free) if the lease is ``expected``: a create when there is no
+        lease document, else an update on the version read (a lost answer to our own write is
+        recognised by the document saying what we wrote). The document ``row`` read is written
+        on without a second read when it says ``expected`` (the write is conditional)."""
+        fields = (
+            {"owner": None, "expires_us": 0}
+            if new is None
+            else {"owner": new[0], "expires_us": new[1]}
+        )
+        meta = self.indices.meta
+        seen, self._seen = self._seen, None
+        doc = None if seen is None else seen[0]
+        if seen is None or _held(doc) != expected:
+            doc = self.rq.get(meta, LEASE_ID)
+            if _held(doc) != expected:
+                return False
+        if doc is None:
+            return self.rq.create_meta(LEASE_ID, {"kind": "lease", **fields})
+        if self.rq.update_if(meta, LEASE_ID, doc, fields):
+            return True
+        again = self.rq.get(meta, LEASE_ID)
+        return again is not None and all(again["_source"].get(k) == v for k, v in fields.items())
+
+    def purge(self, block_ids: Sequence[str]) -> tuple[int, int]:
+        """Flag the blocks' headers purged, then delete their statements and revisions;
+        returns how many of each were deleted."""
         ix = self.indices
-        self.rq.refresh(ix.blocks)
-        query = {
-            "bool": {
-                "filter": [
-                    {"term": {"state": "replayed"}},
-                    {"range": {"commit_us": {"lt": c.to_us(older_than)}}},
-                ],
-                "must_not": [{"term": {"purged": True}}],
-            }
-        }
-        ids = [
-            h["_id"] for h in self.rq.search(ix.blocks, query, [{"block_id": "asc"}], source=False)
-        ]
-        for chunk in c.chunks(ids, IDS_PER_QUERY):
+        deleted = {ix.statements: 0, ix.revisions: 0}
+        for chunk in c.chunks(block_ids, IDS_PER_QUERY):
             # Mark first: a purged header answers for re-delivered revisions (duplicates).
             self.rq.check(
                 self.rq.bulk(
@@ -92,7 +71,7 @@ class LeaseDoc:
                 "mark purged blocks",
             )
             for index in (ix.statements, ix.revisions):
-                self.rq.client.request(
+                answer = self.rq.client.request(
                     f"purge {index}",
                     "delete_by_query",
                     index=index,
@@ -100,4 +79,12 @@ class LeaseDoc:
                     conflicts="proceed",
                     refresh=True,
                 )
-        return len(ids)
+                deleted[index] += int((answer or {}).get("deleted", 0))
+        return deleted[ix.statements], deleted[ix.revisions]
+
+
+def _held(doc: Hit | None) -> tuple[str, int] | None:
+    if doc is None or doc["_source"].get("owner") is None:
+        return None
+    src = doc["_source"]
+    return (str(src["owner"]), int(src.get("expires_us") or 0))

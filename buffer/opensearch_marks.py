@@ -2,28 +2,24 @@
 
 Each is a read-modify-write cycle on single documents with ``if_seq_no``/``if_primary_term``; a
 conflict re-reads and decides again. ``HeaderCache`` holds block headers as the last pending page
-(``buffer.opensearch_read``) or our own marks left them, with their versions, so marking a group
+(``OpenSearchStore.headers``) or our own marks left them, with their versions, so marking a group
 needs no read first; ``Marks`` keeps the strand documents it last read or wrote likewise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from buffer import _common as c
 from buffer.opensearch_requests import (
-    IDS_PER_QUERY,
     MAX_RACES,
     Action,
     Hit,
     Requests,
-    pending_query,
     strand_doc_id,
 )
-from buffer.port import BLOCK_STATES, Gap, Mark
-from journal.errors import InputError
+from buffer.port import Gap
 from runtime.errors import TransientError
 
 
@@ -59,64 +55,17 @@ class Marks:
         self.statement_states = statement_states
         self._strand_docs_seen: dict[str, Hit] = {}  # strand meta documents, as headers
 
-    def mark(self, marks: Sequence[Mark]) -> None:
-        """Check every block, then write each mark with ``if_seq_no``; raise the strands' replayed
-        marks for replayed and skipped blocks."""
-        for m in marks:
-            if m.state not in BLOCK_STATES:
-                raise InputError(f"{m.state!r} is not a block state {BLOCK_STATES}")
-        if not marks:
-            return
-        ix = self.indices
-        found = {
-            m.block_id: self.headers.docs[m.block_id]
-            for m in marks
-            if m.block_id in self.headers.docs
-        }
-        unknown = [m.block_id for m in marks if m.block_id not in found]
-        if unknown:
-            found.update(self.rq.mget(ix.blocks, unknown, excludes=["raw", "summary"]))
-        for m in marks:
-            if m.block_id not in found:
-                raise InputError(
-                    f"block {m.block_id} is not in the settling buffer {self.indices.prefix}"
-                )
-        final: dict[str, Mark] = {}
-        for m in marks:
-            final[m.block_id] = m  # the last mark of a block wins, as applied in order
-        docs = {bid: found[bid] for bid in final}
-        self._write_marks(
-            {
-                bid: {
-                    "state": m.state,
-                    "reason": m.reason,
-                    "updated_us": c.to_us(m.at),
-                    "actor": m.actor,
-                }
-                for bid, m in final.items()
-            },
-            docs,
-        )
-        raise_to: dict[tuple[str, str], int] = {}
-        for m in marks:
-            if m.state in ("replayed", "skipped"):
-                src = found[m.block_id]["_source"]
-                key = (src["ledger"], src["strand_id"])
-                raise_to[key] = max(raise_to.get(key, -1), int(src["sequence_no"]))
-        for (ledger, strand_id), seq in raise_to.items():
-            self._set_mark(ledger, strand_id, _at_least(seq))
-
-    def _write_marks(
+    def write_marks(
         self, changes: Mapping[str, Mapping[str, Any]], docs: Mapping[str, Hit]
     ) -> None:
         """Conditional partial updates of block headers and, in the same bulk request, their
         statements' state (one request per group of blocks, per chunk of ``bulk_actions``).
 
-        Not atomic: a fault may leave some headers of a group marked and others not. The strand's
-        replayed mark is raised only after every header's mark is written (``mark``), so after
-        such a fault the strand's mark is still below the destination's checkpoint and the next
-        cycle's ``repair`` marks the rest from the checkpoint (tests/opensearch: a fault between
-        the marks of one group)."""
+        Not atomic: a fault may leave some headers of a group marked and others not. The
+        strand's replayed mark is raised only after every header's mark is written
+        (``Buffer.mark``), so after such a fault the strand's mark is still below the
+        destination's checkpoint and the next cycle's ``repair`` marks the rest from the
+        checkpoint (tests/opensearch: a fault between the marks of one group)."""
         ix = self.indices
         todo = dict(docs)
         first = True
@@ -184,7 +133,7 @@ class Marks:
         else:
             raise TransientError("OpenSearch block headers kept changing under the marks")
 
-    def _set_mark(
+    def set_mark(
         self, ledger: str, strand_id: str, decide: Callable[[int | None], int | None]
     ) -> None:
         """Change a strand's replayed mark: ``decide(old)`` gives the new value (None: keep)."""
@@ -245,34 +194,11 @@ class Marks:
             self._strand_docs_seen[doc_id] = doc
         return doc
 
-    def replayed_through(self, ledger: str, strand_id: str) -> int | None:
+    def through(self, ledger: str, strand_id: str) -> int | None:
+        """A strand's replayed mark, real-time (one get; its version kept)."""
         doc = self._strand_doc(strand_doc_id(ledger, strand_id))
-        if doc is None:
-            return None
-        mark = doc["_source"].get("replayed_through")
+        mark = None if doc is None else doc["_source"].get("replayed_through")
         return None if mark is None else int(mark)
-
-    def repair(self, ledger: str, strand_id: str, sequence_no: int, at: datetime) -> int:
-        ix = self.indices
-        self.rq.refresh(ix.blocks)
-        query = pending_query(ledger, strand_id, {"lte": sequence_no})
-        ids = [
-            h["_id"]
-            for h in self.rq.search(
-                ix.blocks, query, [{"sequence_no": "asc"}, {"block_id": "asc"}], source=False
-            )
-        ]
-        change = {
-            "state": "replayed",
-            "updated_us": c.to_us(at),
-            "actor": "settler",
-            "reason": f"repaired from the destination checkpoint {sequence_no}",
-        }
-        for chunk in c.chunks(ids, IDS_PER_QUERY):
-            docs = self.rq.mget(ix.blocks, chunk, excludes=["raw", "summary"])
-            self._write_marks(dict.fromkeys(docs, change), docs)
-        self._set_mark(ledger, strand_id, lambda old: None if old == sequence_no else sequence_no)
-        return len(ids)
 
     def record_gaps(self, gaps: Sequence[Gap]) -> None:
         def add(entries: list[dict[str, Any]], mine: Sequence[Gap]) -> list[dict[str, Any]]:
@@ -290,12 +216,23 @@ class Marks:
 
         self._change_gaps(gaps, add)
 
-    def withdraw_gaps(self, gaps: Sequence[Gap]) -> None:
-        def remove(entries: list[dict[str, Any]], mine: Sequence[Gap]) -> list[dict[str, Any]]:
-            gone = {(g.first, g.last) for g in mine}
-            return [g for g in entries if (g["first"], g["last"]) not in gone]
+    def withdraw_gaps(self, gaps: Sequence[Gap]) -> int:
+        """Remove the gaps; returns how many were there."""
+        removed = 0
 
-        self._change_gaps(gaps, remove)
+        def remove(entries: list[dict[str, Any]], mine: Sequence[Gap]) -> list[dict[str, Any]]:
+            nonlocal removed
+            gone = {(g.first, g.last) for g in mine}
+            kept = [g for g in entries if (g["first"], g["last"]) not in gone]
+            removed = len(entries) - len(kept)
+            return kept
+
+        total = 0
+        for strand in self._by_strand(gaps).values():
+            removed = 0
+            self._change_gaps(strand, remove)
+            total += removed
+        return total
 
     def _change_gaps(
         self,
@@ -304,10 +241,7 @@ class Marks:
     ) -> None:
         """One compare-and-set update of each strand document concerned (none when its gaps
         stay as they are)."""
-        by_strand: dict[tuple[str, str], list[Gap]] = {}
-        for gap in gaps:
-            by_strand.setdefault((gap.ledger, gap.strand_id), []).append(gap)
-        for (ledger, strand_id), mine in by_strand.items():
+        for (ledger, strand_id), mine in self._by_strand(gaps).items():
 
             def fields(src: Mapping[str, Any], mine: Sequence[Gap] = mine) -> dict[str, Any] | None:
                 entries = list(src.get("gaps") or [])
@@ -316,34 +250,57 @@ class Marks:
 
             self._change_strand(ledger, strand_id, fields, "gaps")
 
+    @staticmethod
+    def _by_strand(gaps: Sequence[Gap]) -> dict[tuple[str, str], list[Gap]]:
+        by_strand: dict[tuple[str, str], list[Gap]] = {}
+        for gap in gaps:
+            by_strand.setdefault((gap.ledger, gap.strand_id), []).append(gap)
+        return by_strand
+
+    def remember_strands(self, hits: Iterable[Hit]) -> None:
+        """Strand documents as a search read them (with versions), for the next
+        compare-and-set."""
+        for h in hits:
+            self._strand_docs_seen[h["_id"]] = h
+
     def strand_docs(self) -> list[Mapping[str, Any]]:
-        self.rq.refresh(self.indices.meta)
-        return [
-            h["_source"]
-            for h in self.rq.search(
+        """Every strand document (the caller refreshed the meta index); their versions are kept
+        for the next compare-and-set."""
+        hits = list(
+            self.rq.search(
                 self.indices.meta,
                 {"bool": {"filter": [{"term": {"kind": "strand"}}]}},
                 [{"ledger": "asc"}, {"strand_id": "asc"}],
+                versions=True,
             )
-        ]
+        )
+        self.remember_strands(hits)
+        return [h["_source"] for h in hits]
 
-    def gaps(self) -> Sequence[Gap]:
-        out = []
-        for src in self.strand_docs():
-            for g in src.get("gaps") or []:
-                out.append(
-                    Gap(
-                        ledger=src["ledger"],
-                        strand_id=src["strand_id"],
-                        first=int(g["first"]),
-                        last=int(g["last"]),
-                        passed_at=c.from_us(int(g["passed_us"])),
-                    )
-                )
-        out.sort(key=lambda g: (g.ledger, g.strand_id, g.first, g.last))
-        return out
+    def gaps(self) -> list[Gap]:
+        return _gaps_of(self.strand_docs())
+
+    def gaps_seen(self) -> list[Gap]:
+        """The gaps of the strand documents last read or written (no request)."""
+        return _gaps_of([h["_source"] for h in self._strand_docs_seen.values()])
 
 
-def _at_least(seq: int) -> Callable[[int | None], int | None]:
+def _gaps_of(docs: Iterable[Mapping[str, Any]]) -> list[Gap]:
+    out = [
+        Gap(
+            ledger=src["ledger"],
+            strand_id=src["strand_id"],
+            first=int(g["first"]),
+            last=int(g["last"]),
+            passed_at=c.from_us(int(g["passed_us"])),
+        )
+        for src in docs
+        for g in src.get("gaps") or []
+    ]
+    out.sort(key=lambda g: (g.ledger, g.strand_id, g.first, g.last))
+    return out
+
+
+def at_least(seq: int) -> Callable[[int | None], int | None]:
     """Raise a replayed mark to ``seq`` (never lower it)."""
     return lambda old: seq if old is None or old < seq else None

@@ -1,19 +1,19 @@
-"""``OpenSearchBuffer.put``: read what the plan needs, plan with ``buffer.planner``, write it.
+"""One round of an OpenSearch put: read what the plan needs, write the plan.
 
-One round of a put reads, in one real-time ``_mget``, every document the plan needs (the stored
-copies by id, the headers of the blocks the revisions name, the strands' meta documents and the
-statements of every summary), hands them to ``buffer.planner.plan`` as its ``StoreView``, and
-writes the ``PutPlan`` in one ``_bulk`` per chunk: create-if-absent for new copies, and
-compare-and-set (``if_seq_no``/``if_primary_term`` on the version read) for replacing copies and
-provenance. Ids another writer changed meanwhile (a lost compare-and-set, or a conflict whose
-stored copy moved) are planned again in the next round; rejections are kept by
-``buffer.opensearch_rejections`` and statements written by ``buffer.opensearch_statements``. The
-guarantees: ``buffer.opensearch``'s docstring.
+These are ``buffer.opensearch_store``'s ``view`` and ``apply`` (``buffer.settling.Buffer.put``
+plans between them with ``buffer.planner``). One round reads, in one real-time ``_mget``, every
+document the plan needs (the stored copies by id, the headers of the blocks the revisions name,
+the strands' meta documents and the statements of every summary), hands them to
+``buffer.planner.plan`` as its ``StoreView``, and writes the ``PutPlan`` in one ``_bulk`` per
+chunk: create-if-absent for new copies, and compare-and-set (``if_seq_no``/``if_primary_term`` on
+the version read) for replacing copies and provenance. Ids another writer changed meanwhile (a
+lost compare-and-set, or a conflict whose stored copy moved) are returned, to be planned again in
+the next round; rejections are kept by ``buffer.opensearch_rejections`` and statements written by
+``buffer.opensearch_statements``. The guarantees: ``buffer.opensearch``'s docstring.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,7 +26,6 @@ from buffer.opensearch_client import OpenSearchError
 from buffer.opensearch_rejections import Rejections
 from buffer.opensearch_requests import (
     HEADER_LIGHT,
-    MAX_RACES,
     NO_SOURCE,
     Action,
     Hit,
@@ -36,14 +35,13 @@ from buffer.opensearch_requests import (
     unb64,
 )
 from buffer.opensearch_statements import Statements
-from buffer.port import Incoming, PutReport, Rejection
-from buffer.settling import put_in_rounds
+from buffer.port import Incoming
 from journal.records import BlockSummary, ControlRecord, RevisionDetails
 from runtime.errors import TransientError
 
 
 @dataclass(slots=True)
-class _Round:
+class Round:
     """One round's reads: the documents as read (with their versions), by kind and id, and the
     statement ids found."""
 
@@ -52,7 +50,7 @@ class _Round:
 
 
 class Put:
-    """The put of one buffer: ``put`` runs rounds of ``_read``, ``planner.plan`` and ``_write``."""
+    """One round of a put: ``read`` (the documents and the ``planner.StoreView``) and ``write``."""
 
     def __init__(self, rq: Requests, statements: Statements, rejections: Rejections) -> None:
         self.rq = rq
@@ -65,26 +63,9 @@ class Put:
             "control": rq.indices.meta,
         }
 
-    def put(self, records: Sequence[Incoming], rejections: Sequence[Rejection] = ()) -> PutReport:
-        """Store records create-if-absent and keep rejections (see the module docstring)."""
-        write_id = uuid.uuid4().hex
-
-        def attempt(
-            todo: Sequence[Incoming], given: Sequence[Rejection], again: bool
-        ) -> tuple[planner.PutPlan, set[str]]:
-            if not todo and not given:  # nothing to read or write
-                return planner.PutPlan(), set()
-            read, view = self._read(todo)
-            plan = planner.plan(todo, given, view, again=again)
-            return plan, self._write(plan, read, write_id)
-
-        return put_in_rounds(
-            records, rejections, attempt, f"OpenSearch buffer {self.indices.prefix}", MAX_RACES
-        )
-
     # --- reads ------------------------------------------------------------------------------------
 
-    def _read(self, items: Sequence[Incoming]) -> tuple[_Round, planner.StoreView]:
+    def read(self, items: Sequence[Incoming]) -> tuple[Round, planner.StoreView]:
         """Everything the plan needs, in one real-time multi-get (and one more for the blocks of
         stored revisions another block claimed)."""
         ix = self.indices
@@ -107,7 +88,7 @@ class Put:
             ]
         )
         found = self.rq.mget_docs(wanted)
-        read = _Round(present={d for (i, d) in found if i == ix.statements})
+        read = Round(present={d for (i, d) in found if i == ix.statements})
         headers = {d: h for (i, d), h in found.items() if i == ix.blocks}
         revs = {d: h for (i, d), h in found.items() if i == ix.revisions}
         meta = {d: h for (i, d), h in found.items() if i == ix.meta}
@@ -189,7 +170,7 @@ class Put:
         return changes
 
     def _statement_actions(
-        self, plan: planner.PutPlan, read: _Round, sources: Mapping[str, dict[str, Any]]
+        self, plan: planner.PutPlan, read: Round, sources: Mapping[str, dict[str, Any]]
     ) -> list[Action]:
         """The statements of written headers, of stored headers whose statements are (partly)
         missing, and the kinds of a header whose provenance changed."""
@@ -233,7 +214,7 @@ class Put:
             )
         return actions
 
-    def _write(self, plan: planner.PutPlan, read: _Round, write_id: str) -> set[str]:
+    def write(self, plan: planner.PutPlan, read: Round, write_id: str) -> set[str]:
         """Write a plan: statements, records and statement kinds in one bulk request (per chunk),
         then, only where the plan holds them, rejections and the checks of conflicts. Returns the
         record ids another writer changed meanwhile (to plan again).
@@ -312,7 +293,7 @@ class Put:
         self._conflicts_hold(plan, read, raced)
         return raced
 
-    def _conflicts_hold(self, plan: planner.PutPlan, read: _Round, raced: set[str]) -> None:
+    def _conflicts_hold(self, plan: planner.PutPlan, read: Round, raced: set[str]) -> None:
         """A conflict holds if the copy it was found against is still the stored one; if another
         writer replaced it meanwhile, its id joins ``raced`` (planned again: the conflict may be
         moot)."""

@@ -1,33 +1,28 @@
-"""Reading blocks from OpenSearch: strands, the pending page, one block, the operator's rows.
+"""Reading blocks from OpenSearch: strands with blocks, revisions, conflicts, revision counts.
 
-A block is its header (``blocks``), its revisions (``revisions``, searched by ``block_id``) and
-whether an unresolved conflict concerns it (``rejected``). The pending page is a search on the
-headers sorted by ``sequence_no`` then ``block_id`` and paged with ``search_after``; its hits'
-versions go to the ``HeaderCache`` the marks write on.
+``buffer.opensearch_store``'s verbs over the ``blocks``, ``revisions`` and ``rejected`` indices
+(the store refreshed them first); the headers themselves are the store's search.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from buffer import _common as c
-from buffer.opensearch_marks import HeaderCache
-from buffer.opensearch_requests import HEADER_LIGHT, IDS_PER_QUERY, Requests, pending_query, unb64
-from buffer.port import BlockRow, BlockState, BufferedBlock
+from buffer.opensearch_requests import IDS_PER_QUERY, Requests, unb64
 from journal.records import RevisionDetails
 
 
 class Reader:
     """The block reads of one buffer."""
 
-    def __init__(self, rq: Requests, headers: HeaderCache) -> None:
+    def __init__(self, rq: Requests) -> None:
         self.rq = rq
         self.indices = rq.indices
-        self.headers = headers
 
-    def strands(self) -> Sequence[tuple[str, str]]:
-        self.rq.refresh(self.indices.blocks)
+    def strands(self) -> list[tuple[str, str]]:
+        """The strands with block headers."""
         buckets = self.rq.composite(
             self.indices.blocks,
             [
@@ -37,38 +32,9 @@ class Reader:
         )
         return sorted((b["key"]["ledger"], b["key"]["strand"]) for b in buckets)
 
-    def pending(
-        self, ledger: str, strand_id: str, after: int, limit: int
-    ) -> Sequence[BufferedBlock]:
-        if limit <= 0:
-            return []
-        ix = self.indices
-        self.rq.refresh(ix.blocks, ix.revisions, ix.rejected)
-        query = pending_query(ledger, strand_id, {"gt": after})
-        hits = list(
-            self.rq.search(
-                ix.blocks,
-                query,
-                [{"sequence_no": "asc"}, {"block_id": "asc"}],
-                limit=limit,
-                source={"excludes": HEADER_LIGHT},
-                versions=True,
-            )
-        )
-        self.headers.remember(hits)
-        return self._buffered([h["_source"] for h in hits])
-
-    def get_block(self, block_id: str) -> BufferedBlock | None:
-        doc = self.rq.get(self.indices.blocks, block_id, excludes=HEADER_LIGHT)
-        if doc is None:
-            return None
-        self.rq.refresh(self.indices.revisions, self.indices.rejected)
-        return self._buffered([doc["_source"]])[0]
-
-    def _buffered(self, headers: Sequence[Mapping[str, Any]]) -> list[BufferedBlock]:
-        ids = [h["block_id"] for h in headers]
-        revisions: dict[str, list[tuple[str, RevisionDetails]]] = {i: [] for i in ids}
-        for chunk in c.chunks(ids, IDS_PER_QUERY):
+    def revisions_of(self, block_ids: Sequence[str]) -> dict[str, list[RevisionDetails]]:
+        revisions: dict[str, list[RevisionDetails]] = {}
+        for chunk in c.chunks(list(block_ids), IDS_PER_QUERY):
             for hit in self.rq.search(
                 self.indices.revisions,
                 {"bool": {"filter": [{"terms": {"block_id": chunk}}]}},
@@ -76,35 +42,18 @@ class Reader:
                 source={"excludes": ["raw"]},
             ):
                 src = hit["_source"]
-                revisions[src["block_id"]].append((src["revision_id"], _revision(src)))
-        conflicted = self._conflicted(
-            ids, {rid: bid for bid, revs in revisions.items() for rid, _ in revs}
-        )
-        blocks = []
-        for h in headers:
-            summary = c.summary_from_body(h["summary"], h["arn"])
-            block_id = h["block_id"]
-            blocks.append(
-                BufferedBlock(
-                    summary=summary,
-                    revisions=c.pick_revisions(summary, (r for _, r in revisions[block_id])),
-                    statement_kinds=tuple(h.get("statement_kinds") or ()),
-                    state=h["state"],
-                    arrived_at=c.opt_from_us(h.get("arrived_us")),
-                    conflicted=block_id in conflicted,
-                    reason=h.get("reason"),
-                )
-            )
-        return blocks
+                revisions.setdefault(src["block_id"], []).append(_revision(src))
+        return revisions
 
-    def _conflicted(self, block_ids: list[str], revision_blocks: Mapping[str, str]) -> set[str]:
-        """Blocks with an unresolved conflict: on the block summary, on a revision stored for the
-        block, or a conflicting copy that claimed the block (as ``SqliteBuffer``)."""
-        if not block_ids:
-            return set()
-        found: set[str] = set()
-        record_ids = [*block_ids, *revision_blocks]
-        for chunk in c.chunks(record_ids, IDS_PER_QUERY):
+    def unresolved_conflicts(
+        self, block_ids: Collection[str], record_ids: Collection[str]
+    ) -> tuple[set[str], set[str]]:
+        """Of unresolved conflicts: the ``block_ids`` they flag and the ``record_ids`` they were
+        kept for (one search per chunk of ids)."""
+        blocks, records = set(block_ids), set(record_ids)
+        by_block: set[str] = set()
+        by_record: set[str] = set()
+        for chunk in c.chunks(sorted(blocks | records), IDS_PER_QUERY):
             query = {
                 "bool": {
                     "filter": [{"term": {"kind": c.CONFLICT}}, {"term": {"resolved": False}}],
@@ -119,56 +68,13 @@ class Reader:
                 source=["block_id", "record_id"],
             ):
                 src = hit["_source"]
-                if src.get("block_id") is not None:
-                    found.add(src["block_id"])
-                record = src.get("record_id")
-                if record is not None:
-                    found.add(revision_blocks.get(record, record))
-        return found & set(block_ids)
+                if src.get("block_id") in blocks:
+                    by_block.add(src["block_id"])
+                if src.get("record_id") in records:
+                    by_record.add(src["record_id"])
+        return by_block, by_record
 
-    def blocks(self, state: BlockState | None = None) -> Sequence[BlockRow]:
-        ix = self.indices
-        self.rq.refresh(ix.blocks, ix.revisions)
-        query: dict[str, Any] = {"bool": {"filter": []}}
-        if state is not None:
-            query["bool"]["filter"].append({"term": {"state": state}})
-        out: list[BlockRow] = []
-        page: list[Mapping[str, Any]] = []
-
-        def flush() -> None:
-            counts = self._revision_counts([h["block_id"] for h in page])
-            for h in page:
-                out.append(
-                    BlockRow(
-                        block_id=h["block_id"],
-                        ledger=h["ledger"],
-                        strand_id=h["strand_id"],
-                        sequence_no=int(h["sequence_no"]),
-                        state=h["state"],
-                        commit_time=c.from_us(int(h["commit_us"])),
-                        statements=int(h["statements"]),
-                        revisions_expected=int(h["revisions_expected"]),
-                        revisions_buffered=counts.get(h["block_id"], 0),
-                        reason=h.get("reason"),
-                        updated_at=c.opt_from_us(h.get("updated_us")),
-                        actor=h.get("actor"),
-                    )
-                )
-            page.clear()
-
-        for hit in self.rq.search(
-            ix.blocks,
-            query,
-            [{"ledger": "asc"}, {"strand_id": "asc"}, {"sequence_no": "asc"}, {"block_id": "asc"}],
-            source={"excludes": ["raw", "summary"]},
-        ):
-            page.append(hit["_source"])
-            if len(page) >= self.rq.page_size:
-                flush()
-        flush()
-        return out
-
-    def _revision_counts(self, block_ids: Sequence[str]) -> dict[str, int]:
+    def revision_counts(self, block_ids: Sequence[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
         for chunk in c.chunks(block_ids, IDS_PER_QUERY):
             aggs = self.rq.aggregate(

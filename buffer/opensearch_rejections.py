@@ -1,14 +1,13 @@
 """Rejected records in OpenSearch: kept once per ``rejection_id``, read, acknowledged.
 
 ``Rejections.keep`` creates each rejection once, keeping the earliest copy's provenance and bytes
-(``_common.rejection_key``); ``rejected``, ``unresolved_rejections`` and
-``acknowledge_rejections`` are the port's.
+(``_common.rejection_key``); ``rejected`` and ``unresolved_rejections`` read them,
+``unresolved_among`` and ``resolve`` acknowledge them (``buffer.settling.Buffer`` decides which).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from buffer import _common as c
@@ -69,7 +68,7 @@ class Rejections:
             self.rq.cas(index, rid, _if_earlier(r))
 
     def rejected(self) -> Sequence[Rejection]:
-        self.rq.refresh(self.indices.rejected)
+        """Every rejection (the caller refreshed the index)."""
         out = []
         for hit in self.rq.search(
             self.indices.rejected,
@@ -97,31 +96,25 @@ class Rejections:
         return out
 
     def unresolved_rejections(self) -> int:
-        self.rq.refresh(self.indices.rejected)
         return self.rq.count(self.indices.rejected, {"term": {"resolved": False}})
 
-    def acknowledge_rejections(
-        self, ids: Sequence[str], reason: str, actor: str, at: datetime
-    ) -> int:
-        changed = 0
-        at_us = c.to_us(at)
-        for rid in dict.fromkeys(ids):
-            wrote = self.rq.cas(
-                self.indices.rejected,
-                rid,
-                lambda src: (
-                    None
-                    if src.get("resolved")
-                    else {
-                        "resolved": True,
-                        "resolved_us": at_us,
-                        "resolved_by": actor,
-                        "resolution": reason,
-                    }
-                ),
+    def unresolved_among(self, ids: Collection[str]) -> set[str]:
+        """Of ``ids``, the rejections kept and not yet resolved (real-time)."""
+        docs = self.rq.mget(self.indices.rejected, sorted(ids), excludes=["raw"])
+        return {rid for rid, doc in docs.items() if not doc["_source"].get("resolved")}
+
+    def resolve(self, ids: Sequence[str], reason: str, actor: str, at_us: int) -> None:
+        """Resolve each rejection, once (a compare-and-set per id)."""
+        change = {
+            "resolved": True,
+            "resolved_us": at_us,
+            "resolved_by": actor,
+            "resolution": reason,
+        }
+        for rid in ids:
+            self.rq.cas(
+                self.indices.rejected, rid, lambda src: None if src.get("resolved") else change
             )
-            changed += int(wrote)
-        return changed
 
 
 def _if_earlier(r: Rejection) -> Callable[[Mapping[str, Any]], Mapping[str, Any] | None]:

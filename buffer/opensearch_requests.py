@@ -56,21 +56,6 @@ def strand_doc_id(ledger: str, strand_id: str) -> str:
     return f"strand/{ledger}/{strand_id}"
 
 
-def pending_query(ledger: str, strand_id: str, sequence_no: Mapping[str, int]) -> dict[str, Any]:
-    """The query of a strand's pending block headers whose ``sequence_no`` is in a range
-    (``{"gt": n}``, ``{"lte": n}``)."""
-    return {
-        "bool": {
-            "filter": [
-                {"term": {"ledger": ledger}},
-                {"term": {"strand_id": strand_id}},
-                {"term": {"state": "pending"}},
-                {"range": {"sequence_no": dict(sequence_no)}},
-            ]
-        }
-    }
-
-
 def item_reason(result: Mapping[str, Any]) -> str:
     error = result.get("error")
     if isinstance(error, Mapping):

@@ -156,31 +156,26 @@ class Buffer:
         return out
 
     def blocks(self, state: BlockState | None = None) -> Sequence[BlockRow]:
-        out: list[BlockRow] = []
         with self.store.atomic(write=False):
-            for ledger, strand_id in self.strands():
-                headers = self.store.headers(
-                    HeaderQuery(ledger=ledger, strand_id=strand_id, state=state)
-                )
-                counts = self.store.revision_counts([h.block_id for h in headers])
-                out.extend(
-                    BlockRow(
-                        block_id=h.block_id,
-                        ledger=h.ledger,
-                        strand_id=h.strand_id,
-                        sequence_no=h.seq,
-                        state=h.state,
-                        commit_time=c.from_us(h.commit_us),
-                        statements=h.statements,
-                        revisions_expected=h.revisions_expected,
-                        revisions_buffered=counts.get(h.block_id, 0),
-                        reason=h.reason,
-                        updated_at=c.opt_from_us(h.updated_us),
-                        actor=h.actor,
-                    )
-                    for h in headers
-                )
-        return out
+            headers = self.store.headers(HeaderQuery(state=state))
+            counts = self.store.revision_counts([h.block_id for h in headers])
+        return [
+            BlockRow(
+                block_id=h.block_id,
+                ledger=h.ledger,
+                strand_id=h.strand_id,
+                sequence_no=h.seq,
+                state=h.state,
+                commit_time=c.from_us(h.commit_us),
+                statements=h.statements,
+                revisions_expected=h.revisions_expected,
+                revisions_buffered=counts.get(h.block_id, 0),
+                reason=h.reason,
+                updated_at=c.opt_from_us(h.updated_us),
+                actor=h.actor,
+            )
+            for h in headers
+        ]
 
     # --- marks ------------------------------------------------------------------------------------
 
@@ -215,11 +210,7 @@ class Buffer:
 
     def replayed_through(self, ledger: str, strand_id: str) -> int | None:
         with self.store.atomic(write=False):
-            rows = self.store.strand_rows()
-        for r in rows:
-            if (r.ledger, r.strand_id) == (ledger, strand_id):
-                return r.replayed_through
-        return None
+            return self.store.through(ledger, strand_id)
 
     def repair(self, ledger: str, strand_id: str, sequence_no: int, at: datetime) -> int:
         store = self.store
@@ -299,13 +290,7 @@ class Buffer:
         with store.atomic(write=False):
             counts = store.counters()
             strands = sorted(store.strand_rows(), key=lambda r: (r.ledger, r.strand_id))
-            oldest: int | None = None
-            for s in strands:
-                first = store.headers(
-                    HeaderQuery(ledger=s.ledger, strand_id=s.strand_id, state="pending", limit=1)
-                )
-                if first and (oldest is None or first[0].commit_us < oldest):
-                    oldest = first[0].commit_us
+            oldest = store.oldest_pending_us()
             delays, largest = store.delays(c.DELAY_SAMPLE)
         if largest is not None and (not delays or max(delays) < largest):
             delays.append(float(largest))
@@ -351,31 +336,16 @@ class Buffer:
         return None if held is None else Lease(owner=held[0], expires_at=c.from_us(held[1]))
 
     def purge_replayed(self, older_than: datetime) -> int:
-        cutoff = c.to_us(older_than)
-        purged = 0
+        query = HeaderQuery(
+            state="replayed", committed_before_us=c.to_us(older_than), unpurged=True
+        )
         store = self.store
         with store.atomic(write=True):
-            deltas: Counter[str] = Counter()
-            for s in store.strand_rows():
-                ids = [
-                    h.block_id
-                    for h in store.headers(
-                        HeaderQuery(
-                            ledger=s.ledger,
-                            strand_id=s.strand_id,
-                            state="replayed",
-                            committed_before_us=cutoff,
-                            unpurged=True,
-                        )
-                    )
-                ]
-                if ids:
-                    statements, revisions = store.purge(ids)
-                    deltas["statements"] -= statements
-                    deltas["revisions"] -= revisions
-                purged += len(ids)
-            store.add_counts(deltas)
-        return purged
+            ids = [h.block_id for h in store.headers(query)]
+            if ids:
+                statements, revisions = store.purge(ids)
+                store.add_counts({"statements": -statements, "revisions": -revisions})
+        return len(ids)
 
     # --- dump -------------------------------------------------------------------------------------
 

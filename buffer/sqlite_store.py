@@ -51,9 +51,11 @@ _HEADER_COLUMNS = (
 def header_select(q: HeaderQuery) -> tuple[str, list[Any]]:
     """The query of ``q`` and its arguments: a range scan of ``blocks_release`` when it names a
     state, in sequence order (tests check the plan)."""
-    where = ["ledger = ?", "strand_id = ?"]
-    args: list[Any] = [q.ledger, q.strand_id]
+    where: list[str] = []
+    args: list[Any] = []
     for clause, value in (
+        ("ledger = ?", q.ledger),
+        ("strand_id = ?", q.strand_id),
         ("state = ?", q.state),
         ("seq > ?", q.after),
         ("seq <= ?", q.through),
@@ -64,7 +66,9 @@ def header_select(q: HeaderQuery) -> tuple[str, list[Any]]:
             args.append(value)
     if q.unpurged:
         where.append("purged = 0")
-    sql = f"SELECT {_HEADER_COLUMNS} FROM blocks WHERE {' AND '.join(where)} ORDER BY seq"
+    order = "seq" if q.strand_id is not None else "ledger, strand_id, seq"
+    sql = f"SELECT {_HEADER_COLUMNS} FROM blocks WHERE {' AND '.join(where or ['1'])} "
+    sql += f"ORDER BY {order}"
     if q.limit is not None:
         sql += " LIMIT ?"
         args.append(q.limit)
@@ -324,6 +328,22 @@ class SqliteStore:
                 "FROM strands ORDER BY ledger, strand_id"
             )
         ]
+
+    def through(self, ledger: str, strand_id: str) -> int | None:
+        row = self.cur.execute(
+            "SELECT replayed_through FROM strands WHERE ledger = ? AND strand_id = ?",
+            (ledger, strand_id),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def oldest_pending_us(self) -> int | None:
+        """The first pending block of each strand (a range scan of ``blocks_release`` each)."""
+        row = self.cur.execute(
+            "SELECT MIN((SELECT commit_us FROM blocks b WHERE b.ledger = s.ledger "
+            "AND b.strand_id = s.strand_id AND b.state = 'pending' ORDER BY b.seq LIMIT 1)) "
+            "FROM strands s"
+        ).fetchone()
+        return None if row is None else row[0]
 
     def gap_rows(self) -> dict[GapKey, int]:
         return {

@@ -16,7 +16,8 @@ means: that is the policy's, with ``buffer.planner`` for ``put``). The verbs:
   ``after``/``limit`` in sequence order) and ``headers_by_id``; ``revisions_of`` (the revisions
   stored for blocks), ``revision_counts``, ``unresolved_conflicts``;
 - marks: ``set_states`` (a block's state, reason, actor, time, and its statements' state),
-  ``set_through`` (a strand's replayed mark), ``strand_rows``;
+  ``set_through`` and ``through`` (a strand's replayed mark), ``strand_rows``,
+  ``oldest_pending_us``;
 - ``gap_rows``, ``put_gaps``, ``delete_gaps``; ``rejections``, ``unresolved_among``, ``resolve``,
   ``count_unresolved``;
 - ``lease_row`` and ``lease_cas`` (compare-and-set of the one settler lease);
@@ -24,7 +25,8 @@ means: that is the policy's, with ``buffer.planner`` for ``put``). The verbs:
 - ``counters`` and ``add_counts`` (the figures ``stats`` reports, kept with the rows they count),
   ``delays`` (the ingest delay sample), ``dump_rows`` (every row, into a ``_common.DumpBuilder``).
 
-Stores: ``buffer.memory.MemoryStore`` (dicts, for unit tests) and ``buffer.sqlite_store``.
+Stores: ``buffer.memory.MemoryStore`` (dicts, for unit tests), ``buffer.sqlite_store`` and
+``buffer.opensearch_store``.
 """
 
 from __future__ import annotations
@@ -66,12 +68,13 @@ class HeaderRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeaderQuery:
-    """Headers of one strand in sequence order: of ``state`` (any if None), with ``seq > after``
+    """Headers of one strand in sequence order (of every strand, by ledger, strand and sequence,
+    when ``ledger`` and ``strand_id`` are None): of ``state`` (any if None), with ``seq > after``
     and ``seq <= through``, committed before ``committed_before_us``, not yet purged when
     ``unpurged``; at most ``limit``."""
 
-    ledger: str
-    strand_id: str
+    ledger: str | None = None
+    strand_id: str | None = None
     state: BlockState | None = None
     after: int | None = None
     through: int | None = None
@@ -82,8 +85,8 @@ class HeaderQuery:
     def matches(self, h: HeaderRow) -> bool:
         """Whether ``h`` is one of the query's headers (for a store that filters rows itself)."""
         return (
-            h.ledger == self.ledger
-            and h.strand_id == self.strand_id
+            (self.ledger is None or h.ledger == self.ledger)
+            and (self.strand_id is None or h.strand_id == self.strand_id)
             and (self.state is None or h.state == self.state)
             and (self.after is None or h.seq > self.after)
             and (self.through is None or h.seq <= self.through)
@@ -145,6 +148,14 @@ class Store(Protocol):
         ...
 
     def strand_rows(self) -> list[StrandRow]: ...
+
+    def through(self, ledger: str, strand_id: str) -> int | None:
+        """The strand's replayed mark (None: none yet)."""
+        ...
+
+    def oldest_pending_us(self) -> int | None:
+        """The earliest commit time of a pending block (None: no block is pending)."""
+        ...
 
     def gap_rows(self) -> dict[GapKey, int]:
         """Every gap, to its ``passed_at`` in microseconds."""
