@@ -740,6 +740,31 @@ def test_retention_purges_replayed_data_but_keeps_headers(
     assert buf.dump() == dump
 
 
+def test_blocks_stats_and_retention_span_every_strand(buf: SettlingBuffer, synth: Synth) -> None:
+    """Rows come by ledger, strand and sequence; the oldest pending commit is the earliest of
+    any strand's; retention purges in every strand (each store answers these at once, not
+    strand by strand)."""
+    early = Synth(strand="StrandA", t0=T0 - timedelta(hours=1))
+    put_blocks(buf, synth, synth.chain(2))
+    put_blocks(buf, early, early.chain(2))
+    rows = buf.blocks()
+    assert [(r.strand_id, r.sequence_no) for r in rows] == [
+        ("StrandA", 1), ("StrandA", 2), (S, 1), (S, 2)
+    ]  # fmt: skip
+    assert buf.stats(T0).oldest_pending_commit == early.commit_time(1)
+    buf.mark([Mark(block_id=bid(1, "StrandA"), state="replayed", at=T0)])
+    assert buf.stats(T0).oldest_pending_commit == early.commit_time(2)
+    buf.mark(
+        [Mark(block_id=bid(n, s), state="replayed", at=T0) for s in ("StrandA", S) for n in (1, 2)]
+    )
+    assert buf.stats(T0).oldest_pending_commit is None
+    assert (buf.replayed_through(L, "StrandA"), buf.replayed_through(L, S)) == (2, 2)
+    assert buf.replayed_through(L, "StrandZ") is None
+    assert buf.purge_replayed(T0 + timedelta(days=1)) == 4
+    assert buf.purge_replayed(T0 + timedelta(days=1)) == 0
+    assert buf.stats(T0).revisions == 0 and buf.stats(T0).statements == 0
+
+
 def test_a_reopened_buffer_holds_the_same_state(open_buffer: Opener, synth: Synth) -> None:
     first = open_buffer()
     put_blocks(first, synth, synth.chain(3))
