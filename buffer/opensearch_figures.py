@@ -56,7 +56,21 @@ class Figures:
     def _strands_of(self, seen: Mapping[str, Any], docs: Mapping[str, Any]) -> Strands:
         blocks = self.rq.indices.blocks
         strands: dict[tuple[str, str], tuple[int | None, bool]] = {}
-        for ledger in seen.get("aggregations", {}).get("ledger", {}).get("buckets", []):
+        ledgers = seen.get("aggregations", {}).get("ledger", {}).get("buckets", [])
+        hits = docs["hits"]["hits"]
+        if (
+            len(ledgers) >= MAX_PAGE
+            or len(hits) >= MAX_PAGE
+            or any(len(ledger["strand"]["buckets"]) >= MAX_PAGE for ledger in ledgers)
+        ):
+            # One request answers for every strand up to a page; past it the list would be cut
+            # short without a word, and a strand left out would be neither released nor held.
+            raise OpenSearchError(
+                "strands",
+                "-",
+                f"the buffer holds {MAX_PAGE:,} strands or more, more than one request lists",
+            )
+        for ledger in ledgers:
             for strand in ledger["strand"]["buckets"]:
                 value = strand["highest"]["value"]
                 has_blocks = any(b["key"] == blocks for b in strand["index"]["buckets"])
@@ -64,7 +78,7 @@ class Figures:
                     None if value is None else int(value),
                     has_blocks,
                 )
-        return strands, list(docs["hits"]["hits"])
+        return strands, list(hits)
 
     def _msearch(self, searches: list[tuple[str, dict[str, Any]]], what: str) -> list[Any]:
         body: list[dict[str, Any]] = []

@@ -66,3 +66,25 @@ def test_more_than_ten_thousand_pending_statements_replay_in_commit_order(
     assert buf.pending(LEDGER, PAGING_STRAND, 0, 10) == []
     assert len(buf.blocks("replayed")) == BLOCKS
     destination.close()
+
+
+def test_more_strands_than_one_request_lists_is_refused_not_cut_short(
+    open_buffer: OpenBuffer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``strands`` lists every strand in one ``_msearch`` of up to a page per aggregation: past
+    that the list would be cut short without a word (a strand left out would be neither released
+    nor held), so a full page is refused. The page is made 3 here to reach it with 3 strands."""
+    import buffer.opensearch_figures as figures
+    from buffer.opensearch_client import OpenSearchError
+    from synth import Synth  # isort: skip
+
+    buf = open_buffer()
+    for strand in ("StrandA", "StrandB"):
+        s = Synth(strand=strand)
+        buf.put(s.incomings(s.chain(1)))
+    monkeypatch.setattr(figures, "MAX_PAGE", 3)
+    assert [strand for _, strand in buf.strands()] == ["StrandA", "StrandB"]
+    s = Synth(strand="StrandC")
+    buf.put(s.incomings(s.chain(1)))
+    with pytest.raises(OpenSearchError, match="3 strands or more"):
+        buf.strands()
