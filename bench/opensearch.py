@@ -31,6 +31,7 @@ import json
 import tempfile
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,9 @@ def _phases(store: Json, events: Path, replica: Path, proxy: Any | None) -> Json
                 )
             out[mode]["requests"] = dict(sorted(kinds.items()))
             out[mode]["request_count"] = sum(kinds.values())
+            out[mode]["answers"] = dict(
+                sorted(Counter(e.outcome for e in proxy.log[since:]).items())
+            )
             out[mode]["server_seconds"] = sum(e.upstream_seconds for e in proxy.log[since:])
     if out["settle"]["blocks"] != out["ingest"]["blocks"] or out["idle"]["blocks"]:
         raise BenchError(
@@ -216,12 +220,17 @@ def _label(delay_ms: float) -> str:
 
 def summarize(runs: dict[str, list[Json]]) -> Json:
     first = runs[_label(ROUND_TRIP_MS)][0]
-    counted = [r for k, rs in runs.items() if k != "sqlite" for r in rs]
+    counted = {
+        f"{k} #{i + 1}": r for k, rs in runs.items() if k != "sqlite" for i, r in enumerate(rs)
+    }
     # The counts are a function of the input and the options: every repetition must agree.
     for phase in ("ingest", "settle", "idle"):
-        seen = {json.dumps(r[phase]["requests"], sort_keys=True) for r in counted}
+        seen = {json.dumps(r[phase]["requests"], sort_keys=True) for r in counted.values()}
         if len(seen) != 1:
-            raise BenchError(f"the {phase} phase sent different requests in different runs")
+            raise BenchError(
+                f"the {phase} phase sent different requests in different runs: "
+                + differing(phase, counted)
+            )
     ingest, settle_, idle = first["ingest"], first["settle"], first["idle"]
     per_event = ingest["request_count"] / ingest["events"]
     blocks = settle_["blocks"]
@@ -262,6 +271,22 @@ def summarize(runs: dict[str, list[Json]]) -> Json:
         },
         "stores": stores,
     }
+
+
+def differing(phase: str, runs: Mapping[str, Json]) -> str:
+    """What ``phase`` sent in each of ``runs`` (label -> run), by the request kinds whose counts
+    differ between them, with each run's time and the answers the proxy logged, so that a
+    mismatch says what differed: ``opensearch_0ms #1: POST _mget 6, POST _update 36 (9.3 s;
+    forward:200 88, forward:409 1); ...``."""
+    kinds = sorted({k for r in runs.values() for k in r[phase]["requests"]})
+    varying = [k for k in kinds if len({r[phase]["requests"].get(k, 0) for r in runs.values()}) > 1]
+    parts = []
+    for label, run in runs.items():
+        p = run[phase]
+        counts = ", ".join(f"{k} {p['requests'].get(k, 0)}" for k in varying)
+        answers = ", ".join(f"{k} {n}" for k, n in p.get("answers", {}).items())
+        parts.append(f"{label}: {counts} ({p['seconds']:.1f} s; {answers})")
+    return "; ".join(parts)
 
 
 def top(kinds: dict[str, int], n: int = 3) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import linearity, profiles, qldb
+from bench import linearity, opensearch, profiles, qldb
 from bench.__main__ import PARTS, selected
 from bench.common import REPO_ROOT, BenchError
 from bench.cycle import check_cycle
@@ -151,6 +151,37 @@ def test_a_cycle_that_did_other_work_than_its_figure_is_refused() -> None:
         check_cycle(_report(deadline_reached=False), release=1000, backlog=True)
     with pytest.raises(BenchError):
         check_cycle(_report(deadline_reached=True, halted=True), release=1000, backlog=True)
+
+
+def _os_run(settle: dict[str, int], seconds: float, answers: dict[str, int]) -> dict[str, Any]:
+    def phase(requests: dict[str, int], **more: Any) -> dict[str, Any]:
+        return {"requests": requests, "seconds": seconds, "answers": answers, **more}
+
+    return {
+        "ingest": phase({"POST _bulk": 2, "POST _mget": 2}),
+        "settle": phase(settle),
+        "idle": phase({"POST _mget": 3}),
+    }
+
+
+def test_opensearch_request_mismatch_says_what_differed_in_each_run() -> None:
+    same = {"POST _bulk": 18, "POST _search": 17}
+    runs = {
+        "sqlite": [],
+        "opensearch_0ms": [_os_run({**same, "POST _mget": 5}, 9.3, {"forward:200": 40})],
+        "opensearch_5ms": [
+            _os_run({**same, "POST _mget": 5}, 9.6, {"forward:200": 40}),
+            _os_run({**same, "POST _mget": 6}, 31.0, {"forward:200": 40, "forward:409": 1}),
+        ],
+    }
+    with pytest.raises(BenchError) as caught:
+        opensearch.summarize(runs)
+    message = str(caught.value)
+    assert message.startswith("the settle phase sent different requests in different runs: ")
+    assert "opensearch_0ms #1: POST _mget 5 (9.3 s; forward:200 40)" in message
+    assert "opensearch_5ms #1: POST _mget 5 (9.6 s; forward:200 40)" in message
+    assert "opensearch_5ms #2: POST _mget 6 (31.0 s; forward:200 40, forward:409 1)" in message
+    assert "_search" not in message  # only the kinds whose counts differ
 
 
 def test_a_part_runs_alone_and_writes_only_its_figures(tmp_path: Path) -> None:
