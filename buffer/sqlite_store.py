@@ -46,28 +46,40 @@ _HEADER_COLUMNS = (
     "block_id, ledger, strand_id, seq, state, commit_us, statements, revisions_expected, "
     "reason, updated_us, actor, purged, arrived_us, body, arn, kinds"
 )
+_HEADER_SELECT = ", ".join(f"b.{n.strip()}" for n in _HEADER_COLUMNS.split(","))
 
 
 def header_select(q: HeaderQuery) -> tuple[str, list[Any]]:
-    """The query of ``q`` and its arguments: a range scan of ``blocks_release`` when it names a
-    state, in sequence order (tests check the plan)."""
+    """The query of ``q`` and its arguments, in sequence order (tests check the plans).
+
+    Of one strand: a range scan of ``blocks_release`` when it names a state. Of every strand (no
+    ``strand_id``): the ``strands`` rows joined to ``blocks_release`` strand by strand (``CROSS
+    JOIN`` keeps ``strands`` outside), so a state's headers cost what they return, not a scan
+    of every block's index entry (``blocks_release`` leads with the strand, not the state). Every
+    stored block has its strand's row: the put that writes it writes that row (``strands``)."""
     where: list[str] = []
     args: list[Any] = []
     for clause, value in (
-        ("ledger = ?", q.ledger),
-        ("strand_id = ?", q.strand_id),
-        ("state = ?", q.state),
-        ("seq > ?", q.after),
-        ("seq <= ?", q.through),
-        ("commit_us < ?", q.committed_before_us),
+        ("b.ledger = ?" if q.strand_id is not None else "s.ledger = ?", q.ledger),
+        ("b.strand_id = ?", q.strand_id),
+        ("b.state = ?", q.state),
+        ("b.seq > ?", q.after),
+        ("b.seq <= ?", q.through),
+        ("b.commit_us < ?", q.committed_before_us),
     ):
         if value is not None:
             where.append(clause)
             args.append(value)
     if q.unpurged:
-        where.append("purged = 0")
-    order = "seq" if q.strand_id is not None else "ledger, strand_id, seq"
-    sql = f"SELECT {_HEADER_COLUMNS} FROM blocks WHERE {' AND '.join(where or ['1'])} "
+        where.append("b.purged = 0")
+    if q.strand_id is not None:
+        source, order = "blocks b", "b.seq"
+    else:
+        source = (
+            "strands s CROSS JOIN blocks b ON b.ledger = s.ledger AND b.strand_id = s.strand_id"
+        )
+        order = "s.ledger, s.strand_id, b.seq"
+    sql = f"SELECT {_HEADER_SELECT} FROM {source} WHERE {' AND '.join(where or ['1'])} "
     sql += f"ORDER BY {order}"
     if q.limit is not None:
         sql += " LIMIT ?"

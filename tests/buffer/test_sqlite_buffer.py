@@ -20,6 +20,8 @@ from buffer.sqlite import (
     SqliteBuffer,
 )
 from buffer.sqlite_schema import translate
+from buffer.sqlite_store import header_select
+from buffer.store import HeaderQuery
 from journal.canonical import fingerprint
 from journal.errors import InputError
 from journal.records import RevisionDetails
@@ -205,6 +207,22 @@ def test_the_release_query_is_an_index_range_scan(tmp_path: Path, synth: Synth) 
         for row in db.execute("EXPLAIN QUERY PLAN " + REVISIONS_SQL.format(marks="?,?"), ("a", "b"))
     )
     assert "USING INDEX revisions_block (block_id=?)" in plan, plan
+    buf.close()
+
+
+def test_a_state_of_every_strand_is_read_strand_by_strand(tmp_path: Path, synth: Synth) -> None:
+    """``blocks(state)`` and ``purge_replayed`` (no strand named) search ``blocks_release`` per
+    ``strands`` row: a scan of the index would cost every held block (issue 17)."""
+    buf = _filled(tmp_path / "b.db", synth, n=20)
+    db = buf.store._db
+    for query in (
+        HeaderQuery(state="quarantined"),
+        HeaderQuery(state="replayed", committed_before_us=1, unpurged=True),
+    ):
+        sql, args = header_select(query)
+        plan = " | ".join(str(row[-1]) for row in db.execute("EXPLAIN QUERY PLAN " + sql, args))
+        assert "SEARCH b USING INDEX blocks_release (ledger=? AND strand_id=? AND state=?)" in plan
+        assert "SCAN b" not in plan and "SCAN blocks" not in plan, plan
     buf.close()
 
 

@@ -754,6 +754,10 @@ def test_blocks_stats_and_retention_span_every_strand(buf: SettlingBuffer, synth
     assert buf.stats(T0).oldest_pending_commit == early.commit_time(1)
     buf.mark([Mark(block_id=bid(1, "StrandA"), state="replayed", at=T0)])
     assert buf.stats(T0).oldest_pending_commit == early.commit_time(2)
+    assert [(r.strand_id, r.sequence_no) for r in buf.blocks("pending")] == [
+        ("StrandA", 2), (S, 1), (S, 2)
+    ]  # fmt: skip
+    assert [(r.strand_id, r.sequence_no) for r in buf.blocks("replayed")] == [("StrandA", 1)]
     buf.mark(
         [Mark(block_id=bid(n, s), state="replayed", at=T0) for s in ("StrandA", S) for n in (1, 2)]
     )
