@@ -4,6 +4,12 @@ event and a settled block cost. Counts are deterministic for a given workload an
 
 from __future__ import annotations
 
+import itertools
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +17,7 @@ import pytest
 from opensearch_records import T0, paging_chain, quick_incoming, source_records, to_incoming
 from opensearch_support import OpenBuffer
 
+from bench.opensearch import settle_policy
 from buffer.opensearch_client import RetryPolicy
 from buffer.opensearch_proxy import FaultProxy
 from buffer.port import Incoming
@@ -106,6 +113,54 @@ def test_a_settle_cycle_costs_a_constant_plus_a_few_requests_per_hundred_blocks(
     # Four groups: one bulk each (headers and statement states) and one replayed-mark update.
     assert cost["POST _bulk"] == 4 and cost["POST _refresh"] <= constant["POST _refresh"] + 2
     destination.close()
+
+
+def _cycle_requests(
+    open_buffer: OpenBuffer,
+    proxy: FaultProxy,
+    replica: Path,
+    policy: SettlePolicy,
+    clock: Callable[[], float],
+) -> Counter[str]:
+    """The requests of one cycle releasing 200 blocks from a buffer of its own."""
+    blocks, prefix = 200, f"t-{uuid.uuid4().hex[:12]}"
+    items = [
+        quick_incoming(value, origin=f"shard-0/{seq}/{k}")
+        for seq, values in enumerate(paging_chain(blocks, 2), start=1)
+        for k, value in enumerate(values)
+    ]
+    open_buffer(index_prefix=prefix).put(items)
+    buf = open_buffer(proxy.url, index_prefix=prefix)
+    destination = EmbeddedDestination(replica)
+    since = len(proxy.log)
+    report = settle(buf, destination, now=T0 + timedelta(days=1), policy=policy, clock=clock)
+    destination.close()
+    assert report.blocks == blocks and not report.halted
+    return proxy.kinds(since)
+
+
+def test_the_bench_settle_requests_do_not_depend_on_how_long_the_cycle_takes(
+    open_buffer: OpenBuffer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Issue 17: a settle cycle renews its lease once a third of it has passed, which costs
+    requests, so a cycle slowed down by a loaded machine sent more than the same cycle on an
+    idle one and ``make bench`` found its repetitions disagreeing. A clock that jumps 150 s
+    at every look stands for a slow machine; the bench's policy (``bench.opensearch``) holds a
+    lease no phase outlasts, so its counts are the input's alone."""
+
+    def slow() -> Callable[[], float]:
+        return itertools.count(0.0, 150.0).__next__
+
+    policy = replace(settle_policy(), group_size=50)  # four destination transactions
+    fast_counts = _cycle_requests(open_buffer, proxy, tmp_path / "a.db", policy, time.monotonic)
+    slow_counts = _cycle_requests(open_buffer, proxy, tmp_path / "b.db", policy, slow())
+    assert slow_counts == fast_counts
+    # At the default lease (300 s) the slow cycle renews before each later transaction: a read
+    # of the lease and its compare-and-set, the difference the bench had seen.
+    short = replace(policy, lease_seconds=SettlePolicy(window_seconds=120).lease_seconds)
+    renewing = _cycle_requests(open_buffer, proxy, tmp_path / "c.db", short, slow())
+    assert renewing - fast_counts == Counter({"POST _mget": 4, "POST _update": 4})
+    assert not fast_counts - renewing
 
 
 def test_gaps_cost_a_write_per_group_not_requests_per_gap(
