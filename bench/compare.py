@@ -26,13 +26,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.replay import _now_after
+
 Json = dict[str, Any]
 MODES = ("statements", "revisions", "simulated")
-WINDOW_SECONDS = 120
 
 
 def _child(tree: Path, module: str, args: Json, *, venv: str = ".venv") -> Json:
@@ -69,9 +69,6 @@ def _templates(tree: Path, work: Path, transactions: int) -> dict[str, Json]:
 
 def _replay(tree: Path, template: Json) -> Json:
     blocks = int(template["blocks"])
-    now = datetime.fromisoformat(template["commits"][blocks - 1]) + timedelta(
-        seconds=WINDOW_SECONDS
-    )
     return _child(
         tree,
         "bench.replay",
@@ -80,7 +77,7 @@ def _replay(tree: Path, template: Json) -> Json:
             "template": template["path"],
             "group": 0,
             "round_trip_ms": 0.0,
-            "now": now.isoformat(),
+            "now": _now_after(template["commits"], blocks),
             "blocks": blocks,
         },
     )
