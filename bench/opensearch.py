@@ -28,6 +28,7 @@ on the Ion library.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import uuid
 from collections import Counter
@@ -109,10 +110,13 @@ def child_settle(args: Json) -> Json:
     parse("INSERT INTO Vehicle {'VIN': 'x'}")
     buffer = _open(args)
     destination = EmbeddedDestination(Path(args["replica"]))
+    warned = _Warnings()
+    logging.getLogger().addHandler(warned)
     try:
         with timed() as t:
             report = settle(buffer, destination, now=NOW, policy=settle_policy())
     finally:
+        logging.getLogger().removeHandler(warned)
         destination.close()
         buffer.close()
     if report.halted:
@@ -123,7 +127,20 @@ def child_settle(args: Json) -> Json:
         "revisions": report.revisions,
         "seconds": t.wall,
         "cpu_seconds": t.cpu,
+        "warnings": warned.messages,
     }
+
+
+class _Warnings(logging.Handler):
+    """The warnings a phase logged (a group that fell back to one by one says why), so that a
+    request-count mismatch between repetitions names its cause."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()}")
 
 
 def settle_policy() -> SettlePolicy:
@@ -300,7 +317,8 @@ def differing(phase: str, runs: Mapping[str, Json]) -> str:
         p = run[phase]
         counts = ", ".join(f"{k} {p['requests'].get(k, 0)}" for k in varying)
         answers = ", ".join(f"{k} {n}" for k, n in p.get("answers", {}).items())
-        parts.append(f"{label}: {counts} ({p['seconds']:.1f} s; {answers})")
+        warned = "".join(f"; warned: {w}" for w in p.get("warnings", [])[:3])
+        parts.append(f"{label}: {counts} ({p['seconds']:.1f} s; {answers}{warned})")
     return "; ".join(parts)
 
 

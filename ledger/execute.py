@@ -118,6 +118,25 @@ def result_struct(**fields: str) -> Any:
     return out
 
 
+class KnownHashes:
+    """Ion hashes of values by identity, each value held while it is known: an ``id()`` is
+    unique only among objects alive at once, so a map by bare ``id()`` would hand a freed
+    document's hash to the next object allocated at its address (an UPDATE staging several
+    documents built one after the other did exactly that: the wrong data hash, now and then)."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Any, bytes]] = {}
+
+    def get(self, value: Any) -> bytes | None:
+        known = self._by_id.get(id(value))
+        return known[1] if known is not None and known[0] is value else None
+
+    def put(self, value: Any, digest: bytes) -> None:
+        self._by_id[id(value)] = (value, digest)
+
+
 class StatementRun:
     """One statement's execution: reads through the transaction, stages its changes, and applies
     them to the transaction only when the whole statement succeeded."""
@@ -142,15 +161,16 @@ class StatementRun:
         self.ddl: list[Ddl] = []
         self.touched_tables = False
         self.index_fields: dict[str, tuple[str, ...]] = {}
-        # id -> Ion hash of the documents staged as they are (``INSERT INTO T ?`` stages the
-        # parameter itself): the statement digest then does not hash that parameter again.
-        self.hashed: dict[int, bytes] = {}
+        # The Ion hash of values already hashed: the parameters whose proved hash the caller
+        # passed, and the documents staged as they are (``INSERT INTO T ?`` stages the parameter
+        # itself, so the statement digest does not hash it again).
+        self.hashed = KnownHashes()
 
     def digest(self) -> bytes:
         """The statement digest: its text's Ion hash dot-folded with each parameter's."""
         digest = text_hash(self.text)
         for p in self.params:
-            h = self.hashed.get(id(p))
+            h = self.hashed.get(p)
             digest = dot(digest, ion_hash(p) if h is None else h)
         return digest
 
@@ -220,8 +240,8 @@ class StatementRun:
                 )
             # Now: ``value`` may be the caller's, mutable object. A parameter whose proved hash
             # the caller passed (``Transaction.execute(param_hashes=...)``) is not hashed again.
-            data_hash = self.hashed.get(id(value)) or ion_hash(value)
-            self.hashed[id(value)] = data_hash
+            data_hash = self.hashed.get(value) or ion_hash(value)
+            self.hashed.put(value, data_hash)
         keys: dict[str, str | None] = {}
         if value is not None:
             indexes = self.index_fields.get(table.table_id)

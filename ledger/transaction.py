@@ -88,7 +88,7 @@ class Transaction:
         )  # fmt: skip
         for p, h in zip(params, param_hashes, strict=False):
             if h is not None:
-                run.hashed[id(p)] = h
+                run.hashed.put(p, h)
         try:
             if parsed is None:
                 assert bound is not None

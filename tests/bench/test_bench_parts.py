@@ -153,13 +153,15 @@ def test_a_cycle_that_did_other_work_than_its_figure_is_refused() -> None:
         check_cycle(_report(deadline_reached=True, halted=True), release=1000, backlog=True)
 
 
-def _os_run(settle: dict[str, int], seconds: float, answers: dict[str, int]) -> dict[str, Any]:
+def _os_run(
+    settle: dict[str, int], seconds: float, answers: dict[str, int], warnings: tuple[str, ...] = ()
+) -> dict[str, Any]:
     def phase(requests: dict[str, int], **more: Any) -> dict[str, Any]:
         return {"requests": requests, "seconds": seconds, "answers": answers, **more}
 
     return {
         "ingest": phase({"POST _bulk": 2, "POST _mget": 2}),
-        "settle": phase(settle),
+        "settle": phase(settle, warnings=list(warnings)),
         "idle": phase({"POST _mget": 3}),
     }
 
@@ -171,7 +173,12 @@ def test_opensearch_request_mismatch_says_what_differed_in_each_run() -> None:
         "opensearch_0ms": [_os_run({**same, "POST _mget": 5}, 9.3, {"forward:200": 40})],
         "opensearch_5ms": [
             _os_run({**same, "POST _mget": 5}, 9.6, {"forward:200": 40}),
-            _os_run({**same, "POST _mget": 6}, 31.0, {"forward:200": 40, "forward:409": 1}),
+            _os_run(
+                {**same, "POST _mget": 6},
+                31.0,
+                {"forward:200": 40, "forward:409": 1},
+                ("settler.cycle: a group of 100 blocks failed (why); applying one by one",),
+            ),
         ],
     }
     with pytest.raises(BenchError) as caught:
@@ -180,7 +187,10 @@ def test_opensearch_request_mismatch_says_what_differed_in_each_run() -> None:
     assert message.startswith("the settle phase sent different requests in different runs: ")
     assert "opensearch_0ms #1: POST _mget 5 (9.3 s; forward:200 40)" in message
     assert "opensearch_5ms #1: POST _mget 5 (9.6 s; forward:200 40)" in message
-    assert "opensearch_5ms #2: POST _mget 6 (31.0 s; forward:200 40, forward:409 1)" in message
+    assert (
+        "opensearch_5ms #2: POST _mget 6 (31.0 s; forward:200 40, forward:409 1; warned: "
+        "settler.cycle: a group of 100 blocks failed (why); applying one by one)"
+    ) in message
     assert "_search" not in message  # only the kinds whose counts differ
 
 
