@@ -138,16 +138,24 @@ def child_main(work: Callable[[Json], Json]) -> None:
 
 
 def run_child(
-    module: str, args: Mapping[str, Any], *, python: Path | str | None = None, timeout: float = 900
+    module: str,
+    args: Mapping[str, Any],
+    *,
+    python: Path | str | None = None,
+    timeout: float = 900,
+    tree: Path | None = None,
 ) -> Json:
-    """Run ``python -m module '<args>'`` from the repository root; its last stdout line, parsed.
+    """Run ``python -m module '<args>'`` from the repository root (or from ``tree``, another
+    work tree, whose code it then imports: ``bench.compare``); its last stdout line, parsed.
     Raises ``BenchError`` with the end of its stderr when it fails."""
     exe = str(python or sys.executable)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     try:
         done = subprocess.run(
             [exe, "-m", module, json.dumps(dict(args))],
-            cwd=REPO_ROOT,
+            cwd=tree or REPO_ROOT,
             env=env,
             capture_output=True,
             text=True,
@@ -159,7 +167,10 @@ def run_child(
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise BenchError(f"{module} ({exe}) failed with exit code {done.returncode}:\n{tail}")
+        where = f" in {tree}" if tree is not None else ""
+        raise BenchError(
+            f"{module} ({exe}){where} failed with exit code {done.returncode}:\n{tail}"
+        )
     result: Json = json.loads(lines[-1])
     return result
 

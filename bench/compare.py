@@ -20,7 +20,6 @@ benchmarks of issue 9).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.common import BenchError, run_child
 from bench.replay import _now_after
 
 Json = dict[str, Any]
@@ -36,19 +36,10 @@ MODES = ("statements", "revisions", "simulated")
 
 
 def _child(tree: Path, module: str, args: Json, *, venv: str = ".venv") -> Json:
-    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run(
-        [str(tree / venv / "bin" / "python"), "-m", module, json.dumps(args)],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{module} in {tree} failed:\n{done.stderr[-3000:]}")
-    result: Json = json.loads([line for line in done.stdout.splitlines() if line.strip()][-1])
-    return result
+    try:
+        return run_child(module, args, python=tree / venv / "bin" / "python", tree=tree)
+    except BenchError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def _templates(tree: Path, work: Path, transactions: int) -> dict[str, Json]:

@@ -16,7 +16,7 @@ import pytest
 
 from bench import linearity, opensearch, profiles, qldb
 from bench.__main__ import PARTS, selected
-from bench.common import REPO_ROOT, BenchError
+from bench.common import REPO_ROOT, BenchError, run_child
 from bench.cycle import check_cycle
 from bench.figures import rows
 
@@ -210,3 +210,23 @@ def test_a_part_runs_alone_and_writes_only_its_figures(tmp_path: Path) -> None:
         assert size["events"] * size["records_per_event"] >= li["records"]
     assert "ingest cost per record in events of" in done.stdout
     assert len(rows(results)) == 1
+
+
+def test_a_child_in_another_tree_runs_that_trees_code(tmp_path: Path) -> None:
+    """``bench.compare`` runs the same child module in two work trees: each must import its
+    own tree's code, and a failure says which tree."""
+    tree = tmp_path / "tree"
+    (tree / "probe").mkdir(parents=True)
+    (tree / "probe" / "__init__.py").write_text("")
+    (tree / "probe" / "__main__.py").write_text(
+        "import json, os, sys\n"
+        "import probe\n"
+        "args = json.loads(sys.argv[1])\n"
+        "if args.get('fail'):\n"
+        "    sys.exit('asked to fail')\n"
+        "print(json.dumps({'cwd': os.getcwd(), 'from': probe.__file__, **args}))\n"
+    )
+    out = run_child("probe", {"n": 1}, tree=tree)
+    assert out == {"cwd": str(tree), "from": str(tree / "probe" / "__init__.py"), "n": 1}
+    with pytest.raises(BenchError, match=f"in {tree} failed with exit code 1:\nasked to fail"):
+        run_child("probe", {"fail": True}, tree=tree)
