@@ -10,6 +10,7 @@
   operator decides about a block (resolve, a replica's start);
 - ``settler.ingest_health``: whether the ingest may still hold the blocks of a gap;
 - ``settler.lease``: the lease a cycle holds so that one settler at a time writes;
+- ``settler.collector``: the cyclic garbage collector tuned while a cycle runs;
 - ``settler.compare``: a replica proven equal to its source, by content (``verify``, the demo).
 
 Imports: ``journal``, ``ledger`` (classify, Ion hash), the ports of ``buffer`` and ``destination``
