@@ -157,9 +157,10 @@ class PutPlan:
 class _Overlay:
     """The store as the plan leaves it so far: the view, then what earlier copies planned."""
 
-    def __init__(self, view: StoreView, plan: PutPlan) -> None:
+    def __init__(self, view: StoreView, plan: PutPlan, keys: Mapping[int, c.CopyKey]) -> None:
         self.view = view
         self.plan = plan
+        self.keys = keys  # each copy's ``incoming_key``, by ``id`` of the item (computed once)
         self.copies: dict[tuple[Kind, str], policy.StoredCopy] = {}
         self.headers: dict[str, policy.Header] = {}
         self.revisions: dict[str, tuple[str, bool]] = {}  # planned revision -> (block, late)
@@ -199,7 +200,7 @@ class _Overlay:
     def write(self, kind: Kind, record_id: str, item: Incoming, action: Action) -> Write:
         """Plan a write of ``item`` for the id, folded into an earlier write of the same id."""
         key = (kind, record_id)
-        self.copies[key] = _copy_of(item)
+        self.copies[key] = _copy_of(item, self.keys[id(item)])
         w = self.plan.writes.get(key)
         if w is None:
             w = self.plan.writes[key] = Write(kind, record_id, item, action)
@@ -210,10 +211,10 @@ class _Overlay:
         return w
 
 
-def _copy_of(item: Incoming) -> policy.StoredCopy:
+def _copy_of(item: Incoming, key: c.CopyKey) -> policy.StoredCopy:
     return policy.StoredCopy(
         fingerprint=item.fingerprint,
-        key=c.incoming_key(item),
+        key=key,
         origin=item.origin,
         arrived_us=c.opt_us(item.arrived_at),
         raw=lambda: item.raw,
@@ -232,17 +233,32 @@ def plan(
     copy settled as the stored content then also drops the conflict an earlier round may have
     kept for it."""
     out = PutPlan()
-    o = _Overlay(view, out)
-    summaries = [i for i in records if isinstance(i.record, BlockSummary)]
-    revisions = [i for i in records if isinstance(i.record, RevisionDetails)]
-    controls = [i for i in records if isinstance(i.record, ControlRecord)]
-    if len(summaries) + len(revisions) + len(controls) != len(records):  # pragma: no cover
-        raise TypeError("not a stream record")
-    for item in sorted(summaries, key=c.incoming_key):
+    # Each copy's key (its arrival, origin, fingerprint and the SHA-256 of its bytes) once: it
+    # orders the copies here and is the key of the copy each planned write leaves.
+    keys = {id(i): c.incoming_key(i) for i in records}
+    o = _Overlay(view, out, keys)
+    summaries: list[Incoming] = []
+    revisions: list[Incoming] = []
+    controls: list[Incoming] = []
+    for i in records:
+        rec = i.record
+        if isinstance(rec, BlockSummary):
+            summaries.append(i)
+        elif isinstance(rec, RevisionDetails):
+            revisions.append(i)
+        elif isinstance(rec, ControlRecord):
+            controls.append(i)
+        else:  # pragma: no cover
+            raise TypeError("not a stream record")
+
+    def in_copy_order(items: list[Incoming]) -> list[Incoming]:
+        return sorted(items, key=lambda i: keys[id(i)])
+
+    for item in in_copy_order(summaries):
         _summary(o, item, again)
-    for item in sorted(revisions, key=c.incoming_key):
+    for item in in_copy_order(revisions):
         _revision(o, item, again)
-    for item in sorted(controls, key=c.incoming_key):
+    for item in in_copy_order(controls):
         _control(o, item, again)
     for r in rejections:
         out.rejected_input += 1

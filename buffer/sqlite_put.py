@@ -78,10 +78,18 @@ class Batch:
     deltas: Counter[str] = field(default_factory=Counter)
 
 
+def _many(cur: sqlite3.Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``executemany`` of ``rows``, skipped when there are none (most kinds of write are absent
+    from most puts: each call costs a statement look-up and reset even with no rows)."""
+    if rows:
+        cur.executemany(sql, rows)
+
+
 def flush_counters(cur: sqlite3.Cursor, deltas: Mapping[str, int]) -> None:
     """Add a transaction's counter deltas to ``counters``, one upsert per counter."""
     changes = [(name, delta) for name, delta in sorted(deltas.items()) if delta]
-    cur.executemany(
+    _many(
+        cur,
         "INSERT INTO counters (name, value) VALUES (?, ?) "
         "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
         changes,
@@ -157,7 +165,7 @@ class SqlitePut:
 
     def apply(self, plan: planner.PutPlan) -> None:
         """Write a plan: replaced copies out, new and replacing copies in, provenance, strands,
-        rejections and counters, each kind in one ``executemany``."""
+        rejections and counters, each kind in one ``executemany`` (none for a kind absent)."""
         cur, deltas = self.cur, self.batch.deltas
         deltas.update(plan.counts)
         blocks = plan.of_kind("blocks")
@@ -165,8 +173,8 @@ class SqlitePut:
         controls = plan.of_kind("control")
         replaced = [(w.record_id,) for w in blocks if w.action == "replace"]
         if replaced:  # conflicting copies that came first: the stored ones become rejections
-            cur.executemany("DELETE FROM statements WHERE block_id = ?", replaced)
-            cur.executemany("DELETE FROM blocks WHERE block_id = ?", replaced)
+            _many(cur, "DELETE FROM statements WHERE block_id = ?", replaced)
+            _many(cur, "DELETE FROM blocks WHERE block_id = ?", replaced)
             deltas["statements"] -= sum(int(self._blocks[b][6]) for (b,) in replaced)
         for table, column, writes in (
             ("revisions", "revision_id", revisions),
@@ -174,28 +182,28 @@ class SqlitePut:
         ):
             gone = [(w.record_id,) for w in writes if w.action == "replace"]
             if gone:
-                cur.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
+                _many(cur, f"DELETE FROM {table} WHERE {column} = ?", gone)
         block_rows: list[tuple[Any, ...]] = []
         statement_rows: list[tuple[Any, ...]] = []
         for w in blocks:
             if w.action != "provenance":
                 _summary_rows(w, block_rows, statement_rows)
-        cur.executemany(_INSERT_BLOCK, block_rows)
-        cur.executemany(_INSERT_STATEMENT, statement_rows)
-        cur.executemany(
-            _INSERT_REVISION, [_revision_row(w) for w in revisions if w.action != "provenance"]
+        _many(cur, _INSERT_BLOCK, block_rows)
+        _many(cur, _INSERT_STATEMENT, statement_rows)
+        _many(
+            cur, _INSERT_REVISION, [_revision_row(w) for w in revisions if w.action != "provenance"]
         )
-        cur.executemany(
-            _INSERT_CONTROL, [_control_row(w) for w in controls if w.action != "provenance"]
-        )
+        _many(cur, _INSERT_CONTROL, [_control_row(w) for w in controls if w.action != "provenance"])
         if replaced:  # an operator's last word on the block (a retry) stays
-            cur.executemany(
+            _many(
+                cur,
                 "UPDATE blocks SET reason = ?, updated_us = ?, actor = ? WHERE block_id = ?",
                 [(*self._blocks[b][7:10], b) for (b,) in replaced],
             )
         self._provenance(blocks, revisions, controls)
         if plan.seen:
-            cur.executemany(
+            _many(
+                cur,
                 "INSERT INTO strands (ledger, strand_id, highest_seen, has_blocks) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (ledger, strand_id) DO UPDATE SET "
                 "highest_seen = max(highest_seen, excluded.highest_seen), "
@@ -215,7 +223,8 @@ class SqlitePut:
         cur = self.cur
         summaries = [w for w in blocks if w.action == "provenance"]
         if summaries:
-            cur.executemany(
+            _many(
+                cur,
                 "UPDATE blocks SET raw = ?, arn = ?, origin = ?, arrived_us = ?, delay_ms = ?, "
                 "kinds = ? WHERE block_id = ?",
                 [
@@ -228,7 +237,8 @@ class SqlitePut:
                     for w in summaries
                 ],
             )  # fmt: skip
-            cur.executemany(
+            _many(
+                cur,
                 "UPDATE statements SET kind = ? WHERE block_id = ? AND idx = ?",
                 [
                     (kinds[i] if i < len(kinds) else None, w.record_id, i)
@@ -237,7 +247,8 @@ class SqlitePut:
                     for i in range(len(cast(BlockSummary, w.record).statements))
                 ],
             )
-        cur.executemany(
+        _many(
+            cur,
             "UPDATE revisions SET raw = ?, arn = ?, origin = ?, arrived_us = ? "
             "WHERE revision_id = ?",
             [
@@ -247,7 +258,8 @@ class SqlitePut:
                 if w.action == "provenance"
             ],
         )  # fmt: skip
-        cur.executemany(
+        _many(
+            cur,
             "UPDATE control SET control_type = ?, fingerprint = ?, raw = ?, arn = ?, "
             "origin = ?, arrived_us = ? WHERE record_id = ?",
             [_control_row(w) for w in controls if w.action == "provenance"],
@@ -280,12 +292,14 @@ class SqlitePut:
                 deltas["conflicts" if r.kind == c.CONFLICT else "rejected"] += 1
             elif c.arrival_key(arrived, r.origin, raw_sha) < c.arrival_key(*row):
                 earlier.append((r.origin, arrived, r.raw, raw_sha, rid))
-        cur.executemany(
+        _many(
+            cur,
             "INSERT INTO rejected (rejection_id, kind, reason, raw, raw_sha256, origin, "
             "arrived_us, record_id, block_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             new,
         )
-        cur.executemany(
+        _many(
+            cur,
             "UPDATE rejected SET origin = ?, arrived_us = ?, raw = ?, raw_sha256 = ? "
             "WHERE rejection_id = ?",
             earlier,
