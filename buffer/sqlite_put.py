@@ -51,10 +51,12 @@ _INSERT_CONTROL = (
     "INSERT INTO control (control_type, fingerprint, raw, arn, origin, arrived_us, "
     "record_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-# The columns a block read needs: its stored copy (``_stored``) and its header.
+# The columns a block read needs: its stored copy (``_stored``) and its header. The body only
+# of a purged block: a header's body is read for nothing else (``put_policy.decide_revision``).
 _BLOCK_READ = (
     "SELECT block_id, fingerprint, arrived_us, origin, raw, state, purged, statements, reason, "
-    "updated_us, actor, body, arn FROM blocks WHERE block_id IN ({marks})"
+    "updated_us, actor, CASE WHEN purged THEN body ELSE '' END, arn FROM blocks "
+    "WHERE block_id IN ({marks})"
 )
 _REVISION_READ = (
     "SELECT revision_id, fingerprint, arrived_us, origin, raw, block_id, late FROM revisions "
@@ -126,7 +128,9 @@ class SqlitePut:
             cur, _BLOCK_READ, want.blocks(r[4] for r in revs.values())
         )
         return planner.StoreView(
-            summaries={b: _stored(row) for b, row in blocks.items()},
+            # the stored copies of the put's summaries (the other blocks read are headers: of
+            # the blocks its revisions name)
+            summaries={b: _stored(blocks[b]) for b in want.summaries if b in blocks},
             headers={
                 b: policy.Header(row[4], bool(row[5]), row[10], row[11])
                 for b, row in blocks.items()
