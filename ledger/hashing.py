@@ -23,7 +23,15 @@ from functools import lru_cache
 from typing import Any
 
 from amazon.ion.core import IonType, Timestamp
-from amazon.ion.simple_types import IonPyNull
+from amazon.ion.simple_types import (
+    IonPyDecimal,
+    IonPyDict,
+    IonPyInt,
+    IonPyList,
+    IonPyNull,
+    IonPyText,
+    IonPyTimestamp,
+)
 
 from journal.hashes import dot
 from journal.ion_binary import (
@@ -74,18 +82,22 @@ def _symbol(text: str | None) -> bytes:
 
 def _struct(items: Iterable[tuple[Any, Any]]) -> bytes:
     fields = []
+    by_class = _BY_CLASS
     for k, x in items:
         name = _symbol(k if type(k) is str else str(getattr(k, "text", k)))
-        fields.append(_sha256(name + _serialize(x)).digest())
+        fast = by_class.get(type(x))
+        fields.append(_sha256(name + (fast(x) if fast is not None else _typed(x))).digest())
     fields.sort()
     return b"\x0b\xd0" + _escape(b"".join(fields)) + _E
 
 
 def _serialize(v: Any) -> bytes:
-    cls = type(v)
-    plain = _PLAIN.get(cls)
-    if plain is not None:  # plain Python values: their Ion type is their class, no annotations
-        return plain(v)
+    fast = _BY_CLASS.get(type(v))
+    return fast(v) if fast is not None else _typed(v)
+
+
+def _typed(v: Any) -> bytes:
+    """Any value by its ``ion_type`` and annotations (or, without one, its Python type)."""
     t = getattr(v, "ion_type", None)
     if t is None:
         return _serialize_bare(v, ion_type_of(v))
@@ -99,7 +111,10 @@ def _serialize(v: Any) -> bytes:
 
 
 def _string(v: Any) -> bytes:
-    return b"\x0b\x80" + _escape(str(v).encode("utf-8")) + _E
+    raw: bytes = v.encode("utf-8")
+    if b"\x0b" in raw or b"\x0e" in raw or b"\x0c" in raw:
+        raw = _escape(raw)
+    return b"\x0b\x80" + raw + _E
 
 
 def _int(v: Any) -> bytes:
@@ -175,6 +190,33 @@ _TYPED: dict[IonType, Callable[[Any], bytes]] = {
     _INT: _int,
     _TIMESTAMP: _timestamp,
     _LIST: _list,
+}
+
+
+def _unannotated(cls: type, t: IonType, body: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """The fast path of a simpleion class: ``body`` when the value is of Ion type ``t`` without
+    annotations (one class holds several types: ``IonPyText`` strings and symbols, ``IonPyInt``
+    ints and bools, ``IonPyList`` lists and sexps), else the general ``_typed``."""
+
+    def fast(v: Any) -> bytes:
+        if v.ion_type is t and not v.ion_annotations:
+            return body(v)
+        return _typed(v)
+
+    return fast
+
+
+# Dispatch by exact class, tried first: the plain classes, and simpleion's classes through their
+# fast path (decoded revisions are simpleion values; their null forms are ``IonPyNull``, which
+# is not here and goes through ``_typed``).
+_BY_CLASS: dict[type, Callable[[Any], bytes]] = {
+    **_PLAIN,
+    IonPyText: _unannotated(IonPyText, _STRING, _string),
+    IonPyDict: _unannotated(IonPyDict, _STRUCT, lambda v: _struct(struct_items(v))),
+    IonPyInt: _unannotated(IonPyInt, _INT, _int),
+    IonPyTimestamp: _unannotated(IonPyTimestamp, _TIMESTAMP, _timestamp),
+    IonPyList: _unannotated(IonPyList, _LIST, _list),
+    IonPyDecimal: _unannotated(IonPyDecimal, _DECIMAL, lambda v: _serialize_bare(v, _DECIMAL)),
 }
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from amazon.ion.core import IonType, Timestamp
-from amazon.ion.simple_types import IonPyNull
+from amazon.ion.simple_types import IonPyDict, IonPyNull, IonPyText
 from amazon.ion.symbols import SymbolToken
 
 from journal.ion_binary.encoding import BVM, FIRST_LOCAL_SID, IonCodecError
@@ -187,6 +187,21 @@ class _Writer:
         return n
 
     def value(self, v: Any) -> bytes:
+        cls = type(v)
+        # The commonest classes of documents first: plain ones (one Ion type, no annotations),
+        # and simpleion's strings and structs without annotations (decoded revisions).
+        if cls is str or (
+            cls is IonPyText and v.ion_type is IonType.STRING and not v.ion_annotations
+        ):
+            raw: bytes = v.encode("utf-8")
+            n = len(raw)
+            return (bytes((0x80 | n,)) if n < 14 else _header(0x8, n)) + raw
+        if cls is dict:
+            return self._struct(v.items())
+        if cls is IonPyDict and not v.ion_annotations:
+            return self._struct(struct_items(v))
+        if cls is int:
+            return self._bare(v, IonType.INT)
         t = getattr(v, "ion_type", None)
         if t is None:
             t = ion_type_of(v)
@@ -198,6 +213,14 @@ class _Writer:
             return _header(0xE, len(inner)) + inner
         return body
 
+    def _struct(self, items: Iterable[tuple[Any, Any]]) -> bytes:
+        parts = []
+        for k, x in items:
+            parts.append(_varuint(self.sid(k if type(k) is str else _text(k))))
+            parts.append(self.value(x))
+        body = b"".join(parts)
+        return _header(0xD, len(body)) + body
+
     def _bare(self, v: Any, t: IonType) -> bytes:
         if v is None or isinstance(v, IonPyNull):
             return bytes((_NULL_TID[t],))
@@ -205,12 +228,7 @@ class _Writer:
             raw = str(v).encode("utf-8")
             return _header(0x8, len(raw)) + raw
         if t is IonType.STRUCT:
-            parts = []
-            for k, x in struct_items(v):
-                parts.append(_varuint(self.sid(_text(k))))
-                parts.append(self.value(x))
-            body = b"".join(parts)
-            return _header(0xD, len(body)) + body
+            return self._struct(struct_items(v))
         if t is IonType.INT:
             n = int(v)
             if n == 0:
