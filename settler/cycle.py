@@ -638,60 +638,41 @@ def settle(
     The cyclic garbage collector is tuned while the cycle runs (``settler.collector``: the heap
     from before the cycle frozen, fewer young collections; restored afterwards)."""
     with collector_tuned():  # the cyclic GC tuned for the cycle (``settler.collector``)
-        return _settle(
-            buffer, destination, now=now, policy=policy, deadline=deadline, owner=owner,
-            faults=faults, clock=clock, ingest_health=ingest_health, progress=progress,
-        )  # fmt: skip
-
-
-def _settle(
-    buffer: SettlingBuffer,
-    destination: Destination,
-    *,
-    now: datetime,
-    policy: SettlePolicy,
-    deadline: Deadline | None,
-    owner: str,
-    faults: Faults | None,
-    clock: Callable[[], float],
-    ingest_health: IngestHealth | None,
-    progress: Progress | None,
-) -> SettleReport:
-    lease = Lease(buffer, owner, policy.lease_seconds, now, clock)
-    lease.acquire()
-    fault = faults or (lambda step: None)
-    try:
-        fault("leased")
-        cycle = _Cycle(
-            buffer,
-            destination,
-            now=now,
-            policy=policy,
-            deadline=deadline,
-            owner=owner,
-            faults=fault,
-            lease=lease,
-            ingest_health=ingest_health,
-            progress=progress,
-        )
-        for ledger, strand_id in buffer.strands():
-            cycle.strand(ledger, strand_id)
-            if cycle.report.deadline_reached:
-                break
-        report = cycle.report
-        if policy.retention is not None and not report.deadline_reached:
-            report.purged = buffer.purge_replayed(now - policy.retention)
-        stats = buffer.stats(now)
-        report.late = int(stats.blocks.get("late", 0))
-        report.quarantined = int(stats.blocks.get("quarantined", 0))
-        report.buffer_depth = int(stats.blocks.get("pending", 0))
-        if stats.oldest_pending_commit is not None:
-            report.oldest_pending_age_ms = _ms(now - stats.oldest_pending_commit)
-        report.seconds = time.perf_counter() - cycle.started
-        fault("done")
-        return report
-    finally:
-        buffer.release_lease(owner)
+        lease = Lease(buffer, owner, policy.lease_seconds, now, clock)
+        lease.acquire()
+        fault = faults or (lambda step: None)
+        try:
+            fault("leased")
+            cycle = _Cycle(
+                buffer,
+                destination,
+                now=now,
+                policy=policy,
+                deadline=deadline,
+                owner=owner,
+                faults=fault,
+                lease=lease,
+                ingest_health=ingest_health,
+                progress=progress,
+            )
+            for ledger, strand_id in buffer.strands():
+                cycle.strand(ledger, strand_id)
+                if cycle.report.deadline_reached:
+                    break
+            report = cycle.report
+            if policy.retention is not None and not report.deadline_reached:
+                report.purged = buffer.purge_replayed(now - policy.retention)
+            stats = buffer.stats(now)
+            report.late = int(stats.blocks.get("late", 0))
+            report.quarantined = int(stats.blocks.get("quarantined", 0))
+            report.buffer_depth = int(stats.blocks.get("pending", 0))
+            if stats.oldest_pending_commit is not None:
+                report.oldest_pending_age_ms = _ms(now - stats.oldest_pending_commit)
+            report.seconds = time.perf_counter() - cycle.started
+            fault("done")
+            return report
+        finally:
+            buffer.release_lease(owner)
 
 
 __all__ = ["STEPS", "SettlePolicy", "SettleReport", "settle"]
