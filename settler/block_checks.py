@@ -43,6 +43,7 @@ before, whether digests and content are checked at all.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -153,35 +154,22 @@ def revision_hash(data: Any, metadata: Any) -> bytes | None:
 # --- parameters ----------------------------------------------------------------------------------
 
 
+# One token per match, left to right: a placeholder, or a string literal, quoted identifier,
+# backtick Ion literal or comment (each to its end, or to the end of the text when unterminated),
+# in which a "?" is text. '' and "" escape a quote; a backtick literal has no escape.
+_PLACEHOLDER_SCAN = re.compile(
+    r"\?|'(?:[^']|'')*(?:'|\Z)|\"(?:[^\"]|\"\")*(?:\"|\Z)|`[^`]*(?:`|\Z)|--[^\n]*"
+    r"|/\*.*?(?:\*/|\Z)",
+    re.DOTALL,
+)
+
+
 def has_parameters(text: str) -> bool:
     """True when the PartiQL text holds a ``?`` placeholder outside string literals, quoted
     identifiers, backtick Ion literals and comments."""
     if "?" not in text:
         return False
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "?":
-            return True
-        if c in "'\"`":
-            j = i + 1
-            while j < n:
-                if text[j] == c:
-                    if c != "`" and j + 1 < n and text[j + 1] == c:  # '' and "" escape a quote
-                        j += 2
-                        continue
-                    break
-                j += 1
-            i = j + 1
-        elif text.startswith("--", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-        else:
-            i += 1
-    return False
+    return any(m.group() == "?" for m in _PLACEHOLDER_SCAN.finditer(text))
 
 
 # --- the checks ----------------------------------------------------------------------------------

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from settler_realdata import DMV_SUMMARY, EVENTS, buffered, dmv_block, ion_values, real_block
 
 import settler.block_checks as verify_module
 from buffer.port import BufferedBlock
 from destination.port import Checkpoint
 from journal.records import BlockSummary, record_from_ion
+from ledger.parser import parse
 from settler.block_checks import (
     IONHASH_UNAVAILABLE,
     PARAMETERS_NOT_STREAMED,
@@ -188,6 +191,25 @@ def test_without_ionhash_every_literal_digest_is_counted_unverified(
 )
 def test_placeholders_are_found_outside_literals_and_comments(text: str, expected: bool) -> None:
     assert has_parameters(text) is expected
+
+
+# Pieces of statements where "?" is text (a string with an escaped quote, a quoted name, a
+# backtick Ion literal, comments) or a placeholder: the parser's own count of parameters says
+# which statements have one.
+_OPERANDS = st.sampled_from(
+    ["?", "'it''s?'", "'plain'", "'?'", '"odd?"', '`{f: "?"}`', "`2020T`", "1", "t.b"]
+)
+_GAPS = st.sampled_from([" ", " -- why?\n ", " /* ? */ ", "\n", " /* '?' */ ", " -- '\n "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_GAPS, _OPERANDS, _GAPS), min_size=1, max_size=4))
+def test_placeholders_found_are_the_parameters_the_parser_counts(
+    conditions: list[tuple[str, str, str]],
+) -> None:
+    where = " AND ".join(f"{before}t.a = {operand}{after}" for before, operand, after in conditions)
+    text = f"SELECT * FROM T AS t WHERE{where}"
+    assert has_parameters(text) is (parse(text).parameters > 0), text
 
 
 def test_the_dmv_collage_revision_fails_and_the_statements_own_document_verifies() -> None:
