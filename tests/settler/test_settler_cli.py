@@ -265,7 +265,12 @@ def test_follow_cycles_on_the_real_clock_until_interrupted(urls: tuple[str, str]
                 break
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # not left running into the next tests
+        _, err = proc.communicate()
+        pytest.fail(f"settle --follow still running 30 s after SIGINT; its stderr:\n{err}")
     assert proc.returncode == 0, err
     assert "cycles" in err
     dest = EmbeddedDestination(path)
