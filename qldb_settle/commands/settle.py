@@ -6,9 +6,10 @@ import argparse
 import getpass
 import os
 import secrets
+import signal
 import socket
 import sys
-import time
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -383,9 +384,19 @@ def _follow(
             table.add_row("note", note)
         return table
 
+    # Ctrl-C (SIGINT) asks the loop to stop after the cycle under way; a KeyboardInterrupt raised
+    # anywhere could land inside rich's Live while its refresh thread waits on the lock it holds,
+    # and the exit would then wait for ever. A second Ctrl-C interrupts at once.
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         with Live(render(), console=Console(stderr=True), refresh_per_second=4) as live:
-            while True:
+            while not stop.is_set():
                 try:
                     last = _cycle(buffer, destination, args, settings, datetime.now(UTC))
                     note = ""
@@ -398,9 +409,11 @@ def _follow(
                     totals["revisions"] += last.revisions
                     totals["gaps"] += last.gaps_passed
                 live.update(render())
-                time.sleep(max(0.05, args.interval))
+                stop.wait(max(0.05, args.interval))
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return EXIT_ATTENTION if last is not None and last.needs_operator else EXIT_OK
 
 
