@@ -77,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--follow",
         action="store_true",
-        help="keep cycling on the real clock with a live display until Ctrl-C",
+        help="keep cycling on the real clock with a live display until Ctrl-C (which stops after "
+        "the cycle under way; a second Ctrl-C stops at once)",
     )
     p.add_argument(
         "--interval",
